@@ -1,0 +1,73 @@
+// Package infra is how the shop runs: the topics it needs and, for machines
+// without Docker, an embedded stack of a 3-broker Kafka cluster (kfake) and a
+// Confluent-compatible schema registry.
+package infra
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/blackfriday-kafka/shop/schemas"
+)
+
+// Partitions is the partition count of every topic: three, so three
+// instances of a service can share the load.
+const Partitions = 3
+
+// TopicSettings are the replication settings for a cluster of brokers
+// brokers: three replicas with two in sync when there are three brokers, so a
+// broker can die without losing an acknowledged record.
+func TopicSettings(brokers int) (replicas int16, configs map[string]*string) {
+	replicas = int16(min(brokers, 3))
+	configs = map[string]*string{}
+	if replicas == 3 {
+		minISR := "2"
+		configs["min.insync.replicas"] = &minISR
+	}
+	return replicas, configs
+}
+
+// CreateTopics creates every topic of the shop that does not exist yet.
+// Existing topics are left as they are.
+func CreateTopics(ctx context.Context, brokers []string) error {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	meta, err := adm.BrokerMetadata(ctx)
+	if err != nil {
+		return fmt.Errorf("reach brokers %v: %w", brokers, err)
+	}
+	replicas, configs := TopicSettings(len(meta.Brokers))
+	resps, err := adm.CreateTopics(ctx, Partitions, replicas, configs, schemas.Topics...)
+	if err != nil {
+		return fmt.Errorf("create topics: %w", err)
+	}
+	for _, r := range resps.Sorted() {
+		if r.Err != nil && !errors.Is(r.Err, kerr.TopicAlreadyExists) {
+			return fmt.Errorf("create topic %s: %w", r.Topic, r.Err)
+		}
+	}
+	return nil
+}
+
+// RegisterSchemas registers the schema of every topic (idempotent).
+func RegisterSchemas(ctx context.Context, registryURL string) error {
+	cl, err := schemas.NewRegistryClient(registryURL)
+	if err != nil {
+		return err
+	}
+	for _, topic := range schemas.Topics {
+		if _, err := schemas.Register(ctx, cl, topic); err != nil {
+			return err
+		}
+	}
+	return nil
+}

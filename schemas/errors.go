@@ -1,0 +1,50 @@
+package schemas
+
+import "fmt"
+
+// ErrorClass names why a record was refused. The values are part of the
+// contract: they land in the DLQ's error_class field and error.class header.
+type ErrorClass string
+
+const (
+	// BadMagicByte: the value does not start with the Confluent header
+	// (byte 0, then a 4-byte schema ID), for example raw JSON.
+	BadMagicByte ErrorClass = "bad-magic-byte"
+	// UnknownSchemaID: the header names a schema ID the registry does not know.
+	UnknownSchemaID ErrorClass = "unknown-schema-id"
+	// WrongSubject: the schema ID exists but belongs to another topic's subject.
+	WrongSubject ErrorClass = "wrong-subject"
+	// AvroDecode: the body does not decode with the writer's schema.
+	AvroDecode ErrorClass = "avro-decode"
+	// Validation: the record decodes but breaks a business rule.
+	Validation ErrorClass = "validation"
+	// EmptyValue: the record has no value at all.
+	EmptyValue ErrorClass = "empty-value"
+)
+
+// RecordError is a record that will never be processed, however often it is
+// retried. Consumers route it to their dead letter queue.
+type RecordError struct {
+	Class ErrorClass
+	Err   error
+}
+
+func (e *RecordError) Error() string { return string(e.Class) + ": " + e.Err.Error() }
+func (e *RecordError) Unwrap() error { return e.Err }
+
+// ErrorClass lets the transaction engine recognise poison without knowing
+// this package.
+func (e *RecordError) ErrorClass() string { return string(e.Class) }
+
+func refuse(class ErrorClass, format string, args ...any) *RecordError {
+	return &RecordError{Class: class, Err: fmt.Errorf(format, args...)}
+}
+
+// FieldError is a payment rule that a payment breaks. Field is the path of the
+// offending field as the HTTP API names it, such as "cart[2].price".
+type FieldError struct {
+	Field  string
+	Reason string
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Reason }

@@ -1,0 +1,79 @@
+// Package schemas is the wire contract of the shop: the Avro schemas of every
+// event, their Go types, the topic catalog that pairs each topic with its
+// subject and value type, the Confluent wire-format codec, and the payment
+// rules that both the HTTP edge and the order service apply.
+package schemas
+
+import (
+	"embed"
+	"time"
+)
+
+//go:embed *.avsc
+var avscFiles embed.FS
+
+// CartItem is one line of a cart: what was bought, at what unit price, how many.
+type CartItem struct {
+	Name           string `avro:"name" json:"name"`
+	UnitPriceCents int64  `avro:"unit_price_cents" json:"unit_price_cents"`
+	Quantity       int32  `avro:"quantity" json:"quantity"`
+}
+
+// PaymentSucceeded is written by the payment service once a payment is
+// accepted; it is the input of the order service.
+type PaymentSucceeded struct {
+	PaymentID  string     `avro:"payment_id" json:"payment_id"`
+	UserID     int64      `avro:"user_id" json:"user_id"`
+	Cart       []CartItem `avro:"cart" json:"cart"`
+	TotalCents int64      `avro:"total_cents" json:"total_cents"`
+	PaidAt     time.Time  `avro:"paid_at" json:"paid_at"`
+}
+
+// OrderItem is one line of an order, copied from the cart it came from.
+type OrderItem struct {
+	Name           string `avro:"name" json:"name"`
+	UnitPriceCents int64  `avro:"unit_price_cents" json:"unit_price_cents"`
+	Quantity       int32  `avro:"quantity" json:"quantity"`
+}
+
+// OrderCreated is written by the order service, one per payment.
+type OrderCreated struct {
+	OrderID    string      `avro:"order_id" json:"order_id"`
+	PaymentID  string      `avro:"payment_id" json:"payment_id"`
+	UserID     int64       `avro:"user_id" json:"user_id"`
+	Items      []OrderItem `avro:"items" json:"items"`
+	TotalCents int64       `avro:"total_cents" json:"total_cents"`
+	Status     string      `avro:"status" json:"status"`
+	CreatedAt  time.Time   `avro:"created_at" json:"created_at"`
+}
+
+// EmailSent is written by the email service, one per order.
+type EmailSent struct {
+	EmailID string    `avro:"email_id" json:"email_id"`
+	OrderID string    `avro:"order_id" json:"order_id"`
+	UserID  int64     `avro:"user_id" json:"user_id"`
+	To      string    `avro:"to" json:"to"`
+	Subject string    `avro:"subject" json:"subject"`
+	Status  string    `avro:"status" json:"status"`
+	SentAt  time.Time `avro:"sent_at" json:"sent_at"`
+}
+
+// DeadLetter keeps a record that a consumer could not process, byte for byte,
+// with where it came from and why it failed.
+type DeadLetter struct {
+	OriginalValue   []byte    `avro:"original_value" json:"original_value"`
+	OriginalKey     []byte    `avro:"original_key" json:"original_key"`
+	SourceTopic     string    `avro:"source_topic" json:"source_topic"`
+	SourcePartition int32     `avro:"source_partition" json:"source_partition"`
+	SourceOffset    int64     `avro:"source_offset" json:"source_offset"`
+	ErrorClass      string    `avro:"error_class" json:"error_class"`
+	Error           string    `avro:"error" json:"error"`
+	Service         string    `avro:"service" json:"service"`
+	FailedAt        time.Time `avro:"failed_at" json:"failed_at"`
+}
+
+// Order statuses and email statuses written by this version of the shop.
+const (
+	OrderConfirmed = "confirmed"
+	EmailDelivered = "sent"
+)

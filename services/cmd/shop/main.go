@@ -1,0 +1,229 @@
+// Command shop runs the shop: its four services, and on machines without
+// Docker the embedded Kafka cluster and schema registry they need.
+//
+//	shop run        embedded cluster + registry + the four services (make run)
+//	shop cluster    embedded cluster + registry only (make cluster)
+//	shop services   the four services against KAFKA_BROKERS (make services)
+//	shop payment|order|email|analytics   one service
+//	shop topics     create the topics (make topics)
+//	shop schemas    register the schemas (make schemas)
+//
+// Configuration comes from the environment: KAFKA_BROKERS,
+// SCHEMA_REGISTRY_URL, PORT, INSTANCE_ID, PROCESSING_DELAY, LOG_LEVEL
+// (debug, info, warn, error) and LOG_FORMAT (json or text).
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/blackfriday-kafka/shop/infra"
+	"github.com/blackfriday-kafka/shop/schemas"
+	"github.com/blackfriday-kafka/shop/services/analytics"
+	"github.com/blackfriday-kafka/shop/services/email"
+	"github.com/blackfriday-kafka/shop/services/order"
+	"github.com/blackfriday-kafka/shop/services/payment"
+	"github.com/blackfriday-kafka/shop/services/platform"
+	"github.com/blackfriday-kafka/shop/txn"
+)
+
+var serviceNames = []string{"payment", "order", "email", "analytics"}
+
+func main() {
+	if len(os.Args) < 2 || os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help" {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	log := newLogger()
+	slog.SetDefault(log)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1], log); err != nil {
+		log.Error("shop failed", "command", os.Args[1], "err", err)
+		fmt.Fprintln(os.Stderr, "shop "+os.Args[1]+":", err)
+		os.Exit(1)
+	}
+}
+
+const usage = `usage: shop <command>
+
+  run        the embedded stack (3 Kafka brokers on 127.0.0.1:9092-9094, a schema
+             registry on :8081, topics, schemas) and the four services on :8000-:8003
+  cluster    the embedded stack alone
+  services   the four services, against KAFKA_BROKERS and SCHEMA_REGISTRY_URL
+  payment | order | email | analytics
+             one service (PORT, INSTANCE_ID and PROCESSING_DELAY apply)
+  topics     create the topics on KAFKA_BROKERS
+  schemas    register the schemas with SCHEMA_REGISTRY_URL
+
+Each command that starts something prints one line starting "ready:" once it
+is ready, and stops cleanly on Ctrl-C or SIGTERM.
+`
+
+func run(ctx context.Context, cmd string, log *slog.Logger) error {
+	switch cmd {
+	case "run", "cluster":
+		stack, err := infra.StartEmbedded(ctx, infra.EmbeddedConfig{
+			BrokerPorts:  []int{9092, 9093, 9094},
+			RegistryAddr: "127.0.0.1:8081",
+		})
+		if err != nil {
+			return err
+		}
+		defer stack.Close()
+		log.Info("embedded stack started", "kafka", stack.BrokerList(), "registry", stack.RegistryURL)
+		if cmd == "cluster" {
+			fmt.Printf("ready: kafka=%s registry=%s\n", stack.BrokerList(), stack.RegistryURL)
+			<-ctx.Done()
+			return nil
+		}
+		os.Setenv("KAFKA_BROKERS", stack.BrokerList())
+		os.Setenv("SCHEMA_REGISTRY_URL", stack.RegistryURL)
+		return runServices(ctx, serviceNames, log, " kafka="+stack.BrokerList()+" registry="+stack.RegistryURL)
+	case "services":
+		return runServices(ctx, serviceNames, log, "")
+	case "topics":
+		cfg, err := platform.FromEnv("")
+		if err != nil {
+			return err
+		}
+		if err := infra.CreateTopics(ctx, cfg.Brokers); err != nil {
+			return err
+		}
+		fmt.Printf("topics: %s ready on %s\n", strings.Join(schemas.Topics, ", "), strings.Join(cfg.Brokers, ","))
+		return nil
+	case "schemas":
+		cfg, err := platform.FromEnv("")
+		if err != nil {
+			return err
+		}
+		if err := infra.RegisterSchemas(ctx, cfg.RegistryURL); err != nil {
+			return err
+		}
+		fmt.Printf("schemas: %d subjects registered with %s, compatibility BACKWARD\n", len(schemas.Topics), cfg.RegistryURL)
+		return nil
+	default:
+		if slices.Contains(serviceNames, cmd) {
+			return runServices(ctx, []string{cmd}, log, "")
+		}
+		fmt.Fprint(os.Stderr, usage)
+		return fmt.Errorf("unknown command %q", cmd)
+	}
+}
+
+// runServices starts the named services, prints "ready:" once each answers
+// /readyz, and stops them all when ctx is cancelled or one fails.
+func runServices(ctx context.Context, names []string, log *slog.Logger, extra string) error {
+	cat, err := connectCatalog(ctx, log)
+	if err != nil {
+		return err
+	}
+	var (
+		servers []*platform.Server
+		runs    []func(context.Context) error
+	)
+	for _, name := range names {
+		cfg, err := platform.FromEnv(name)
+		if err != nil {
+			return err
+		}
+		cfg.Logger = log
+		svc, err := build(name, cfg, cat)
+		if err != nil {
+			return fmt.Errorf("%s service: %w", name, err)
+		}
+		srv, err := platform.Listen(svc, cfg.Addr, log.With("service", name))
+		if err != nil {
+			return err
+		}
+		servers = append(servers, srv)
+		runs = append(runs, srv.Run)
+	}
+	go announce(ctx, names, servers, extra)
+	return platform.RunAll(ctx, runs...)
+}
+
+func build(name string, cfg platform.Config, cat *schemas.Catalog) (platform.Service, error) {
+	switch name {
+	case "payment":
+		return payment.New(cfg, cat, payment.Options{})
+	case "order":
+		return order.New(cfg, cat, txn.Config{})
+	case "email":
+		return email.New(cfg, cat, txn.Config{})
+	default:
+		return analytics.New(cfg, cat)
+	}
+}
+
+// connectCatalog registers the schemas, retrying while the registry is not up
+// yet (services may start before it under Docker Compose).
+func connectCatalog(ctx context.Context, log *slog.Logger) (*schemas.Catalog, error) {
+	cfg, err := platform.FromEnv("")
+	if err != nil {
+		return nil, err
+	}
+	reg, err := schemas.NewRegistryClient(cfg.RegistryURL)
+	if err != nil {
+		return nil, err
+	}
+	for wait := time.Second; ; wait = min(2*wait, 10*time.Second) {
+		cat, err := schemas.NewCatalog(ctx, reg)
+		if err == nil {
+			return cat, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		log.Warn("schema registry not ready, retrying", "url", cfg.RegistryURL, "err", err, "retry_in", wait)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(wait):
+		}
+	}
+}
+
+// announce prints the ready line once every service answers /readyz.
+func announce(ctx context.Context, names []string, servers []*platform.Server, extra string) {
+	client := &http.Client{Timeout: 2 * time.Second}
+	var line strings.Builder
+	for i, srv := range servers {
+		for {
+			resp, err := client.Get(srv.URL() + "/readyz")
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					break
+				}
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+		fmt.Fprintf(&line, " %s=%s", names[i], srv.URL())
+	}
+	fmt.Printf("ready:%s%s\n", line.String(), extra)
+}
+
+func newLogger() *slog.Logger {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(os.Getenv("LOG_LEVEL"))); err != nil && os.Getenv("LOG_LEVEL") != "" {
+		fmt.Fprintf(os.Stderr, "LOG_LEVEL=%q is not debug, info, warn or error; using info\n", os.Getenv("LOG_LEVEL"))
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if strings.EqualFold(os.Getenv("LOG_FORMAT"), "text") {
+		return slog.New(slog.NewTextHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+}

@@ -1,0 +1,177 @@
+// Package payment is the payment service: it takes payments over HTTP and
+// writes each accepted one to payment-successful, answering only once Kafka
+// has acknowledged the record on all in-sync replicas.
+package payment
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/gorilla/mux"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/blackfriday-kafka/shop/schemas"
+	"github.com/blackfriday-kafka/shop/services/platform"
+)
+
+// maxBody bounds a request: 100 items with 200-character names fit easily.
+const maxBody = 1 << 20
+
+// Service is the payment service.
+type Service struct {
+	payments *schemas.Codec[schemas.PaymentSucceeded]
+	producer *kgo.Client
+	log      *slog.Logger
+
+	accepted prometheus.Counter
+	rejected *prometheus.CounterVec
+	latency  prometheus.Histogram
+}
+
+// Options tune the payment service.
+type Options struct {
+	// DeliveryTimeout bounds how long a payment waits for Kafka before
+	// the client gets a 503. Default 10s.
+	DeliveryTimeout time.Duration
+}
+
+// New connects the payment service's producer: idempotent, acks from all
+// in-sync replicas, so a retried send never writes a payment twice.
+func New(cfg platform.Config, cat *schemas.Catalog, opts Options) (*Service, error) {
+	if opts.DeliveryTimeout <= 0 {
+		opts.DeliveryTimeout = 10 * time.Second
+	}
+	producer, err := kgo.NewClient(
+		kgo.SeedBrokers(cfg.Brokers...),
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.RecordDeliveryTimeout(opts.DeliveryTimeout),
+		kgo.ProducerLinger(0),
+	)
+	if err != nil {
+		return nil, err
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Service{
+		payments: cat.Payments,
+		producer: producer,
+		log:      log.With("service", "payment", "instance", cfg.InstanceID),
+		accepted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "shop_payments_accepted_total", Help: "Payments written to Kafka and acknowledged.",
+		}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "shop_payments_rejected_total", Help: "Payments refused, by reason: invalid (400) or kafka_unavailable (503).",
+		}, []string{"reason"}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "shop_payment_ack_seconds", Help: "Time from request to Kafka acknowledgement.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		}),
+	}, nil
+}
+
+func (s *Service) Name() string { return "payment" }
+
+func (s *Service) Collectors() []prometheus.Collector {
+	return []prometheus.Collector{s.accepted, s.rejected, s.latency}
+}
+
+func (s *Service) Routes(r *mux.Router) {
+	r.HandleFunc("/payment", s.pay).Methods(http.MethodPost)
+}
+
+// Run waits for shutdown, then flushes and closes the producer; the HTTP
+// server has stopped taking payments by then.
+func (s *Service) Run(ctx context.Context) error {
+	<-ctx.Done()
+	flushCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	err := s.producer.Flush(flushCtx)
+	s.producer.Close()
+	return err
+}
+
+func (s *Service) Ready(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	return s.producer.Ping(ctx)
+}
+
+func (s *Service) pay(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	if err != nil {
+		s.refuse(w, &schemas.FieldError{Field: "body", Reason: "must be at most 1 MiB"})
+		return
+	}
+	req, fe := ParseRequest(body)
+	if fe != nil {
+		s.refuse(w, fe)
+		return
+	}
+	p := schemas.PaymentSucceeded{
+		PaymentID:  uuid.NewString(),
+		UserID:     req.UserID,
+		Cart:       req.Cart,
+		TotalCents: schemas.CartTotal(req.Cart),
+		PaidAt:     time.Now().UTC().Truncate(time.Millisecond),
+	}
+	if fe := schemas.ValidatePayment(&p); fe != nil {
+		s.refuse(w, fe)
+		return
+	}
+	rec, err := s.payments.Record(schemas.UserKey(p.UserID), &p)
+	if err != nil {
+		s.log.Error("encode payment", "payment_id", p.PaymentID, "err", err)
+		platform.WriteJSON(w, http.StatusInternalServerError, errorBody("payment could not be encoded", ""))
+		return
+	}
+	// Context of the request: a client that hangs up before the ack
+	// cancels a record that has not left yet.
+	if err := s.producer.ProduceSync(r.Context(), rec).FirstErr(); err != nil {
+		s.rejected.WithLabelValues("kafka_unavailable").Inc()
+		s.log.Warn("payment not written", "payment_id", p.PaymentID, "user_id", p.UserID, "err", err)
+		status := http.StatusServiceUnavailable
+		if errors.Is(err, context.Canceled) {
+			status = 499 // client closed request; nobody reads this answer
+		}
+		platform.WriteJSON(w, status, errorBody("payments are unavailable: Kafka did not acknowledge the payment, nothing was charged; retry later", ""))
+		return
+	}
+	s.accepted.Inc()
+	s.latency.Observe(time.Since(start).Seconds())
+	s.log.Info("payment accepted",
+		"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset,
+		"payment_id", p.PaymentID, "user_id", p.UserID, "total", schemas.Euros(p.TotalCents).String())
+
+	resp := Response{
+		Status: "success", PaymentID: p.PaymentID, UserID: p.UserID,
+		Total: schemas.Euros(p.TotalCents), Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset,
+	}
+	for _, it := range p.Cart {
+		resp.Cart = append(resp.Cart, Item{Name: it.Name, Price: schemas.Euros(it.UnitPriceCents), Quantity: it.Quantity})
+	}
+	platform.WriteJSON(w, http.StatusOK, resp)
+}
+
+func (s *Service) refuse(w http.ResponseWriter, fe *schemas.FieldError) {
+	s.rejected.WithLabelValues("invalid").Inc()
+	platform.WriteJSON(w, http.StatusBadRequest, errorBody(fe.Error(), fe.Field))
+}
+
+type errorResponse struct {
+	Status string `json:"status"`
+	Error  string `json:"error"`
+	Field  string `json:"field,omitempty"`
+}
+
+func errorBody(msg, field string) errorResponse {
+	return errorResponse{Status: "error", Error: msg, Field: field}
+}

@@ -1,0 +1,209 @@
+package txn
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// endTimeout bounds the commit or abort of the last transaction at shutdown,
+// when the run context is already cancelled.
+const endTimeout = 10 * time.Second
+
+// Run consumes until ctx is cancelled, then ends the transaction in hand
+// (committing what was fully processed), leaves the group and returns nil.
+// It returns an error only when the engine cannot go on, for example
+// ErrFenced when a newer instance took over its transactional ID.
+func (e *Engine) Run(ctx context.Context) error {
+	defer e.close()
+	if err := e.cl.Ping(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("txn: cluster unreachable: %w", err)
+	}
+	e.ready.Store(true)
+	defer e.ready.Store(false)
+
+	backoff := e.cfg.MinBackoff
+	for ctx.Err() == nil {
+		fetches := e.cl.PollRecords(ctx, e.cfg.MaxRecords)
+		if fetches.IsClientClosed() || ctx.Err() != nil {
+			// Polled records that were never begun on are simply
+			// not committed: the next owner reads them again.
+			return nil
+		}
+		e.logFetchErrors(fetches)
+		if fetches.NumRecords() == 0 {
+			continue
+		}
+		committed, err := e.batch(ctx, fetches.Records())
+		if err != nil {
+			return err
+		}
+		if committed {
+			backoff = e.cfg.MinBackoff
+			continue
+		}
+		e.cfg.Logger.Warn("transaction aborted, retrying the same records", "topic", e.cfg.Topic, "backoff", backoff)
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, e.cfg.MaxBackoff)
+	}
+	return nil
+}
+
+func (e *Engine) close() {
+	if e.sess != nil {
+		e.sess.Close()
+	} else {
+		e.cl.Close()
+	}
+}
+
+func (e *Engine) logFetchErrors(fetches kgo.Fetches) {
+	fetches.EachError(func(topic string, partition int32, err error) {
+		if !errors.Is(err, context.Canceled) {
+			e.cfg.Logger.Warn("fetch failed", "topic", topic, "partition", partition, "err", err)
+		}
+	})
+}
+
+// batch runs one transaction: it processes the records in hand, keeps
+// polling until the batch is full or MaxInterval has passed, then commits.
+// It reports whether the transaction committed.
+func (e *Engine) batch(ctx context.Context, records []*kgo.Record) (bool, error) {
+	start := time.Now()
+	if e.sess != nil {
+		if err := e.sess.Begin(); err != nil {
+			return false, fmt.Errorf("txn: begin: %w", err)
+		}
+	}
+	var (
+		produced = new(promises)
+		firsts   = make(map[string]map[int32]kgo.EpochOffset)
+		n        int
+		outs     int
+		dead     int
+		failed   error
+	)
+	deadline := start.Add(e.cfg.MaxInterval)
+	for {
+		for _, in := range records {
+			rememberFirst(firsts, in)
+			out, poisoned, err := e.process(ctx, in)
+			if err != nil {
+				failed = err
+				break
+			}
+			for _, r := range out {
+				// Outputs of processed records must not fail
+				// because shutdown began: they commit or abort
+				// with the batch.
+				e.cl.Produce(context.WithoutCancel(ctx), r, produced.promise())
+			}
+			n++
+			if poisoned {
+				dead++
+			} else {
+				outs += len(out)
+			}
+		}
+		if failed != nil || n >= e.cfg.MaxRecords || ctx.Err() != nil || !time.Now().Before(deadline) {
+			break
+		}
+		pollCtx, cancel := context.WithDeadline(ctx, deadline)
+		fetches := e.cl.PollRecords(pollCtx, e.cfg.MaxRecords-n)
+		cancel()
+		if fetches.IsClientClosed() {
+			break
+		}
+		e.logFetchErrors(fetches)
+		records = fetches.Records()
+	}
+
+	if failed == nil {
+		failed = produced.wait()
+	}
+	if failed != nil && ctx.Err() == nil {
+		e.cfg.Logger.Warn("batch failed", "topic", e.cfg.Topic, "records", n, "err", failed)
+	}
+	endCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), endTimeout)
+	defer cancel()
+	committed, err := e.end(endCtx, failed == nil, firsts)
+	if e.BatchObserver != nil {
+		e.BatchObserver(n, committed, time.Since(start))
+	}
+	if err != nil {
+		if errors.Is(err, kerr.ProducerFenced) || errors.Is(err, kerr.InvalidProducerEpoch) || errors.Is(err, kerr.TransactionalIDAuthorizationFailed) {
+			return false, fmt.Errorf("%w: %v", ErrFenced, err)
+		}
+		e.cfg.Logger.Warn("ending transaction failed", "topic", e.cfg.Topic, "err", err)
+	}
+	if !committed {
+		e.stats.aborted.Add(1)
+		return false, nil
+	}
+	e.stats.committed.Add(1)
+	e.stats.records.Add(int64(n))
+	e.stats.produced.Add(int64(outs))
+	e.stats.deadLettered.Add(int64(dead))
+	return true, nil
+}
+
+// process runs the handler on one record. Poison becomes its dead letter.
+func (e *Engine) process(ctx context.Context, in *kgo.Record) (out []*kgo.Record, poisoned bool, err error) {
+	out, err = e.cfg.Handler(ctx, in)
+	if err == nil {
+		return out, false, nil
+	}
+	var p Poison
+	if !errors.As(err, &p) {
+		return nil, false, err
+	}
+	e.cfg.Logger.Warn("poison record to the dead letter queue",
+		"topic", in.Topic, "partition", in.Partition, "offset", in.Offset,
+		"error_class", p.ErrorClass(), "err", err)
+	dl, err := e.cfg.DeadLetter(in, p.ErrorClass(), err)
+	if err != nil {
+		return nil, false, fmt.Errorf("build dead letter: %w", err)
+	}
+	return []*kgo.Record{dl}, true, nil
+}
+
+// end commits (or aborts) the transaction with the offsets consumed in it. In
+// at-least-once mode it flushes, then commits offsets: a crash in between
+// replays the batch, which is the duplicate this mode exists to show.
+func (e *Engine) end(ctx context.Context, commit bool, firsts map[string]map[int32]kgo.EpochOffset) (bool, error) {
+	if e.sess != nil {
+		return e.sess.End(ctx, kgo.TransactionEndTry(commit))
+	}
+	if !commit {
+		// Rewind to the batch's first records so they are read again.
+		e.cl.SetOffsets(firsts)
+		return false, nil
+	}
+	if err := e.cl.CommitUncommittedOffsets(ctx); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// rememberFirst keeps the offset of the first record of each partition in a
+// batch: where an aborted at-least-once batch starts again.
+func rememberFirst(firsts map[string]map[int32]kgo.EpochOffset, r *kgo.Record) {
+	parts := firsts[r.Topic]
+	if parts == nil {
+		parts = make(map[int32]kgo.EpochOffset)
+		firsts[r.Topic] = parts
+	}
+	if _, ok := parts[r.Partition]; !ok {
+		parts[r.Partition] = kgo.EpochOffset{Epoch: r.LeaderEpoch, Offset: r.Offset}
+	}
+}
