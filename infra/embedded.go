@@ -53,18 +53,11 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 	}
 	e := &Embedded{Brokers: cluster.ListenAddrs(), cluster: cluster}
 
-	ln, err := net.Listen("tcp", cfg.RegistryAddr)
+	e.registry, e.RegistryURL, err = StartRegistry(cfg.RegistryAddr)
 	if err != nil {
 		cluster.Close()
-		return nil, fmt.Errorf("start schema registry on %s: %w", cfg.RegistryAddr, err)
+		return nil, err
 	}
-	e.RegistryURL = "http://" + ln.Addr().String()
-	e.registry = &http.Server{Handler: registry.New().Handler(), ReadHeaderTimeout: 5 * time.Second}
-	go func() {
-		if err := e.registry.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			slog.Error("schema registry stopped", "err", err)
-		}
-	}()
 
 	if err := CreateTopics(ctx, e.Brokers); err != nil {
 		e.Close()
@@ -89,4 +82,20 @@ func (e *Embedded) Close() {
 	defer cancel()
 	_ = e.registry.Shutdown(ctx)
 	e.cluster.Close()
+}
+
+// StartRegistry serves the Confluent-compatible schema registry on addr and
+// returns its server and URL.
+func StartRegistry(addr string) (*http.Server, string, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, "", fmt.Errorf("start schema registry on %s: %w", addr, err)
+	}
+	srv := &http.Server{Handler: registry.New().Handler(), ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			slog.Error("schema registry stopped", "err", err)
+		}
+	}()
+	return srv, "http://" + ln.Addr().String(), nil
 }

@@ -7,6 +7,7 @@
 //	shop payment|order|email|analytics   one service
 //	shop topics     create the topics (make topics)
 //	shop schemas    register the schemas (make schemas)
+//	shop registry   the schema registry alone on REGISTRY_ADDR (127.0.0.1:8081)
 //
 // Configuration comes from the environment: KAFKA_BROKERS,
 // SCHEMA_REGISTRY_URL, PORT, INSTANCE_ID, PROCESSING_DELAY, LOG_LEVEL
@@ -63,6 +64,8 @@ const usage = `usage: shop <command>
              one service (PORT, INSTANCE_ID and PROCESSING_DELAY apply)
   topics     create the topics on KAFKA_BROKERS
   schemas    register the schemas with SCHEMA_REGISTRY_URL
+  registry   the Confluent-compatible schema registry alone, on REGISTRY_ADDR
+             (default 127.0.0.1:8081), for a Kafka cluster started another way
 
 Each command that starts something prints one line starting "ready:" once it
 is ready, and stops cleanly on Ctrl-C or SIGTERM.
@@ -88,6 +91,18 @@ func run(ctx context.Context, cmd string, log *slog.Logger) error {
 		os.Setenv("KAFKA_BROKERS", stack.BrokerList())
 		os.Setenv("SCHEMA_REGISTRY_URL", stack.RegistryURL)
 		return runServices(ctx, serviceNames, log, " kafka="+stack.BrokerList()+" registry="+stack.RegistryURL)
+	case "registry":
+		addr := os.Getenv("REGISTRY_ADDR")
+		if addr == "" {
+			addr = "127.0.0.1:8081"
+		}
+		srv, url, err := infra.StartRegistry(addr)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("ready: registry=%s\n", url)
+		<-ctx.Done()
+		return srv.Shutdown(context.WithoutCancel(ctx))
 	case "services":
 		return runServices(ctx, serviceNames, log, "")
 	case "topics":
