@@ -2,6 +2,8 @@ package schemas
 
 import (
 	"context"
+	"errors"
+	"io"
 	"fmt"
 	"net/http"
 	"sync"
@@ -165,7 +167,26 @@ func newCodec[T any](ctx context.Context, registry *sr.Client, topic string) (*C
 }
 
 func (c *Codec[T]) decodeWith(s avro.Schema) func([]byte, any) error {
-	return func(b []byte, v any) error { return avroConfig.Unmarshal(s, b, v) }
+	return func(b []byte, v any) error { return unmarshalExact(s, b, v) }
+}
+
+// unmarshalExact decodes b, which must hold exactly one value of schema s.
+// avro.Unmarshal takes a body cut short for a valid one (it ignores EOF), and
+// ignores trailing bytes: both are signs of a record that is not what its
+// header claims, so both are errors here.
+func unmarshalExact(s avro.Schema, b []byte, v any) error {
+	r := avro.NewReader(nil, 0, avro.WithReaderConfig(avroConfig)).Reset(b)
+	r.ReadVal(s, v)
+	if r.Error != nil {
+		if errors.Is(r.Error, io.EOF) {
+			return io.ErrUnexpectedEOF
+		}
+		return r.Error
+	}
+	if r.Peek(); r.Error == nil {
+		return errors.New("trailing bytes after the value")
+	}
+	return nil
 }
 
 // Topic is the topic this codec reads and writes.
