@@ -18,7 +18,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"os"
 	"os/signal"
 	"slices"
@@ -28,15 +27,11 @@ import (
 
 	"github.com/blackfriday-kafka/shop/infra"
 	"github.com/blackfriday-kafka/shop/schemas"
-	"github.com/blackfriday-kafka/shop/services/analytics"
-	"github.com/blackfriday-kafka/shop/services/email"
-	"github.com/blackfriday-kafka/shop/services/order"
-	"github.com/blackfriday-kafka/shop/services/payment"
 	"github.com/blackfriday-kafka/shop/services/platform"
-	"github.com/blackfriday-kafka/shop/txn"
+	"github.com/blackfriday-kafka/shop/services/shop"
 )
 
-var serviceNames = []string{"payment", "order", "email", "analytics"}
+var serviceNames = shop.Services
 
 func main() {
 	if len(os.Args) < 2 || os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help" {
@@ -141,42 +136,25 @@ func runServices(ctx context.Context, names []string, log *slog.Logger, extra st
 	if err != nil {
 		return err
 	}
-	var (
-		servers []*platform.Server
-		runs    []func(context.Context) error
-	)
-	for _, name := range names {
-		cfg, err := platform.FromEnv(name)
-		if err != nil {
-			return err
-		}
-		cfg.Logger = log
-		svc, err := build(name, cfg, cat)
-		if err != nil {
-			return fmt.Errorf("%s service: %w", name, err)
-		}
-		srv, err := platform.Listen(svc, cfg.Addr, log.With("service", name))
-		if err != nil {
-			return err
-		}
-		servers = append(servers, srv)
-		runs = append(runs, srv.Run)
+	s, err := shop.Start(ctx, cat, shop.Options{
+		Services: names,
+		Config: func(name string) (platform.Config, error) {
+			cfg, err := platform.FromEnv(name)
+			cfg.Logger = log
+			return cfg, err
+		},
+	})
+	if err != nil {
+		return err
 	}
-	go announce(ctx, names, servers, extra)
-	return platform.RunAll(ctx, runs...)
-}
-
-func build(name string, cfg platform.Config, cat *schemas.Catalog) (platform.Service, error) {
-	switch name {
-	case "payment":
-		return payment.New(cfg, cat, payment.Options{})
-	case "order":
-		return order.New(cfg, cat, txn.Config{})
-	case "email":
-		return email.New(cfg, cat, txn.Config{})
-	default:
-		return analytics.New(cfg, cat)
+	if err := s.WaitReady(ctx); err != nil {
+		if ctx.Err() != nil {
+			return s.Wait()
+		}
+		return err
 	}
+	fmt.Println(s.ReadyLine() + extra)
+	return s.Wait()
 }
 
 // connectCatalog registers the schemas, retrying while the registry is not up
@@ -205,30 +183,6 @@ func connectCatalog(ctx context.Context, log *slog.Logger) (*schemas.Catalog, er
 		case <-time.After(wait):
 		}
 	}
-}
-
-// announce prints the ready line once every service answers /readyz.
-func announce(ctx context.Context, names []string, servers []*platform.Server, extra string) {
-	client := &http.Client{Timeout: 2 * time.Second}
-	var line strings.Builder
-	for i, srv := range servers {
-		for {
-			resp, err := client.Get(srv.URL() + "/readyz")
-			if err == nil {
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusOK {
-					break
-				}
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(200 * time.Millisecond):
-			}
-		}
-		fmt.Fprintf(&line, " %s=%s", names[i], srv.URL())
-	}
-	fmt.Printf("ready:%s%s\n", line.String(), extra)
 }
 
 func newLogger() *slog.Logger {

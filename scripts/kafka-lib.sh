@@ -1,0 +1,45 @@
+# Shared by scripts/kafka-up and scripts/kafka-down: where the local Apache
+# Kafka cluster lives and how to recognise the processes they started.
+# Sourced, not run.
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+KAFKA_POM="$ROOT/infra/kafka/pom.xml"
+KAFKA_CACHE="$ROOT/infra/kafka/.cache"
+KAFKA_LIB="$KAFKA_CACHE/lib"
+RUN_DIR="$ROOT/.run/kafka"
+SHOP="$ROOT/bin/shop"
+KAFKACHECK="$ROOT/bin/kafkacheck"
+
+NODES=(1 2 3)
+client_port() { echo $((9091 + $1)); }     # 9092 9093 9094
+controller_port() { echo $((19091 + $1)); } # 19092 19093 19094
+REGISTRY_ADDR=127.0.0.1:8081
+BROKER_LIST=127.0.0.1:9092,127.0.0.1:9093,127.0.0.1:9094
+
+say() { printf '%s: %s\n' "$PROG" "$*"; }
+die() { printf '%s: %s\n' "$PROG" "$*" >&2; exit 1; }
+
+node_dir() { echo "$RUN_DIR/node-$1"; }
+node_pidfile() { echo "$RUN_DIR/node-$1.pid"; }
+registry_pidfile() { echo "$RUN_DIR/registry.pid"; }
+
+# cmdline PID prints the process's command line with spaces between the
+# arguments, or nothing when there is no such process.
+cmdline() { tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null || true; }
+
+# ours PIDFILE MARKER prints the PID in PIDFILE when that process is alive and
+# its command line contains MARKER, that is when it is still the process we
+# started and not a later process that reuses the PID.
+ours() {
+	local pid
+	[[ -s $1 ]] || return 1
+	pid=$(<"$1")
+	[[ $pid =~ ^[0-9]+$ ]] || return 1
+	[[ $(cmdline "$pid") == *"$2"* ]] || return 1
+	echo "$pid"
+}
+node_marker() { echo "kafka.Kafka $(node_dir "$1")/server.properties"; }
+registry_marker() { echo "$SHOP registry"; }
+
+# port_busy PORT succeeds when something listens on 127.0.0.1:PORT.
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }

@@ -1,0 +1,183 @@
+// Command kafkacheck waits until a Kafka cluster can run the shop, printing
+// what it still waits for. scripts/kafka-up calls it twice: once before
+// creating the topics (so they get all three replicas), once at the end.
+//
+//	kafkacheck -brokers 3                 3 brokers in metadata
+//	kafkacheck -brokers 3 -topics -group -txn
+//	    ... and every partition of the shop's topics has a leader and a full
+//	    ISR, a group coordinator answers, a transactional producer initialises
+//
+// Seeds come from KAFKA_BROKERS (default localhost:9092,9093,9094). Exit 0
+// when ready, 1 on -timeout.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/blackfriday-kafka/shop/schemas"
+)
+
+func main() {
+	want := flag.Int("brokers", 3, "brokers that must be in the cluster metadata")
+	group := flag.Bool("group", false, "also wait until a group coordinator answers (creates __consumer_offsets)")
+	txn := flag.Bool("txn", false, "also wait until a transactional producer can initialise")
+	topics := flag.Bool("topics", false, "also wait until every partition of the shop's topics has a leader and a full ISR")
+	timeout := flag.Duration("timeout", 3*time.Minute, "give up after this long")
+	flag.Parse()
+
+	seeds := strings.Split("localhost:9092,localhost:9093,localhost:9094", ",")
+	if v := os.Getenv("KAFKA_BROKERS"); v != "" {
+		seeds = strings.Split(v, ",")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	defer cancel()
+
+	start := time.Now()
+	checks := []struct {
+		name string
+		on   bool
+		fn   func(context.Context, []string) (string, bool)
+	}{
+		{fmt.Sprintf("%d brokers in metadata", *want), true, func(ctx context.Context, seeds []string) (string, bool) {
+			return brokersUp(ctx, seeds, *want)
+		}},
+		{"topics replicated", *topics, topicsReplicated},
+		{"group coordinator", *group, groupCoordinator},
+		{"transactional producer", *txn, txnInit},
+	}
+	for _, c := range checks {
+		if !c.on {
+			continue
+		}
+		if err := waitFor(ctx, c.name, seeds, c.fn); err != nil {
+			fmt.Fprintf(os.Stderr, "kafkacheck: %s: %v after %s\n", c.name, err, time.Since(start).Round(time.Second))
+			os.Exit(1)
+		}
+	}
+}
+
+// waitFor retries fn until it reports ready, printing its status when it
+// changes and at least every 10 seconds.
+func waitFor(ctx context.Context, name string, seeds []string, fn func(context.Context, []string) (string, bool)) error {
+	var last string
+	var lastPrint time.Time
+	for {
+		tryCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		status, ok := fn(tryCtx, seeds)
+		cancel()
+		if ok {
+			fmt.Printf("kafkacheck: %s: %s\n", name, status)
+			return nil
+		}
+		if status != last || time.Since(lastPrint) > 10*time.Second {
+			fmt.Printf("kafkacheck: waiting for %s: %s\n", name, status)
+			last, lastPrint = status, time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("not ready (%s)", status)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+func admin(seeds []string, opts ...kgo.Opt) (*kgo.Client, *kadm.Client, error) {
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(seeds...)}, opts...)...)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cl, kadm.NewClient(cl), nil
+}
+
+func brokersUp(ctx context.Context, seeds []string, want int) (string, bool) {
+	cl, adm, err := admin(seeds)
+	if err != nil {
+		return err.Error(), false
+	}
+	defer cl.Close()
+	meta, err := adm.BrokerMetadata(ctx)
+	if err != nil {
+		return "no metadata yet: " + err.Error(), false
+	}
+	var ids []string
+	for _, b := range meta.Brokers {
+		ids = append(ids, fmt.Sprintf("%d@%s:%d", b.NodeID, b.Host, b.Port))
+	}
+	slices.Sort(ids)
+	status := fmt.Sprintf("%d/%d [%s] controller=%d cluster=%s", len(ids), want, strings.Join(ids, " "), meta.Controller, meta.Cluster)
+	return status, len(ids) >= want
+}
+
+func topicsReplicated(ctx context.Context, seeds []string) (string, bool) {
+	cl, adm, err := admin(seeds)
+	if err != nil {
+		return err.Error(), false
+	}
+	defer cl.Close()
+	details, err := adm.ListTopics(ctx, schemas.Topics...)
+	if err != nil {
+		return err.Error(), false
+	}
+	var behind []string
+	parts := 0
+	for _, topic := range schemas.Topics {
+		d, ok := details[topic]
+		if !ok || d.Err != nil {
+			behind = append(behind, topic+" missing")
+			continue
+		}
+		for _, p := range d.Partitions.Sorted() {
+			parts++
+			if p.Err != nil || p.Leader < 0 || len(p.ISR) < len(p.Replicas) {
+				behind = append(behind, fmt.Sprintf("%s/%d leader=%d isr=%v replicas=%v", topic, p.Partition, p.Leader, p.ISR, p.Replicas))
+			}
+		}
+	}
+	if len(behind) > 0 {
+		return strings.Join(behind, "; "), false
+	}
+	return fmt.Sprintf("%d topics, %d partitions, every ISR full", len(schemas.Topics), parts), true
+}
+
+// groupCoordinator finds the coordinator of a consumer group, which needs the
+// offsets topic: the first service to join a group then does not wait for it.
+func groupCoordinator(ctx context.Context, seeds []string) (string, bool) {
+	cl, adm, err := admin(seeds)
+	if err != nil {
+		return err.Error(), false
+	}
+	defer cl.Close()
+	resp := adm.FindGroupCoordinators(ctx, "shop-kafka-up-check")
+	for _, c := range resp {
+		if c.Err != nil {
+			return c.Err.Error(), false
+		}
+		return fmt.Sprintf("broker %d", c.NodeID), true
+	}
+	return "no answer", false
+}
+
+// txnInit initialises a transactional producer the way every exactly-once
+// service does at start: the transaction coordinator must be elected and the
+// transaction state log writable (replication 3, min ISR 2).
+func txnInit(ctx context.Context, seeds []string) (string, bool) {
+	cl, _, err := admin(seeds, kgo.TransactionalID("shop-kafka-up-check"), kgo.TransactionTimeout(10*time.Second))
+	if err != nil {
+		return err.Error(), false
+	}
+	defer cl.Close()
+	id, epoch, err := cl.ProducerID(ctx)
+	if err != nil {
+		return err.Error(), false
+	}
+	return fmt.Sprintf("producer id %d epoch %d", id, epoch), true
+}

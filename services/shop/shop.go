@@ -1,0 +1,140 @@
+// Package shop starts the four services of the shop together, in one
+// process: what `make run` and `make services` do, and what end-to-end tests
+// and operator tools embed.
+package shop
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/blackfriday-kafka/shop/schemas"
+	"github.com/blackfriday-kafka/shop/services/analytics"
+	"github.com/blackfriday-kafka/shop/services/email"
+	"github.com/blackfriday-kafka/shop/services/order"
+	"github.com/blackfriday-kafka/shop/services/payment"
+	"github.com/blackfriday-kafka/shop/services/platform"
+	"github.com/blackfriday-kafka/shop/txn"
+)
+
+// Services are the names of the four services, in the order of the flow.
+var Services = []string{"payment", "order", "email", "analytics"}
+
+// Options say which services to start and how.
+type Options struct {
+	Services []string                                   // default all four
+	Config   func(name string) (platform.Config, error) // each service's configuration
+	Tuning   txn.Config                                 // transaction batching of order and email
+	Payment  payment.Options
+}
+
+// Shop is a set of running services.
+type Shop struct {
+	names   []string
+	servers map[string]*platform.Server
+	cancel  context.CancelFunc
+	done    chan error
+}
+
+// Start builds and starts the services. They run until ctx is cancelled or
+// Stop is called.
+func Start(ctx context.Context, cat *schemas.Catalog, opts Options) (*Shop, error) {
+	if len(opts.Services) == 0 {
+		opts.Services = Services
+	}
+	s := &Shop{names: opts.Services, servers: make(map[string]*platform.Server), done: make(chan error, 1)}
+	var runs []func(context.Context) error
+	for _, name := range opts.Services {
+		cfg, err := opts.Config(name)
+		if err != nil {
+			return nil, err
+		}
+		if cfg.Logger == nil {
+			cfg.Logger = slog.Default()
+		}
+		svc, err := build(name, cfg, cat, opts)
+		if err != nil {
+			return nil, fmt.Errorf("%s service: %w", name, err)
+		}
+		srv, err := platform.Listen(svc, cfg.Addr, cfg.Logger.With("service", name))
+		if err != nil {
+			return nil, err
+		}
+		s.servers[name] = srv
+		runs = append(runs, srv.Run)
+	}
+	ctx, s.cancel = context.WithCancel(ctx)
+	go func() { s.done <- platform.RunAll(ctx, runs...) }()
+	return s, nil
+}
+
+func build(name string, cfg platform.Config, cat *schemas.Catalog, opts Options) (platform.Service, error) {
+	switch name {
+	case "payment":
+		return payment.New(cfg, cat, opts.Payment)
+	case "order":
+		return order.New(cfg, cat, opts.Tuning)
+	case "email":
+		return email.New(cfg, cat, opts.Tuning)
+	case "analytics":
+		return analytics.New(cfg, cat)
+	}
+	return nil, fmt.Errorf("no service named %q (want payment, order, email or analytics)", name)
+}
+
+// URL is the base URL of a running service, such as http://127.0.0.1:8000.
+func (s *Shop) URL(name string) string {
+	if srv, ok := s.servers[name]; ok {
+		return srv.URL()
+	}
+	return ""
+}
+
+// WaitReady returns once every service answers /readyz with 200.
+func (s *Shop) WaitReady(ctx context.Context) error {
+	client := &http.Client{Timeout: 2 * time.Second}
+	for _, name := range s.names {
+		for {
+			resp, err := client.Get(s.URL(name) + "/readyz")
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					break
+				}
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("%s service not ready: %w", name, ctx.Err())
+			case err := <-s.done:
+				s.done <- err
+				return fmt.Errorf("services stopped before being ready: %v", err)
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}
+	return nil
+}
+
+// ReadyLine is the "ready:" line that commands print: each service's URL.
+func (s *Shop) ReadyLine() string {
+	line := "ready:"
+	for _, name := range s.names {
+		line += " " + name + "=" + s.URL(name)
+	}
+	return line
+}
+
+// Wait returns when the services have stopped, with why.
+func (s *Shop) Wait() error {
+	err := <-s.done
+	s.done <- err
+	return err
+}
+
+// Stop stops the services gracefully and waits for them.
+func (s *Shop) Stop() error {
+	s.cancel()
+	return s.Wait()
+}
