@@ -3,8 +3,8 @@ package schemas
 import (
 	"context"
 	"errors"
-	"io"
 	"fmt"
+	"io"
 	"net/http"
 	"sync"
 	"time"

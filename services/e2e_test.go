@@ -16,6 +16,7 @@ import (
 
 	"github.com/blackfriday-kafka/shop/schemas"
 	"github.com/blackfriday-kafka/shop/scripts/poison/pills"
+	"github.com/blackfriday-kafka/shop/services/platform"
 	"github.com/blackfriday-kafka/shop/services/shop"
 	"github.com/blackfriday-kafka/shop/services/shop/shoptest"
 )
@@ -186,5 +187,62 @@ func TestTutorialBadPayloadsAreRefusedAndNothingReachesKafka(t *testing.T) {
 		if o.Offset != 0 {
 			t.Errorf("partition %d of %s holds %d records after only bad payments", o.Partition, o.Topic, o.Offset)
 		}
+	})
+}
+
+// TestAnalyticsRebuildsTheSameFiguresAfterARestart: analytics keeps no store;
+// a new instance replays the committed log and must report the same numbers,
+// dead letters included.
+func TestAnalyticsRebuildsTheSameFiguresAfterARestart(t *testing.T) {
+	env := shoptest.Start(t, shop.Options{}, nil)
+	for i := 1; i <= 20; i++ {
+		body := fmt.Sprintf(`{"user_id": %d, "cart": [{"name": "Lamp", "price": 12.34, "quantity": %d}]}`, i%6+1, i)
+		if code, out := post(t, env.Shop.URL("payment")+"/payment", body); code != http.StatusOK {
+			t.Fatalf("payment %d: %d %v", i, code, out)
+		}
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(env.Stack.Brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: schemas.TopicPayments, Value: []byte(`{"user_id": 1}`)}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+
+	const revenue = "2591.40" // 12.34 * (1 + 2 + ... + 20)
+	report := func(url string) map[string]any {
+		var a map[string]any
+		get(t, url+"/analytics", &a)
+		return a
+	}
+	eventually(t, 5*time.Second, func() error {
+		a := report(env.Shop.URL("analytics"))
+		if fmt.Sprint(a["total_emails"]) != "20" || fmt.Sprint(a["dlq_messages"]) != "1" || fmt.Sprint(a["total_revenue"]) != revenue {
+			return fmt.Errorf("analytics = %v", a)
+		}
+		return nil
+	})
+	before := report(env.Shop.URL("analytics"))
+
+	again, err := shop.Start(context.Background(), env.Catalog, shop.Options{
+		Services: []string{"analytics"},
+		Config: func(string) (platform.Config, error) {
+			return platform.Config{Brokers: env.Stack.Brokers, RegistryURL: env.Stack.RegistryURL,
+				Addr: "127.0.0.1:0", InstanceID: "2", Logger: shoptest.Logger()}, nil
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Stop()
+	eventually(t, 5*time.Second, func() error {
+		after := report(again.URL("analytics"))
+		for _, k := range []string{"total_payments", "total_orders", "total_emails", "total_revenue", "unique_users", "dlq_messages", "last_updated"} {
+			if fmt.Sprint(after[k]) != fmt.Sprint(before[k]) {
+				return fmt.Errorf("after a restart %s = %v, before %v", k, after[k], before[k])
+			}
+		}
+		return nil
 	})
 }

@@ -1,0 +1,149 @@
+package services_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/blackfriday-kafka/shop/schemas"
+	"github.com/blackfriday-kafka/shop/services/platform"
+	"github.com/blackfriday-kafka/shop/services/shop/shoptest"
+)
+
+// TestOrderServiceKilledMidStream kills the order service with SIGKILL while
+// it works through 1,000 payments, restarts it, and checks that order-created,
+// read with read_committed, holds exactly one order per payment.
+func TestOrderServiceKilledMidStream(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and kills a real process")
+	}
+	stack, cat := shoptest.Cluster(t)
+	bin := filepath.Join(t.TempDir(), "shop")
+	if out, err := exec.Command("go", "build", "-o", bin, "../services/cmd/shop").CombinedOutput(); err != nil {
+		t.Fatalf("build shop: %v\n%s", err, out)
+	}
+	startOrder := func() *exec.Cmd {
+		cmd := exec.Command(bin, "order")
+		cmd.Env = append(os.Environ(),
+			"KAFKA_BROKERS="+stack.BrokerList(), "SCHEMA_REGISTRY_URL="+stack.RegistryURL,
+			"PORT=0", "INSTANCE_ID=1", "PROCESSING_DELAY=3ms", "LOG_LEVEL=warn")
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		return cmd
+	}
+
+	const n = 1000
+	cl, err := kgo.NewClient(kgo.SeedBrokers(stack.Brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	paid := make(map[string]bool, n)
+	var recs []*kgo.Record
+	for i := 0; i < n; i++ {
+		p := schemas.PaymentSucceeded{PaymentID: uuid.NewString(), UserID: int64(1 + i%50),
+			Cart:   []schemas.CartItem{{Name: "Gift card", UnitPriceCents: 2500, Quantity: 1}},
+			PaidAt: time.Now().UTC().Truncate(time.Millisecond)}
+		p.TotalCents = schemas.CartTotal(p.Cart)
+		r, err := cat.Payments.Record(schemas.UserKey(p.UserID), &p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, r)
+		paid[p.PaymentID] = true
+	}
+	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+
+	consumed := func() int64 {
+		offsets, err := adm.FetchOffsets(context.Background(), platform.Group("order"))
+		if err != nil {
+			return 0
+		}
+		var sum int64
+		offsets.Each(func(o kadm.OffsetResponse) { sum += o.At })
+		return sum
+	}
+	first := startOrder()
+	eventually(t, 60*time.Second, func() error {
+		if c := consumed(); c < 200 {
+			return fmt.Errorf("order service committed %d of %d payments", c, n)
+		}
+		return nil
+	})
+	if err := first.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = first.Wait()
+	killedAt := consumed()
+	if killedAt >= n {
+		t.Fatalf("the order service finished before it could be killed (%d)", killedAt)
+	}
+	t.Logf("killed the order service after %d of %d payments", killedAt, n)
+
+	startOrder()
+	eventually(t, 90*time.Second, func() error {
+		if c := consumed(); c < n {
+			return fmt.Errorf("restarted order service committed %d of %d payments", c, n)
+		}
+		return nil
+	})
+
+	orders := readCommitted(t, stack.Brokers, schemas.TopicOrders)
+	seen := make(map[string]int, n)
+	for _, r := range orders {
+		o, err := cat.Orders.Decode(context.Background(), r.Value)
+		if err != nil {
+			t.Fatalf("order at %d/%d: %v", r.Partition, r.Offset, err)
+		}
+		if !paid[o.PaymentID] || o.OrderID != schemas.OrderID(o.PaymentID) || string(r.Key) != strconv.FormatInt(o.UserID, 10) {
+			t.Fatalf("unexpected order %+v key %s", o, r.Key)
+		}
+		seen[o.PaymentID]++
+	}
+	for id := range paid {
+		if seen[id] != 1 {
+			t.Errorf("payment %s has %d orders, want 1", id, seen[id])
+		}
+	}
+	if len(orders) != n {
+		t.Fatalf("order-created holds %d orders for %d payments", len(orders), n)
+	}
+}
+
+// readCommitted reads a whole topic with read_committed. Everything committed
+// is readable at once: the idle second only makes room for extras to show.
+func readCommitted(t *testing.T, brokers []string, topic string) []*kgo.Record {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	var recs []*kgo.Record
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		got := cl.PollFetches(ctx).Records()
+		cancel()
+		if len(got) == 0 {
+			return recs
+		}
+		recs = append(recs, got...)
+	}
+}
