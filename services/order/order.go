@@ -5,13 +5,10 @@ package order
 
 import (
 	"context"
-	"errors"
-	"log/slog"
 	"net/http"
 	"time"
 
 	"github.com/gorilla/mux"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/blackfriday-kafka/shop/schemas"
@@ -19,48 +16,29 @@ import (
 	"github.com/blackfriday-kafka/shop/txn"
 )
 
-// keep is how many recent orders /orders can show.
-const keep = 1000
-
 // Service is the order service.
 type Service struct {
-	cat    *schemas.Catalog
-	delay  time.Duration
-	log    *slog.Logger
-	engine *txn.Engine
-	view   *platform.Follower
-	orders *platform.Recent[schemas.OrderCreated]
+	*platform.Pipeline[schemas.OrderCreated]
+	cat   *schemas.Catalog
+	delay time.Duration
 }
 
 // New connects the order service. tuning sets the transaction batching; its
 // zero value takes the engine's defaults.
 func New(cfg platform.Config, cat *schemas.Catalog, tuning txn.Config) (*Service, error) {
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
-	s := &Service{
-		cat:    cat,
-		delay:  cfg.ProcessingDelay,
-		log:    cfg.Logger.With("service", "order", "instance", cfg.InstanceID),
-		orders: platform.NewRecent[schemas.OrderCreated](keep),
-	}
+	s := &Service{cat: cat, delay: cfg.ProcessingDelay}
 	var err error
-	s.engine, err = platform.NewEngine(cfg, platform.Stage{
+	s.Pipeline, err = platform.NewPipeline(cfg, platform.Stage{
 		Service: "order",
 		Input:   cat.Payments.Topic(),
 		DLQ:     cat.PaymentDLQ,
 		Handler: s.createOrder,
 		Tuning:  tuning,
-	})
-	if err != nil {
-		return nil, err
-	}
-	s.view, err = platform.NewFollower(cfg.Brokers, s.log, cat.Orders.Topic())
-	if err != nil {
-		return nil, err
-	}
-	return s, nil
+	}, cat.Orders)
+	return s, err
 }
+
+func (s *Service) Name() string { return "order" }
 
 // createOrder is the business step: a valid payment becomes an order. An
 // invalid or unreadable payment is poison and goes to dlq-payment.
@@ -72,7 +50,7 @@ func (s *Service) createOrder(ctx context.Context, in *kgo.Record) ([]*kgo.Recor
 	if fe := schemas.ValidatePayment(p); fe != nil {
 		return nil, &schemas.RecordError{Class: schemas.Validation, Err: fe}
 	}
-	s.log.Info("payment received", "topic", in.Topic, "partition", in.Partition, "offset", in.Offset,
+	s.Logger().Info("payment received", "topic", in.Topic, "partition", in.Partition, "offset", in.Offset,
 		"payment_id", p.PaymentID, "user_id", p.UserID)
 	if s.delay > 0 {
 		select {
@@ -100,41 +78,8 @@ func (s *Service) createOrder(ctx context.Context, in *kgo.Record) ([]*kgo.Recor
 	return []*kgo.Record{rec}, nil
 }
 
-func (s *Service) Name() string { return "order" }
-
-func (s *Service) Collectors() []prometheus.Collector {
-	return platform.EngineCollectors(s.engine, "order")
-}
-
 func (s *Service) Routes(r *mux.Router) {
 	r.HandleFunc("/orders", s.list).Methods(http.MethodGet)
-}
-
-// Run runs the transactional pipeline and the view until ctx is cancelled.
-func (s *Service) Run(ctx context.Context) error {
-	return platform.RunAll(ctx,
-		s.engine.Run,
-		func(ctx context.Context) error { return s.view.Run(ctx, s.apply) },
-	)
-}
-
-// apply adds committed orders to the view.
-func (s *Service) apply(recs []*kgo.Record) {
-	for _, r := range recs {
-		o, err := s.cat.Orders.Decode(context.Background(), r.Value)
-		if err != nil {
-			s.log.Warn("unreadable order on the log", "partition", r.Partition, "offset", r.Offset, "err", err)
-			continue
-		}
-		s.orders.Add(*o)
-	}
-}
-
-func (s *Service) Ready(ctx context.Context) error {
-	if !s.engine.Ready() {
-		return errors.New("not connected to the cluster yet")
-	}
-	return nil
 }
 
 // OrderView is an order as /orders shows it: money in euros.
@@ -158,10 +103,10 @@ type ItemView struct {
 func (s *Service) list(w http.ResponseWriter, r *http.Request) {
 	limit, err := platform.Limit(r)
 	if err != nil {
-		platform.WriteJSON(w, http.StatusBadRequest, map[string]string{"status": "error", "error": err.Error(), "field": "limit"})
+		platform.WriteError(w, http.StatusBadRequest, err.Error(), "limit")
 		return
 	}
-	count, orders := s.orders.Newest(limit)
+	count, orders := s.Newest(limit)
 	views := make([]OrderView, len(orders))
 	for i, o := range orders {
 		v := OrderView{OrderID: o.OrderID, PaymentID: o.PaymentID, UserID: o.UserID,

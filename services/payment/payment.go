@@ -130,7 +130,7 @@ func (s *Service) pay(w http.ResponseWriter, r *http.Request) {
 	rec, err := s.payments.Record(schemas.UserKey(p.UserID), &p)
 	if err != nil {
 		s.log.Error("encode payment", "payment_id", p.PaymentID, "err", err)
-		platform.WriteJSON(w, http.StatusInternalServerError, errorBody("payment could not be encoded", ""))
+		platform.WriteError(w, http.StatusInternalServerError, "payment could not be encoded", "")
 		return
 	}
 	// Context of the request: a client that hangs up before the ack
@@ -142,7 +142,7 @@ func (s *Service) pay(w http.ResponseWriter, r *http.Request) {
 		if errors.Is(err, context.Canceled) {
 			status = 499 // client closed request; nobody reads this answer
 		}
-		platform.WriteJSON(w, status, errorBody("payments are unavailable: Kafka did not acknowledge the payment, nothing was charged; retry later", ""))
+		platform.WriteError(w, status, "payments are unavailable: Kafka did not acknowledge the payment, nothing was charged; retry later", "")
 		return
 	}
 	s.accepted.Inc()
@@ -163,15 +163,5 @@ func (s *Service) pay(w http.ResponseWriter, r *http.Request) {
 
 func (s *Service) refuse(w http.ResponseWriter, fe *schemas.FieldError) {
 	s.rejected.WithLabelValues("invalid").Inc()
-	platform.WriteJSON(w, http.StatusBadRequest, errorBody(fe.Error(), fe.Field))
-}
-
-type errorResponse struct {
-	Status string `json:"status"`
-	Error  string `json:"error"`
-	Field  string `json:"field,omitempty"`
-}
-
-func errorBody(msg, field string) errorResponse {
-	return errorResponse{Status: "error", Error: msg, Field: field}
+	platform.WriteError(w, http.StatusBadRequest, fe.Error(), fe.Field)
 }

@@ -171,3 +171,15 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
 }
+
+// ErrorBody is the shape of every error answer: {"status":"error","error":…,"field":…}.
+type ErrorBody struct {
+	Status string `json:"status"`
+	Error  string `json:"error"`
+	Field  string `json:"field,omitempty"`
+}
+
+// WriteError answers with an error; field names the offending input, if any.
+func WriteError(w http.ResponseWriter, status int, msg, field string) {
+	WriteJSON(w, status, ErrorBody{Status: "error", Error: msg, Field: field})
+}
