@@ -41,7 +41,7 @@ func TestOrderServiceKilledMidStream(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		t.Cleanup(func() { _ = cmd.Process.Kill() })
 		return cmd
 	}
 
@@ -96,7 +96,7 @@ func TestOrderServiceKilledMidStream(t *testing.T) {
 	}
 	t.Logf("killed the order service after %d of %d payments", killedAt, n)
 
-	startOrder()
+	second := startOrder()
 	eventually(t, 90*time.Second, func() error {
 		if c := consumed(); c < n {
 			return fmt.Errorf("restarted order service committed %d of %d payments", c, n)
@@ -123,6 +123,21 @@ func TestOrderServiceKilledMidStream(t *testing.T) {
 	}
 	if len(orders) != n {
 		t.Fatalf("order-created holds %d orders for %d payments", len(orders), n)
+	}
+
+	// SIGTERM is a clean stop: exit status 0, within the shutdown budget.
+	if err := second.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- second.Wait() }()
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("order service after SIGTERM: %v, want exit status 0", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("order service still running 20s after SIGTERM")
 	}
 }
 

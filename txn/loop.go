@@ -10,6 +10,12 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
+// pollChunk is how many records the loop takes from the client at a time.
+// Every record polled must be processed before the transaction ends (its
+// offset commits with it), so small chunks keep a transaction close to
+// MaxInterval even when each record is slow; the rest waits in the client.
+const pollChunk = 16
+
 // endTimeout bounds the commit or abort of the last transaction at shutdown,
 // when the run context is already cancelled.
 const endTimeout = 10 * time.Second
@@ -31,7 +37,7 @@ func (e *Engine) Run(ctx context.Context) error {
 
 	backoff := e.cfg.MinBackoff
 	for ctx.Err() == nil {
-		fetches := e.cl.PollRecords(ctx, e.cfg.MaxRecords)
+		fetches := e.cl.PollRecords(ctx, min(pollChunk, e.cfg.MaxRecords))
 		if fetches.IsClientClosed() || ctx.Err() != nil {
 			// Polled records that were never begun on are simply
 			// not committed: the next owner reads them again.
@@ -119,7 +125,7 @@ func (e *Engine) batch(ctx context.Context, records []*kgo.Record) (bool, error)
 			break
 		}
 		pollCtx, cancel := context.WithDeadline(ctx, deadline)
-		fetches := e.cl.PollRecords(pollCtx, e.cfg.MaxRecords-n)
+		fetches := e.cl.PollRecords(pollCtx, min(pollChunk, e.cfg.MaxRecords-n))
 		cancel()
 		if fetches.IsClientClosed() {
 			break
