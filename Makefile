@@ -39,3 +39,10 @@ test: ## every test that needs nothing but Go
 
 vet: ## go vet
 	$(GO) vet ./...
+
+.PHONY: kafka-up kafka-down
+kafka-up: ## real Apache Kafka without Docker: 3 KRaft JVMs on :9092-9094, registry on :8081, topics
+	@scripts/kafka-up
+
+kafka-down: ## stop what kafka-up started, by PID (V=1 also deletes its data)
+	@V="$(V)" scripts/kafka-down
