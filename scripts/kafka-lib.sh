@@ -25,7 +25,7 @@ registry_pidfile() { echo "$RUN_DIR/registry.pid"; }
 
 # cmdline PID prints the process's command line with spaces between the
 # arguments, or nothing when there is no such process.
-cmdline() { tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null || true; }
+cmdline() { tr '\0' ' ' 2>/dev/null <"/proc/$1/cmdline" || true; }
 
 # ours PIDFILE MARKER prints the PID in PIDFILE when that process is alive and
 # its command line contains MARKER, that is when it is still the process we

@@ -113,8 +113,22 @@ func brokersUp(ctx context.Context, seeds []string, want int) (string, bool) {
 		ids = append(ids, fmt.Sprintf("%d@%s:%d", b.NodeID, b.Host, b.Port))
 	}
 	slices.Sort(ids)
-	status := fmt.Sprintf("%d/%d [%s] controller=%d cluster=%s", len(ids), want, strings.Join(ids, " "), meta.Controller, meta.Cluster)
-	return status, len(ids) >= want
+	status := fmt.Sprintf("%d/%d [%s] cluster=%s", len(ids), want, strings.Join(ids, " "), meta.Cluster)
+	if len(ids) < want {
+		return status, false
+	}
+	// A broker killed a moment ago stays in the metadata until its
+	// session times out: ask every listed broker itself to answer.
+	versions, err := adm.ApiVersions(ctx)
+	if err != nil {
+		return status + "; " + err.Error(), false
+	}
+	for _, v := range versions {
+		if v.Err != nil {
+			return fmt.Sprintf("%s; broker %d does not answer: %v", status, v.NodeID, v.Err), false
+		}
+	}
+	return status, true
 }
 
 func topicsReplicated(ctx context.Context, seeds []string) (string, bool) {
