@@ -22,6 +22,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -70,6 +72,12 @@ type Config struct {
 	// SessionTimeout bounds how long a dead instance holds its
 	// partitions before the group rebalances them.
 	SessionTimeout time.Duration // default 10s
+
+	// InstanceID, if set, makes this a static member of the group: an
+	// instance restarted after a crash takes its partitions back at once,
+	// without waiting SessionTimeout for a rebalance. A graceful stop
+	// still leaves the group, so its partitions move on at once too.
+	InstanceID string
 
 	// Mode AtLeastOnce runs the same loop without transactions
 	// (produce, then commit offsets): the control for exactly-once tests.
@@ -130,10 +138,31 @@ type Stats struct {
 	Records      int64 // input records committed
 	Produced     int64 // output records committed, dead letters excluded
 	DeadLettered int64 // input records committed to the dead letter queue
+
+	// DeadLettersByClass splits DeadLettered by the Poison's ErrorClass.
+	DeadLettersByClass map[string]int64
 }
 
 type counters struct {
 	committed, aborted, records, produced, deadLettered atomic.Int64
+
+	mu      sync.Mutex
+	byClass map[string]int64
+}
+
+// addDeadLetters counts the dead letters of a committed transaction.
+func (c *counters) addDeadLetters(byClass map[string]int64) {
+	if len(byClass) == 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.byClass == nil {
+		c.byClass = make(map[string]int64)
+	}
+	for class, n := range byClass {
+		c.byClass[class] += n
+	}
 }
 
 // Engine runs one consume-transform-produce loop.
@@ -167,6 +196,9 @@ func New(cfg Config) (*Engine, error) {
 		kgo.OnPartitionsRevoked(e.logAssignment("revoked")),
 		kgo.OnPartitionsLost(e.logAssignment("lost")),
 	}, cfg.Opts...)
+	if cfg.InstanceID != "" {
+		opts = append(opts, kgo.InstanceID(cfg.InstanceID))
+	}
 	var err error
 	if cfg.Mode == ExactlyOnce {
 		opts = append(opts,
@@ -198,12 +230,16 @@ func (e *Engine) logAssignment(what string) func(context.Context, *kgo.Client, m
 
 // Stats returns the counters.
 func (e *Engine) Stats() Stats {
+	e.stats.mu.Lock()
+	byClass := maps.Clone(e.stats.byClass)
+	e.stats.mu.Unlock()
 	return Stats{
-		Committed:    e.stats.committed.Load(),
-		Aborted:      e.stats.aborted.Load(),
-		Records:      e.stats.records.Load(),
-		Produced:     e.stats.produced.Load(),
-		DeadLettered: e.stats.deadLettered.Load(),
+		Committed:          e.stats.committed.Load(),
+		Aborted:            e.stats.aborted.Load(),
+		Records:            e.stats.records.Load(),
+		Produced:           e.stats.produced.Load(),
+		DeadLettered:       e.stats.deadLettered.Load(),
+		DeadLettersByClass: byClass,
 	}
 }
 

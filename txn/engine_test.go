@@ -282,7 +282,7 @@ func TestPoisonGoesToTheDeadLetterQueueInTheSameTransaction(t *testing.T) {
 			t.Fatalf("dead letter headers = %v", d.Headers)
 		}
 	}
-	if st := e.Stats(); st.DeadLettered != 2 || st.Records != 20 {
+	if st := e.Stats(); st.DeadLettered != 2 || st.DeadLettersByClass["validation"] != 2 || st.Records != 20 {
 		t.Fatalf("stats = %+v, want 20 records of which 2 dead-lettered", st)
 	}
 	if !inOpenTxn.Load() {
@@ -352,5 +352,43 @@ func TestConfigRequiresTheEssentials(t *testing.T) {
 		if _, err := txn.New(cfg); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
+	}
+}
+
+// TestGracefulStopHandsPartitionsOverAtOnce: static members do not leave the
+// group when their client closes, so the engine leaves explicitly; the other
+// instance must get the partitions long before the session timeout.
+func TestGracefulStopHandsPartitionsOverAtOnce(t *testing.T) {
+	brokers := cluster(t, 3)
+	a := config(brokers, "a", double)
+	a.InstanceID, a.SessionTimeout = "doubler-a", time.Minute
+	b := config(brokers, "b", double)
+	b.InstanceID, b.SessionTimeout = "doubler-b", time.Minute
+
+	ea, err := txn.New(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctxA, stopA := context.WithCancel(context.Background())
+	doneA := make(chan error, 1)
+	go func() { doneA <- ea.Run(ctxA) }()
+	start(t, b)
+
+	produce(t, brokers, 100)
+	waitCommitted(t, brokers)
+	stopA()
+	if err := <-doneA; err != nil {
+		t.Fatalf("graceful stop: %v", err)
+	}
+
+	stopped := time.Now()
+	produce(t, brokers, 100) // keys 0..6 spread over all three partitions
+	waitCommitted(t, brokers)
+	if took := time.Since(stopped); took > 30*time.Second {
+		t.Fatalf("the remaining instance took %v to take over, the session timeout is a minute", took)
+	}
+	recs := readAll(t, brokers, out, kgo.ReadCommitted())
+	if len(recs) != 200 {
+		t.Fatalf("output holds %d records, want 200", len(recs))
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -71,6 +72,25 @@ func (e *Engine) close() {
 	} else {
 		e.cl.Close()
 	}
+	if e.cfg.InstanceID != "" {
+		e.leave()
+	}
+}
+
+// leave takes a static member out of its group: a static member's client
+// does not leave on close, which would strand its partitions until the
+// session times out.
+func (e *Engine) leave() {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(e.cfg.Brokers...))
+	if err != nil {
+		return
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := kadm.NewClient(cl).LeaveGroup(ctx, kadm.LeaveGroup(e.cfg.Group).InstanceIDs(e.cfg.InstanceID)); err != nil {
+		e.cfg.Logger.Warn("leaving the group", "group", e.cfg.Group, "instance", e.cfg.InstanceID, "err", err)
+	}
 }
 
 func (e *Engine) logFetchErrors(fetches kgo.Fetches) {
@@ -96,14 +116,14 @@ func (e *Engine) batch(ctx context.Context, records []*kgo.Record) (bool, error)
 		firsts   = make(map[string]map[int32]kgo.EpochOffset)
 		n        int
 		outs     int
-		dead     int
+		dead     = make(map[string]int64) // by error class
 		failed   error
 	)
 	deadline := start.Add(e.cfg.MaxInterval)
 	for {
 		for _, in := range records {
 			rememberFirst(firsts, in)
-			out, poisoned, err := e.process(ctx, in)
+			out, class, err := e.process(ctx, in)
 			if err != nil {
 				failed = err
 				break
@@ -115,8 +135,8 @@ func (e *Engine) batch(ctx context.Context, records []*kgo.Record) (bool, error)
 				e.cl.Produce(context.WithoutCancel(ctx), r, produced.promise())
 			}
 			n++
-			if poisoned {
-				dead++
+			if class != "" {
+				dead[class]++
 			} else {
 				outs += len(out)
 			}
@@ -159,28 +179,34 @@ func (e *Engine) batch(ctx context.Context, records []*kgo.Record) (bool, error)
 	e.stats.committed.Add(1)
 	e.stats.records.Add(int64(n))
 	e.stats.produced.Add(int64(outs))
-	e.stats.deadLettered.Add(int64(dead))
+	for _, d := range dead {
+		e.stats.deadLettered.Add(d)
+	}
+	e.stats.addDeadLetters(dead)
 	return true, nil
 }
 
-// process runs the handler on one record. Poison becomes its dead letter.
-func (e *Engine) process(ctx context.Context, in *kgo.Record) (out []*kgo.Record, poisoned bool, err error) {
+// process runs the handler on one record. Poison becomes its dead letter,
+// and class says why; class is empty for a record processed normally.
+func (e *Engine) process(ctx context.Context, in *kgo.Record) (out []*kgo.Record, class string, err error) {
 	out, err = e.cfg.Handler(ctx, in)
 	if err == nil {
-		return out, false, nil
+		return out, "", nil
 	}
 	var p Poison
 	if !errors.As(err, &p) {
-		return nil, false, err
+		return nil, "", err
 	}
+	class = p.ErrorClass()
+	// The key is the only business ID a record that cannot be read has.
 	e.cfg.Logger.Warn("poison record to the dead letter queue",
-		"topic", in.Topic, "partition", in.Partition, "offset", in.Offset,
-		"error_class", p.ErrorClass(), "err", err)
-	dl, err := e.cfg.DeadLetter(in, p.ErrorClass(), err)
+		"topic", in.Topic, "partition", in.Partition, "offset", in.Offset, "key", string(in.Key),
+		"error_class", class, "err", err)
+	dl, err := e.cfg.DeadLetter(in, class, err)
 	if err != nil {
-		return nil, false, fmt.Errorf("build dead letter: %w", err)
+		return nil, "", fmt.Errorf("build dead letter: %w", err)
 	}
-	return []*kgo.Record{dl}, true, nil
+	return []*kgo.Record{dl}, class, nil
 }
 
 // end commits (or aborts) the transaction with the offsets consumed in it. In

@@ -34,6 +34,7 @@ func NewEngine(cfg Config, st Stage) (*txn.Engine, error) {
 	tc.Group = Group(st.Service)
 	tc.Topic = st.Input
 	tc.TransactionalID = TransactionalID(st.Service, cfg.InstanceID)
+	tc.InstanceID = tc.TransactionalID
 	tc.Handler = st.Handler
 	tc.Logger = cfg.Logger.With("service", st.Service, "instance", cfg.InstanceID)
 	tc.DeadLetter = func(in *kgo.Record, class string, reason error) (*kgo.Record, error) {
