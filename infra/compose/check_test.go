@@ -1,0 +1,294 @@
+package compose
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/compose-spec/compose-go/v2/types"
+)
+
+const composeFile = "../docker-compose.yml"
+
+func load(t *testing.T, path string) *types.Project {
+	t.Helper()
+	p, err := Load(t.Context(), path)
+	if err != nil {
+		t.Fatalf("load %s: %v", path, err)
+	}
+	return p
+}
+
+func TestStackKeepsItsInvariants(t *testing.T) {
+	st := Inspect(load(t, composeFile))
+	for _, problem := range st.Problems() {
+		t.Error(problem)
+	}
+	// What the README, the Makefile and the scripts name.
+	if want := []string{"kafka1", "kafka2", "kafka3"}; !slices.Equal(st.Brokers, want) {
+		t.Errorf("brokers = %v, want %v", st.Brokers, want)
+	}
+	if want := []string{"kafka1:29092", "kafka2:29092", "kafka3:29092"}; !slices.Equal(st.InNetwork, want) {
+		t.Errorf("in-network listeners = %v, want %v", st.InNetwork, want)
+	}
+	if st.Registry != "schema-registry" || st.RegistryURL != "http://schema-registry:8081" {
+		t.Errorf("registry = %s at %s, want schema-registry at http://schema-registry:8081", st.Registry, st.RegistryURL)
+	}
+	if st.UI != "kafka-ui" || st.TopicsJob != "topics" {
+		t.Errorf("ui = %q, topics job = %q, want kafka-ui and topics", st.UI, st.TopicsJob)
+	}
+	for port, want := range map[int]string{8000: "payment", 8001: "order", 8002: "email", 8003: "analytics", 8080: "kafka-ui", 8081: "schema-registry", 9092: "kafka1", 9093: "kafka2", 9094: "kafka3"} {
+		if got := st.PublishedBy(port); got != want {
+			t.Errorf("host port %d is published by %q, want %q", port, got, want)
+		}
+	}
+}
+
+// model is the canonical YAML tree of a compose file, to edit a copy of.
+type model map[string]any
+
+func loadModel(t *testing.T) model {
+	t.Helper()
+	m, err := LoadModel(t.Context(), composeFile)
+	if err != nil {
+		t.Fatalf("load model: %v", err)
+	}
+	return m
+}
+
+func (m model) services() map[string]any { return m["services"].(map[string]any) }
+
+func (m model) service(t *testing.T, name string) map[string]any {
+	t.Helper()
+	svc, ok := m.services()[name].(map[string]any)
+	if !ok {
+		t.Fatalf("the compose file has no service %q", name)
+	}
+	return svc
+}
+
+func (m model) env(t *testing.T, service string) map[string]any {
+	t.Helper()
+	env, ok := m.service(t, service)["environment"].(map[string]any)
+	if !ok {
+		t.Fatalf("service %q has no environment", service)
+	}
+	return env
+}
+
+func (m model) setEnv(t *testing.T, value string, name string, services ...string) {
+	t.Helper()
+	for _, s := range services {
+		m.env(t, s)[name] = value
+	}
+}
+
+// project writes m to a compose file of its own and loads it back.
+func (m model) project(t *testing.T) *types.Project {
+	t.Helper()
+	data, err := json.Marshal(m) // JSON is YAML
+	if err != nil {
+		t.Fatalf("marshal edited model: %v", err)
+	}
+	path := filepath.Join(t.TempDir(), "docker-compose.yml")
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return load(t, path)
+}
+
+// The copy is faithful: unedited, it passes like the original. Without this
+// the cases below could pass for the wrong reason.
+func TestUneditedCopyPasses(t *testing.T) {
+	for _, problem := range Check(loadModel(t).project(t)) {
+		t.Error(problem)
+	}
+}
+
+func TestCheckReportsEachViolation(t *testing.T) {
+	brokers := []string{"kafka1", "kafka2", "kafka3"}
+	cases := []struct {
+		name string
+		edit func(t *testing.T, m model)
+		want []string // each must be part of some reported problem
+	}{{
+		name: "a broker removed",
+		edit: func(t *testing.T, m model) {
+			delete(m.services(), "kafka3")
+			for _, svc := range m.services() { // as one would, so the file still loads
+				if deps, ok := svc.(map[string]any)["depends_on"].(map[string]any); ok {
+					delete(deps, "kafka3")
+				}
+			}
+		},
+		want: []string{
+			"brokers: want 3 Kafka nodes",
+			`quorum voter "3@kafka3:29093" names node 3, which no broker has`,
+			"registry: SCHEMA_REGISTRY_KAFKASTORE_BOOTSTRAP_SERVERS",
+			"host listeners are",
+		},
+	}, {
+		name: "an image without a tag",
+		edit: func(t *testing.T, m model) { m.service(t, "kafka-ui")["image"] = "kafbat/kafka-ui" },
+		want: []string{`images: kafka-ui image "kafbat/kafka-ui" has no tag`},
+	}, {
+		name: "an image on latest",
+		edit: func(t *testing.T, m model) {
+			m.service(t, "schema-registry")["image"] = "confluentinc/cp-schema-registry:latest"
+		},
+		want: []string{"schema-registry image \"confluentinc/cp-schema-registry:latest\" is pinned to latest", "share one platform version"},
+	}, {
+		name: "Confluent images of two versions",
+		edit: func(t *testing.T, m model) { m.service(t, "kafka2")["image"] = "confluentinc/cp-kafka:7.9.0" },
+		want: []string{"Confluent images must share one platform version"},
+	}, {
+		name: "a Dockerfile base image unpinned",
+		edit: func(t *testing.T, m model) {
+			path := filepath.Join(t.TempDir(), "Dockerfile")
+			if err := os.WriteFile(path, []byte("FROM golang AS build\nFROM build\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			m.service(t, "topics")["build"].(map[string]any)["dockerfile"] = path
+		},
+		want: []string{`images: topics builds from Dockerfile, whose base image "golang" has no tag`},
+	}, {
+		name: "a host port published twice",
+		edit: func(t *testing.T, m model) {
+			m.service(t, "email")["ports"].([]any)[0].(map[string]any)["published"] = "8000"
+		},
+		want: []string{"ports: host port 8000/tcp is published twice, by email and payment"},
+	}, {
+		name: "a host port open to the network",
+		edit: func(t *testing.T, m model) {
+			delete(m.service(t, "kafka-ui")["ports"].([]any)[0].(map[string]any), "host_ip")
+		},
+		want: []string{`ports: kafka-ui publishes 8080 on "", want 127.0.0.1 only`},
+	}, {
+		name: "a service pointed at localhost",
+		edit: func(t *testing.T, m model) { m.setEnv(t, HostBrokers, "KAFKA_BROKERS", "order") },
+		want: []string{`order has KAFKA_BROKERS="localhost:9092,localhost:9093,localhost:9094": localhost:9092 is the container itself`},
+	}, {
+		name: "a service's registry at localhost",
+		edit: func(t *testing.T, m model) { m.setEnv(t, "http://localhost:8081", "SCHEMA_REGISTRY_URL", "analytics") },
+		want: []string{`analytics has SCHEMA_REGISTRY_URL="http://localhost:8081": that is the container itself`},
+	}, {
+		name: "a service missing a broker",
+		edit: func(t *testing.T, m model) { m.setEnv(t, "kafka1:29092,kafka2:29092", "KAFKA_BROKERS", "email") },
+		want: []string{`email has KAFKA_BROKERS="kafka1:29092,kafka2:29092", want all brokers`},
+	}, {
+		name: "two cluster IDs",
+		edit: func(t *testing.T, m model) { m.setEnv(t, "MkU3OEVBNTcwNTJENDM2Qk", "CLUSTER_ID", "kafka2") },
+		want: []string{"the nodes disagree on CLUSTER_ID"},
+	}, {
+		name: "two nodes with one ID",
+		edit: func(t *testing.T, m model) { m.setEnv(t, "2", "KAFKA_NODE_ID", "kafka3") },
+		want: []string{"kafka2 and kafka3 share node ID 2", "node 3, which no broker has"},
+	}, {
+		name: "a quorum of two voters",
+		edit: func(t *testing.T, m model) {
+			m.setEnv(t, "1@kafka1:29093,2@kafka2:29093", "KAFKA_CONTROLLER_QUORUM_VOTERS", brokers...)
+		},
+		want: []string{"has 2 voters, want 3", "node 3 (kafka3) is not a quorum voter"},
+	}, {
+		name: "nodes that disagree on the quorum",
+		edit: func(t *testing.T, m model) {
+			m.setEnv(t, "1@kafka1:29093,2@kafka2:29093,3@kafka3:29092", "KAFKA_CONTROLLER_QUORUM_VOTERS", "kafka3")
+		},
+		want: []string{"the nodes disagree on KAFKA_CONTROLLER_QUORUM_VOTERS", `quorum voter "3@kafka3:29092" does not match kafka3's controller listener`},
+	}, {
+		name: "a broker only",
+		edit: func(t *testing.T, m model) { m.setEnv(t, "broker", "KAFKA_PROCESS_ROLES", "kafka1") },
+		want: []string{`kafka1 has KAFKA_PROCESS_ROLES="broker", want broker,controller`},
+	}, {
+		name: "auto topic creation on",
+		edit: func(t *testing.T, m model) { m.setEnv(t, "true", "KAFKA_AUTO_CREATE_TOPICS_ENABLE", "kafka1") },
+		want: []string{`kafka1 has KAFKA_AUTO_CREATE_TOPICS_ENABLE="true", want false`},
+	}, {
+		name: "replication lowered",
+		edit: func(t *testing.T, m model) {
+			m.setEnv(t, "1", "KAFKA_DEFAULT_REPLICATION_FACTOR", "kafka1")
+			m.setEnv(t, "1", "KAFKA_MIN_INSYNC_REPLICAS", "kafka2")
+			m.setEnv(t, "1", "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR", "kafka3")
+			m.setEnv(t, "1", "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR", "kafka1")
+			delete(m.env(t, "kafka2"), "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR")
+		},
+		want: []string{
+			`kafka1 has KAFKA_DEFAULT_REPLICATION_FACTOR="1", want 3`,
+			`kafka2 has KAFKA_MIN_INSYNC_REPLICAS="1", want 2`,
+			`kafka3 has KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR="1", want 3`,
+			`kafka1 has KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR="1", want 3`,
+			`kafka2 has KAFKA_TRANSACTION_STATE_LOG_MIN_ISR="", want 2`,
+		},
+	}, {
+		name: "a host listener not published",
+		edit: func(t *testing.T, m model) { delete(m.service(t, "kafka3"), "ports") },
+		want: []string{"kafka3 advertises PLAINTEXT_HOST=localhost:9094 but does not publish host port 9094", "host listeners are"},
+	}, {
+		name: "an in-network listener at localhost",
+		edit: func(t *testing.T, m model) {
+			m.setEnv(t, "PLAINTEXT://localhost:29092,PLAINTEXT_HOST://localhost:9092", "KAFKA_ADVERTISED_LISTENERS", "kafka1")
+		},
+		want: []string{`kafka1 advertises PLAINTEXT="localhost:29092", want kafka1:`},
+	}, {
+		name: "the registry on one broker",
+		edit: func(t *testing.T, m model) {
+			m.setEnv(t, "PLAINTEXT://kafka1:29092", "SCHEMA_REGISTRY_KAFKASTORE_BOOTSTRAP_SERVERS", "schema-registry")
+		},
+		want: []string{`registry: SCHEMA_REGISTRY_KAFKASTORE_BOOTSTRAP_SERVERS="PLAINTEXT://kafka1:29092", want all brokers`},
+	}, {
+		name: "a UI that does not know the registry",
+		edit: func(t *testing.T, m model) { delete(m.env(t, "kafka-ui"), "KAFKA_CLUSTERS_0_SCHEMAREGISTRY") },
+		want: []string{`ui: KAFKA_CLUSTERS_0_SCHEMAREGISTRY="", want "http://schema-registry:8081"`},
+	}, {
+		name: "a registry without a health check",
+		edit: func(t *testing.T, m model) { delete(m.service(t, "schema-registry"), "healthcheck") },
+		want: []string{"health: schema-registry has no health check"},
+	}, {
+		name: "a service started before its brokers are healthy",
+		edit: func(t *testing.T, m model) {
+			m.service(t, "payment")["depends_on"].(map[string]any)["kafka1"].(map[string]any)["condition"] = types.ServiceConditionStarted
+		},
+		want: []string{"health: payment must depend on kafka1 with condition service_healthy"},
+	}, {
+		name: "a service that does not wait for the topics",
+		edit: func(t *testing.T, m model) {
+			delete(m.service(t, "analytics")["depends_on"].(map[string]any), "topics")
+		},
+		want: []string{"services: analytics must depend on topics with condition service_completed_successfully"},
+	}, {
+		name: "broker data inside the container",
+		edit: func(t *testing.T, m model) { delete(m.service(t, "kafka2"), "volumes") },
+		want: []string{"volumes: kafka2 keeps /var/lib/kafka/data in the container"},
+	}, {
+		name: "broker data on a bind mount",
+		edit: func(t *testing.T, m model) {
+			m.service(t, "kafka1")["volumes"] = []any{map[string]any{"type": "bind", "source": t.TempDir(), "target": "/var/lib/kafka/data"}}
+		},
+		want: []string{"volumes: kafka1 mounts /var/lib/kafka/data from a bind"},
+	}, {
+		name: "two brokers on one volume",
+		edit: func(t *testing.T, m model) {
+			m.service(t, "kafka2")["volumes"].([]any)[0].(map[string]any)["source"] = "kafka1-data"
+		},
+		want: []string{`volumes: kafka1 and kafka2 share volume "kafka1-data"`},
+	}, {
+		name: "a service on the wrong port",
+		edit: func(t *testing.T, m model) { m.setEnv(t, "9000", "PORT", "order") },
+		want: []string{`services: order has PORT="9000", want 8001`},
+	}}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			m := loadModel(t)
+			tc.edit(t, m)
+			problems := Check(m.project(t))
+			for _, want := range tc.want {
+				if !slices.ContainsFunc(problems, func(p string) bool { return strings.Contains(p, want) }) {
+					t.Errorf("no problem reports %q; got:\n  %s", want, strings.Join(problems, "\n  "))
+				}
+			}
+		})
+	}
+}
