@@ -46,3 +46,30 @@ kafka-up: ## real Apache Kafka without Docker: 3 KRaft JVMs on :9092-9094, regis
 
 kafka-down: ## stop what kafka-up started, by PID (V=1 also deletes its data)
 	@V="$(V)" scripts/kafka-down
+
+# The Docker stack, infra/docker-compose.yml: the same host ports as `make run`,
+# so `make schemas`, `make poison` and the scripts work against it unchanged.
+COMPOSE := docker compose -f infra/docker-compose.yml
+
+.PHONY: up down logs ps
+up: ## Docker: 3 KRaft brokers, Schema Registry, Kafka UI and the services; waits until healthy
+	$(COMPOSE) up -d --build
+	@infra/wait-healthy.sh kafka1 kafka2 kafka3 schema-registry
+	@line=$$($(COMPOSE) logs --no-log-prefix topics 2>/dev/null | grep '^topics:' | tail -n 1); \
+	  if [ -z "$$line" ]; then echo "up: the topics job did not report; see: make logs S=topics" >&2; exit 1; fi; \
+	  echo "up: $$line"
+	@infra/wait-healthy.sh payment order email analytics kafka-ui
+	@echo "up: Kafka UI        http://localhost:8080"
+	@echo "up: Schema Registry http://localhost:8081"
+	@echo "up: Kafka           localhost:9092,localhost:9093,localhost:9094"
+	@echo "up: services        payment :8000  order :8001  email :8002  analytics :8003"
+	@echo "ready: kafka=localhost:9092,localhost:9093,localhost:9094 registry=http://localhost:8081 ui=http://localhost:8080 payment=http://localhost:8000 order=http://localhost:8001 email=http://localhost:8002 analytics=http://localhost:8003"
+
+down: ## stop the Docker stack (V=1 also deletes its volumes, so the Kafka data)
+	$(COMPOSE) down --remove-orphans$(if $(filter 1,$(V)), -v)
+
+logs: ## follow the Docker stack's logs (S=order for one service)
+	$(COMPOSE) logs -f --tail=100 $(S)
+
+ps: ## the Docker stack's containers and their health
+	$(COMPOSE) ps -a
