@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -291,4 +293,42 @@ func TestCheckReportsEachViolation(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The image's Go must be able to build the module: the builder image sets
+// GOTOOLCHAIN=local, so it would refuse a go.mod that asks for a newer Go.
+func TestDockerfileGoIsNewEnoughForGoMod(t *testing.T) {
+	mod, err := os.ReadFile("../../go.mod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	docker, err := os.ReadFile("../Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := regexp.MustCompile(`(?m)^go (\d+(?:\.\d+)*)\s*$`).FindSubmatch(mod)
+	have := regexp.MustCompile(`(?m)^FROM golang:(\d+(?:\.\d+)*)\S*`).FindSubmatch(docker)
+	if want == nil || have == nil {
+		t.Fatalf("cannot find the go directive in go.mod (%v) or a golang builder in infra/Dockerfile (%v)", want != nil, have != nil)
+	}
+	if compareVersions(string(have[1]), string(want[1])) < 0 {
+		t.Errorf("infra/Dockerfile builds with Go %s, but go.mod asks for Go %s: bump the builder image", have[1], want[1])
+	}
+}
+
+func compareVersions(a, b string) int {
+	as, bs := strings.Split(a, "."), strings.Split(b, ".")
+	for i := range max(len(as), len(bs)) {
+		var x, y int
+		if i < len(as) {
+			x, _ = strconv.Atoi(as[i])
+		}
+		if i < len(bs) {
+			y, _ = strconv.Atoi(bs[i])
+		}
+		if x != y {
+			return x - y
+		}
+	}
+	return 0
 }
