@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/compose-spec/compose-go/v2/types"
 )
 
@@ -331,4 +332,25 @@ func compareVersions(a, b string) int {
 		}
 	}
 	return 0
+}
+
+// `PROCESSING_DELAY=200ms make up` slows the order service, as the
+// walkthrough says; without it the order service does not wait.
+func TestProcessingDelayComesFromTheShell(t *testing.T) {
+	for _, tc := range []struct {
+		env  []string
+		want string
+	}{{nil, "0s"}, {[]string{"PROCESSING_DELAY=200ms"}, "200ms"}} {
+		opts, err := cli.NewProjectOptions([]string{composeFile}, cli.WithWorkingDirectory(".."), cli.WithEnv(tc.env))
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := opts.LoadProject(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := env(p.Services["order"], "PROCESSING_DELAY"); got != tc.want {
+			t.Errorf("with %v, order has PROCESSING_DELAY=%q, want %q", tc.env, got, tc.want)
+		}
+	}
 }
