@@ -4,10 +4,11 @@ GO    ?= go
 BIN   := bin
 SHOP  := $(BIN)/shop
 
-export KAFKA_BROKERS       ?= localhost:9092,localhost:9093,localhost:9094
-export SCHEMA_REGISTRY_URL ?= http://localhost:8081
+# KAFKA_BROKERS and SCHEMA_REGISTRY_URL pass through from the environment;
+# every program defaults them to localhost:9092-9094 and :8081. They are not
+# set here because chaos and bench use their own cluster when they are unset.
 
-.PHONY: help build run cluster services test vet topics schemas poison
+.PHONY: help build run cluster services test vet topics schemas poison chaos
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -32,6 +33,9 @@ schemas: build ## register every schema, compatibility BACKWARD (idempotent)
 
 poison: ## send poison pills and prove each one reached the DLQ
 	@$(GO) run ./scripts/poison
+
+chaos: build ## exactly-once under SIGKILLs (N=10000 KILLS=20 SEED= MODE=at-least-once for the control)
+	@$(GO) run ./scripts/chaos $(if $(N),-n $(N)) $(if $(KILLS),-kills $(KILLS)) $(if $(SEED),-seed $(SEED)) $(if $(MODE),-mode $(MODE))
 
 test: ## every test that needs nothing but Go
 	$(GO) vet ./...

@@ -95,7 +95,8 @@ func (e *Engine) leave() {
 
 func (e *Engine) logFetchErrors(fetches kgo.Fetches) {
 	fetches.EachError(func(topic string, partition int32, err error) {
-		if !errors.Is(err, context.Canceled) {
+		// A poll that reaches its deadline or shutdown is not a failure.
+		if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
 			e.cfg.Logger.Warn("fetch failed", "topic", topic, "partition", partition, "err", err)
 		}
 	})

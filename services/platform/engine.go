@@ -35,6 +35,9 @@ func NewEngine(cfg Config, st Stage) (*txn.Engine, error) {
 	tc.Topic = st.Input
 	tc.TransactionalID = TransactionalID(st.Service, cfg.InstanceID)
 	tc.InstanceID = tc.TransactionalID
+	if cfg.AtLeastOnce {
+		tc.Mode = txn.AtLeastOnce
+	}
 	tc.Handler = st.Handler
 	tc.Logger = cfg.Logger.With("service", st.Service, "instance", cfg.InstanceID)
 	tc.DeadLetter = func(in *kgo.Record, class string, reason error) (*kgo.Record, error) {

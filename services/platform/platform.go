@@ -33,7 +33,10 @@ type Config struct {
 	Addr            string        // listen address, from PORT; ":0" picks a free port
 	InstanceID      string        // INSTANCE_ID, part of the transactional ID
 	ProcessingDelay time.Duration // PROCESSING_DELAY, per order
-	Logger          *slog.Logger
+	// AtLeastOnce (DELIVERY=at-least-once) runs order and email without
+	// transactions: the control that shows what exactly-once prevents.
+	AtLeastOnce bool
+	Logger      *slog.Logger
 }
 
 // FromEnv reads the configuration of service from the environment.
@@ -53,6 +56,13 @@ func FromEnv(service string) (Config, error) {
 		return cfg, fmt.Errorf("PROCESSING_DELAY: %w (write it as a Go duration, such as 100ms)", err)
 	}
 	cfg.ProcessingDelay = delay
+	switch d := env("DELIVERY", "exactly-once"); d {
+	case "exactly-once":
+	case "at-least-once":
+		cfg.AtLeastOnce = true
+	default:
+		return cfg, fmt.Errorf("DELIVERY=%q: want exactly-once or at-least-once", d)
+	}
 	return cfg, nil
 }
 

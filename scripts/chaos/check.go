@@ -1,0 +1,154 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+)
+
+// Ledger is what the topics hold at the end of a run, read with
+// read_committed from the beginning, next to what the run sent.
+type Ledger struct {
+	Accepted map[string]int64 // payment ID -> total cents, every payment Kafka acknowledged
+	Orders   []OrderSeen      // order-created, in log order
+	Emails   []EmailSeen      // email-sent, in log order
+
+	// Uncommitted counts of the output topics read with read_uncommitted:
+	// the records of aborted transactions are the difference.
+	OrdersUncommitted int
+	EmailsUncommitted int
+
+	// The whole of order-created, earlier runs included, and what
+	// analytics made of it after replaying the log, if it ran.
+	TopicOrders      int64
+	TopicRevenue     int64 // cents
+	AnalyticsOrders  int64
+	AnalyticsRevenue int64 // cents
+	AnalyticsChecked bool
+}
+
+// OrderSeen is one record of order-created.
+type OrderSeen struct {
+	OrderID, PaymentID string
+	TotalCents         int64
+}
+
+// EmailSeen is one record of email-sent.
+type EmailSeen struct {
+	EmailID, OrderID string
+}
+
+// Verdict is what the checker found. Every list names the IDs at fault.
+type Verdict struct {
+	In, Orders, Emails int
+
+	DuplicateOrders []string // payment IDs with more than one order
+	DuplicateEmails []string // order IDs with more than one email
+	LostOrders      []string // accepted payment IDs without an order
+	LostEmails      []string // order IDs without an email
+	StrayOrders     []string // orders of no accepted payment, or with a wrong ID
+	StrayEmails     []string // emails of no order, or with a wrong ID
+	AnalyticsOff    string   // analytics disagreeing with the topics
+
+	Aborted int // records written then aborted, hidden from read_committed
+
+	extra int // records beyond the first of their kind
+}
+
+// Duplicates counts the records beyond the first for the same payment or order.
+func (v Verdict) Duplicates() int { return v.extra }
+
+// Lost counts records that should exist and do not.
+func (v Verdict) Lost() int { return len(v.LostOrders) + len(v.LostEmails) }
+
+// OK is true when the run was exactly-once.
+func (v Verdict) OK() bool {
+	return v.Duplicates() == 0 && v.Lost() == 0 && len(v.StrayOrders) == 0 && len(v.StrayEmails) == 0 && v.AnalyticsOff == ""
+}
+
+// Check holds the ledger to exactly-once: one order per accepted payment, one
+// email per order, nothing else, and analytics agreeing with the topics.
+// orderID and emailID are the derivations the services use.
+func Check(l Ledger, orderID, emailID func(string) string) Verdict {
+	v := Verdict{In: len(l.Accepted), Orders: len(l.Orders), Emails: len(l.Emails)}
+	v.Aborted = l.OrdersUncommitted - len(l.Orders) + l.EmailsUncommitted - len(l.Emails)
+
+	ordersOf := make(map[string]int, len(l.Orders))
+	orderIDs := make(map[string]bool, len(l.Orders))
+	for _, o := range l.Orders {
+		if _, ok := l.Accepted[o.PaymentID]; !ok || o.OrderID != orderID(o.PaymentID) {
+			v.StrayOrders = append(v.StrayOrders, o.OrderID)
+			continue
+		}
+		ordersOf[o.PaymentID]++
+		orderIDs[o.OrderID] = true
+	}
+	for id := range l.Accepted {
+		switch n := ordersOf[id]; {
+		case n == 0:
+			v.LostOrders = append(v.LostOrders, id)
+		case n > 1:
+			v.DuplicateOrders = append(v.DuplicateOrders, id)
+			v.extra += n - 1
+		}
+	}
+
+	emailsOf := make(map[string]int, len(l.Emails))
+	for _, e := range l.Emails {
+		if !orderIDs[e.OrderID] || e.EmailID != emailID(e.OrderID) {
+			v.StrayEmails = append(v.StrayEmails, e.EmailID)
+			continue
+		}
+		emailsOf[e.OrderID]++
+	}
+	for id := range orderIDs {
+		switch n := emailsOf[id]; {
+		case n == 0:
+			v.LostEmails = append(v.LostEmails, id)
+		case n > 1:
+			v.DuplicateEmails = append(v.DuplicateEmails, id)
+			v.extra += n - 1
+		}
+	}
+
+	if l.AnalyticsChecked && (l.AnalyticsOrders != l.TopicOrders || l.AnalyticsRevenue != l.TopicRevenue) {
+		v.AnalyticsOff = fmt.Sprintf("analytics counts %d orders and %d cents, the topic holds %d orders and %d cents",
+			l.AnalyticsOrders, l.AnalyticsRevenue, l.TopicOrders, l.TopicRevenue)
+	}
+	for _, ids := range [][]string{v.DuplicateOrders, v.DuplicateEmails, v.LostOrders, v.LostEmails, v.StrayOrders, v.StrayEmails} {
+		sort.Strings(ids)
+	}
+	return v
+}
+
+// Report writes every violation with its IDs (the first 20 of each kind).
+func (v Verdict) Report(w io.Writer) {
+	section := func(title string, ids []string) {
+		if len(ids) == 0 {
+			return
+		}
+		shown := ids[:min(len(ids), 20)]
+		more := ""
+		if len(ids) > len(shown) {
+			more = fmt.Sprintf(" … and %d more", len(ids)-len(shown))
+		}
+		fmt.Fprintf(w, "  %s (%d): %s%s\n", title, len(ids), strings.Join(shown, " "), more)
+	}
+	section("payments with more than one order", v.DuplicateOrders)
+	section("orders with more than one email", v.DuplicateEmails)
+	section("accepted payments without an order", v.LostOrders)
+	section("orders without an email", v.LostEmails)
+	section("orders of no accepted payment", v.StrayOrders)
+	section("emails of no order", v.StrayEmails)
+	if v.AnalyticsOff != "" {
+		fmt.Fprintf(w, "  %s\n", v.AnalyticsOff)
+	}
+	fmt.Fprintf(w, "  aborted records hidden from read_committed: %d\n", v.Aborted)
+}
+
+// Line is the last line of a run, the one checks read.
+func (v Verdict) Line(kills int) string {
+	return fmt.Sprintf("exactly-once: in=%d orders=%d emails=%d duplicates=%d lost=%d kills=%d",
+		v.In, v.Orders, v.Emails, v.Duplicates(), v.Lost(), kills)
+}

@@ -1,0 +1,67 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+func orderOf(p string) string { return "o-" + p }
+func emailOf(o string) string { return "e-" + o }
+
+// clean is a ledger of n payments, each with its order and email.
+func clean(n int) Ledger {
+	l := Ledger{Accepted: map[string]int64{}}
+	for i := 0; i < n; i++ {
+		p := string(rune('a' + i))
+		l.Accepted[p] = 100
+		l.Orders = append(l.Orders, OrderSeen{OrderID: orderOf(p), PaymentID: p, TotalCents: 100})
+		l.Emails = append(l.Emails, EmailSeen{EmailID: emailOf(orderOf(p)), OrderID: orderOf(p)})
+	}
+	l.OrdersUncommitted, l.EmailsUncommitted = n, n
+	l.TopicOrders, l.TopicRevenue = int64(n), int64(100*n)
+	return l
+}
+
+// The checker must catch each kind of violation it claims to, and pass a
+// clean run: a checker that cannot fail proves nothing.
+func TestCheckCatchesEveryViolation(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		spoil  func(*Ledger)
+		ok     bool
+		dups   int
+		lost   int
+		report string
+	}{
+		{"clean run", func(*Ledger) {}, true, 0, 0, ""},
+		{"aborted records hidden", func(l *Ledger) { l.OrdersUncommitted += 7 }, true, 0, 0, "hidden from read_committed: 7"},
+		{"an order twice", func(l *Ledger) { l.Orders = append(l.Orders, l.Orders[1]) }, false, 1, 0, "more than one order (1): b"},
+		{"an email three times", func(l *Ledger) { l.Emails = append(l.Emails, l.Emails[0], l.Emails[0]) }, false, 2, 0, "more than one email (1): o-a"},
+		{"an order lost", func(l *Ledger) { l.Orders = l.Orders[1:]; l.Emails = l.Emails[1:] }, false, 0, 1, "without an order (1): a"},
+		{"an email lost", func(l *Ledger) { l.Emails = l.Emails[:2] }, false, 0, 1, "without an email (1): o-c"},
+		{"an order of no payment", func(l *Ledger) {
+			l.Orders = append(l.Orders, OrderSeen{OrderID: orderOf("zz"), PaymentID: "zz"})
+		}, false, 0, 0, "orders of no accepted payment (1): o-zz"},
+		{"an order with a drawn ID", func(l *Ledger) { l.Orders[0].OrderID = "random" }, false, 0, 1, "orders of no accepted payment (1): random"},
+		{"analytics off by a cent", func(l *Ledger) {
+			l.AnalyticsChecked, l.AnalyticsOrders, l.AnalyticsRevenue = true, 3, 299
+		}, false, 0, 0, "analytics counts 3 orders and 299 cents"},
+		{"analytics right", func(l *Ledger) {
+			l.AnalyticsChecked, l.AnalyticsOrders, l.AnalyticsRevenue = true, 3, 300
+		}, true, 0, 0, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := clean(3)
+			tc.spoil(&l)
+			v := Check(l, orderOf, emailOf)
+			var report strings.Builder
+			v.Report(&report)
+			if v.OK() != tc.ok || v.Duplicates() != tc.dups || v.Lost() != tc.lost || !strings.Contains(report.String(), tc.report) {
+				t.Fatalf("ok=%v duplicates=%d lost=%d, want %v %d %d; report:\n%s", v.OK(), v.Duplicates(), v.Lost(), tc.ok, tc.dups, tc.lost, report.String())
+			}
+		})
+	}
+	if got := Check(clean(3), orderOf, emailOf).Line(4); got != "exactly-once: in=3 orders=3 emails=3 duplicates=0 lost=0 kills=4" {
+		t.Fatalf("line = %q", got)
+	}
+}

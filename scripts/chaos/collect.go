@@ -1,0 +1,126 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/blackfriday-kafka/shop/schemas"
+	"github.com/blackfriday-kafka/shop/services/platform"
+	"github.com/blackfriday-kafka/shop/services/shop"
+)
+
+// collect reads the final state of the output topics, once the fleet has
+// stopped and nothing writes any more, and replays it through analytics.
+func collect(ctx context.Context, cat *schemas.Catalog, o Options, from map[string]map[int32]kgo.Offset, accepted map[string]int64) (Ledger, error) {
+	l := Ledger{Accepted: accepted}
+	err := readTopic(ctx, o.Brokers, schemas.TopicOrders, kgo.ReadCommitted(), func(r *kgo.Record) error {
+		ord, err := cat.Orders.Decode(ctx, r.Value)
+		if err != nil {
+			return fmt.Errorf("order-created %d/%d: %w", r.Partition, r.Offset, err)
+		}
+		l.TopicOrders++
+		l.TopicRevenue += ord.TotalCents
+		if r.Offset >= from[r.Topic][r.Partition].EpochOffset().Offset {
+			l.Orders = append(l.Orders, OrderSeen{OrderID: ord.OrderID, PaymentID: ord.PaymentID, TotalCents: ord.TotalCents})
+		}
+		return nil
+	})
+	if err != nil {
+		return l, err
+	}
+	err = readTopic(ctx, o.Brokers, schemas.TopicEmails, kgo.ReadCommitted(), func(r *kgo.Record) error {
+		if r.Offset < from[r.Topic][r.Partition].EpochOffset().Offset {
+			return nil
+		}
+		e, err := cat.Emails.Decode(ctx, r.Value)
+		if err != nil {
+			return fmt.Errorf("email-sent %d/%d: %w", r.Partition, r.Offset, err)
+		}
+		l.Emails = append(l.Emails, EmailSeen{EmailID: e.EmailID, OrderID: e.OrderID})
+		return nil
+	})
+	if err != nil {
+		return l, err
+	}
+	for topic, count := range map[string]*int{schemas.TopicOrders: &l.OrdersUncommitted, schemas.TopicEmails: &l.EmailsUncommitted} {
+		if err := readTopic(ctx, o.Brokers, topic, kgo.ReadUncommitted(), func(r *kgo.Record) error {
+			if r.Offset >= from[r.Topic][r.Partition].EpochOffset().Offset {
+				*count++
+			}
+			return nil
+		}); err != nil {
+			return l, err
+		}
+	}
+	return l, replayAnalytics(ctx, cat, o, &l)
+}
+
+// readTopic reads a whole topic. Nothing writes to it any more, so an idle
+// two seconds means the end.
+func readTopic(ctx context.Context, brokers []string, topic string, iso kgo.IsolationLevel, each func(*kgo.Record) error) error {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(iso))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	for {
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		recs := cl.PollFetches(pctx).Records()
+		cancel()
+		if len(recs) == 0 {
+			return ctx.Err()
+		}
+		for _, r := range recs {
+			if err := each(r); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// replayAnalytics starts a fresh analytics service, which rebuilds its
+// figures from the log, and records what it reports.
+func replayAnalytics(ctx context.Context, cat *schemas.Catalog, o Options, l *Ledger) error {
+	s, err := shop.Start(ctx, cat, shop.Options{
+		Services: []string{"analytics"},
+		Config: func(string) (platform.Config, error) {
+			return platform.Config{Brokers: o.Brokers, RegistryURL: o.RegistryURL, Addr: "127.0.0.1:0", InstanceID: "chaos",
+				Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, nil
+		},
+	})
+	if err != nil {
+		return err
+	}
+	defer s.Stop()
+	var report struct {
+		TotalOrders  int64       `json:"total_orders"`
+		TotalRevenue json.Number `json:"total_revenue"`
+	}
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		resp, err := http.Get(s.URL("analytics") + "/analytics")
+		if err != nil {
+			continue
+		}
+		dec := json.NewDecoder(resp.Body)
+		dec.UseNumber()
+		err = dec.Decode(&report)
+		resp.Body.Close()
+		if err == nil && report.TotalOrders >= l.TopicOrders {
+			break
+		}
+	}
+	euros, err := schemas.ParseEuros(report.TotalRevenue.String())
+	if err != nil {
+		return fmt.Errorf("analytics total_revenue %q: %w", report.TotalRevenue, err)
+	}
+	l.AnalyticsOrders, l.AnalyticsRevenue, l.AnalyticsChecked = report.TotalOrders, int64(euros), true
+	return nil
+}

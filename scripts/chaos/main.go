@@ -1,0 +1,223 @@
+// Command chaos proves exactly-once under faults. It runs three order and
+// three email instances as separate processes, sends payments straight to
+// Kafka, and while they flow kills a random instance with SIGKILL every 0.5
+// to 2 seconds and restarts it. When the pipeline has drained it reads the
+// topics with read_committed from where the run began and checks that every
+// accepted payment has exactly one order, every order exactly one email, that
+// nothing else is there, and that analytics agrees.
+//
+//	go run ./scripts/chaos [-n 10000] [-kills 20] [-seed 1] [-mode exactly-once|at-least-once]
+//
+// With KAFKA_BROKERS set it runs against that cluster and SCHEMA_REGISTRY_URL;
+// otherwise it starts its own embedded cluster on free ports. The last line
+// is "exactly-once: in=N orders=N emails=N duplicates=0 lost=0 kills=K"; the
+// exit status is 1 on any violation. -mode at-least-once runs the same
+// services without transactions: the control, which must report duplicates.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/blackfriday-kafka/shop/infra"
+	"github.com/blackfriday-kafka/shop/schemas"
+)
+
+// Options of a run.
+type Options struct {
+	N         int
+	MinKills  int
+	Seed      uint64
+	Mode      string // exactly-once or at-least-once
+	Shop      string // path of the shop binary
+	Instances int
+	LogDir    string
+	Timeout   time.Duration
+
+	Brokers     []string
+	RegistryURL string
+	Embedded    bool
+}
+
+func main() {
+	var o Options
+	flag.IntVar(&o.N, "n", envInt("N", 10_000), "payments to send (env N)")
+	flag.IntVar(&o.MinKills, "kills", envInt("KILLS", 20), "kill at least this many instances while payments flow (env KILLS)")
+	seed := flag.Int64("seed", int64(envInt("SEED", 0)), "random seed; 0 picks one and prints it (env SEED)")
+	flag.StringVar(&o.Mode, "mode", envOr("MODE", "exactly-once"), "exactly-once, or at-least-once for the control (env MODE)")
+	flag.StringVar(&o.Shop, "shop", "bin/shop", "the shop binary (make build)")
+	flag.IntVar(&o.Instances, "instances", 3, "order and email instances each")
+	flag.StringVar(&o.LogDir, "logs", ".run/chaos", "where the instances' logs go")
+	flag.DurationVar(&o.Timeout, "timeout", 10*time.Minute, "give up after this long")
+	flag.Parse()
+	if o.Mode != "exactly-once" && o.Mode != "at-least-once" {
+		fail("-mode %q: want exactly-once or at-least-once", o.Mode)
+	}
+	o.Seed = uint64(*seed)
+	if o.Seed == 0 {
+		o.Seed = uint64(time.Now().UnixNano())
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	defer cancel()
+
+	if brokers := os.Getenv("KAFKA_BROKERS"); brokers != "" {
+		o.Brokers = strings.Split(brokers, ",")
+		o.RegistryURL = envOr("SCHEMA_REGISTRY_URL", "http://localhost:8081")
+		if err := infra.CreateTopics(ctx, o.Brokers); err != nil {
+			fail("%v", err)
+		}
+		if err := infra.RegisterSchemas(ctx, o.RegistryURL); err != nil {
+			fail("%v", err)
+		}
+	} else {
+		stack, err := infra.StartEmbedded(ctx, infra.EmbeddedConfig{})
+		if err != nil {
+			fail("%v", err)
+		}
+		defer stack.Close()
+		o.Brokers, o.RegistryURL, o.Embedded = stack.Brokers, stack.RegistryURL, true
+	}
+
+	v, kills, err := Run(ctx, o, os.Stdout)
+	if err != nil {
+		fail("%v", err)
+	}
+	fmt.Println(v.Line(kills))
+	if !v.OK() {
+		os.Exit(1)
+	}
+}
+
+// Run runs the fleet, the payments and the kills, then checks the topics.
+func Run(ctx context.Context, o Options, out *os.File) (Verdict, int, error) {
+	where := "embedded cluster " + strings.Join(o.Brokers, ",")
+	if !o.Embedded {
+		where = "cluster " + strings.Join(o.Brokers, ",")
+	}
+	fmt.Fprintf(out, "chaos: %d payments, %d order and %d email instances, %s, seed %d, on the %s\n",
+		o.N, o.Instances, o.Instances, o.Mode, o.Seed, where)
+	rng := rand.New(rand.NewPCG(o.Seed, o.Seed^0x5eed))
+
+	reg, err := schemas.NewRegistryClient(o.RegistryURL)
+	if err != nil {
+		return Verdict{}, 0, err
+	}
+	cat, err := schemas.NewCatalog(ctx, reg)
+	if err != nil {
+		return Verdict{}, 0, err
+	}
+	// Only what this run writes is judged: the output topics are read
+	// from where they end now.
+	from, err := endOffsets(ctx, o.Brokers, schemas.TopicOrders, schemas.TopicEmails)
+	if err != nil {
+		return Verdict{}, 0, err
+	}
+
+	if err := os.MkdirAll(o.LogDir, 0o755); err != nil {
+		return Verdict{}, 0, err
+	}
+	fleet := newFleet(o)
+	if err := fleet.start(); err != nil {
+		return Verdict{}, 0, err
+	}
+	defer fleet.stop()
+
+	// Payments are paced so the kills land while they flow: a kill every
+	// 1.25 s on average, MinKills of them, with a fifth to spare.
+	duration := time.Duration(float64(o.MinKills) * 1.25 * 1.2 * float64(time.Second))
+	duration = max(duration, time.Duration(o.N)*time.Second/2000)
+	sender := newSender(cat, o.Brokers)
+	defer sender.close()
+	sendDone := make(chan error, 1)
+	go func() { sendDone <- sender.send(ctx, o.N, duration, rng.Uint64()) }()
+
+	watch, err := newWatch(ctx, cat, o.Brokers, from)
+	if err != nil {
+		return Verdict{}, 0, err
+	}
+	defer watch.close()
+
+	killRng := rand.New(rand.NewPCG(rng.Uint64(), rng.Uint64()))
+	next := time.Now().Add(killDelay(killRng))
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	start, lastReport := time.Now(), time.Now()
+	sending := true
+	for {
+		select {
+		case <-ctx.Done():
+			return Verdict{}, fleet.kills, fmt.Errorf("gave up: %w (%s)", ctx.Err(), watch.progress())
+		case err := <-sendDone:
+			if err != nil {
+				return Verdict{}, fleet.kills, fmt.Errorf("sending payments: %w", err)
+			}
+			sending = false
+		case now := <-tick.C:
+			if err := fleet.reap(); err != nil {
+				return Verdict{}, fleet.kills, err
+			}
+			drained := !sending && watch.drained(sender.ids())
+			if now.After(next) && (!drained || fleet.kills < o.MinKills) {
+				if err := fleet.killOne(killRng); err != nil {
+					return Verdict{}, fleet.kills, err
+				}
+				next = now.Add(killDelay(killRng))
+			}
+			if now.Sub(lastReport) >= 2*time.Second {
+				fmt.Fprintf(out, "  %5.1fs  sent %d/%d  %s  kills %d\n", now.Sub(start).Seconds(), sender.count(), o.N, watch.progress(), fleet.kills)
+				lastReport = now
+			}
+			if drained && fleet.kills >= o.MinKills {
+				fmt.Fprintf(out, "  drained after %.1fs and %d kills; stopping the instances\n", time.Since(start).Seconds(), fleet.kills)
+				fleet.stop()
+				ledger, err := collect(ctx, cat, o, from, sender.ids())
+				if err != nil {
+					return Verdict{}, fleet.kills, err
+				}
+				v := Check(ledger, schemas.OrderID, schemas.EmailID)
+				v.Report(out)
+				return v, fleet.kills, nil
+			}
+		}
+	}
+}
+
+func killDelay(rng *rand.Rand) time.Duration {
+	return 500*time.Millisecond + time.Duration(rng.Int64N(int64(1500*time.Millisecond)))
+}
+
+func fail(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "chaos: "+format+"\n", args...)
+	os.Exit(2)
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func envInt(name string, def int) int {
+	var n int
+	if _, err := fmt.Sscan(envOr(name, fmt.Sprint(def)), &n); err != nil {
+		fail("%s: not a number", name)
+	}
+	return n
+}
+
+var errStopped = errors.New("stopped")
+
+func logPath(dir, name string) string { return filepath.Join(dir, name+".log") }

@@ -1,0 +1,190 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/blackfriday-kafka/shop/schemas"
+)
+
+// sender writes valid payments straight to payment-successful.
+type sender struct {
+	cat *schemas.Catalog
+	cl  *kgo.Client
+	err error
+
+	mu       sync.Mutex
+	accepted map[string]int64 // payment ID -> total cents, once acknowledged
+}
+
+func newSender(cat *schemas.Catalog, brokers []string) *sender {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RecordDeliveryTimeout(time.Minute))
+	return &sender{cat: cat, cl: cl, err: err, accepted: make(map[string]int64)}
+}
+
+// send writes n payments evenly over d. Only acknowledged payments count as
+// accepted; the idempotent producer never writes one twice.
+func (s *sender) send(ctx context.Context, n int, d time.Duration, seed uint64) error {
+	if s.err != nil {
+		return s.err
+	}
+	rng := rand.New(rand.NewPCG(seed, seed+1))
+	start := time.Now()
+	var failed error
+	var failMu sync.Mutex
+	for i := 0; i < n; i++ {
+		if due := start.Add(d * time.Duration(i) / time.Duration(n)); time.Until(due) > 0 {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(time.Until(due)):
+			}
+		}
+		p := schemas.PaymentSucceeded{
+			PaymentID: uuid.NewString(),
+			UserID:    1 + rng.Int64N(500),
+			Cart:      []schemas.CartItem{{Name: "Black Friday deal", UnitPriceCents: 100 + rng.Int64N(100_000), Quantity: 1 + rng.Int32N(3)}},
+			PaidAt:    time.Now().UTC().Truncate(time.Millisecond),
+		}
+		p.TotalCents = schemas.CartTotal(p.Cart)
+		r, err := s.cat.Payments.Record(schemas.UserKey(p.UserID), &p)
+		if err != nil {
+			return err
+		}
+		s.cl.Produce(ctx, r, func(_ *kgo.Record, err error) {
+			if err != nil {
+				failMu.Lock()
+				failed = err
+				failMu.Unlock()
+				return
+			}
+			s.mu.Lock()
+			s.accepted[p.PaymentID] = p.TotalCents
+			s.mu.Unlock()
+		})
+	}
+	if err := s.cl.Flush(ctx); err != nil {
+		return err
+	}
+	failMu.Lock()
+	defer failMu.Unlock()
+	return failed
+}
+
+// count is how many payments were acknowledged so far.
+func (s *sender) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.accepted)
+}
+
+// ids are the acknowledged payments; read them only once sending is over.
+func (s *sender) ids() map[string]int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.accepted
+}
+
+func (s *sender) close() {
+	if s.cl != nil {
+		s.cl.Close()
+	}
+}
+
+// endOffsets are where topics end now, per partition.
+func endOffsets(ctx context.Context, brokers []string, topics ...string) (map[string]map[int32]kgo.Offset, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topics...)
+	if err != nil {
+		return nil, err
+	}
+	from := make(map[string]map[int32]kgo.Offset)
+	ends.Each(func(o kadm.ListedOffset) {
+		if from[o.Topic] == nil {
+			from[o.Topic] = make(map[int32]kgo.Offset)
+		}
+		from[o.Topic][o.Partition] = kgo.NewOffset().At(o.Offset)
+	})
+	return from, nil
+}
+
+// watch follows the output topics while the run goes on, to see it drain.
+type watch struct {
+	cat    *schemas.Catalog
+	cl     *kgo.Client
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	mu      sync.Mutex
+	orders  map[string]string // payment ID -> order ID
+	emailed map[string]bool   // order IDs with an email
+}
+
+func newWatch(ctx context.Context, cat *schemas.Catalog, brokers []string, from map[string]map[int32]kgo.Offset) (*watch, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumePartitions(from), kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	w := &watch{cat: cat, cl: cl, cancel: cancel, done: make(chan struct{}), orders: map[string]string{}, emailed: map[string]bool{}}
+	go func() {
+		defer close(w.done)
+		for ctx.Err() == nil {
+			for _, r := range cl.PollFetches(ctx).Records() {
+				w.see(ctx, r)
+			}
+		}
+	}()
+	return w, nil
+}
+
+func (w *watch) see(ctx context.Context, r *kgo.Record) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	switch r.Topic {
+	case schemas.TopicOrders:
+		if o, err := w.cat.Orders.Decode(ctx, r.Value); err == nil {
+			w.orders[o.PaymentID] = o.OrderID
+		}
+	case schemas.TopicEmails:
+		if e, err := w.cat.Emails.Decode(ctx, r.Value); err == nil {
+			w.emailed[e.OrderID] = true
+		}
+	}
+}
+
+// drained: every accepted payment has an order, and every such order an email.
+func (w *watch) drained(accepted map[string]int64) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for id := range accepted {
+		o, ok := w.orders[id]
+		if !ok || !w.emailed[o] {
+			return false
+		}
+	}
+	return true
+}
+
+func (w *watch) progress() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return fmt.Sprintf("orders %d  emails %d", len(w.orders), len(w.emailed))
+}
+
+func (w *watch) close() {
+	w.cancel()
+	<-w.done
+	w.cl.Close()
+}
