@@ -1,0 +1,85 @@
+// Package target says where the shop runs, for the operators' tools in
+// scripts/: the seed brokers and the schema registry. Defaults come from
+// KAFKA_BROKERS and SCHEMA_REGISTRY_URL, as CONTRACTS.md names them, and a
+// tool's --brokers and --registry flags override them.
+package target
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/twmb/franz-go/pkg/sr"
+
+	"github.com/blackfriday-kafka/shop/schemas"
+)
+
+// Defaults when the environment says nothing: the ports of `make run`,
+// `make cluster` and `make up`.
+const (
+	DefaultBrokers     = "localhost:9092,localhost:9093,localhost:9094"
+	DefaultRegistryURL = "http://localhost:8081"
+)
+
+// Target is a Kafka cluster and its schema registry.
+type Target struct {
+	Brokers     []string
+	RegistryURL string
+}
+
+// FromEnv reads KAFKA_BROKERS and SCHEMA_REGISTRY_URL.
+func FromEnv() Target {
+	return Target{
+		Brokers:     splitBrokers(env("KAFKA_BROKERS", DefaultBrokers)),
+		RegistryURL: env("SCHEMA_REGISTRY_URL", DefaultRegistryURL),
+	}
+}
+
+// Flags adds --brokers and --registry to fs, defaulting to the environment.
+// The returned target is filled in when fs is parsed.
+func Flags(fs *flag.FlagSet) *Target {
+	t := FromEnv()
+	fs.Func("brokers", "seed brokers, comma-separated (env KAFKA_BROKERS; default "+strings.Join(t.Brokers, ",")+")", func(s string) error {
+		t.Brokers = splitBrokers(s)
+		if len(t.Brokers) == 0 {
+			return fmt.Errorf("no broker in %q", s)
+		}
+		return nil
+	})
+	fs.StringVar(&t.RegistryURL, "registry", t.RegistryURL, "schema registry URL (env SCHEMA_REGISTRY_URL)")
+	return &t
+}
+
+// Registry is a client of the target's schema registry.
+func (t *Target) Registry() (*sr.Client, error) {
+	return schemas.NewRegistryClient(t.RegistryURL)
+}
+
+// Usage makes fs print a synopsis and a description before its flags, so
+// every tool answers --help the same way.
+func Usage(fs *flag.FlagSet, synopsis, description string) {
+	fs.Usage = func() {
+		out := fs.Output()
+		fmt.Fprintf(out, "usage: %s\n\n%s\n", synopsis, strings.TrimSpace(description))
+		fmt.Fprintln(out, "\nflags:")
+		fs.PrintDefaults()
+	}
+}
+
+func splitBrokers(s string) []string {
+	var out []string
+	for _, b := range strings.Split(s, ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+func env(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
