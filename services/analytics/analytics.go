@@ -30,6 +30,7 @@ type Service struct {
 	log    *slog.Logger
 	follow *platform.Follower
 	stats  *Stats
+	kafka  prometheus.Collector // the follower's client metrics
 
 	mu       sync.Mutex
 	position kadm.Offsets // next offset to read, per partition
@@ -46,8 +47,10 @@ func New(cfg platform.Config, cat *schemas.Catalog) (*Service, error) {
 		stats:    newStats(),
 		position: make(kadm.Offsets),
 	}
+	kafka := platform.KafkaMetrics("follower")
+	s.kafka = kafka
 	var err error
-	s.follow, err = platform.NewFollower(cfg.Brokers, s.log, schemas.Topics...)
+	s.follow, err = platform.NewFollower(cfg.Brokers, s.log, schemas.Topics, kgo.WithHooks(kafka))
 	if err != nil {
 		return nil, err
 	}
@@ -56,7 +59,21 @@ func New(cfg platform.Config, cat *schemas.Catalog) (*Service, error) {
 
 func (s *Service) Name() string { return "analytics" }
 
-func (s *Service) Collectors() []prometheus.Collector { return nil }
+func (s *Service) Collectors() []prometheus.Collector {
+	return []prometheus.Collector{
+		platform.CountsByLabel("shop_analytics_events_total", "Committed events folded into the figures, by topic.",
+			"topic", nil, schemas.Topics, s.stats.topicCounts),
+		platform.CountsByLabel("shop_analytics_dead_letters_total", "Dead letters on dlq-payment and dlq-order, by error_class.",
+			"error_class", nil, platform.ErrorClasses, s.stats.deadLetterCounts),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "shop_analytics_revenue_euros_total", Help: "Revenue of the committed orders, in euros (total_revenue of /analytics).",
+		}, s.stats.revenueEuros),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "shop_analytics_unique_users", Help: "Users who paid at least once.",
+		}, func() float64 { return float64(s.stats.uniqueUsers()) }),
+		s.kafka,
+	}
+}
 
 func (s *Service) Routes(r *mux.Router) {
 	r.HandleFunc("/analytics", func(w http.ResponseWriter, _ *http.Request) {
@@ -104,28 +121,37 @@ func (s *Service) fold(ctx context.Context, r *kgo.Record) {
 				return // refused by the order service; counted as a dead letter
 			}
 			s.stats.addPayment(p)
+			s.log.Debug("payment counted", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset,
+				"payment_id", p.PaymentID, "user_id", p.UserID)
 		}
 	case schemas.TopicOrders:
 		var o *schemas.OrderCreated
 		if o, err = s.cat.Orders.Decode(ctx, r.Value); err == nil {
 			s.stats.addOrder(o)
+			s.log.Debug("order counted", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset,
+				"order_id", o.OrderID, "user_id", o.UserID)
 		}
 	case schemas.TopicEmails:
 		var e *schemas.EmailSent
 		if e, err = s.cat.Emails.Decode(ctx, r.Value); err == nil {
 			s.stats.addEmail(e)
+			s.log.Debug("email counted", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset,
+				"email_id", e.EmailID, "user_id", e.UserID)
 		}
 	case schemas.TopicPaymentDLQ, schemas.TopicOrderDLQ:
 		class := headerValue(r, schemas.HeaderErrorClass)
 		if dl, derr := s.cat.PaymentDLQ.Decode(ctx, r.Value); derr == nil {
 			class = dl.ErrorClass
 		}
-		s.stats.addDeadLetter(class, r.Timestamp)
+		s.stats.addDeadLetter(r.Topic, class, r.Timestamp)
+		s.log.Debug("dead letter counted", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset,
+			"key", string(r.Key), "error_class", class)
 	}
 	if err != nil {
 		// Poison on an input topic: the service that consumes it sends
 		// it to a dead letter queue, where it is counted.
-		s.log.Debug("skipping unreadable record", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "err", err)
+		s.log.Debug("skipping unreadable record", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset,
+			"key", string(r.Key), "err", err)
 	}
 }
 

@@ -1,6 +1,7 @@
 package analytics
 
 import (
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -22,6 +23,7 @@ type Stats struct {
 	revenueCents int64
 	users        map[int64]struct{}
 	deadLetters  map[string]int64 // by error class
+	byTopic      map[string]int64 // events folded, by topic
 	paymentsAt   map[int64]int64  // unix second -> payments paid then
 	ordersAt     map[int64]int64  // unix second -> orders created then
 	lastUpdated  time.Time
@@ -31,6 +33,7 @@ func newStats() *Stats {
 	return &Stats{
 		users:       make(map[int64]struct{}),
 		deadLetters: make(map[string]int64),
+		byTopic:     make(map[string]int64),
 		paymentsAt:  make(map[int64]int64),
 		ordersAt:    make(map[int64]int64),
 	}
@@ -40,6 +43,7 @@ func (s *Stats) addPayment(p *schemas.PaymentSucceeded) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.payments++
+	s.byTopic[schemas.TopicPayments]++
 	s.users[p.UserID] = struct{}{}
 	s.paymentsAt[p.PaidAt.Unix()]++
 	s.touch(p.PaidAt)
@@ -49,6 +53,7 @@ func (s *Stats) addOrder(o *schemas.OrderCreated) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.orders++
+	s.byTopic[schemas.TopicOrders]++
 	s.revenueCents += o.TotalCents
 	s.ordersAt[o.CreatedAt.Unix()]++
 	s.touch(o.CreatedAt)
@@ -58,13 +63,15 @@ func (s *Stats) addEmail(e *schemas.EmailSent) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.emails++
+	s.byTopic[schemas.TopicEmails]++
 	s.touch(e.SentAt)
 }
 
-func (s *Stats) addDeadLetter(class string, at time.Time) {
+func (s *Stats) addDeadLetter(topic, class string, at time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.deadLetters[class]++
+	s.byTopic[topic]++
 	s.touch(at)
 }
 
@@ -170,4 +177,30 @@ func perMinute(at map[int64]int64, now time.Time) int64 {
 		}
 	}
 	return n
+}
+
+// topicCounts are the events folded so far, by topic.
+func (s *Stats) topicCounts() map[string]int64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return maps.Clone(s.byTopic)
+}
+
+// deadLetterCounts are the dead letters so far, by error class.
+func (s *Stats) deadLetterCounts() map[string]int64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return maps.Clone(s.deadLetters)
+}
+
+func (s *Stats) revenueEuros() float64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return float64(s.revenueCents) / 100
+}
+
+func (s *Stats) uniqueUsers() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.users)
 }

@@ -34,6 +34,7 @@ func New(cfg platform.Config, cat *schemas.Catalog, tuning txn.Config) (*Service
 		DLQ:     cat.OrderDLQ,
 		Handler: s.sendConfirmation,
 		Tuning:  tuning,
+		Outputs: "emails_sent",
 	}, cat.Emails)
 	return s, err
 }
@@ -55,7 +56,7 @@ func (s *Service) sendConfirmation(ctx context.Context, in *kgo.Record) ([]*kgo.
 		return nil, err
 	}
 	s.Logger().Info("order received", "topic", in.Topic, "partition", in.Partition, "offset", in.Offset,
-		"order_id", o.OrderID, "user_id", o.UserID)
+		"order_id", o.OrderID, "email_id", schemas.EmailID(o.OrderID), "user_id", o.UserID)
 	to, subject := Confirmation(o)
 	e := schemas.EmailSent{
 		EmailID: schemas.EmailID(o.OrderID),

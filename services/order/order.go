@@ -34,6 +34,7 @@ func New(cfg platform.Config, cat *schemas.Catalog, tuning txn.Config) (*Service
 		DLQ:     cat.PaymentDLQ,
 		Handler: s.createOrder,
 		Tuning:  tuning,
+		Outputs: "orders_created",
 	}, cat.Orders)
 	return s, err
 }
@@ -51,7 +52,7 @@ func (s *Service) createOrder(ctx context.Context, in *kgo.Record) ([]*kgo.Recor
 		return nil, &schemas.RecordError{Class: schemas.Validation, Err: fe}
 	}
 	s.Logger().Info("payment received", "topic", in.Topic, "partition", in.Partition, "offset", in.Offset,
-		"payment_id", p.PaymentID, "user_id", p.UserID)
+		"payment_id", p.PaymentID, "order_id", schemas.OrderID(p.PaymentID), "user_id", p.UserID)
 	if s.delay > 0 {
 		select {
 		case <-ctx.Done():

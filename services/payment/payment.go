@@ -28,6 +28,7 @@ type Service struct {
 	payments *schemas.Codec[schemas.PaymentSucceeded]
 	producer *kgo.Client
 	log      *slog.Logger
+	kafka    prometheus.Collector // the producer's client metrics
 
 	accepted prometheus.Counter
 	rejected *prometheus.CounterVec
@@ -47,7 +48,9 @@ func New(cfg platform.Config, cat *schemas.Catalog, opts Options) (*Service, err
 	if opts.DeliveryTimeout <= 0 {
 		opts.DeliveryTimeout = 10 * time.Second
 	}
+	kafka := platform.KafkaMetrics("producer")
 	producer, err := kgo.NewClient(
+		kgo.WithHooks(kafka),
 		kgo.SeedBrokers(cfg.Brokers...),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.RecordDeliveryTimeout(opts.DeliveryTimeout),
@@ -60,9 +63,10 @@ func New(cfg platform.Config, cat *schemas.Catalog, opts Options) (*Service, err
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Service{
+	s := &Service{
 		payments: cat.Payments,
 		producer: producer,
+		kafka:    kafka,
 		log:      log.With("service", "payment", "instance", cfg.InstanceID),
 		accepted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "shop_payments_accepted_total", Help: "Payments written to Kafka and acknowledged.",
@@ -74,13 +78,17 @@ func New(cfg platform.Config, cat *schemas.Catalog, opts Options) (*Service, err
 			Name: "shop_payment_ack_seconds", Help: "Time from request to Kafka acknowledgement.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
 		}),
-	}, nil
+	}
+	for _, reason := range []string{"invalid", "kafka_unavailable"} {
+		s.rejected.WithLabelValues(reason) // a series at zero from the start
+	}
+	return s, nil
 }
 
 func (s *Service) Name() string { return "payment" }
 
 func (s *Service) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{s.accepted, s.rejected, s.latency}
+	return []prometheus.Collector{s.accepted, s.rejected, s.latency, s.kafka}
 }
 
 func (s *Service) Routes(r *mux.Router) {
@@ -137,7 +145,7 @@ func (s *Service) pay(w http.ResponseWriter, r *http.Request) {
 	// cancels a record that has not left yet.
 	if err := s.producer.ProduceSync(r.Context(), rec).FirstErr(); err != nil {
 		s.rejected.WithLabelValues("kafka_unavailable").Inc()
-		s.log.Warn("payment not written", "payment_id", p.PaymentID, "user_id", p.UserID, "err", err)
+		s.log.Warn("payment not written", "topic", rec.Topic, "payment_id", p.PaymentID, "user_id", p.UserID, "err", err)
 		status := http.StatusServiceUnavailable
 		if errors.Is(err, context.Canceled) {
 			status = 499 // client closed request; nobody reads this answer

@@ -16,6 +16,9 @@ type Stage struct {
 	DLQ     *schemas.Codec[schemas.DeadLetter]
 	Handler txn.Handler
 	Tuning  txn.Config // batching and timeouts; zero values take defaults
+	// Outputs names the stage's outputs for their business counter,
+	// shop_<Outputs>_total, such as orders_created.
+	Outputs string
 }
 
 // Group is the consumer group of a service, such as order-service-group.
@@ -59,6 +62,7 @@ func EngineCollectors(e *txn.Engine, service string) []prometheus.Collector {
 		counter("shop_transactions_aborted_total", "Kafka transactions aborted and retried.", func(s txn.Stats) int64 { return s.Aborted }),
 		counter("shop_records_consumed_total", "Input records committed.", func(s txn.Stats) int64 { return s.Records }),
 		counter("shop_records_produced_total", "Output records committed, dead letters excluded.", func(s txn.Stats) int64 { return s.Produced }),
-		counter("shop_dead_letters_total", "Input records committed to the dead letter queue.", func(s txn.Stats) int64 { return s.DeadLettered }),
+		CountsByLabel("shop_dead_letters_total", "Input records committed to the dead letter queue, by error_class.",
+			"error_class", labels, ErrorClasses, func() map[string]int64 { return e.Stats().DeadLettersByClass }),
 	}
 }

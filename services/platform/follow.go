@@ -18,14 +18,15 @@ type Follower struct {
 	log *slog.Logger
 }
 
-// NewFollower connects a follower of topics.
-func NewFollower(brokers []string, log *slog.Logger, topics ...string) (*Follower, error) {
-	cl, err := kgo.NewClient(
+// NewFollower connects a follower of topics; opts are extra client options,
+// such as metrics hooks.
+func NewFollower(brokers []string, log *slog.Logger, topics []string, opts ...kgo.Opt) (*Follower, error) {
+	cl, err := kgo.NewClient(append([]kgo.Opt{
 		kgo.SeedBrokers(brokers...),
 		kgo.ConsumeTopics(topics...),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-	)
+	}, opts...)...)
 	if err != nil {
 		return nil, err
 	}
