@@ -1,0 +1,117 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/blackfriday-kafka/shop/schemas"
+	"github.com/blackfriday-kafka/shop/services/shop/shoptest"
+)
+
+func TestTopics(t *testing.T) {
+	stack, _ := shoptest.Cluster(t)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(stack.Brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	run := func(f func(*bytes.Buffer) error) string {
+		t.Helper()
+		var out bytes.Buffer
+		if err := f(&out); err != nil {
+			t.Fatalf("%v\n%s", err, out.String())
+		}
+		return out.String()
+	}
+
+	// The embedded stack created the shop's topics: create is a no-op.
+	out := run(func(b *bytes.Buffer) error { return Create(ctx, adm, stack.Brokers, nil, NewTopics{}, b) })
+	if !strings.Contains(out, "already there: "+strings.Join(schemas.Topics, ", ")) || strings.Contains(out, "created:") {
+		t.Fatalf("create on a ready cluster:\n%s", out)
+	}
+
+	out = run(func(b *bytes.Buffer) error {
+		return Create(ctx, adm, stack.Brokers, []string{"test"}, NewTopics{Partitions: 2, Replicas: 1}, b)
+	})
+	if !strings.Contains(out, "created: test") {
+		t.Fatalf("create test:\n%s", out)
+	}
+	out = run(func(b *bytes.Buffer) error { return List(ctx, adm, false, b) })
+	for _, want := range []string{"\npayment-successful 3 3\n", "\ntest 2 1\n"} {
+		if !strings.Contains(squeeze(out), want) {
+			t.Fatalf("list lacks %q:\n%s", want, out)
+		}
+	}
+
+	// describe agrees with the cluster's metadata, partition by partition.
+	out = run(func(b *bytes.Buffer) error { return Describe(ctx, adm, nil, false, b) })
+	topics, err := adm.ListTopics(ctx, schemas.Topics...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, topic := range schemas.Topics {
+		if !strings.Contains(out, topic+"  partitions=3 replicas=3") {
+			t.Fatalf("describe lacks %s:\n%s", topic, out)
+		}
+		for _, p := range topics[topic].Partitions.Sorted() {
+			row := fmt.Sprintf("%d %d %s %s - ", p.Partition, p.Leader, ids(p.Replicas), ids(p.ISR))
+			if !strings.Contains(section(out, topic), row) {
+				t.Fatalf("describe lacks %q:\n%s", row, out)
+			}
+		}
+	}
+	if strings.Count(out, "configs: min.insync.replicas=2") != len(schemas.Topics) {
+		t.Fatalf("describe does not show min.insync.replicas=2 on every topic:\n%s", out)
+	}
+	if err := Describe(ctx, adm, []string{"nope"}, false, &bytes.Buffer{}); err == nil {
+		t.Fatal("describe of a missing topic succeeded")
+	}
+
+	out = run(func(b *bytes.Buffer) error { return Delete(ctx, adm, []string{"test"}, b) })
+	if out != "deleted: test\n" {
+		t.Fatalf("delete: %q", out)
+	}
+	if err := Delete(ctx, adm, nil, &bytes.Buffer{}); err == nil {
+		t.Fatal("delete without names succeeded")
+	}
+	// Deletion completes in the background, as in Kafka.
+	for {
+		out = run(func(b *bytes.Buffer) error { return List(ctx, adm, false, b) })
+		if !strings.Contains(out, "\ntest ") {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("test still listed:\n%s", out)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// squeeze turns the runs of spaces tabwriter aligns with into one.
+func squeeze(s string) string {
+	var lines []string
+	for _, l := range strings.Split(s, "\n") {
+		lines = append(lines, strings.Join(strings.Fields(l), " "))
+	}
+	return strings.Join(lines, "\n")
+}
+
+// section is the part of describe's output about topic, squeezed.
+func section(out, topic string) string {
+	for _, s := range strings.Split(out, "\n\n") {
+		if strings.HasPrefix(s, topic+" ") {
+			return squeeze(s)
+		}
+	}
+	return ""
+}
