@@ -93,17 +93,25 @@ func Register(ctx context.Context, registry *sr.Client, topic string) (int, erro
 	if err != nil {
 		return 0, err
 	}
+	ss, err := RegisterText(ctx, registry, topic, text)
+	return ss.ID, err
+}
+
+// RegisterText is Register with an Avro schema of the caller's, such as a
+// new version read from a file. The registry refuses it (HTTP 409) if it
+// breaks BACKWARD compatibility with the subject's latest version.
+func RegisterText(ctx context.Context, registry *sr.Client, topic, text string) (sr.SubjectSchema, error) {
 	subject := Subject(topic)
 	for _, res := range registry.SetCompatibility(ctx, sr.SetCompatibility{Level: sr.CompatBackward}, subject) {
 		if res.Err != nil {
-			return 0, fmt.Errorf("set compatibility of %s: %w", subject, res.Err)
+			return sr.SubjectSchema{}, fmt.Errorf("set compatibility of %s: %w", subject, res.Err)
 		}
 	}
 	ss, err := registry.CreateSchema(ctx, subject, sr.Schema{Schema: text, Type: sr.TypeAvro})
 	if err != nil {
-		return 0, fmt.Errorf("register %s: %w", subject, err)
+		return sr.SubjectSchema{}, fmt.Errorf("register %s: %w", subject, err)
 	}
-	return ss.ID, nil
+	return ss, nil
 }
 
 // avroConfig bounds what a hostile record can make a decoder allocate.

@@ -222,11 +222,11 @@ func writerSchema(ctx context.Context, reg *sr.Client, topic, which string) (avr
 			return nil, 0, 0, fmt.Errorf("latest schema of %s: %w (run make schemas first?)", subject, err)
 		}
 	case which == "build":
-		if _, err = schemas.Register(ctx, reg, topic); err != nil {
-			return nil, 0, 0, err
+		text, textErr := schemas.SchemaText(topic)
+		if textErr != nil {
+			return nil, 0, 0, textErr
 		}
-		text, _ := schemas.SchemaText(topic)
-		ss, err = reg.LookupSchema(ctx, subject, sr.Schema{Schema: text, Type: sr.TypeAvro})
+		ss, err = schemas.RegisterText(ctx, reg, topic, text)
 	default:
 		if v, convErr := strconv.Atoi(which); convErr == nil {
 			ss, err = reg.SchemaByVersion(ctx, subject, v)
@@ -236,7 +236,7 @@ func writerSchema(ctx context.Context, reg *sr.Client, topic, which string) (avr
 		if readErr != nil {
 			return nil, 0, 0, fmt.Errorf("schema %q is not latest, build, a version number or a readable .avsc file: %w", which, readErr)
 		}
-		ss, err = reg.CreateSchema(ctx, subject, sr.Schema{Schema: string(text), Type: sr.TypeAvro})
+		ss, err = schemas.RegisterText(ctx, reg, topic, string(text))
 	}
 	if err != nil {
 		return nil, 0, 0, fmt.Errorf("schema %s of %s: %w", which, subject, err)
