@@ -20,6 +20,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/blackfriday-kafka/shop/txn"
 )
 
 // Default ports of the four services.
@@ -36,7 +38,11 @@ type Config struct {
 	// AtLeastOnce (DELIVERY=at-least-once) runs order and email without
 	// transactions: the control that shows what exactly-once prevents.
 	AtLeastOnce bool
-	Logger      *slog.Logger
+	// Tuning bounds the transactions of order and email: MaxRecords from
+	// TXN_MAX_RECORDS, MaxInterval from TXN_MAX_INTERVAL; zero takes the
+	// engine's defaults (1000 records, 100ms).
+	Tuning txn.Config
+	Logger *slog.Logger
 }
 
 // FromEnv reads the configuration of service from the environment.
@@ -62,6 +68,20 @@ func FromEnv(service string) (Config, error) {
 		cfg.AtLeastOnce = true
 	default:
 		return cfg, fmt.Errorf("DELIVERY=%q: want exactly-once or at-least-once", d)
+	}
+	if v := os.Getenv("TXN_MAX_RECORDS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			return cfg, fmt.Errorf("TXN_MAX_RECORDS=%q: want a positive number of records per transaction", v)
+		}
+		cfg.Tuning.MaxRecords = n
+	}
+	if v := os.Getenv("TXN_MAX_INTERVAL"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return cfg, fmt.Errorf("TXN_MAX_INTERVAL=%q: want a positive Go duration, such as 100ms", v)
+		}
+		cfg.Tuning.MaxInterval = d
 	}
 	return cfg, nil
 }

@@ -10,8 +10,9 @@
 //	shop registry   the schema registry alone on REGISTRY_ADDR (127.0.0.1:8081)
 //
 // Configuration comes from the environment: KAFKA_BROKERS,
-// SCHEMA_REGISTRY_URL, PORT, INSTANCE_ID, PROCESSING_DELAY, LOG_LEVEL
-// (debug, info, warn, error) and LOG_FORMAT (json or text).
+// SCHEMA_REGISTRY_URL, PORT, INSTANCE_ID, PROCESSING_DELAY, TXN_MAX_RECORDS
+// and TXN_MAX_INTERVAL (the bounds of a transaction), LOG_LEVEL (debug,
+// info, warn, error) and LOG_FORMAT (json or text).
 package main
 
 import (
@@ -136,6 +137,10 @@ func runServices(ctx context.Context, names []string, log *slog.Logger, extra st
 	if err != nil {
 		return err
 	}
+	env, err := platform.FromEnv("")
+	if err != nil {
+		return err
+	}
 	s, err := shop.Start(ctx, cat, shop.Options{
 		Services: names,
 		Config: func(name string) (platform.Config, error) {
@@ -143,6 +148,7 @@ func runServices(ctx context.Context, names []string, log *slog.Logger, extra st
 			cfg.Logger = log
 			return cfg, err
 		},
+		Tuning: env.Tuning, // TXN_MAX_RECORDS, TXN_MAX_INTERVAL
 	})
 	if err != nil {
 		return err
