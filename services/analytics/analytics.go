@@ -1,6 +1,7 @@
 // Package analytics is the analytics service: it folds every committed event
 // of the shop (payments, orders, emails, dead letters) into live figures on
-// /analytics and /analytics/live.
+// /analytics and /analytics/live, and shows them with the consumer groups on a
+// live dashboard at /.
 package analytics
 
 import (
@@ -30,6 +31,7 @@ type Service struct {
 	log    *slog.Logger
 	follow *platform.Follower
 	stats  *Stats
+	groups *platform.GroupWatch // the consumer groups, for the dashboard
 	kafka  prometheus.Collector // the follower's client metrics
 
 	mu       sync.Mutex
@@ -54,6 +56,7 @@ func New(cfg platform.Config, cat *schemas.Catalog) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.groups = platform.NewGroupWatch(kadm.NewClient(s.follow.Client()), groupsEvery, s.log, DashboardGroups...)
 	return s, nil
 }
 
@@ -82,6 +85,7 @@ func (s *Service) Routes(r *mux.Router) {
 	r.HandleFunc("/analytics/live", func(w http.ResponseWriter, _ *http.Request) {
 		platform.WriteJSON(w, http.StatusOK, s.stats.live(time.Now()))
 	}).Methods(http.MethodGet)
+	s.dashboardRoutes(r)
 }
 
 // Run follows the log until ctx is cancelled.
@@ -89,6 +93,7 @@ func (s *Service) Run(ctx context.Context) error {
 	return platform.RunAll(ctx,
 		func(ctx context.Context) error { return s.follow.Run(ctx, s.apply) },
 		s.housekeeping,
+		s.groups.Run,
 	)
 }
 

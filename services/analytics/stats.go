@@ -12,6 +12,9 @@ import (
 // window is the span of the per-minute rates.
 const window = time.Minute
 
+// historySpan is how far back the dashboard's charts go.
+const historySpan = 15 * time.Minute
+
 // Stats are the shop's numbers, folded from committed events. Rates count
 // events by their own time (paid_at, created_at), not by when analytics read
 // them, so a replay after a restart gives the same figures.
@@ -26,6 +29,7 @@ type Stats struct {
 	byTopic      map[string]int64 // events folded, by topic
 	paymentsAt   map[int64]int64  // unix second -> payments paid then
 	ordersAt     map[int64]int64  // unix second -> orders created then
+	revenueAt    map[int64]int64  // unix second -> cents of the orders created then
 	lastUpdated  time.Time
 }
 
@@ -36,6 +40,7 @@ func newStats() *Stats {
 		byTopic:     make(map[string]int64),
 		paymentsAt:  make(map[int64]int64),
 		ordersAt:    make(map[int64]int64),
+		revenueAt:   make(map[int64]int64),
 	}
 }
 
@@ -56,6 +61,7 @@ func (s *Stats) addOrder(o *schemas.OrderCreated) {
 	s.byTopic[schemas.TopicOrders]++
 	s.revenueCents += o.TotalCents
 	s.ordersAt[o.CreatedAt.Unix()]++
+	s.revenueAt[o.CreatedAt.Unix()] += o.TotalCents
 	s.touch(o.CreatedAt)
 }
 
@@ -81,12 +87,12 @@ func (s *Stats) touch(at time.Time) {
 	}
 }
 
-// forget drops rate buckets older than the window; the totals stay.
+// forget drops rate buckets older than the charts need; the totals stay.
 func (s *Stats) forget(now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	oldest := now.Add(-window).Unix()
-	for _, m := range []map[int64]int64{s.paymentsAt, s.ordersAt} {
+	oldest := now.Add(-historySpan - window).Unix()
+	for _, m := range []map[int64]int64{s.paymentsAt, s.ordersAt, s.revenueAt} {
 		for sec := range m {
 			if sec < oldest {
 				delete(m, sec)
@@ -177,6 +183,58 @@ func perMinute(at map[int64]int64, now time.Time) int64 {
 		}
 	}
 	return n
+}
+
+// History is the dashboard's charts: the per-minute rates, each point
+// counting the minute up to its time, as /analytics counts them.
+type History struct {
+	Step              int64     `json:"step_seconds"`
+	Time              []int64   `json:"time"` // unix seconds, oldest first; the last is now
+	PaymentsPerMinute []int64   `json:"payments_per_minute"`
+	OrdersPerMinute   []int64   `json:"orders_per_minute"`
+	RevenuePerMinute  []float64 `json:"revenue_per_minute"` // euros
+}
+
+// historyStep is the spacing of the chart points.
+const historyStep = 5 * time.Second
+
+func (s *Stats) history(now time.Time) History {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	step := int64(historyStep / time.Second)
+	points := int(historySpan/historyStep) + 1
+	h := History{
+		Step:              step,
+		Time:              make([]int64, points),
+		PaymentsPerMinute: make([]int64, points),
+		OrdersPerMinute:   make([]int64, points),
+		RevenuePerMinute:  make([]float64, points),
+	}
+	end := now.Unix()
+	first := end - int64(points-1)*step
+	payments := sliding(s.paymentsAt, first, end)
+	orders := sliding(s.ordersAt, first, end)
+	revenue := sliding(s.revenueAt, first, end)
+	for i := range points {
+		t := first + int64(i)*step
+		h.Time[i] = t
+		h.PaymentsPerMinute[i] = payments(t)
+		h.OrdersPerMinute[i] = orders(t)
+		h.RevenuePerMinute[i] = float64(revenue(t)) / 100
+	}
+	return h
+}
+
+// sliding sums per-second counts over the minute up to any second from
+// first to last, with a prefix sum: perMinute for many points at once.
+func sliding(at map[int64]int64, first, last int64) func(t int64) int64 {
+	w := int64(window / time.Second)
+	from := first - w // prefix[i] sums the seconds from+1 .. from+i
+	prefix := make([]int64, last-from+1)
+	for i := int64(1); i < int64(len(prefix)); i++ {
+		prefix[i] = prefix[i-1] + at[from+i]
+	}
+	return func(t int64) int64 { return prefix[t-from] - prefix[t-w-from] }
 }
 
 // topicCounts are the events folded so far, by topic.

@@ -159,8 +159,17 @@ func runServices(ctx context.Context, names []string, log *slog.Logger, extra st
 		}
 		return err
 	}
+	if slices.Contains(names, "analytics") {
+		extra += " dashboard=" + dashboardURL(s.URL("analytics"))
+	}
 	fmt.Println(s.ReadyLine() + extra)
 	return s.Wait()
+}
+
+// dashboardURL is the analytics dashboard as a person opens it:
+// http://localhost:8003/ for http://127.0.0.1:8003.
+func dashboardURL(analytics string) string {
+	return strings.Replace(analytics, "127.0.0.1", "localhost", 1) + "/"
 }
 
 // connectCatalog registers the schemas, retrying while the registry is not up

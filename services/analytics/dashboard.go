@@ -1,0 +1,65 @@
+package analytics
+
+import (
+	"embed"
+	"io/fs"
+	"net/http"
+	"time"
+
+	"github.com/gorilla/mux"
+
+	"github.com/blackfriday-kafka/shop/services/platform"
+)
+
+// web is the dashboard: plain HTML, CSS and JS, and uPlot for the charts
+// (web/vendor), served as they are.
+//
+//go:embed web
+var web embed.FS
+
+// DashboardGroups are the consumer groups the dashboard shows: the two
+// exactly-once stages. (Analytics is no member of its group: it publishes
+// its position every few seconds for lag tools, and rebuilds from the log.)
+var DashboardGroups = []string{platform.Group("order"), platform.Group("email")}
+
+// groupsEvery is how often the dashboard's view of the groups is refreshed.
+const groupsEvery = 2 * time.Second
+
+// Dashboard is /analytics/dashboard: everything the page shows, in one answer
+// so that its numbers agree with each other.
+type Dashboard struct {
+	Analytics Report          `json:"analytics"` // as /analytics
+	History   History         `json:"history"`
+	Groups    platform.Groups `json:"groups"`
+	Now       time.Time       `json:"now"`
+}
+
+func (s *Service) dashboard(now time.Time) Dashboard {
+	return Dashboard{
+		Analytics: s.stats.report(now),
+		History:   s.stats.history(now),
+		Groups:    s.groups.Last(),
+		Now:       now,
+	}
+}
+
+func (s *Service) dashboardRoutes(r *mux.Router) {
+	static, err := fs.Sub(web, "web")
+	if err != nil {
+		panic(err) // the embedded tree is fixed at build time
+	}
+	index, err := fs.ReadFile(static, "index.html")
+	if err != nil {
+		panic(err)
+	}
+	r.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-cache")
+		_, _ = w.Write(index)
+	}).Methods(http.MethodGet)
+	r.PathPrefix("/dashboard/").Handler(http.StripPrefix("/dashboard/", http.FileServerFS(static))).Methods(http.MethodGet)
+	r.HandleFunc("/analytics/dashboard", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		platform.WriteJSON(w, http.StatusOK, s.dashboard(time.Now()))
+	}).Methods(http.MethodGet)
+}

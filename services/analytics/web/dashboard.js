@@ -1,0 +1,206 @@
+// The live dashboard: polls /analytics/dashboard every second and draws it.
+// No build step; uPlot (web/vendor) draws the charts.
+"use strict";
+
+const POLL_MS = 1000;
+const CLASSES = ["bad-magic-byte", "unknown-schema-id", "wrong-subject", "avro-decode", "validation", "empty-value"];
+const css = getComputedStyle(document.documentElement);
+const color = (name) => css.getPropertyValue(name).trim();
+
+const $ = (id) => document.getElementById(id);
+
+function grouped(digits) {
+  return digits.replace(/\B(?=(\d{3})+(?!\d))/g, ",");
+}
+
+function count(n) {
+  return grouped(String(Math.round(n)));
+}
+
+function euros(v) {
+  const [whole, cents] = Math.abs(v).toFixed(2).split(".");
+  return (v < 0 ? "-" : "") + "€" + grouped(whole) + "." + cents;
+}
+
+function clock(t) {
+  return new Date(t).toLocaleTimeString([], { hour12: false });
+}
+
+function el(tag, cls, text) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+// Charts ---------------------------------------------------------------
+
+function axis(values) {
+  return {
+    stroke: color("--muted"),
+    grid: { stroke: color("--line"), width: 1 },
+    ticks: { stroke: color("--line"), width: 1 },
+    values,
+  };
+}
+
+function chart(target, series, yValues) {
+  const opts = {
+    width: target.clientWidth,
+    height: target.clientHeight,
+    scales: {
+      x: { time: true },
+      y: { range: (u, min, max) => [0, Math.max(1, max * 1.15)] },
+    },
+    axes: [axis(), Object.assign(axis(yValues), { size: 70 })],
+    series: [{}].concat(series.map((s) => ({
+      label: s.label,
+      stroke: s.color,
+      width: s.width || 2,
+      dash: s.dash,
+      fill: s.fill ? s.color + "26" : undefined,
+      points: { show: false },
+      value: (u, v) => (v == null ? "–" : s.format(v)),
+    }))),
+    cursor: { points: { size: 6 } },
+    legend: { show: false }, // the panel's title names the lines
+  };
+  const empty = [[]].concat(series.map(() => []));
+  const plot = new uPlot(opts, empty, target);
+  new ResizeObserver(() => plot.setSize({ width: target.clientWidth, height: target.clientHeight })).observe(target);
+  return plot;
+}
+
+const revenueChart = chart($("chart-revenue"),
+  [{ label: "revenue / min", color: color("--revenue"), fill: true, format: euros }],
+  (u, vals) => vals.map((v) => euros(v).replace(/\.00$/, "")));
+const ratesChart = chart($("chart-rates"),
+  [
+    { label: "payments / min", color: color("--payments"), width: 3, format: count },
+    { label: "orders / min", color: color("--orders"), dash: [8, 5], format: count },
+  ],
+  (u, vals) => vals.map((v) => (Number.isInteger(v) ? count(v) : "")));
+
+// Panels ---------------------------------------------------------------
+
+function renderTiles(a, h) {
+  const last = h.revenue_per_minute.length - 1;
+  $("revenue").textContent = euros(a.total_revenue);
+  $("revenue").dataset.value = a.total_revenue.toFixed(2);
+  $("revenue-rate").textContent = euros(h.revenue_per_minute[last]) + " in the last minute";
+  $("payments").textContent = count(a.total_payments);
+  $("payments-rate").textContent = count(a.payments_per_minute) + " / min";
+  $("orders").textContent = count(a.total_orders);
+  $("orders-rate").textContent = count(a.orders_per_minute) + " / min";
+  $("emails").textContent = count(a.total_emails);
+  const waiting = a.total_orders - a.total_emails;
+  $("emails-pending").textContent = waiting > 0 ? count(waiting) + " orders not confirmed yet" : "one per order";
+  $("users").textContent = count(a.unique_users);
+  $("dlq").textContent = count(a.dlq_messages);
+  $("dlq").classList.toggle("nonzero", a.dlq_messages > 0);
+}
+
+function renderDeadLetters(byClass) {
+  const classes = CLASSES.concat(Object.keys(byClass || {}).filter((c) => !CLASSES.includes(c)));
+  const top = Math.max(1, ...classes.map((c) => (byClass || {})[c] || 0));
+  const box = $("dlq-classes");
+  box.replaceChildren(...classes.map((c) => {
+    const n = (byClass || {})[c] || 0;
+    const row = el("div", "bar" + (n === 0 ? " zero" : ""));
+    row.dataset.class = c;
+    const track = el("div", "track");
+    const fill = el("div", "fill");
+    fill.style.width = (100 * n / top) + "%";
+    track.append(fill);
+    row.append(el("span", "name", c), track, el("span", "count", count(n)));
+    return row;
+  }));
+}
+
+// A group that keeps up shows a lag of 0, or 1 on a topic written in
+// transactions (the commit marker after the last record); a few more come
+// and go with each batch. Hundreds mean the group is falling behind.
+function lagClass(lag) {
+  if (lag < 0) return "none";
+  if (lag < 100) return "ok";
+  return lag < 1000 ? "warn" : "bad";
+}
+
+function renderGroups(g) {
+  const rows = [];
+  let width = 0;
+  for (const group of g.groups || []) {
+    const topics = [...new Set(group.partitions.map((p) => p.topic))].sort();
+    if (topics.length === 0) rows.push({ group, topic: "", parts: [] });
+    for (const topic of topics) {
+      const parts = group.partitions.filter((p) => p.topic === topic);
+      width = Math.max(width, ...parts.map((p) => p.partition + 1));
+      rows.push({ group, topic, parts });
+    }
+  }
+
+  const head = el("tr");
+  head.append(el("th", "", "group · topic"));
+  for (let i = 0; i < width; i++) head.append(el("th", "", "partition " + i));
+  head.append(el("th", "total", "lag"));
+
+  const body = rows.map(({ group, topic, parts }) => {
+    const tr = el("tr");
+    tr.dataset.group = group.group;
+    tr.dataset.topic = topic;
+    const name = el("td", "group");
+    const title = el("div", "name", group.group);
+    title.append(el("span", "state " + (group.state || ""), group.state || "unknown"));
+    name.append(title, el("div", "topic", topic || group.error || "no partitions assigned or committed yet"));
+    tr.append(name);
+    for (let i = 0; i < width; i++) {
+      const p = parts.find((q) => q.partition === i);
+      const td = el("td", "part " + (p ? lagClass(p.lag) : "none"));
+      if (p) {
+        td.dataset.partition = String(i);
+        td.dataset.lag = String(p.lag);
+        td.append(el("div", "lag", p.lag < 0 ? "?" : count(p.lag)),
+          el("div", "who", p.instance || "unassigned"));
+      }
+      tr.append(td);
+    }
+    const total = parts.reduce((s, p) => s + Math.max(0, p.lag), 0);
+    tr.append(el("td", "total", count(total)));
+    return tr;
+  });
+
+  $("groups").tHead.replaceChildren(head);
+  $("groups").tBodies[0].replaceChildren(...body);
+  $("groups-note").textContent = g.error
+    ? "could not describe the groups: " + g.error
+    : g.at ? "as of " + clock(g.at) + ". Lag is the log end offset minus the committed offset; on a topic written in transactions (order-created) a caught-up group shows 1 per partition: the commit marker." : "asking the cluster…";
+}
+
+function renderCharts(h) {
+  revenueChart.setData([h.time, h.revenue_per_minute]);
+  ratesChart.setData([h.time, h.payments_per_minute, h.orders_per_minute]);
+}
+
+function setStatus(state, text) {
+  $("status").dataset.state = state;
+  $("status-text").textContent = text;
+}
+
+async function poll() {
+  try {
+    const resp = await fetch("/analytics/dashboard", { cache: "no-store" });
+    if (!resp.ok) throw new Error("HTTP " + resp.status);
+    const d = await resp.json();
+    renderTiles(d.analytics, d.history);
+    renderCharts(d.history);
+    renderDeadLetters(d.analytics.dlq_by_class);
+    renderGroups(d.groups);
+    const last = d.analytics.last_updated ? " · last event " + clock(d.analytics.last_updated) : "";
+    setStatus("live", "live · updated " + clock(d.now) + last);
+  } catch (err) {
+    setStatus("down", "disconnected (" + err.message + "), retrying…");
+  }
+  setTimeout(poll, POLL_MS);
+}
+
+poll();
