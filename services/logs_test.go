@@ -49,10 +49,10 @@ func (b *syncBuffer) lines(t *testing.T) []map[string]any {
 	return out
 }
 
-// TestRecordLinesCarryWhereAndWhat: every log line about a record says
-// which service and instance wrote it, where the record is (topic,
-// partition, offset) and which business object it is about, so that a log
-// pipeline can follow one payment through the shop.
+// TestRecordLinesCarryWhereAndWhat: every log line says which service and
+// instance wrote it, and every line about a record says where the record is
+// (topic, partition, offset) and which business object it is about, so that
+// a log pipeline can follow one payment through the shop.
 func TestRecordLinesCarryWhereAndWhat(t *testing.T) {
 	logs := new(syncBuffer)
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -88,10 +88,15 @@ func TestRecordLinesCarryWhereAndWhat(t *testing.T) {
 	eventually(t, 10*time.Second, func() error {
 		seen := map[string]bool{}
 		for _, line := range logs.lines(t) {
+			for _, k := range []string{"service", "instance"} {
+				if line[k] == nil || line[k] == "" {
+					t.Fatalf("line without %s: %v", k, line)
+				}
+			}
 			if _, ok := line["offset"]; !ok {
 				continue // not about one record
 			}
-			for _, k := range []string{"service", "instance", "topic", "partition"} {
+			for _, k := range []string{"topic", "partition"} {
 				if line[k] == nil || line[k] == "" {
 					t.Fatalf("record line without %s: %v", k, line)
 				}

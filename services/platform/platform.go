@@ -116,14 +116,15 @@ type Server struct {
 }
 
 // Listen binds the service's HTTP port. Binding before Run lets callers learn
-// the port (Addr) of a service started on ":0".
+// the port (Addr) of a service started on ":0". log should name the service
+// and its instance; nil means slog.Default, naming the service.
 func Listen(svc Service, addr string, log *slog.Logger) (*Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("%s service: listen on %s: %w", svc.Name(), addr, err)
 	}
 	if log == nil {
-		log = slog.Default()
+		log = slog.Default().With("service", svc.Name())
 	}
 	return &Server{svc: svc, ln: ln, log: log}, nil
 }
@@ -176,7 +177,7 @@ func (s *Server) Run(ctx context.Context) error {
 	var runErr error
 	select {
 	case <-ctx.Done():
-		s.log.Info("stopping", "service", s.svc.Name())
+		s.log.Info("stopping")
 	case runErr = <-runDone:
 		runDone <- runErr
 		s.log.Error("service stopped on its own", "err", runErr)
@@ -191,7 +192,7 @@ func (s *Server) Run(ctx context.Context) error {
 	if err := <-httpDone; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return errors.Join(runErr, err)
 	}
-	s.log.Info("stopped", "service", s.svc.Name())
+	s.log.Info("stopped")
 	return runErr
 }
 

@@ -58,7 +58,7 @@ func Start(ctx context.Context, cat *schemas.Catalog, opts Options) (*Shop, erro
 		if err != nil {
 			return nil, fmt.Errorf("%s service: %w", name, err)
 		}
-		srv, err := platform.Listen(svc, cfg.Addr, cfg.Logger.With("service", name))
+		srv, err := platform.Listen(svc, cfg.Addr, cfg.Logger.With("service", name, "instance", cfg.InstanceID))
 		if err != nil {
 			return nil, err
 		}
