@@ -2,6 +2,7 @@ package schemas
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -121,6 +122,19 @@ var avroConfig = avro.Config{
 	MaxSliceAllocSize: 10_000,
 }.Freeze()
 
+// Readers and writers are pooled: a fresh avro.Reader allocates a 1 KiB slab
+// for the strings it decodes, and avro.Marshal copies the body it returns,
+// on every record. A pooled reader keeps carving its slab: strings already
+// returned point into parts of it that are never written again.
+var (
+	readers = sync.Pool{New: func() any { return avro.NewReader(nil, 0, avro.WithReaderConfig(avroConfig)) }}
+	writers = sync.Pool{New: func() any { return avro.NewWriter(nil, 512, avro.WithWriterConfig(avroConfig)) }}
+)
+
+// maxPooledWriter is the largest buffer a pooled writer keeps: one rare
+// large record must not pin its buffer for good.
+const maxPooledWriter = 64 << 10
+
 // parse reads a schema with a cache of its own, so that two versions of one
 // named record never overwrite each other in a shared cache.
 func parse(text string) (avro.Schema, error) {
@@ -137,7 +151,6 @@ type Codec[T any] struct {
 	schema   avro.Schema
 	registry *sr.Client
 
-	enc sr.Serde // one ID: the one this build writes with
 	dec sr.Serde // every writer ID met so far
 
 	mu      sync.Mutex
@@ -165,11 +178,6 @@ func newCodec[T any](ctx context.Context, registry *sr.Client, topic string) (*C
 		registry: registry,
 		foreign:  make(map[int]*RecordError),
 	}
-	c.enc.Register(id, new(T),
-		sr.AppendEncodeFn(func(b []byte, v any) ([]byte, error) {
-			body, err := avroConfig.Marshal(schema, v)
-			return append(b, body...), err
-		}))
 	c.dec.Register(id, new(T), sr.DecodeFn(c.decodeWith(schema)))
 	return c, nil
 }
@@ -183,7 +191,13 @@ func (c *Codec[T]) decodeWith(s avro.Schema) func([]byte, any) error {
 // ignores trailing bytes: both are signs of a record that is not what its
 // header claims, so both are errors here.
 func unmarshalExact(s avro.Schema, b []byte, v any) error {
-	r := avro.NewReader(nil, 0, avro.WithReaderConfig(avroConfig)).Reset(b)
+	r := readers.Get().(*avro.Reader)
+	defer func() {
+		r.Reset(nil) // keep no reference to the record
+		r.Error = nil
+		readers.Put(r)
+	}()
+	r.Reset(b)
 	r.ReadVal(s, v)
 	if r.Error != nil {
 		if errors.Is(r.Error, io.EOF) {
@@ -206,9 +220,26 @@ func (c *Codec[T]) Subject() string { return c.subject }
 // SchemaID is the registry ID this build writes with.
 func (c *Codec[T]) SchemaID() int { return c.id }
 
-// Encode returns v in the Confluent wire format.
+// Encode returns v in the Confluent wire format: magic byte 0, the schema ID
+// this build writes with in four big-endian bytes, then the Avro body.
 func (c *Codec[T]) Encode(v *T) ([]byte, error) {
-	return c.enc.Encode(v)
+	w := writers.Get().(*avro.Writer)
+	defer func() {
+		if cap(w.Buffer()) <= maxPooledWriter {
+			w.Error = nil
+			writers.Put(w)
+		}
+	}()
+	w.Reset(nil)
+	w.WriteVal(c.schema, v)
+	if w.Error != nil {
+		return nil, w.Error
+	}
+	body := w.Buffer()
+	out := make([]byte, 5+len(body))
+	binary.BigEndian.PutUint32(out[1:5], uint32(c.id))
+	copy(out[5:], body)
+	return out, nil
 }
 
 // NewRegistryClient is a registry client with timeouts, so that a registry

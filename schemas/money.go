@@ -11,21 +11,22 @@ import (
 type Euros int64
 
 // String formats as euros with two decimals, such as "1999.00".
-func (e Euros) String() string {
-	cents := int64(e)
-	sign := ""
-	if cents < 0 {
-		sign, cents = "-", -cents
+func (e Euros) String() string { return string(e.Append(make([]byte, 0, 24))) }
+
+// Append appends e as String formats it to b.
+func (e Euros) Append(b []byte) []byte {
+	cents := uint64(e)
+	if e < 0 {
+		b = append(b, '-')
+		cents = -cents
 	}
-	frac := strconv.FormatInt(cents%100, 10)
-	if len(frac) == 1 {
-		frac = "0" + frac
-	}
-	return sign + strconv.FormatInt(cents/100, 10) + "." + frac
+	b = strconv.AppendUint(b, cents/100, 10)
+	b = append(b, '.', byte('0'+cents%100/10), byte('0'+cents%10))
+	return b
 }
 
 // MarshalJSON writes a JSON number exact to the cent.
-func (e Euros) MarshalJSON() ([]byte, error) { return []byte(e.String()), nil }
+func (e Euros) MarshalJSON() ([]byte, error) { return e.Append(nil), nil }
 
 var errNotCents = errors.New("must be an amount in euros with at most two decimals")
 

@@ -22,6 +22,25 @@ function euros(v) {
   return (v < 0 ? "-" : "") + "€" + grouped(whole) + "." + cents;
 }
 
+// shortEuros labels an axis: €2,000, €15k, €1.2M.
+function shortEuros(v) {
+  const a = Math.abs(v);
+  if (a >= 1e6) return "€" + +(v / 1e6).toFixed(1) + "M";
+  if (a >= 1e4) return "€" + +(v / 1e3).toFixed(1) + "k";
+  return euros(v).replace(/\.00$/, "");
+}
+
+// fit shrinks a tile's number until it fits its tile: a big revenue keeps
+// its cents rather than being cut.
+function fit(e) {
+  e.style.fontSize = "";
+  let size = parseFloat(getComputedStyle(e).fontSize);
+  while (e.scrollWidth > e.clientWidth && size > 12) {
+    size -= 1;
+    e.style.fontSize = size + "px";
+  }
+}
+
 function clock(t) {
   return new Date(t).toLocaleTimeString([], { hour12: false });
 }
@@ -73,7 +92,7 @@ function chart(target, series, yValues) {
 
 const revenueChart = chart($("chart-revenue"),
   [{ label: "revenue / min", color: color("--revenue"), fill: true, format: euros }],
-  (u, vals) => vals.map((v) => euros(v).replace(/\.00$/, "")));
+  (u, vals) => vals.map(shortEuros));
 const ratesChart = chart($("chart-rates"),
   [
     { label: "payments / min", color: color("--payments"), width: 3, format: count },
@@ -98,6 +117,7 @@ function renderTiles(a, h) {
   $("users").textContent = count(a.unique_users);
   $("dlq").textContent = count(a.dlq_messages);
   $("dlq").classList.toggle("nonzero", a.dlq_messages > 0);
+  document.querySelectorAll(".tile .value").forEach(fit);
 }
 
 function renderDeadLetters(byClass) {
