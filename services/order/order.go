@@ -5,6 +5,7 @@ package order
 
 import (
 	"context"
+	"log/slog"
 	"net/http"
 	"time"
 
@@ -21,6 +22,7 @@ type Service struct {
 	*platform.Pipeline[schemas.OrderCreated]
 	cat   *schemas.Catalog
 	delay time.Duration
+	log   *slog.Logger
 }
 
 // New connects the order service. tuning sets the transaction batching; its
@@ -36,7 +38,18 @@ func New(cfg platform.Config, cat *schemas.Catalog, tuning txn.Config) (*Service
 		Tuning:  tuning,
 		Outputs: "orders_created",
 	}, cat.Orders)
-	return s, err
+	if err != nil {
+		return nil, err
+	}
+	s.log = s.Logger()
+	return s, nil
+}
+
+// Transform is the order step alone, as the service runs it inside each
+// transaction: for benchmarks and tools that drive an engine of their own.
+func Transform(cat *schemas.Catalog, delay time.Duration, log *slog.Logger) txn.Handler {
+	s := &Service{cat: cat, delay: delay, log: log}
+	return s.createOrder
 }
 
 func (s *Service) Name() string { return "order" }
@@ -51,8 +64,12 @@ func (s *Service) createOrder(ctx context.Context, in *kgo.Record) ([]*kgo.Recor
 	if fe := schemas.ValidatePayment(p); fe != nil {
 		return nil, &schemas.RecordError{Class: schemas.Validation, Err: fe}
 	}
-	s.Logger().Info("payment received", "topic", in.Topic, "partition", in.Partition, "offset", in.Offset,
-		"payment_id", p.PaymentID, "order_id", schemas.OrderID(p.PaymentID), "user_id", p.UserID)
+	orderID := schemas.OrderID(p.PaymentID)
+	// Typed attributes: no value is boxed, and nothing is built when
+	// the level is off.
+	s.log.LogAttrs(ctx, slog.LevelInfo, "payment received",
+		slog.String("topic", in.Topic), slog.Int("partition", int(in.Partition)), slog.Int64("offset", in.Offset),
+		slog.String("payment_id", p.PaymentID), slog.String("order_id", orderID), slog.Int64("user_id", p.UserID))
 	if s.delay > 0 {
 		select {
 		case <-ctx.Done():
@@ -61,7 +78,7 @@ func (s *Service) createOrder(ctx context.Context, in *kgo.Record) ([]*kgo.Recor
 		}
 	}
 	o := schemas.OrderCreated{
-		OrderID:    schemas.OrderID(p.PaymentID),
+		OrderID:    orderID,
 		PaymentID:  p.PaymentID,
 		UserID:     p.UserID,
 		Items:      make([]schemas.OrderItem, len(p.Cart)),
