@@ -25,11 +25,11 @@ cluster: build ## embedded 3-broker Kafka + registry only
 services: build ## the four services against KAFKA_BROKERS / SCHEMA_REGISTRY_URL
 	@exec $(SHOP) services
 
-topics: build ## create the topics (idempotent)
-	@$(SHOP) topics
+topics: ## create the topics (idempotent); go run ./scripts/topics also lists, describes, deletes
+	@$(GO) run ./scripts/topics create
 
-schemas: build ## register every schema, compatibility BACKWARD (idempotent)
-	@$(SHOP) schemas
+schemas: ## register every schema, compatibility BACKWARD (idempotent; refuses all if one is incompatible)
+	@$(GO) run ./scripts/register
 
 poison: ## send poison pills and prove each one reached the DLQ
 	@$(GO) run ./scripts/poison
@@ -77,3 +77,16 @@ logs: ## follow the Docker stack's logs (S=order for one service)
 
 ps: ## the Docker stack's containers and their health
 	$(COMPOSE) ps -a
+
+# The tutorial's tools (docs/tools.md). They talk to KAFKA_BROKERS,
+# SCHEMA_REGISTRY_URL and PAYMENT_URL, so they work on make run, make cluster
+# and make up alike.
+.PHONY: flood simulate lag
+flood: ## write payments straight to Kafka: N=1000, or MODE=intense (5000) / MODE=extreme (10000)
+	@$(GO) run ./scripts/flood $(if $(MODE),--mode $(MODE)) $(if $(N),-n $(N))
+
+simulate: ## Black Friday over HTTP: N=100 payments to POST /payment, C=20 at a time
+	@$(GO) run ./scripts/simulate -n $(or $(N),100) -c $(or $(C),20)
+
+lag: ## lag per consumer group, topic and partition, with members (MONITOR=1 refreshes every 2s)
+	@$(GO) run ./scripts/lag $(if $(filter 1,$(MONITOR)),--monitor)
