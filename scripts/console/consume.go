@@ -120,11 +120,11 @@ func Consume(ctx context.Context, reg *sr.Client, opts ConsumeOptions, out io.Wr
 		if opts.Idle > 0 {
 			pollCtx, cancel = context.WithTimeout(ctx, opts.Idle)
 		}
-		max := -1
+		limit := -1
 		if opts.Max > 0 {
-			max = opts.Max - printed
+			limit = opts.Max - printed
 		}
-		fetches := cl.PollRecords(pollCtx, max)
+		fetches := cl.PollRecords(pollCtx, limit)
 		idle := pollCtx.Err() != nil
 		cancel()
 		if ctx.Err() != nil || fetches.IsClientClosed() {
