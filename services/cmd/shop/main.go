@@ -5,8 +5,8 @@
 //	shop cluster    embedded cluster + registry only (make cluster)
 //	shop services   the four services against KAFKA_BROKERS (make services)
 //	shop payment|order|email|analytics   one service
-//	shop topics     create the topics (make topics)
-//	shop schemas    register the schemas (make schemas)
+//	shop topics     create the topics (as make topics does)
+//	shop schemas    register the schemas (as make schemas does)
 //	shop registry   the schema registry alone on REGISTRY_ADDR (127.0.0.1:8081)
 //
 // Configuration comes from the environment: KAFKA_BROKERS,
