@@ -90,3 +90,10 @@ simulate: ## Black Friday over HTTP: N=100 payments to POST /payment, C=20 at a 
 
 lag: ## lag per consumer group, topic and partition, with members (MONITOR=1 refreshes every 2s)
 	@$(GO) run ./scripts/lag $(if $(filter 1,$(MONITOR)),--monitor)
+
+# The benchmarks (BENCHMARKS.md): against KAFKA_BROKERS when it is set in the
+# environment, else on an embedded cluster of their own. ARGS passes flags,
+# such as ARGS="-only eos,e2e -txn-interval 10ms" (go run ./scripts/bench -h).
+.PHONY: bench
+bench: build ## ingest, exactly-once vs at-least-once, end-to-end latency, flood drain, peak RSS
+	@$(GO) run ./scripts/bench $(ARGS)

@@ -1,0 +1,114 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/blackfriday-kafka/shop/schemas"
+)
+
+// e2eWarmup is left out of the latencies: connections open, batches settle.
+const e2eWarmup = 2 * time.Second
+
+// runE2E posts payments at a steady rate and measures, for each accepted
+// payment, the time from its record's timestamp on payment-successful to
+// the moment its email on email-sent is readable with read_committed, that
+// is committed. Both clocks are this machine's.
+func runE2E(ctx context.Context, o Options, paymentURL string, w *watcher, p *progress, res *Results) error {
+	n := int(float64(o.Rate) * o.E2EFor.Seconds())
+	p.Printf("e2e: %d payments/s over HTTP for %s (%d payments), the first %s not counted", o.Rate, o.E2EFor, n, e2eWarmup)
+	times, err := newRecordTimes(ctx, o.Brokers, schemas.TopicPayments)
+	if err != nil {
+		return err
+	}
+	defer times.close()
+	pay := newPayer(paymentURL, 1024)
+	defer pay.close()
+
+	type sent struct {
+		ok     bool
+		at     time.Time
+		answer accepted
+	}
+	all := make([]sent, n)
+	var (
+		wg       sync.WaitGroup
+		inflight = make(chan struct{}, 2048)
+		failed   atomic.Int64
+	)
+	start := time.Now()
+	lastReport := start
+	for i := range n {
+		due := start.Add(time.Duration(i) * time.Second / time.Duration(o.Rate))
+		if d := time.Until(due); d > 0 {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(d):
+			}
+		}
+		inflight <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-inflight; wg.Done() }()
+			s := sent{at: time.Now()}
+			status, err := pay.pay(ctx, i, &s.answer)
+			s.ok = err == nil && status == http.StatusOK
+			if !s.ok {
+				failed.Add(1)
+			}
+			all[i] = s
+		}()
+		if now := time.Now(); now.Sub(lastReport) >= 2*time.Second {
+			p.Printf("e2e: sent %d/%d, %d emails so far", i+1, n, w.count())
+			lastReport = now
+		}
+	}
+	wg.Wait()
+	sendTook := time.Since(start)
+
+	var orderIDs []string
+	for _, s := range all {
+		if s.ok {
+			orderIDs = append(orderIDs, schemas.OrderID(s.answer.PaymentID))
+		}
+	}
+	if _, err := w.waitAll(ctx, orderIDs, 60*time.Second, func(done int) {
+		p.Printf("e2e: %d/%d emails", done, len(orderIDs))
+	}); err != nil {
+		return err
+	}
+
+	var committed, produced []time.Duration
+	missingTS := 0
+	for _, s := range all {
+		if !s.ok || s.at.Sub(start) < e2eWarmup {
+			continue
+		}
+		paid, ok := times.get(s.answer.Partition, s.answer.Offset)
+		if !ok {
+			missingTS++
+			continue
+		}
+		e, _ := w.seen(schemas.OrderID(s.answer.PaymentID))
+		committed = append(committed, e.committed.Sub(paid))
+		produced = append(produced, e.produced.Sub(paid))
+	}
+	if len(committed) == 0 {
+		return fmt.Errorf("no payment to measure (%d failed, %d without a record timestamp)", failed.Load(), missingTS)
+	}
+	p.Printf("e2e: %d payments in %s (%s/s), %d failed; payment to email committed p50 %sms p99 %sms max %sms; to email produced p50 %sms p99 %sms",
+		len(orderIDs), sendTook.Round(time.Millisecond), rate(len(orderIDs), sendTook), failed.Load(),
+		ms(Percentile(committed, 50)), ms(Percentile(committed, 99)), ms(Percentile(committed, 100)),
+		ms(Percentile(produced, 50)), ms(Percentile(produced, 99)))
+	res.Add("e2e_rate", rate(len(orderIDs), sendTook))
+	res.Add("e2e_p50_ms", ms(Percentile(committed, 50)))
+	res.Add("e2e_p99_ms", ms(Percentile(committed, 99)))
+	res.Add("e2e_produced_p50_ms", ms(Percentile(produced, 50)))
+	res.Add("e2e_produced_p99_ms", ms(Percentile(produced, 99)))
+	return nil
+}

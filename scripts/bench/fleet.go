@@ -1,0 +1,229 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/blackfriday-kafka/shop/infra"
+)
+
+// proc is one service process.
+type proc struct {
+	service, id string
+	cmd         *exec.Cmd
+	url         string
+	exited      chan struct{}
+	err         error
+	peakKB      int64 // VmHWM when it was stopped
+}
+
+// fleet is the service processes of a run, and the peak RSS of each service
+// over all its processes.
+type fleet struct {
+	o      Options
+	procs  []*proc
+	orders []*proc
+	peakKB map[string]int64
+}
+
+func newFleet(o Options) *fleet { return &fleet{o: o, peakKB: map[string]int64{}} }
+
+// start runs `shop <service>` with instance ID id and waits for its "ready:"
+// line, which names its URL (it listens on a free port).
+func (f *fleet) start(ctx context.Context, service, id string, env ...string) (*proc, error) {
+	logPath := filepath.Join(f.o.LogDir, service+"-"+id+".log")
+	log, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(f.o.Shop, service)
+	cmd.Env = append(os.Environ(),
+		"KAFKA_BROKERS="+strings.Join(f.o.Brokers, ","), "SCHEMA_REGISTRY_URL="+f.o.RegistryURL,
+		"PORT=0", "INSTANCE_ID="+id, "DELIVERY=exactly-once", "PROCESSING_DELAY=0s",
+		"LOG_LEVEL="+f.o.LogLevel, "LOG_FORMAT=json",
+		"TXN_MAX_RECORDS="+orEmpty(f.o.TxnRecords), "TXN_MAX_INTERVAL="+orEmptyDuration(f.o.TxnInterval))
+	cmd.Env = append(cmd.Env, env...) // later entries win
+	cmd.Stderr = log
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		log.Close()
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		log.Close()
+		return nil, fmt.Errorf("start %s %s: %w (build it with make build)", f.o.Shop, service, err)
+	}
+	p := &proc{service: service, id: id, cmd: cmd, exited: make(chan struct{})}
+	f.procs = append(f.procs, p)
+	ready := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			line := sc.Text()
+			fmt.Fprintln(log, line)
+			if strings.HasPrefix(line, "ready:") {
+				select {
+				case ready <- line:
+				default:
+				}
+			}
+		}
+	}()
+	go func() {
+		p.err = cmd.Wait()
+		log.Close()
+		close(p.exited)
+	}()
+	select {
+	case line := <-ready:
+		for _, field := range strings.Fields(line)[1:] {
+			if v, ok := strings.CutPrefix(field, service+"="); ok {
+				p.url = v
+			}
+		}
+		if p.url == "" {
+			return nil, fmt.Errorf("%s %s: no URL in its ready line %q", service, id, line)
+		}
+		return p, nil
+	case <-p.exited:
+		return nil, fmt.Errorf("%s %s exited before it was ready (%v); see %s", service, id, p.err, logPath)
+	case <-time.After(60 * time.Second):
+		return nil, fmt.Errorf("%s %s not ready after 60s; see %s", service, id, logPath)
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func orEmpty(n int) string {
+	if n == 0 {
+		return ""
+	}
+	return strconv.Itoa(n)
+}
+
+func orEmptyDuration(d time.Duration) string {
+	if d == 0 {
+		return ""
+	}
+	return d.String()
+}
+
+// url is the URL of the first running process of service.
+func (f *fleet) url(service string) string {
+	for _, p := range f.procs {
+		if p.service == service {
+			return p.url
+		}
+	}
+	return ""
+}
+
+// startOrders replaces the order instances with n new ones, each with the
+// given PROCESSING_DELAY, and waits until the group has given each of them
+// its partitions.
+func (f *fleet) startOrders(ctx context.Context, n int, delay time.Duration) error {
+	for _, p := range f.orders {
+		f.stop(p)
+	}
+	f.orders = nil
+	for i := 1; i <= n; i++ {
+		p, err := f.start(ctx, "order", fmt.Sprintf("bench-%d", i), "PROCESSING_DELAY="+delay.String())
+		if err != nil {
+			return err
+		}
+		f.orders = append(f.orders, p)
+	}
+	return waitGroup(ctx, f.o.Brokers, "order-service-group", n)
+}
+
+// stop reads the process's peak RSS, then stops it with SIGTERM (it commits
+// or aborts and leaves its group), killing it after 20 seconds.
+func (f *fleet) stop(p *proc) {
+	select {
+	case <-p.exited:
+		return
+	default:
+	}
+	if kb, err := peakRSS(p.cmd.Process.Pid); err == nil {
+		p.peakKB = kb
+		f.peakKB[p.service] = max(f.peakKB[p.service], kb)
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+	case <-time.After(20 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.exited
+	}
+}
+
+// stopAll stops every process and says what each one's peak RSS was.
+func (f *fleet) stopAll() string {
+	var peaks []string
+	for _, p := range f.procs {
+		f.stop(p)
+		if p.peakKB > 0 {
+			peaks = append(peaks, fmt.Sprintf("%s %s %.0f MB", p.service, p.id, float64(p.peakKB)/1024))
+		}
+	}
+	return strings.Join(peaks, ", ")
+}
+
+// peakRSS is a process's VmHWM, its peak resident set, in KiB.
+func peakRSS(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			return strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+		}
+	}
+	return 0, errors.New("no VmHWM")
+}
+
+// waitGroup waits until group is stable with n members that share every
+// partition of its input topic between them.
+func waitGroup(ctx context.Context, brokers []string, group string, n int) error {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	deadline := time.Now().Add(90 * time.Second)
+	var last string
+	for time.Now().Before(deadline) {
+		described, err := adm.DescribeGroups(ctx, group)
+		if err == nil {
+			g := described[group]
+			assigned := 0
+			for _, ps := range g.AssignedPartitions() {
+				assigned += len(ps)
+			}
+			last = fmt.Sprintf("state %s, %d members, %d partitions assigned", g.State, len(g.Members), assigned)
+			if g.State == "Stable" && len(g.Members) == n && assigned == infra.Partitions {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("group %s not stable with %d members after 90s (%s)", group, n, last)
+}

@@ -1,0 +1,92 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Results are the figures of a run, in the order they were measured.
+type Results struct {
+	mu    sync.Mutex
+	names []string
+	vals  map[string]string
+}
+
+// Add sets a figure; a name added twice keeps its first place.
+func (r *Results) Add(name, value string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.vals == nil {
+		r.vals = map[string]string{}
+	}
+	if _, ok := r.vals[name]; !ok {
+		r.names = append(r.names, name)
+	}
+	r.vals[name] = value
+}
+
+// Get is a figure, "" if it was not measured.
+func (r *Results) Get(name string) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.vals[name]
+}
+
+// Line is the last line of a run: "bench: " then name=value pairs.
+func (r *Results) Line() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var b strings.Builder
+	b.WriteString("bench:")
+	for _, n := range r.names {
+		fmt.Fprintf(&b, " %s=%s", n, r.vals[n])
+	}
+	return b.String()
+}
+
+// Percentile is the p-th percentile (0 < p <= 100) of ds by the
+// nearest-rank method; 0 for no samples.
+func Percentile(ds []time.Duration, p float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	rank := int(p/100*float64(len(s))+0.999999) - 1
+	return s[max(0, min(rank, len(s)-1))]
+}
+
+// ms formats a duration as milliseconds with one decimal.
+func ms(d time.Duration) string { return fmt.Sprintf("%.1f", float64(d)/float64(time.Millisecond)) }
+
+// rate formats a count per second, rounded.
+func rate(n int, d time.Duration) string {
+	if d <= 0 {
+		return "0"
+	}
+	return fmt.Sprintf("%.0f", float64(n)/d.Seconds())
+}
+
+// progress prints indented lines with the time since the run began.
+type progress struct {
+	mu    sync.Mutex
+	out   io.Writer
+	start time.Time
+}
+
+func newProgress(out io.Writer) *progress { return &progress{out: out, start: time.Now()} }
+
+func (p *progress) Printf(format string, args ...any) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	fmt.Fprintf(p.out, "  %6.1fs  %s\n", time.Since(p.start).Seconds(), fmt.Sprintf(format, args...))
+}
+
+func (p *progress) Elapsed() time.Duration { return time.Since(p.start) }
+
+func itoa(n int) string { return strconv.Itoa(n) }
