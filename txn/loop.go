@@ -156,6 +156,11 @@ func (e *Engine) batch(ctx context.Context, records []*kgo.Record) (bool, error)
 	}
 
 	if failed == nil {
+		// Every record of the batch is in hand: send what the producer
+		// still holds back for its linger (10ms by default) now, rather
+		// than wait it out, which left the engine idle for most of each
+		// transaction. Flush fails only with its context.
+		_ = e.cl.Flush(context.WithoutCancel(ctx))
 		failed = produced.wait()
 	}
 	if failed != nil && ctx.Err() == nil {
