@@ -34,7 +34,9 @@ import (
 //
 // A round's rate is taken between its first and its last commit, so that
 // joining the group, which differs between runs and not between modes,
-// stays out of it.
+// stays out of it. A round ends when it has committed every record, or
+// o.EOSRoundFor after its first commit on a slower cluster: both modes
+// then read the same first records.
 func runEOS(ctx context.Context, o Options, cat *schemas.Catalog, p *progress, res *Results) error {
 	run := strconv.FormatInt(time.Now().UnixMilli(), 36)
 	in, out := "bench-payments-"+run, "bench-orders-"+run
@@ -154,7 +156,18 @@ func measureRound(ctx context.Context, o Options, mode txn.Mode, id, in string, 
 	done := make(chan error, 1)
 	go func() { done <- e.Run(rctx) }()
 	deadline := time.After(3 * time.Minute)
+	firstCommit := func() (time.Time, bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(commits) == 0 {
+			return time.Time{}, false
+		}
+		return commits[0].at, true
+	}
 	for e.Stats().Records < int64(o.EOSRecords) {
+		if first, ok := firstCommit(); ok && time.Since(first) >= o.EOSRoundFor {
+			break
+		}
 		select {
 		case err := <-done:
 			return roundResult{}, fmt.Errorf("engine stopped: %v", err)

@@ -55,8 +55,9 @@ type Options struct {
 	Concurrency int
 	IngestFor   time.Duration
 
-	EOSRecords int
-	EOSRounds  int
+	EOSRecords  int
+	EOSRounds   int
+	EOSRoundFor time.Duration
 
 	Rate   int
 	E2EFor time.Duration
@@ -82,8 +83,9 @@ func main() {
 	flag.DurationVar(&o.TxnInterval, "txn-interval", envDuration("TXN_MAX_INTERVAL", 0), "commit interval, 0 for the default (env TXN_MAX_INTERVAL)")
 	flag.IntVar(&o.Concurrency, "c", 64, "ingest: concurrent HTTP clients")
 	flag.DurationVar(&o.IngestFor, "ingest-for", 10*time.Second, "ingest: how long")
-	flag.IntVar(&o.EOSRecords, "eos-records", 100_000, "eos: records per round")
+	flag.IntVar(&o.EOSRecords, "eos-records", 300_000, "eos: records per round")
 	flag.IntVar(&o.EOSRounds, "eos-rounds", 4, "eos: rounds of each mode")
+	flag.DurationVar(&o.EOSRoundFor, "eos-round-for", 3*time.Second, "eos: a round ends this long after its first commit, if it has not read every record by then")
 	flag.IntVar(&o.Rate, "rate", 1000, "e2e: payments per second")
 	flag.DurationVar(&o.E2EFor, "e2e-for", 15*time.Second, "e2e: how long")
 	flag.IntVar(&o.Flood, "flood", 10_000, "drain: payments in the flood")
