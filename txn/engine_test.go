@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/blackfriday-kafka/shop/txn"
 )
@@ -391,4 +392,67 @@ func TestGracefulStopHandsPartitionsOverAtOnce(t *testing.T) {
 	if len(recs) != 200 {
 		t.Fatalf("output holds %d records, want 200", len(recs))
 	}
+}
+
+// TestUnconfirmedCommitIsNeitherRepeatedNorLost is a coordinator that
+// commits a transaction but answers only after the engine stopped waiting,
+// as when it dies right after writing the commit: the engine cannot know
+// whether the commit happened. It must abort what its client still holds
+// (or it could never begin again), go on, and read again from what the group
+// committed, so that the records of the unconfirmed commit are neither
+// processed twice nor skipped.
+func TestUnconfirmedCommitIsNeitherRepeatedNorLost(t *testing.T) {
+	defer txn.SetEndTimeout(time.Second)()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, in, out, dlq))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	brokers := c.ListenAddrs()
+	produce(t, brokers, 300)
+
+	// The first commit after the 50th record is held for 1.5 s, longer
+	// than the engine waits, then carried out; nothing else runs on the
+	// coordinator before it.
+	var seen atomic.Int32
+	var held, pending atomic.Bool
+	c.ControlKey(int16(kmsg.EndTxn), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		if req.(*kmsg.EndTxnRequest).Commit && seen.Load() > 50 && !held.Swap(true) {
+			pending.Store(true)
+			c.SleepControl(func() { time.Sleep(1500 * time.Millisecond) })
+			pending.Store(false)
+		}
+		return nil, nil, false
+	})
+	c.ControlKey(int16(kmsg.InitProducerID), func(kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		if pending.Load() {
+			c.SleepControl(func() {
+				for pending.Load() {
+					time.Sleep(10 * time.Millisecond)
+				}
+				time.Sleep(100 * time.Millisecond)
+			})
+		}
+		return nil, nil, false
+	})
+	counting := func(ctx context.Context, r *kgo.Record) ([]*kgo.Record, error) {
+		seen.Add(1)
+		return double(ctx, r)
+	}
+	e, done := start(t, config(brokers, "1", counting))
+	waitCommitted(t, brokers)
+	select {
+	case err := <-done:
+		t.Fatalf("engine stopped: %v", err)
+	default:
+	}
+	if !held.Load() {
+		t.Fatal("no commit was held")
+	}
+	if st := e.Stats(); st.Aborted == 0 {
+		t.Fatalf("stats = %+v: the held commit should count as not committed", st)
+	}
+	exactlyDoubled(t, readAll(t, brokers, out, kgo.ReadCommitted()), 300)
 }

@@ -17,9 +17,9 @@ import (
 // MaxInterval even when each record is slow; the rest waits in the client.
 const pollChunk = 16
 
-// endTimeout bounds the commit or abort of the last transaction at shutdown,
-// when the run context is already cancelled.
-const endTimeout = 10 * time.Second
+// endTimeout bounds the commit or abort of a transaction, also at shutdown,
+// when the run context is already cancelled. A variable for tests.
+var endTimeout = 10 * time.Second
 
 // Run consumes until ctx is cancelled, then ends the transaction in hand
 // (committing what was fully processed), leaves the group and returns nil.
@@ -173,10 +173,15 @@ func (e *Engine) batch(ctx context.Context, records []*kgo.Record) (bool, error)
 		e.BatchObserver(n, committed, time.Since(start))
 	}
 	if err != nil {
-		if errors.Is(err, kerr.ProducerFenced) || errors.Is(err, kerr.InvalidProducerEpoch) || errors.Is(err, kerr.TransactionalIDAuthorizationFailed) {
+		if fenced(err) {
 			return false, fmt.Errorf("%w: %v", ErrFenced, err)
 		}
 		e.cfg.Logger.Warn("ending transaction failed", "topic", e.cfg.Topic, "err", err)
+		if e.sess != nil {
+			if err := e.recover(ctx); err != nil {
+				return false, err
+			}
+		}
 	}
 	if !committed {
 		e.stats.aborted.Add(1)
@@ -190,6 +195,89 @@ func (e *Engine) batch(ctx context.Context, records []*kgo.Record) (bool, error)
 	}
 	e.stats.addDeadLetters(dead)
 	return true, nil
+}
+
+func fenced(err error) bool {
+	return errors.Is(err, kerr.ProducerFenced) || errors.Is(err, kerr.InvalidProducerEpoch) || errors.Is(err, kerr.TransactionalIDAuthorizationFailed)
+}
+
+// recover follows a transaction whose end failed, for example because its
+// coordinator died and the commit was sent but not answered in time. The
+// client then still holds the transaction (a new Begin would fail), and the
+// commit may or may not have happened. recover aborts it, retrying until
+// the cluster answers (the abort bumps the producer epoch, which settles an
+// unconfirmed commit either way), then moves the consumer to the offsets
+// the group really committed: the client only remembers the offsets of its
+// last confirmed commit, and reading again from there would process a
+// second time what the unconfirmed commit did commit.
+func (e *Engine) recover(ctx context.Context) error {
+	backoff := e.cfg.MinBackoff
+	for {
+		endCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), endTimeout)
+		_, err := e.sess.End(endCtx, kgo.TryAbort)
+		cancel()
+		if err == nil {
+			break
+		}
+		if fenced(err) {
+			return fmt.Errorf("%w: %v", ErrFenced, err)
+		}
+		if ctx.Err() != nil {
+			// Shutting down: the broker aborts what is left at the
+			// transaction timeout, and the next owner of the
+			// partitions reads the committed offsets.
+			return nil
+		}
+		e.cfg.Logger.Warn("aborting the unfinished transaction failed, retrying", "topic", e.cfg.Topic, "backoff", backoff, "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, e.cfg.MaxBackoff)
+	}
+	for ctx.Err() == nil {
+		err := e.rewind(ctx)
+		if err == nil {
+			return nil
+		}
+		e.cfg.Logger.Warn("reading the group's committed offsets failed, retrying", "topic", e.cfg.Topic, "backoff", backoff, "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, e.cfg.MaxBackoff)
+	}
+	return nil
+}
+
+// rewind sets the consumer to the offsets the group committed, as the
+// broker has them once no transaction is pending on them. A rebalance in
+// the meantime fetches them anew, so rewind starts over if the group
+// generation changed while it asked.
+func (e *Engine) rewind(ctx context.Context) error {
+	_, gen := e.cl.GroupMetadata()
+	fetchCtx, cancel := context.WithTimeout(ctx, endTimeout)
+	defer cancel()
+	offsets, err := kadm.NewClient(e.cl).FetchOffsets(kadm.RequireStable(fetchCtx), e.cfg.Group)
+	if err == nil {
+		err = offsets.Error()
+	}
+	if err != nil {
+		return err
+	}
+	if _, now := e.cl.GroupMetadata(); now != gen {
+		return fmt.Errorf("the group rebalanced (generation %d to %d)", gen, now)
+	}
+	set := map[string]map[int32]kgo.EpochOffset{e.cfg.Topic: {}}
+	offsets.Each(func(o kadm.OffsetResponse) {
+		if o.Topic == e.cfg.Topic && o.At >= 0 {
+			set[o.Topic][o.Partition] = kgo.EpochOffset{Epoch: o.LeaderEpoch, Offset: o.At}
+		}
+	})
+	e.cl.SetOffsets(set)
+	e.cfg.Logger.Info("consumer set to the group's committed offsets after an unconfirmed transaction end", "topic", e.cfg.Topic, "offsets", set[e.cfg.Topic])
+	return nil
 }
 
 // process runs the handler on one record. Poison becomes its dead letter,
