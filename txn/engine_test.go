@@ -456,3 +456,43 @@ func TestUnconfirmedCommitIsNeitherRepeatedNorLost(t *testing.T) {
 	}
 	exactlyDoubled(t, readAll(t, brokers, out, kgo.ReadCommitted()), 300)
 }
+
+// TestIdleInstanceStopsWhenItsInstanceIDIsTaken: an instance with nothing to
+// do never touches its transactional ID, so only the group can tell it that
+// a newer instance took its instance ID. It must stop with ErrFenced rather
+// than try to join again forever, and must not take the newer instance out
+// of the group on its way out.
+func TestIdleInstanceStopsWhenItsInstanceIDIsTaken(t *testing.T) {
+	brokers := cluster(t, 3)
+	cfg := config(brokers, "1", double)
+	cfg.InstanceID = "doubler-1"
+	older, doneOlder := start(t, cfg)
+	for deadline := time.Now().Add(30 * time.Second); !older.Ready(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the first instance never polled")
+		}
+	}
+	time.Sleep(time.Second) // joined and idle
+
+	newer, doneNewer := start(t, cfg)
+	select {
+	case err := <-doneOlder:
+		if !errors.Is(err, txn.ErrFenced) {
+			t.Fatalf("the older instance stopped with %v, want ErrFenced", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the older instance still runs 30s after a newer one took its instance ID")
+	}
+
+	produce(t, brokers, 100)
+	waitCommitted(t, brokers)
+	exactlyDoubled(t, readAll(t, brokers, out, kgo.ReadCommitted()), 100)
+	select {
+	case err := <-doneNewer:
+		t.Fatalf("the newer instance stopped: %v", err)
+	default:
+	}
+	if st := newer.Stats(); st.Records != 100 {
+		t.Fatalf("the newer instance committed %d records, want all 100", st.Records)
+	}
+}

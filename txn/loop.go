@@ -25,8 +25,10 @@ var endTimeout = 10 * time.Second
 // (committing what was fully processed), leaves the group and returns nil.
 // It returns an error only when the engine cannot go on, for example
 // ErrFenced when a newer instance took over its transactional ID.
-func (e *Engine) Run(ctx context.Context) error {
-	defer e.close()
+func (e *Engine) Run(ctx context.Context) (err error) {
+	// A fenced instance must not leave the group: its instance ID now
+	// belongs to the newer instance, which leaving would take out.
+	defer func() { e.close(!errors.Is(err, ErrFenced)) }()
 	if err := e.cl.Ping(ctx); err != nil {
 		if ctx.Err() != nil {
 			return nil
@@ -44,7 +46,9 @@ func (e *Engine) Run(ctx context.Context) error {
 			// not committed: the next owner reads them again.
 			return nil
 		}
-		e.logFetchErrors(fetches)
+		if err := e.checkFetches(fetches); err != nil {
+			return err
+		}
 		if fetches.NumRecords() == 0 {
 			continue
 		}
@@ -66,13 +70,13 @@ func (e *Engine) Run(ctx context.Context) error {
 	return nil
 }
 
-func (e *Engine) close() {
+func (e *Engine) close(leave bool) {
 	if e.sess != nil {
 		e.sess.Close()
 	} else {
 		e.cl.Close()
 	}
-	if e.cfg.InstanceID != "" {
+	if leave && e.cfg.InstanceID != "" {
 		e.leave()
 	}
 }
@@ -93,13 +97,26 @@ func (e *Engine) leave() {
 	}
 }
 
-func (e *Engine) logFetchErrors(fetches kgo.Fetches) {
+// checkFetches logs the errors of a poll. It returns ErrFenced when the
+// group refused this member because another one joined with the same
+// instance ID: the newer instance has the partitions for good, and this one
+// would otherwise try to join again forever, holding nothing.
+func (e *Engine) checkFetches(fetches kgo.Fetches) error {
+	var fencedErr error
 	fetches.EachError(func(topic string, partition int32, err error) {
-		// A poll that reaches its deadline or shutdown is not a failure.
-		if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+		switch {
+		case errors.Is(err, kerr.FencedInstanceID):
+			fencedErr = err
+		case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+			// A poll that reaches its deadline or shutdown is not a failure.
+		default:
 			e.cfg.Logger.Warn("fetch failed", "topic", topic, "partition", partition, "err", err)
 		}
 	})
+	if fencedErr != nil {
+		return fmt.Errorf("%w: %v", ErrFenced, fencedErr)
+	}
+	return nil
 }
 
 // batch runs one transaction: it processes the records in hand, keeps
@@ -119,6 +136,9 @@ func (e *Engine) batch(ctx context.Context, records []*kgo.Record) (bool, error)
 		outs     int
 		dead     = make(map[string]int64) // by error class
 		failed   error
+		// fencedNow is set when the group fenced this instance
+		// mid-batch: the batch aborts and Run stops.
+		fencedNow error
 	)
 	deadline := start.Add(e.cfg.MaxInterval)
 	for {
@@ -151,7 +171,10 @@ func (e *Engine) batch(ctx context.Context, records []*kgo.Record) (bool, error)
 		if fetches.IsClientClosed() {
 			break
 		}
-		e.logFetchErrors(fetches)
+		if err := e.checkFetches(fetches); err != nil {
+			failed, fencedNow = err, err
+			break
+		}
 		records = fetches.Records()
 	}
 
@@ -171,6 +194,9 @@ func (e *Engine) batch(ctx context.Context, records []*kgo.Record) (bool, error)
 	committed, err := e.end(endCtx, failed == nil, firsts)
 	if e.BatchObserver != nil {
 		e.BatchObserver(n, committed, time.Since(start))
+	}
+	if fencedNow != nil {
+		return false, fencedNow
 	}
 	if err != nil {
 		if fenced(err) {
