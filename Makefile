@@ -97,3 +97,8 @@ lag: ## lag per consumer group, topic and partition, with members (MONITOR=1 ref
 .PHONY: bench
 bench: build ## ingest, exactly-once vs at-least-once, end-to-end latency, flood drain, peak RSS
 	@$(GO) run ./scripts/bench $(ARGS)
+
+.PHONY: test-kafka
+test-kafka: ## the integration suite against real Kafka at KAFKA_BROKERS (after make kafka-up)
+	KAFKA_BROKERS=$${KAFKA_BROKERS:-localhost:9092,localhost:9093,localhost:9094} \
+	  $(GO) test -tags kafka -count=1 -timeout 8m -v ./infra/kafkatest/
