@@ -6,11 +6,16 @@
 // accepted payment has exactly one order, every order exactly one email, that
 // nothing else is there, and that analytics agrees.
 //
-//	go run ./scripts/chaos [-n 10000] [-kills 20] [-seed 1] [-mode exactly-once|at-least-once]
+//	go run ./scripts/chaos [-n 10000] [-kills 20] [-seed 1] [-mode exactly-once|at-least-once] [-broker-kills=false]
 //
 // With KAFKA_BROKERS set it runs against that cluster and SCHEMA_REGISTRY_URL;
-// otherwise it starts its own embedded cluster on free ports. The last line
-// is "exactly-once: in=N orders=N emails=N duplicates=0 lost=0 kills=K"; the
+// otherwise it starts its own embedded cluster on free ports. Against a
+// cluster that scripts/kafka-up started (its PID files in .run/kafka) it also
+// kills brokers: one at a time, with SIGKILL, each restarted a few seconds
+// later by scripts/kafka-up in the background, the next kill only once the
+// cluster is whole again. The last line is
+// "exactly-once: in=N orders=N emails=N duplicates=0 lost=0 kills=K", where K
+// counts instance and broker kills (the line above it splits them); the
 // exit status is 1 on any violation. -mode at-least-once runs the same
 // services without transactions: the control, which must report duplicates.
 package main
@@ -46,6 +51,12 @@ type Options struct {
 	Brokers     []string
 	RegistryURL string
 	Embedded    bool
+
+	// BrokerKills kills and restarts the brokers of a cluster that
+	// KafkaUp started, whose PID files are in KafkaRunDir.
+	BrokerKills bool
+	KafkaRunDir string
+	KafkaUp     string
 }
 
 func main() {
@@ -58,6 +69,9 @@ func main() {
 	flag.IntVar(&o.Instances, "instances", 3, "order and email instances each")
 	flag.StringVar(&o.LogDir, "logs", ".run/chaos", "where the instances' logs go")
 	flag.DurationVar(&o.Timeout, "timeout", 10*time.Minute, "give up after this long")
+	flag.BoolVar(&o.BrokerKills, "broker-kills", true, "against a cluster of scripts/kafka-up, also kill brokers, one at a time")
+	flag.StringVar(&o.KafkaRunDir, "kafka-run", ".run/kafka", "where scripts/kafka-up keeps its PID files")
+	flag.StringVar(&o.KafkaUp, "kafka-up", "scripts/kafka-up", "what restarts a killed broker")
 	flag.Parse()
 	if o.Mode != "exactly-once" && o.Mode != "at-least-once" {
 		fail("-mode %q: want exactly-once or at-least-once", o.Mode)
@@ -134,6 +148,28 @@ func Run(ctx context.Context, o Options, out *os.File) (Verdict, int, error) {
 	}
 	defer fleet.stop()
 
+	var brokers *brokerChaos
+	if !o.Embedded && o.BrokerKills {
+		nodes := findNodes(o.KafkaRunDir, o.Brokers)
+		if len(nodes) >= 3 {
+			brokers = newBrokerChaos(o, nodes, rand.New(rand.NewPCG(rng.Uint64(), rng.Uint64())))
+			fmt.Fprintf(out, "chaos: also killing brokers: %d nodes of %s, one at a time, each restarted by %s\n", len(nodes), o.KafkaRunDir, o.KafkaUp)
+			defer func() {
+				if err := brokers.finish(); err != nil {
+					fmt.Fprintf(os.Stderr, "chaos: the cluster may be left with a broker down: %v\n", err)
+				}
+			}()
+		} else {
+			fmt.Fprintf(out, "chaos: no broker kills: no running nodes of scripts/kafka-up in %s for %s\n", o.KafkaRunDir, strings.Join(o.Brokers, ","))
+		}
+	}
+	kills := func() int {
+		if brokers == nil {
+			return fleet.kills
+		}
+		return fleet.kills + brokers.kills
+	}
+
 	// Payments are paced so the kills land while they flow: a kill every
 	// 1.25 s on average, MinKills of them, with a fifth to spare.
 	duration := time.Duration(float64(o.MinKills) * 1.25 * 1.2 * float64(time.Second))
@@ -158,37 +194,54 @@ func Run(ctx context.Context, o Options, out *os.File) (Verdict, int, error) {
 	for {
 		select {
 		case <-ctx.Done():
-			return Verdict{}, fleet.kills, fmt.Errorf("gave up: %w (%s)", ctx.Err(), watch.progress())
+			return Verdict{}, kills(), fmt.Errorf("gave up: %w (%s)", ctx.Err(), watch.progress())
 		case err := <-sendDone:
 			if err != nil {
-				return Verdict{}, fleet.kills, fmt.Errorf("sending payments: %w", err)
+				return Verdict{}, kills(), fmt.Errorf("sending payments: %w", err)
 			}
 			sending = false
 		case now := <-tick.C:
 			if err := fleet.reap(); err != nil {
-				return Verdict{}, fleet.kills, err
+				return Verdict{}, kills(), err
 			}
 			drained := !sending && watch.drained(sender.ids())
 			if now.After(next) && (!drained || fleet.kills < o.MinKills) {
 				if err := fleet.killOne(killRng); err != nil {
-					return Verdict{}, fleet.kills, err
+					return Verdict{}, kills(), err
 				}
 				next = now.Add(killDelay(killRng))
 			}
+			brokerStatus := ""
+			if brokers != nil {
+				// Brokers die while payments flow, and at least once.
+				did, err := brokers.step(now, !drained || brokers.kills == 0)
+				if err != nil {
+					return Verdict{}, kills(), err
+				}
+				if did != "" {
+					fmt.Fprintf(out, "  %5.1fs  %s\n", now.Sub(start).Seconds(), did)
+				}
+				brokerStatus = brokers.status()
+			}
 			if now.Sub(lastReport) >= 2*time.Second {
-				fmt.Fprintf(out, "  %5.1fs  sent %d/%d  %s  kills %d\n", now.Sub(start).Seconds(), sender.count(), o.N, watch.progress(), fleet.kills)
+				fmt.Fprintf(out, "  %5.1fs  sent %d/%d  %s  kills %d%s\n", now.Sub(start).Seconds(), sender.count(), o.N, watch.progress(), fleet.kills, brokerStatus)
 				lastReport = now
 			}
-			if drained && fleet.kills >= o.MinKills {
-				fmt.Fprintf(out, "  drained after %.1fs and %d kills; stopping the instances\n", time.Since(start).Seconds(), fleet.kills)
+			if drained && fleet.kills >= o.MinKills && (brokers == nil || (brokers.idle() && brokers.kills > 0)) {
+				fmt.Fprintf(out, "  drained after %.1fs and %d kills; stopping the instances\n", time.Since(start).Seconds(), kills())
 				fleet.stop()
 				ledger, err := collect(ctx, cat, o, from, sender.ids())
 				if err != nil {
-					return Verdict{}, fleet.kills, err
+					return Verdict{}, kills(), err
 				}
 				v := Check(ledger, schemas.OrderID, schemas.EmailID)
 				v.Report(out)
-				return v, fleet.kills, nil
+				if brokers != nil {
+					fmt.Fprintf(out, "  kills: %d of order and email instances, %d of brokers (kills=%d below counts both)\n", fleet.kills, brokers.kills, kills())
+				} else {
+					fmt.Fprintf(out, "  kills: %d of order and email instances, no broker\n", fleet.kills)
+				}
+				return v, kills(), nil
 			}
 		}
 	}
