@@ -84,7 +84,7 @@ func main() {
 	flag.IntVar(&o.Concurrency, "c", 64, "ingest: concurrent HTTP clients")
 	flag.DurationVar(&o.IngestFor, "ingest-for", 10*time.Second, "ingest: how long")
 	flag.IntVar(&o.EOSRecords, "eos-records", 300_000, "eos: records per round")
-	flag.IntVar(&o.EOSRounds, "eos-rounds", 4, "eos: rounds of each mode")
+	flag.IntVar(&o.EOSRounds, "eos-rounds", 5, "eos: rounds of each mode; the figures are the medians")
 	flag.DurationVar(&o.EOSRoundFor, "eos-round-for", 3*time.Second, "eos: a round ends this long after its first commit, if it has not read every record by then")
 	flag.IntVar(&o.Rate, "rate", 1000, "e2e: payments per second")
 	flag.DurationVar(&o.E2EFor, "e2e-for", 15*time.Second, "e2e: how long")

@@ -60,3 +60,14 @@ func TestDelayName(t *testing.T) {
 		}
 	}
 }
+
+func TestMedian(t *testing.T) {
+	for _, tc := range []struct {
+		xs   []float64
+		want float64
+	}{{[]float64{5, 1, 3}, 3}, {[]float64{4, 1, 3, 100}, 3.5}, {[]float64{7}, 7}} {
+		if got := median(tc.xs); got != tc.want {
+			t.Errorf("median(%v) = %v, want %v", tc.xs, got, tc.want)
+		}
+	}
+}
