@@ -13,11 +13,14 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/blackfriday-kafka/shop/schemas"
@@ -97,16 +100,31 @@ func Consume(ctx context.Context, reg *sr.Client, opts ConsumeOptions, out io.Wr
 		kgo.ConsumeResetOffset(start),
 		kgo.FetchIsolationLevel(isolation),
 	}
+	assigned := make(chan struct{})
 	if opts.Group != "" {
 		// Commit only what was printed: records polled but not
 		// printed (past Max) stay for the next reader.
-		kopts = append(kopts, kgo.ConsumerGroup(opts.Group), kgo.DisableAutoCommit())
+		var once sync.Once
+		kopts = append(kopts, kgo.ConsumerGroup(opts.Group), kgo.DisableAutoCommit(),
+			kgo.OnPartitionsAssigned(func(context.Context, *kgo.Client, map[string][]int32) {
+				once.Do(func() { close(assigned) })
+			}))
 	}
 	cl, err := kgo.NewClient(kopts...)
 	if err != nil {
 		return 0, err
 	}
 	defer cl.Close()
+	if opts.Group != "" {
+		// Joining a group takes a rebalance, seconds on a busy
+		// cluster: the idle time starts once partitions are ours. A
+		// member left without partitions goes on after a while.
+		select {
+		case <-assigned:
+		case <-ctx.Done():
+		case <-time.After(groupJoinWait):
+		}
+	}
 
 	dec := newDecoder(reg)
 	w := bufio.NewWriter(out)
@@ -154,7 +172,7 @@ func Consume(ctx context.Context, reg *sr.Client, opts ConsumeOptions, out io.Wr
 			return printed, err
 		}
 		if opts.Group != "" && len(recs) > 0 {
-			if err := cl.CommitRecords(context.WithoutCancel(ctx), recs...); err != nil {
+			if err := commitPrinted(ctx, cl, recs); err != nil {
 				return printed, fmt.Errorf("commit to group %s: %w", opts.Group, err)
 			}
 		}
@@ -164,6 +182,37 @@ func Consume(ctx context.Context, reg *sr.Client, opts ConsumeOptions, out io.Wr
 	}
 	return printed, nil
 }
+
+// commitPrinted commits the offsets after recs. It leaves out the leader
+// epoch: the next reader then starts at the offset as committed, without
+// first validating an epoch, which is all a console reader needs.
+func commitPrinted(ctx context.Context, cl *kgo.Client, recs []*kgo.Record) error {
+	offsets := make(map[string]map[int32]kgo.EpochOffset)
+	for _, r := range recs {
+		if offsets[r.Topic] == nil {
+			offsets[r.Topic] = make(map[int32]kgo.EpochOffset)
+		}
+		offsets[r.Topic][r.Partition] = kgo.EpochOffset{Epoch: -1, Offset: r.Offset + 1}
+	}
+	var commitErr error
+	cl.CommitOffsetsSync(context.WithoutCancel(ctx), offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
+		if err != nil {
+			commitErr = err
+			return
+		}
+		for _, t := range resp.Topics {
+			for _, p := range t.Partitions {
+				if err := kerr.ErrorForCode(p.ErrorCode); err != nil && commitErr == nil {
+					commitErr = err
+				}
+			}
+		}
+	})
+	return commitErr
+}
+
+// groupJoinWait bounds the wait for a partition assignment in a group.
+const groupJoinWait = 30 * time.Second
 
 // describe turns a record into its printed line.
 func describe(ctx context.Context, dec *decoder, r *kgo.Record, opts ConsumeOptions) (*Line, error) {
