@@ -59,12 +59,16 @@ type Config struct {
 	// MaxInterval, whichever comes first. Larger batches amortise the
 	// commit; shorter intervals lower end-to-end latency. MaxInterval is
 	// meant to be the bound that holds under load: a transaction costs a
-	// few round trips more than an at-least-once commit, which 100ms
-	// amortises. With a backlog the engine goes through 1,000 records in 2
-	// to 3ms, so a bound of 1,000 records would commit every 2 to 3ms and
-	// pay those round trips each time. MaxRecords bounds the work that an
-	// aborted transaction redoes.
-	MaxRecords  int           // default 10,000
+	// fixed price on top of an at-least-once commit (a few round trips on
+	// the embedded cluster; on real brokers also the replicated writes of
+	// the transaction log, some 20ms on a small machine), which the
+	// interval amortises. With a backlog the engine goes through 1,000
+	// records in 2 to 3ms, so a low record bound would commit every few
+	// milliseconds and pay that price each time; 100,000 records is more
+	// than 100ms of work at full speed. MaxRecords bounds the work an
+	// aborted transaction redoes; the producer's buffer (10,000 records
+	// in flight) bounds the memory.
+	MaxRecords  int           // default 100,000
 	MaxInterval time.Duration // default 100ms
 
 	// Backoff after an aborted transaction doubles from MinBackoff to
@@ -114,7 +118,7 @@ func (c *Config) defaults() error {
 		return errors.New("txn: handler and dead letter builder are required")
 	}
 	if c.MaxRecords <= 0 {
-		c.MaxRecords = 10_000
+		c.MaxRecords = 100_000
 	}
 	if c.MaxInterval <= 0 {
 		c.MaxInterval = 100 * time.Millisecond

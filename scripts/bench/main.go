@@ -83,8 +83,8 @@ func main() {
 	flag.DurationVar(&o.TxnInterval, "txn-interval", envDuration("TXN_MAX_INTERVAL", 0), "commit interval, 0 for the default (env TXN_MAX_INTERVAL)")
 	flag.IntVar(&o.Concurrency, "c", 64, "ingest: concurrent HTTP clients")
 	flag.DurationVar(&o.IngestFor, "ingest-for", 10*time.Second, "ingest: how long")
-	flag.IntVar(&o.EOSRecords, "eos-records", 200_000, "eos: records per round")
-	flag.IntVar(&o.EOSRounds, "eos-rounds", 9, "eos: rounds of each mode; the figures are medians")
+	flag.IntVar(&o.EOSRecords, "eos-records", 600_000, "eos: records per round")
+	flag.IntVar(&o.EOSRounds, "eos-rounds", 7, "eos: rounds of each mode; the figures are medians")
 	flag.DurationVar(&o.EOSRoundFor, "eos-round-for", 3*time.Second, "eos: a round ends this long after its first commit, if it has not read every record by then")
 	flag.IntVar(&o.Rate, "rate", 1000, "e2e: payments per second")
 	flag.DurationVar(&o.E2EFor, "e2e-for", 15*time.Second, "e2e: how long")
@@ -165,7 +165,7 @@ func Run(ctx context.Context, o Options, out io.Writer) (*Results, error) {
 	p := newProgress(out)
 	p.Printf("benchmarks on the %s %s, registry %s; %d CPUs, %s; load average %s",
 		where, strings.Join(o.Brokers, ","), o.RegistryURL, runtime.NumCPU(), runtime.Version(), loadAverage())
-	p.Printf("transactions: at most %s records, %s", orDefault(o.TxnRecords, "10000"), orDefaultDuration(o.TxnInterval, "100ms"))
+	p.Printf("transactions: at most %s records, %s", orDefault(o.TxnRecords, "100000"), orDefaultDuration(o.TxnInterval, "100ms"))
 	defer func() {
 		res.Add("load_end", loadAverage())
 		res.Add("took_s", fmt.Sprintf("%.0f", p.Elapsed().Seconds()))

@@ -40,7 +40,7 @@ type Config struct {
 	AtLeastOnce bool
 	// Tuning bounds the transactions of order and email: MaxRecords from
 	// TXN_MAX_RECORDS, MaxInterval from TXN_MAX_INTERVAL; zero takes the
-	// engine's defaults (10,000 records, 100ms).
+	// engine's defaults (100,000 records, 100ms).
 	Tuning txn.Config
 	Logger *slog.Logger
 }
