@@ -30,6 +30,7 @@ func runDrain(ctx context.Context, o Options, cat *schemas.Catalog, f *fleet, w 
 			if err := f.startOrders(ctx, n, delay); err != nil {
 				return err
 			}
+			f.settle(ctx)
 			p.Printf("%s: %d payments straight to Kafka, %d order instance(s), PROCESSING_DELAY=%s", name, o.Flood, n, delay)
 			orderIDs := make([]string, o.Flood)
 			var (

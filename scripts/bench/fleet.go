@@ -181,6 +181,63 @@ func (f *fleet) stopAll() string {
 	return strings.Join(peaks, ", ")
 }
 
+// settle waits until the service processes are idle, or two minutes. A
+// service started on a cluster with history first reads its views' topics
+// from the beginning (analytics all five), and a figure taken meanwhile
+// would measure that replay. It returns how long it waited.
+func (f *fleet) settle(ctx context.Context) time.Duration {
+	start := time.Now()
+	prev := f.cpuTicks()
+	quiet := 0
+	for time.Since(start) < 2*time.Minute {
+		select {
+		case <-ctx.Done():
+			return time.Since(start)
+		case <-time.After(500 * time.Millisecond):
+		}
+		cur := f.cpuTicks()
+		cores := float64(cur-prev) / clockTicks / 0.5
+		prev = cur
+		if cores < 0.15 {
+			if quiet++; quiet >= 2 {
+				break
+			}
+		} else {
+			quiet = 0
+		}
+	}
+	return time.Since(start)
+}
+
+// clockTicks is the unit of the CPU times in /proc/<pid>/stat (USER_HZ,
+// 100 on Linux).
+const clockTicks = 100
+
+// cpuTicks is the CPU time used so far by the running service processes.
+func (f *fleet) cpuTicks() int64 {
+	var total int64
+	for _, p := range f.procs {
+		select {
+		case <-p.exited:
+			continue
+		default:
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+		if err != nil {
+			continue
+		}
+		// The command name, field 2, is in parentheses and may hold
+		// spaces: count fields after its closing parenthesis.
+		fields := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+		if len(fields) > 12 {
+			utime, _ := strconv.ParseInt(fields[11], 10, 64)
+			stime, _ := strconv.ParseInt(fields[12], 10, 64)
+			total += utime + stime
+		}
+	}
+	return total
+}
+
 // peakRSS is a process's VmHWM, its peak resident set, in KiB.
 func peakRSS(pid int) (int64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
