@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
@@ -98,4 +99,43 @@ func StartRegistry(addr string) (*http.Server, string, error) {
 		}
 	}()
 	return srv, "http://" + ln.Addr().String(), nil
+}
+
+// Cluster is where a tool runs: the cluster named by KAFKA_BROKERS and
+// SCHEMA_REGISTRY_URL when KAFKA_BROKERS is set, with topics and schemas
+// ensured; otherwise a new embedded stack on free ports, stopped by Close.
+type Cluster struct {
+	Brokers     []string
+	RegistryURL string
+	Embedded    bool
+	stack       *Embedded
+}
+
+// ConnectOrEmbed returns the cluster a tool such as chaos or bench runs on.
+func ConnectOrEmbed(ctx context.Context) (*Cluster, error) {
+	if brokers := os.Getenv("KAFKA_BROKERS"); brokers != "" {
+		c := &Cluster{Brokers: strings.Split(brokers, ","), RegistryURL: os.Getenv("SCHEMA_REGISTRY_URL")}
+		if c.RegistryURL == "" {
+			c.RegistryURL = "http://localhost:8081"
+		}
+		if err := CreateTopics(ctx, c.Brokers); err != nil {
+			return nil, err
+		}
+		if err := RegisterSchemas(ctx, c.RegistryURL); err != nil {
+			return nil, err
+		}
+		return c, nil
+	}
+	stack, err := StartEmbedded(ctx, EmbeddedConfig{})
+	if err != nil {
+		return nil, err
+	}
+	return &Cluster{Brokers: stack.Brokers, RegistryURL: stack.RegistryURL, Embedded: true, stack: stack}, nil
+}
+
+// Close stops the embedded stack, if there is one.
+func (c *Cluster) Close() {
+	if c.stack != nil {
+		c.stack.Close()
+	}
 }

@@ -71,3 +71,25 @@ func RegisterSchemas(ctx context.Context, registryURL string) error {
 	}
 	return nil
 }
+
+// EndOffsets are where topics end now, per partition: where a run that
+// judges only its own records starts reading.
+func EndOffsets(ctx context.Context, brokers []string, topics ...string) (map[string]map[int32]kgo.Offset, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topics...)
+	if err != nil {
+		return nil, err
+	}
+	from := make(map[string]map[int32]kgo.Offset)
+	ends.Each(func(o kadm.ListedOffset) {
+		if from[o.Topic] == nil {
+			from[o.Topic] = make(map[int32]kgo.Offset)
+		}
+		from[o.Topic][o.Partition] = kgo.NewOffset().At(o.Offset)
+	})
+	return from, nil
+}

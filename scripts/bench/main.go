@@ -129,23 +129,12 @@ func main() {
 	// The clients' own warnings go to stderr; progress goes to stdout.
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 
-	if brokers := os.Getenv("KAFKA_BROKERS"); brokers != "" {
-		o.Brokers = strings.Split(brokers, ",")
-		o.RegistryURL = envOr("SCHEMA_REGISTRY_URL", "http://localhost:8081")
-		if err := infra.CreateTopics(ctx, o.Brokers); err != nil {
-			fail("%v", err)
-		}
-		if err := infra.RegisterSchemas(ctx, o.RegistryURL); err != nil {
-			fail("%v", err)
-		}
-	} else {
-		stack, err := infra.StartEmbedded(ctx, infra.EmbeddedConfig{})
-		if err != nil {
-			fail("%v", err)
-		}
-		defer stack.Close()
-		o.Brokers, o.RegistryURL, o.Embedded = stack.Brokers, stack.RegistryURL, true
+	cluster, err := infra.ConnectOrEmbed(ctx)
+	if err != nil {
+		fail("%v", err)
 	}
+	defer cluster.Close()
+	o.Brokers, o.RegistryURL, o.Embedded = cluster.Brokers, cluster.RegistryURL, cluster.Embedded
 
 	res, err := Run(ctx, o, os.Stdout)
 	fmt.Println(res.Line())

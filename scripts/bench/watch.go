@@ -6,9 +6,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/blackfriday-kafka/shop/infra"
 	"github.com/blackfriday-kafka/shop/schemas"
 )
 
@@ -33,7 +33,7 @@ type watcher struct {
 }
 
 func newWatcher(ctx context.Context, cat *schemas.Catalog, brokers []string) (*watcher, error) {
-	from, err := endOffsets(ctx, brokers, schemas.TopicEmails)
+	from, err := infra.EndOffsets(ctx, brokers, schemas.TopicEmails)
 	if err != nil {
 		return nil, err
 	}
@@ -152,27 +152,6 @@ func (w *watcher) close() {
 	w.cl.Close()
 }
 
-// endOffsets are where topics end now, per partition.
-func endOffsets(ctx context.Context, brokers []string, topics ...string) (map[string]map[int32]kgo.Offset, error) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
-	if err != nil {
-		return nil, err
-	}
-	defer cl.Close()
-	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topics...)
-	if err != nil {
-		return nil, err
-	}
-	from := make(map[string]map[int32]kgo.Offset)
-	ends.Each(func(o kadm.ListedOffset) {
-		if from[o.Topic] == nil {
-			from[o.Topic] = make(map[int32]kgo.Offset)
-		}
-		from[o.Topic][o.Partition] = kgo.NewOffset().At(o.Offset)
-	})
-	return from, nil
-}
-
 // recordTimes follows a topic from where it ends now and keeps the
 // timestamp of each record by partition and offset.
 type recordTimes struct {
@@ -190,7 +169,7 @@ type partOffset struct {
 }
 
 func newRecordTimes(ctx context.Context, brokers []string, topic string) (*recordTimes, error) {
-	from, err := endOffsets(ctx, brokers, topic)
+	from, err := infra.EndOffsets(ctx, brokers, topic)
 	if err != nil {
 		return nil, err
 	}

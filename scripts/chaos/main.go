@@ -86,23 +86,12 @@ func main() {
 	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
 
-	if brokers := os.Getenv("KAFKA_BROKERS"); brokers != "" {
-		o.Brokers = strings.Split(brokers, ",")
-		o.RegistryURL = envOr("SCHEMA_REGISTRY_URL", "http://localhost:8081")
-		if err := infra.CreateTopics(ctx, o.Brokers); err != nil {
-			fail("%v", err)
-		}
-		if err := infra.RegisterSchemas(ctx, o.RegistryURL); err != nil {
-			fail("%v", err)
-		}
-	} else {
-		stack, err := infra.StartEmbedded(ctx, infra.EmbeddedConfig{})
-		if err != nil {
-			fail("%v", err)
-		}
-		defer stack.Close()
-		o.Brokers, o.RegistryURL, o.Embedded = stack.Brokers, stack.RegistryURL, true
+	cluster, err := infra.ConnectOrEmbed(ctx)
+	if err != nil {
+		fail("%v", err)
 	}
+	defer cluster.Close()
+	o.Brokers, o.RegistryURL, o.Embedded = cluster.Brokers, cluster.RegistryURL, cluster.Embedded
 
 	v, kills, err := Run(ctx, o, os.Stdout)
 	if err != nil {
@@ -134,7 +123,7 @@ func Run(ctx context.Context, o Options, out *os.File) (Verdict, int, error) {
 	}
 	// Only what this run writes is judged: the output topics are read
 	// from where they end now.
-	from, err := endOffsets(ctx, o.Brokers, schemas.TopicOrders, schemas.TopicEmails)
+	from, err := infra.EndOffsets(ctx, o.Brokers, schemas.TopicOrders, schemas.TopicEmails)
 	if err != nil {
 		return Verdict{}, 0, err
 	}

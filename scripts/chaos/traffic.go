@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/blackfriday-kafka/shop/schemas"
@@ -96,27 +95,6 @@ func (s *sender) close() {
 	if s.cl != nil {
 		s.cl.Close()
 	}
-}
-
-// endOffsets are where topics end now, per partition.
-func endOffsets(ctx context.Context, brokers []string, topics ...string) (map[string]map[int32]kgo.Offset, error) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
-	if err != nil {
-		return nil, err
-	}
-	defer cl.Close()
-	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topics...)
-	if err != nil {
-		return nil, err
-	}
-	from := make(map[string]map[int32]kgo.Offset)
-	ends.Each(func(o kadm.ListedOffset) {
-		if from[o.Topic] == nil {
-			from[o.Topic] = make(map[int32]kgo.Offset)
-		}
-		from[o.Topic][o.Partition] = kgo.NewOffset().At(o.Offset)
-	})
-	return from, nil
 }
 
 // watch follows the output topics while the run goes on, to see it drain.
