@@ -154,7 +154,7 @@ type Stats struct {
 }
 
 type counters struct {
-	committed, aborted, records, produced, deadLettered atomic.Int64
+	committed, aborted, records, produced atomic.Int64
 
 	mu      sync.Mutex
 	byClass map[string]int64
@@ -243,12 +243,16 @@ func (e *Engine) Stats() Stats {
 	e.stats.mu.Lock()
 	byClass := maps.Clone(e.stats.byClass)
 	e.stats.mu.Unlock()
+	var dead int64
+	for _, n := range byClass {
+		dead += n
+	}
 	return Stats{
 		Committed:          e.stats.committed.Load(),
 		Aborted:            e.stats.aborted.Load(),
 		Records:            e.stats.records.Load(),
 		Produced:           e.stats.produced.Load(),
-		DeadLettered:       e.stats.deadLettered.Load(),
+		DeadLettered:       dead,
 		DeadLettersByClass: byClass,
 	}
 }

@@ -216,9 +216,6 @@ func (e *Engine) batch(ctx context.Context, records []*kgo.Record) (bool, error)
 	e.stats.committed.Add(1)
 	e.stats.records.Add(int64(n))
 	e.stats.produced.Add(int64(outs))
-	for _, d := range dead {
-		e.stats.deadLettered.Add(d)
-	}
 	e.stats.addDeadLetters(dead)
 	return true, nil
 }
