@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -92,4 +93,27 @@ func EndOffsets(ctx context.Context, brokers []string, topics ...string) (map[st
 		from[o.Topic][o.Partition] = kgo.NewOffset().At(o.Offset)
 	})
 	return from, nil
+}
+
+// ReadTopic reads a whole topic from its first offset with isolation iso,
+// until a poll has waited idle without a record. Everything committed is
+// readable at once, so the idle wait is only there to let extras show: use
+// it on topics nothing writes to any more.
+func ReadTopic(ctx context.Context, brokers []string, topic string, iso kgo.IsolationLevel, idle time.Duration) ([]*kgo.Record, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(iso))
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	var recs []*kgo.Record
+	for {
+		pctx, cancel := context.WithTimeout(ctx, idle)
+		got := cl.PollFetches(pctx).Records()
+		cancel()
+		if len(got) == 0 {
+			return recs, ctx.Err()
+		}
+		recs = append(recs, got...)
+	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/blackfriday-kafka/shop/infra"
 	"github.com/blackfriday-kafka/shop/schemas"
 	"github.com/blackfriday-kafka/shop/services/platform"
 	"github.com/blackfriday-kafka/shop/services/shop/shoptest"
@@ -141,24 +142,12 @@ func TestOrderServiceKilledMidStream(t *testing.T) {
 	}
 }
 
-// readCommitted reads a whole topic with read_committed. Everything committed
-// is readable at once: the idle second only makes room for extras to show.
+// readCommitted reads a whole topic with read_committed.
 func readCommitted(t *testing.T, brokers []string, topic string) []*kgo.Record {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	recs, err := infra.ReadTopic(context.Background(), brokers, topic, kgo.ReadCommitted(), time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cl.Close()
-	var recs []*kgo.Record
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		got := cl.PollFetches(ctx).Records()
-		cancel()
-		if len(got) == 0 {
-			return recs
-		}
-		recs = append(recs, got...)
-	}
+	return recs
 }

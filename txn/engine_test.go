@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/blackfriday-kafka/shop/infra"
 	"github.com/blackfriday-kafka/shop/txn"
 )
 
@@ -142,27 +143,13 @@ func waitCommitted(t *testing.T, brokers []string) {
 }
 
 // readAll reads a topic from the start until it has been idle for a second.
-// Everything committed is readable at once, so the idle second is only there
-// to see extras (duplicates), not to wait for the expected records.
 func readAll(t *testing.T, brokers []string, topic string, isolation kgo.IsolationLevel) []*kgo.Record {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(isolation))
+	recs, err := infra.ReadTopic(context.Background(), brokers, topic, isolation, time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cl.Close()
-	var recs []*kgo.Record
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		fetches := cl.PollFetches(ctx)
-		cancel()
-		got := fetches.Records()
-		if len(got) == 0 {
-			return recs
-		}
-		recs = append(recs, got...)
-	}
+	return recs
 }
 
 // values counts each output value.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/blackfriday-kafka/shop/infra"
 	"github.com/blackfriday-kafka/shop/schemas"
 	"github.com/blackfriday-kafka/shop/services/platform"
 	"github.com/blackfriday-kafka/shop/services/shop"
@@ -65,25 +66,16 @@ func collect(ctx context.Context, cat *schemas.Catalog, o Options, from map[stri
 // readTopic reads a whole topic. Nothing writes to it any more, so an idle
 // two seconds means the end.
 func readTopic(ctx context.Context, brokers []string, topic string, iso kgo.IsolationLevel, each func(*kgo.Record) error) error {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(iso))
+	recs, err := infra.ReadTopic(ctx, brokers, topic, iso, 2*time.Second)
 	if err != nil {
 		return err
 	}
-	defer cl.Close()
-	for {
-		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		recs := cl.PollFetches(pctx).Records()
-		cancel()
-		if len(recs) == 0 {
-			return ctx.Err()
-		}
-		for _, r := range recs {
-			if err := each(r); err != nil {
-				return err
-			}
+	for _, r := range recs {
+		if err := each(r); err != nil {
+			return err
 		}
 	}
+	return nil
 }
 
 // replayAnalytics starts a fresh analytics service, which rebuilds its
