@@ -44,6 +44,7 @@ import (
 
 	"github.com/blackfriday-kafka/shop/infra"
 	"github.com/blackfriday-kafka/shop/schemas"
+	"github.com/blackfriday-kafka/shop/scripts/target"
 )
 
 // Options of a run.
@@ -82,8 +83,8 @@ func main() {
 	flag.StringVar(&o.Shop, "shop", "bin/shop", "the shop binary (make build)")
 	flag.StringVar(&o.LogDir, "logs", ".run/bench", "where the service processes' logs go")
 	flag.StringVar(&o.LogLevel, "log-level", "info", "LOG_LEVEL of the service processes")
-	flag.IntVar(&o.TxnRecords, "txn-records", envInt("TXN_MAX_RECORDS", 0), "most records per transaction, 0 for the default (env TXN_MAX_RECORDS)")
-	flag.DurationVar(&o.TxnInterval, "txn-interval", envDuration("TXN_MAX_INTERVAL", 0), "commit interval, 0 for the default (env TXN_MAX_INTERVAL)")
+	flag.IntVar(&o.TxnRecords, "txn-records", target.EnvInt("TXN_MAX_RECORDS", 0), "most records per transaction, 0 for the default (env TXN_MAX_RECORDS)")
+	flag.DurationVar(&o.TxnInterval, "txn-interval", target.EnvDuration("TXN_MAX_INTERVAL", 0), "commit interval, 0 for the default (env TXN_MAX_INTERVAL)")
 	flag.IntVar(&o.Concurrency, "c", 64, "ingest: concurrent HTTP clients")
 	flag.DurationVar(&o.IngestFor, "ingest-for", 10*time.Second, "ingest: how long")
 	flag.IntVar(&o.EOSRecords, "eos-records", 600_000, "eos: records per round")
@@ -276,35 +277,4 @@ func contains(list []string, s string) bool {
 func fail(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...)
 	os.Exit(2)
-}
-
-func envOr(name, def string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
-	}
-	return def
-}
-
-func envInt(name string, def int) int {
-	v := os.Getenv(name)
-	if v == "" {
-		return def
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil {
-		fail("%s=%q: not a number", name, v)
-	}
-	return n
-}
-
-func envDuration(name string, def time.Duration) time.Duration {
-	v := os.Getenv(name)
-	if v == "" {
-		return def
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil {
-		fail("%s=%q: %v", name, v, err)
-	}
-	return d
 }

@@ -35,6 +35,7 @@ import (
 
 	"github.com/blackfriday-kafka/shop/infra"
 	"github.com/blackfriday-kafka/shop/schemas"
+	"github.com/blackfriday-kafka/shop/scripts/target"
 )
 
 // Options of a run.
@@ -61,10 +62,10 @@ type Options struct {
 
 func main() {
 	var o Options
-	flag.IntVar(&o.N, "n", envInt("N", 10_000), "payments to send (env N)")
-	flag.IntVar(&o.MinKills, "kills", envInt("KILLS", 20), "kill at least this many instances while payments flow (env KILLS)")
-	seed := flag.Int64("seed", int64(envInt("SEED", 0)), "random seed; 0 picks one and prints it (env SEED)")
-	flag.StringVar(&o.Mode, "mode", envOr("MODE", "exactly-once"), "exactly-once, or at-least-once for the control (env MODE)")
+	flag.IntVar(&o.N, "n", target.EnvInt("N", 10_000), "payments to send (env N)")
+	flag.IntVar(&o.MinKills, "kills", target.EnvInt("KILLS", 20), "kill at least this many instances while payments flow (env KILLS)")
+	seed := flag.Int64("seed", int64(target.EnvInt("SEED", 0)), "random seed; 0 picks one and prints it (env SEED)")
+	flag.StringVar(&o.Mode, "mode", target.Env("MODE", "exactly-once"), "exactly-once, or at-least-once for the control (env MODE)")
 	flag.StringVar(&o.Shop, "shop", "bin/shop", "the shop binary (make build)")
 	flag.IntVar(&o.Instances, "instances", 3, "order and email instances each")
 	flag.StringVar(&o.LogDir, "logs", ".run/chaos", "where the instances' logs go")
@@ -243,21 +244,6 @@ func killDelay(rng *rand.Rand) time.Duration {
 func fail(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "chaos: "+format+"\n", args...)
 	os.Exit(2)
-}
-
-func envOr(name, def string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
-	}
-	return def
-}
-
-func envInt(name string, def int) int {
-	var n int
-	if _, err := fmt.Sscan(envOr(name, fmt.Sprint(def)), &n); err != nil {
-		fail("%s: not a number", name)
-	}
-	return n
 }
 
 var errStopped = errors.New("stopped")

@@ -8,7 +8,9 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/sr"
 
@@ -82,4 +84,40 @@ func env(name, def string) string {
 		return v
 	}
 	return def
+}
+
+// Env is the environment variable name, or def when it is unset or empty.
+func Env(name, def string) string { return env(name, def) }
+
+// EnvInt reads a whole number from the environment; a malformed one stops
+// the tool with a message naming the variable.
+func EnvInt(name string, def int) int {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		badEnv(name, v, "not a whole number")
+	}
+	return n
+}
+
+// EnvDuration reads a Go duration (100ms, 2s) from the environment, as
+// EnvInt does a number.
+func EnvDuration(name string, def time.Duration) time.Duration {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		badEnv(name, v, "not a duration such as 100ms")
+	}
+	return d
+}
+
+func badEnv(name, value, why string) {
+	fmt.Fprintf(os.Stderr, "%s=%q: %s\n", name, value, why)
+	os.Exit(2)
 }
