@@ -7,10 +7,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/blackfriday-kafka/shop/schemas"
+	"github.com/blackfriday-kafka/shop/scripts/shoppers"
 )
 
 // runDrain replays the tutorial's flood (--extreme is 10,000 payments): for
@@ -39,13 +39,7 @@ func runDrain(ctx context.Context, o Options, cat *schemas.Catalog, f *fleet, w 
 			)
 			start := time.Now()
 			for i := range orderIDs {
-				pay := schemas.PaymentSucceeded{
-					PaymentID: uuid.NewString(),
-					UserID:    1 + rng.Int64N(10_000),
-					Cart:      []schemas.CartItem{{Name: "Black Friday deal", UnitPriceCents: 100 + rng.Int64N(100_000), Quantity: 1 + rng.Int32N(3)}},
-					PaidAt:    time.Now().UTC().Truncate(time.Millisecond),
-				}
-				pay.TotalCents = schemas.CartTotal(pay.Cart)
+				pay := shoppers.Payment(rng, 10_000)
 				orderIDs[i] = schemas.OrderID(pay.PaymentID)
 				r, err := cat.Payments.Record(schemas.UserKey(pay.UserID), &pay)
 				if err != nil {

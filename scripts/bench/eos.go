@@ -13,13 +13,13 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/blackfriday-kafka/shop/infra"
 	"github.com/blackfriday-kafka/shop/schemas"
+	"github.com/blackfriday-kafka/shop/scripts/shoppers"
 	"github.com/blackfriday-kafka/shop/services/order"
 	"github.com/blackfriday-kafka/shop/txn"
 )
@@ -248,13 +248,7 @@ func writePayments(ctx context.Context, cl *kgo.Client, cat *schemas.Catalog, to
 		failed error
 	)
 	for range n {
-		pay := schemas.PaymentSucceeded{
-			PaymentID: uuid.NewString(),
-			UserID:    1 + rng.Int64N(10_000),
-			Cart:      []schemas.CartItem{{Name: "Black Friday deal", UnitPriceCents: 100 + rng.Int64N(100_000), Quantity: 1 + rng.Int32N(3)}},
-			PaidAt:    time.Now().UTC().Truncate(time.Millisecond),
-		}
-		pay.TotalCents = schemas.CartTotal(pay.Cart)
+		pay := shoppers.Payment(rng, 10_000)
 		r, err := cat.Payments.Record(schemas.UserKey(pay.UserID), &pay)
 		if err != nil {
 			return err

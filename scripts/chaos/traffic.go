@@ -7,10 +7,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/blackfriday-kafka/shop/schemas"
+	"github.com/blackfriday-kafka/shop/scripts/shoppers"
 )
 
 // sender writes valid payments straight to payment-successful.
@@ -46,13 +46,7 @@ func (s *sender) send(ctx context.Context, n int, d time.Duration, seed uint64) 
 			case <-time.After(time.Until(due)):
 			}
 		}
-		p := schemas.PaymentSucceeded{
-			PaymentID: uuid.NewString(),
-			UserID:    1 + rng.Int64N(500),
-			Cart:      []schemas.CartItem{{Name: "Black Friday deal", UnitPriceCents: 100 + rng.Int64N(100_000), Quantity: 1 + rng.Int32N(3)}},
-			PaidAt:    time.Now().UTC().Truncate(time.Millisecond),
-		}
-		p.TotalCents = schemas.CartTotal(p.Cart)
+		p := shoppers.Payment(rng, 500)
 		r, err := s.cat.Payments.Record(schemas.UserKey(p.UserID), &p)
 		if err != nil {
 			return err

@@ -9,10 +9,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/blackfriday-kafka/shop/schemas"
+	"github.com/blackfriday-kafka/shop/scripts/shoppers"
 )
 
 // Modes are the tutorial's flood sizes.
@@ -42,37 +42,6 @@ func (r Result) Rate() float64 {
 func (r Result) String() string {
 	return fmt.Sprintf("flood: %d payments written to %s in %s: %.0f payments/s",
 		r.Written, schemas.TopicPayments, r.Elapsed.Round(time.Millisecond), r.Rate())
-}
-
-// products are what Black Friday shoppers buy, with prices in cents.
-var products = []schemas.CartItem{
-	{Name: "MacBook Pro", UnitPriceCents: 199900},
-	{Name: "iPhone 15", UnitPriceCents: 99900},
-	{Name: "AirPods Pro", UnitPriceCents: 27900},
-	{Name: "PlayStation 5", UnitPriceCents: 49999},
-	{Name: "Nintendo Switch", UnitPriceCents: 29999},
-	{Name: "Kindle", UnitPriceCents: 8999},
-	{Name: "OLED TV 55\"", UnitPriceCents: 129900},
-	{Name: "Noise-cancelling headphones", UnitPriceCents: 34900},
-	{Name: "Espresso machine", UnitPriceCents: 12950},
-	{Name: "Smart watch", UnitPriceCents: 24900},
-}
-
-// Payment is a valid payment by a random user for a random cart, as the
-// payment service would write it.
-func Payment(r *rand.Rand, users int) schemas.PaymentSucceeded {
-	cart := make([]schemas.CartItem, 1+r.IntN(3))
-	for i := range cart {
-		cart[i] = products[r.IntN(len(products))]
-		cart[i].Quantity = int32(1 + r.IntN(2))
-	}
-	return schemas.PaymentSucceeded{
-		PaymentID:  uuid.NewString(),
-		UserID:     1 + r.Int64N(int64(users)),
-		Cart:       cart,
-		TotalCents: schemas.CartTotal(cart),
-		PaidAt:     time.Now().UTC().Truncate(time.Millisecond),
-	}
 }
 
 // Flood writes opts.N valid payments to payment-successful as fast as the
@@ -113,7 +82,7 @@ func Flood(ctx context.Context, cl *kgo.Client, payments *schemas.Codec[schemas.
 
 	rng := rand.New(rand.NewPCG(uint64(start.UnixNano()), 0))
 	for range opts.N {
-		p := Payment(rng, opts.Users)
+		p := shoppers.Payment(rng, opts.Users)
 		rec, err := payments.Record(schemas.UserKey(p.UserID), &p)
 		if err != nil {
 			return Result{}, err
