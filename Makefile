@@ -63,6 +63,9 @@ up: ## Docker: 3 KRaft brokers, Schema Registry, Kafka UI and the services; wait
 	  if [ -z "$$line" ]; then echo "up: the topics job did not report; see: make logs S=topics" >&2; exit 1; fi; \
 	  echo "up: $$line"
 	@infra/wait-healthy.sh payment order email analytics kafka-ui
+	@line=$$($(COMPOSE) logs --no-log-prefix schemas 2>/dev/null | grep '^schemas:' | tail -n 1); \
+	  if [ -z "$$line" ]; then echo "up: the schemas job did not report; see: make logs S=schemas" >&2; exit 1; fi; \
+	  echo "up: $$line"
 	@echo "up: Kafka UI        http://localhost:8080"
 	@echo "up: Schema Registry http://localhost:8081"
 	@echo "up: Kafka           localhost:9092,localhost:9093,localhost:9094"
@@ -101,4 +104,4 @@ bench: build ## ingest, exactly-once vs at-least-once, end-to-end latency, flood
 .PHONY: test-kafka
 test-kafka: ## the integration suite against real Kafka at KAFKA_BROKERS (after make kafka-up)
 	KAFKA_BROKERS=$${KAFKA_BROKERS:-localhost:9092,localhost:9093,localhost:9094} \
-	  $(GO) test -tags kafka -count=1 -timeout 8m -v ./infra/kafkatest/
+	  $(GO) test -tags kafka -count=1 -timeout 8m -v ./services/kafkatest/

@@ -2,6 +2,7 @@ package compose
 
 import (
 	"encoding/json"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -26,28 +27,45 @@ func load(t *testing.T, path string) *types.Project {
 }
 
 func TestStackKeepsItsInvariants(t *testing.T) {
-	st := Inspect(load(t, composeFile))
-	for _, problem := range st.Problems() {
+	p := load(t, composeFile)
+	for _, problem := range Check(p) {
 		t.Error(problem)
 	}
 	// What the README, the Makefile and the scripts name.
-	if want := []string{"kafka1", "kafka2", "kafka3"}; !slices.Equal(st.Brokers, want) {
-		t.Errorf("brokers = %v, want %v", st.Brokers, want)
+	roles := map[string][]string{}
+	for _, name := range slices.Sorted(maps.Keys(stack)) {
+		roles[stack[name].area] = append(roles[stack[name].area], name)
 	}
-	if want := []string{"kafka1:29092", "kafka2:29092", "kafka3:29092"}; !slices.Equal(st.InNetwork, want) {
-		t.Errorf("in-network listeners = %v, want %v", st.InNetwork, want)
+	want := map[string][]string{
+		"brokers": {"kafka1", "kafka2", "kafka3"}, "registry": {"schema-registry"}, "ui": {"kafka-ui"},
+		"topics": {"topics"}, "schemas": {"schemas"}, "services": {"analytics", "email", "order", "payment"},
 	}
-	if st.Registry != "schema-registry" || st.RegistryURL != "http://schema-registry:8081" {
-		t.Errorf("registry = %s at %s, want schema-registry at http://schema-registry:8081", st.Registry, st.RegistryURL)
+	if !maps.EqualFunc(roles, want, slices.Equal) {
+		t.Errorf("the stack's services by role = %v, want %v", roles, want)
 	}
-	if st.UI != "kafka-ui" || st.TopicsJob != "topics" {
-		t.Errorf("ui = %q, topics job = %q, want kafka-ui and topics", st.UI, st.TopicsJob)
+	if want := "kafka1:29092,kafka2:29092,kafka3:29092"; inNetwork != want {
+		t.Errorf("in-network listeners = %v, want %v", inNetwork, want)
+	}
+	if want := "http://schema-registry:8081"; registryURL != want {
+		t.Errorf("registry URL = %s, want %s", registryURL, want)
 	}
 	for port, want := range map[int]string{8000: "payment", 8001: "order", 8002: "email", 8003: "analytics", 8080: "kafka-ui", 8081: "schema-registry", 9092: "kafka1", 9093: "kafka2", 9094: "kafka3"} {
-		if got := st.PublishedBy(port); got != want {
+		if got := publishedBy(p, port); got != want {
 			t.Errorf("host port %d is published by %q, want %q", port, got, want)
 		}
 	}
+}
+
+// publishedBy names the service that publishes TCP port port on the host, or "".
+func publishedBy(p *types.Project, port int) string {
+	for name, svc := range p.Services {
+		for _, published := range svc.Ports {
+			if published.Published == strconv.Itoa(port) && published.Protocol != "udp" {
+				return name
+			}
+		}
+	}
+	return ""
 }
 
 // model is the canonical YAML tree of a compose file, to edit a copy of.
@@ -55,7 +73,15 @@ type model map[string]any
 
 func loadModel(t *testing.T) model {
 	t.Helper()
-	m, err := LoadModel(t.Context(), composeFile)
+	abs, err := filepath.Abs(composeFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts, err := cli.NewProjectOptions([]string{abs}, cli.WithWorkingDirectory(filepath.Dir(abs)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := opts.LoadModel(t.Context()) // anchors merged, variables substituted, paths absolute
 	if err != nil {
 		t.Fatalf("load model: %v", err)
 	}
@@ -63,6 +89,16 @@ func loadModel(t *testing.T) model {
 }
 
 func (m model) services() map[string]any { return m["services"].(map[string]any) }
+
+// remove deletes a service, and what depends on it, as one would, so the file still loads.
+func (m model) remove(name string) {
+	delete(m.services(), name)
+	for _, svc := range m.services() {
+		if deps, ok := svc.(map[string]any)["depends_on"].(map[string]any); ok {
+			delete(deps, name)
+		}
+	}
+}
 
 func (m model) service(t *testing.T, name string) map[string]any {
 	t.Helper()
@@ -112,26 +148,16 @@ func TestUneditedCopyPasses(t *testing.T) {
 }
 
 func TestCheckReportsEachViolation(t *testing.T) {
-	brokers := []string{"kafka1", "kafka2", "kafka3"}
 	cases := []struct {
 		name string
 		edit func(t *testing.T, m model)
 		want []string // each must be part of some reported problem
 	}{{
 		name: "a broker removed",
-		edit: func(t *testing.T, m model) {
-			delete(m.services(), "kafka3")
-			for _, svc := range m.services() { // as one would, so the file still loads
-				if deps, ok := svc.(map[string]any)["depends_on"].(map[string]any); ok {
-					delete(deps, "kafka3")
-				}
-			}
-		},
+		edit: func(t *testing.T, m model) { m.remove("kafka3") },
 		want: []string{
-			"brokers: want 3 Kafka nodes",
-			`quorum voter "3@kafka3:29093" names node 3, which no broker has`,
-			"registry: SCHEMA_REGISTRY_KAFKASTORE_BOOTSTRAP_SERVERS",
-			"host listeners are",
+			"brokers: no kafka3 service",
+			"health: schema-registry must depend on kafka3 with condition service_healthy",
 		},
 	}, {
 		name: "an image without a tag",
@@ -162,45 +188,48 @@ func TestCheckReportsEachViolation(t *testing.T) {
 		edit: func(t *testing.T, m model) {
 			m.service(t, "email")["ports"].([]any)[0].(map[string]any)["published"] = "8000"
 		},
-		want: []string{"ports: host port 8000/tcp is published twice, by email and payment"},
+		want: []string{"ports: email publishes [127.0.0.1:8000:8002], want [127.0.0.1:8002:8002]"},
 	}, {
 		name: "a host port open to the network",
 		edit: func(t *testing.T, m model) {
 			delete(m.service(t, "kafka-ui")["ports"].([]any)[0].(map[string]any), "host_ip")
 		},
-		want: []string{`ports: kafka-ui publishes 8080 on "", want 127.0.0.1 only`},
+		want: []string{"ports: kafka-ui publishes [:8080:8080], want [127.0.0.1:8080:8080] (on 127.0.0.1 only"},
 	}, {
 		name: "a service pointed at localhost",
 		edit: func(t *testing.T, m model) { m.setEnv(t, HostBrokers, "KAFKA_BROKERS", "order") },
-		want: []string{`order has KAFKA_BROKERS="localhost:9092,localhost:9093,localhost:9094": localhost:9092 is the container itself`},
+		want: []string{`services: order has KAFKA_BROKERS="localhost:9092,localhost:9093,localhost:9094", want kafka1:29092,kafka2:29092,kafka3:29092`},
 	}, {
 		name: "a service's registry at localhost",
 		edit: func(t *testing.T, m model) { m.setEnv(t, "http://localhost:8081", "SCHEMA_REGISTRY_URL", "analytics") },
-		want: []string{`analytics has SCHEMA_REGISTRY_URL="http://localhost:8081": that is the container itself`},
+		want: []string{`services: analytics has SCHEMA_REGISTRY_URL="http://localhost:8081", want http://schema-registry:8081`},
 	}, {
 		name: "a service missing a broker",
 		edit: func(t *testing.T, m model) { m.setEnv(t, "kafka1:29092,kafka2:29092", "KAFKA_BROKERS", "email") },
-		want: []string{`email has KAFKA_BROKERS="kafka1:29092,kafka2:29092", want all brokers`},
+		want: []string{`services: email has KAFKA_BROKERS="kafka1:29092,kafka2:29092", want kafka1:29092,kafka2:29092,kafka3:29092`},
 	}, {
 		name: "two cluster IDs",
 		edit: func(t *testing.T, m model) { m.setEnv(t, "MkU3OEVBNTcwNTJENDM2Qk", "CLUSTER_ID", "kafka2") },
-		want: []string{"the nodes disagree on CLUSTER_ID"},
+		want: []string{`brokers: kafka2 has CLUSTER_ID="MkU3OEVBNTcwNTJENDM2Qk", want 0kMKn7ncRTWJwjnnJofGQw`},
 	}, {
 		name: "two nodes with one ID",
 		edit: func(t *testing.T, m model) { m.setEnv(t, "2", "KAFKA_NODE_ID", "kafka3") },
-		want: []string{"kafka2 and kafka3 share node ID 2", "node 3, which no broker has"},
+		want: []string{`brokers: kafka3 has KAFKA_NODE_ID="2", want 3`},
 	}, {
 		name: "a quorum of two voters",
 		edit: func(t *testing.T, m model) {
 			m.setEnv(t, "1@kafka1:29093,2@kafka2:29093", "KAFKA_CONTROLLER_QUORUM_VOTERS", brokers...)
 		},
-		want: []string{"has 2 voters, want 3", "node 3 (kafka3) is not a quorum voter"},
+		want: []string{
+			`brokers: kafka1 has KAFKA_CONTROLLER_QUORUM_VOTERS="1@kafka1:29093,2@kafka2:29093", want 1@kafka1:29093,2@kafka2:29093,3@kafka3:29093`,
+			`brokers: kafka3 has KAFKA_CONTROLLER_QUORUM_VOTERS="1@kafka1:29093,2@kafka2:29093", want 1@kafka1:29093,2@kafka2:29093,3@kafka3:29093`,
+		},
 	}, {
 		name: "nodes that disagree on the quorum",
 		edit: func(t *testing.T, m model) {
 			m.setEnv(t, "1@kafka1:29093,2@kafka2:29093,3@kafka3:29092", "KAFKA_CONTROLLER_QUORUM_VOTERS", "kafka3")
 		},
-		want: []string{"the nodes disagree on KAFKA_CONTROLLER_QUORUM_VOTERS", `quorum voter "3@kafka3:29092" does not match kafka3's controller listener`},
+		want: []string{`brokers: kafka3 has KAFKA_CONTROLLER_QUORUM_VOTERS="1@kafka1:29093,2@kafka2:29093,3@kafka3:29092", want 1@kafka1:29093,2@kafka2:29093,3@kafka3:29093`},
 	}, {
 		name: "a broker only",
 		edit: func(t *testing.T, m model) { m.setEnv(t, "broker", "KAFKA_PROCESS_ROLES", "kafka1") },
@@ -228,23 +257,23 @@ func TestCheckReportsEachViolation(t *testing.T) {
 	}, {
 		name: "a host listener not published",
 		edit: func(t *testing.T, m model) { delete(m.service(t, "kafka3"), "ports") },
-		want: []string{"kafka3 advertises PLAINTEXT_HOST=localhost:9094 but does not publish host port 9094", "host listeners are"},
+		want: []string{"ports: kafka3 publishes [], want [127.0.0.1:9094:9094]"},
 	}, {
 		name: "an in-network listener at localhost",
 		edit: func(t *testing.T, m model) {
 			m.setEnv(t, "PLAINTEXT://localhost:29092,PLAINTEXT_HOST://localhost:9092", "KAFKA_ADVERTISED_LISTENERS", "kafka1")
 		},
-		want: []string{`kafka1 advertises PLAINTEXT="localhost:29092", want kafka1:`},
+		want: []string{`brokers: kafka1 has KAFKA_ADVERTISED_LISTENERS="PLAINTEXT://localhost:29092,PLAINTEXT_HOST://localhost:9092", want PLAINTEXT://kafka1:29092,PLAINTEXT_HOST://localhost:9092`},
 	}, {
 		name: "the registry on one broker",
 		edit: func(t *testing.T, m model) {
 			m.setEnv(t, "PLAINTEXT://kafka1:29092", "SCHEMA_REGISTRY_KAFKASTORE_BOOTSTRAP_SERVERS", "schema-registry")
 		},
-		want: []string{`registry: SCHEMA_REGISTRY_KAFKASTORE_BOOTSTRAP_SERVERS="PLAINTEXT://kafka1:29092", want all brokers`},
+		want: []string{`registry: schema-registry has SCHEMA_REGISTRY_KAFKASTORE_BOOTSTRAP_SERVERS="PLAINTEXT://kafka1:29092", want PLAINTEXT://kafka1:29092,PLAINTEXT://kafka2:29092,PLAINTEXT://kafka3:29092`},
 	}, {
 		name: "a UI that does not know the registry",
 		edit: func(t *testing.T, m model) { delete(m.env(t, "kafka-ui"), "KAFKA_CLUSTERS_0_SCHEMAREGISTRY") },
-		want: []string{`ui: KAFKA_CLUSTERS_0_SCHEMAREGISTRY="", want "http://schema-registry:8081"`},
+		want: []string{`ui: kafka-ui has KAFKA_CLUSTERS_0_SCHEMAREGISTRY="", want http://schema-registry:8081`},
 	}, {
 		name: "a registry without a health check",
 		edit: func(t *testing.T, m model) { delete(m.service(t, "schema-registry"), "healthcheck") },
@@ -264,23 +293,79 @@ func TestCheckReportsEachViolation(t *testing.T) {
 	}, {
 		name: "broker data inside the container",
 		edit: func(t *testing.T, m model) { delete(m.service(t, "kafka2"), "volumes") },
-		want: []string{"volumes: kafka2 keeps /var/lib/kafka/data in the container"},
+		want: []string{"volumes: kafka2 mounts [], want [volume kafka2-data:/var/lib/kafka/data]"},
 	}, {
 		name: "broker data on a bind mount",
 		edit: func(t *testing.T, m model) {
 			m.service(t, "kafka1")["volumes"] = []any{map[string]any{"type": "bind", "source": t.TempDir(), "target": "/var/lib/kafka/data"}}
 		},
-		want: []string{"volumes: kafka1 mounts /var/lib/kafka/data from a bind"},
+		want: []string{"volumes: kafka1 mounts [bind /"},
 	}, {
 		name: "two brokers on one volume",
 		edit: func(t *testing.T, m model) {
 			m.service(t, "kafka2")["volumes"].([]any)[0].(map[string]any)["source"] = "kafka1-data"
 		},
-		want: []string{`volumes: kafka1 and kafka2 share volume "kafka1-data"`},
+		want: []string{"volumes: kafka2 mounts [volume kafka1-data:/var/lib/kafka/data], want [volume kafka2-data:/var/lib/kafka/data]"},
 	}, {
 		name: "a service on the wrong port",
 		edit: func(t *testing.T, m model) { m.setEnv(t, "9000", "PORT", "order") },
 		want: []string{`services: order has PORT="9000", want 8001`},
+	}, {
+		name: "broker data moved off its volume",
+		edit: func(t *testing.T, m model) { m.setEnv(t, "/tmp/kafka", "KAFKA_LOG_DIRS", "kafka3") },
+		want: []string{`brokers: kafka3 has KAFKA_LOG_DIRS="/tmp/kafka", want it unset (the data stays in /var/lib/kafka/data`},
+	}, {
+		name: "an image of another repository",
+		edit: func(t *testing.T, m model) { m.service(t, "kafka-ui")["image"] = "provectuslabs/kafka-ui:v0.7.2" },
+		want: []string{`images: kafka-ui runs "provectuslabs/kafka-ui:v0.7.2", want an image of kafbat/kafka-ui`},
+	}, {
+		name: "the shop's image built by no one",
+		edit: func(t *testing.T, m model) {
+			delete(m.service(t, "topics"), "build")
+			m.service(t, "topics")["pull_policy"] = "never"
+		},
+		want: []string{"images: payment runs blackfriday-kafka/shop:local with pull_policy never, but no service builds it"},
+	}, {
+		name: "a service the stack does not state",
+		edit: func(t *testing.T, m model) {
+			m.services()["prometheus"] = map[string]any{"image": "prom/prometheus:v3.5.0"}
+		},
+		want: []string{"services: prometheus is not part of the stack"},
+	}, {
+		name: "a job that restarts",
+		edit: func(t *testing.T, m model) { m.service(t, "topics")["restart"] = "on-failure" },
+		want: []string{`topics: topics has restart "on-failure"; a one-shot job must not restart`},
+	}, {
+		name: "no schemas job",
+		edit: func(t *testing.T, m model) { m.remove("schemas") },
+		want: []string{
+			"schemas: no schemas service",
+			"services: payment must depend on schemas with condition service_completed_successfully",
+		},
+	}, {
+		name: "a schemas job that runs something else",
+		edit: func(t *testing.T, m model) { m.service(t, "schemas")["command"] = []any{"services"} },
+		want: []string{"schemas: schemas runs `shop services`, want `shop schemas`"},
+	}, {
+		name: "a schemas job at the wrong registry",
+		edit: func(t *testing.T, m model) { m.setEnv(t, "http://localhost:8081", "SCHEMA_REGISTRY_URL", "schemas") },
+		want: []string{`schemas: schemas has SCHEMA_REGISTRY_URL="http://localhost:8081", want http://schema-registry:8081`},
+	}, {
+		name: "a schemas job started before the registry is healthy",
+		edit: func(t *testing.T, m model) {
+			m.service(t, "schemas")["depends_on"].(map[string]any)["schema-registry"].(map[string]any)["condition"] = types.ServiceConditionStarted
+		},
+		want: []string{"health: schemas must depend on schema-registry with condition service_healthy"},
+	}, {
+		name: "a service that does not wait for the schemas",
+		edit: func(t *testing.T, m model) {
+			delete(m.service(t, "email")["depends_on"].(map[string]any), "schemas")
+		},
+		want: []string{"services: email must depend on schemas with condition service_completed_successfully"},
+	}, {
+		name: "a schemas job that restarts",
+		edit: func(t *testing.T, m model) { m.service(t, "schemas")["restart"] = "unless-stopped" },
+		want: []string{`schemas: schemas has restart "unless-stopped"; a one-shot job must not restart`},
 	}}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

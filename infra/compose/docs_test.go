@@ -13,7 +13,8 @@ import (
 // The Docker walkthrough names services, addresses and ports of this file;
 // each must exist, or a user's first try fails.
 func TestDocsAgreeWithStack(t *testing.T) {
-	st := Inspect(load(t, composeFile))
+	p := load(t, composeFile)
+	brokers := slices.Concat(splitList(inNetwork), splitList(HostBrokers))
 	docs := map[string]string{
 		"../../README.md": "With Docker", // its Docker section only
 	}
@@ -21,7 +22,7 @@ func TestDocsAgreeWithStack(t *testing.T) {
 		serviceRef  = regexp.MustCompile(`docker compose -f infra/docker-compose\.yml (?:exec|logs|run|restart|stop|start)((?:\s+-\S+)*)\s+([a-z0-9-]+)`)
 		bootstrap   = regexp.MustCompile(`--bootstrap-server[ =](\S+)`)
 		hostURL     = regexp.MustCompile(`https?://localhost:(\d+)`)
-		registryURL = regexp.MustCompile(`schema\.registry\.url=(\S+)`)
+		registryRef = regexp.MustCompile(`schema\.registry\.url=(\S+)`)
 	)
 	checked := 0
 	for path, section := range docs {
@@ -39,26 +40,26 @@ func TestDocsAgreeWithStack(t *testing.T) {
 		for _, line := range lines {
 			where := path + ": " + strings.TrimSpace(line)
 			for _, m := range serviceRef.FindAllStringSubmatch(line, -1) {
-				if _, ok := st.Project.Services[m[2]]; !ok {
+				if _, ok := p.Services[m[2]]; !ok {
 					t.Errorf("%s: no service %q in the compose file", where, m[2])
 				}
 			}
 			for _, m := range bootstrap.FindAllStringSubmatch(line, -1) {
 				for _, addr := range splitList(m[1]) {
-					if !slices.Contains(st.InNetwork, addr) && !slices.Contains(st.HostAddrs, addr) {
-						t.Errorf("%s: %s is no broker listener (in-network %v, host %v)", where, addr, st.InNetwork, st.HostAddrs)
+					if !slices.Contains(brokers, addr) {
+						t.Errorf("%s: %s is no broker listener (in-network %s, host %s)", where, addr, inNetwork, HostBrokers)
 					}
 				}
 			}
 			for _, m := range hostURL.FindAllStringSubmatch(line, -1) {
 				port, _ := strconv.Atoi(m[1])
-				if st.PublishedBy(port) == "" {
+				if publishedBy(p, port) == "" {
 					t.Errorf("%s: nothing publishes host port %d", where, port)
 				}
 			}
-			for _, m := range registryURL.FindAllStringSubmatch(line, -1) {
-				if m[1] != st.RegistryURL {
-					t.Errorf("%s: registry URL %s, want %s", where, m[1], st.RegistryURL)
+			for _, m := range registryRef.FindAllStringSubmatch(line, -1) {
+				if m[1] != registryURL {
+					t.Errorf("%s: registry URL %s, want %s", where, m[1], registryURL)
 				}
 			}
 		}
