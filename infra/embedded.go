@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"time"
 
@@ -21,6 +20,8 @@ import (
 type EmbeddedConfig struct {
 	BrokerPorts  []int  // one per broker; default three ephemeral ports
 	RegistryAddr string // default 127.0.0.1:0
+	// NoSchemas leaves the registry empty, as before `make schemas`.
+	NoSchemas bool
 }
 
 // Embedded is a 3-broker Kafka cluster and a schema registry in this process.
@@ -64,9 +65,11 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 		e.Close()
 		return nil, err
 	}
-	if err := RegisterSchemas(ctx, e.RegistryURL); err != nil {
-		e.Close()
-		return nil, err
+	if !cfg.NoSchemas {
+		if err := RegisterSchemas(ctx, e.RegistryURL); err != nil {
+			e.Close()
+			return nil, err
+		}
 	}
 	return e, nil
 }
@@ -101,9 +104,9 @@ func StartRegistry(addr string) (*http.Server, string, error) {
 	return srv, "http://" + ln.Addr().String(), nil
 }
 
-// Cluster is where a tool runs: the cluster named by KAFKA_BROKERS and
-// SCHEMA_REGISTRY_URL when KAFKA_BROKERS is set, with topics and schemas
-// ensured; otherwise a new embedded stack on free ports, stopped by Close.
+// Cluster is where a tool runs: the cluster of brokers and registryURL,
+// with topics and schemas ensured; or, with no brokers, a new embedded
+// stack on free ports, stopped by Close.
 type Cluster struct {
 	Brokers     []string
 	RegistryURL string
@@ -112,12 +115,9 @@ type Cluster struct {
 }
 
 // ConnectOrEmbed returns the cluster a tool such as chaos or bench runs on.
-func ConnectOrEmbed(ctx context.Context) (*Cluster, error) {
-	if brokers := os.Getenv("KAFKA_BROKERS"); brokers != "" {
-		c := &Cluster{Brokers: strings.Split(brokers, ","), RegistryURL: os.Getenv("SCHEMA_REGISTRY_URL")}
-		if c.RegistryURL == "" {
-			c.RegistryURL = "http://localhost:8081"
-		}
+func ConnectOrEmbed(ctx context.Context, brokers []string, registryURL string) (*Cluster, error) {
+	if len(brokers) > 0 {
+		c := &Cluster{Brokers: brokers, RegistryURL: registryURL}
 		if err := CreateTopics(ctx, c.Brokers); err != nil {
 			return nil, err
 		}

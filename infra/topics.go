@@ -47,7 +47,7 @@ func CreateTopics(ctx context.Context, brokers []string) error {
 		return fmt.Errorf("reach brokers %v: %w", brokers, err)
 	}
 	replicas, configs := TopicSettings(len(meta.Brokers))
-	resps, err := adm.CreateTopics(ctx, Partitions, replicas, configs, schemas.Topics...)
+	resps, err := adm.CreateTopics(ctx, Partitions, replicas, configs, schemas.TopicNames()...)
 	if err != nil {
 		return fmt.Errorf("create topics: %w", err)
 	}
@@ -59,14 +59,15 @@ func CreateTopics(ctx context.Context, brokers []string) error {
 	return nil
 }
 
-// RegisterSchemas registers the schema of every topic (idempotent).
+// RegisterSchemas registers the schema of every topic (idempotent): the one
+// step that writes the shop's schemas, run before any service starts.
 func RegisterSchemas(ctx context.Context, registryURL string) error {
 	cl, err := schemas.NewRegistryClient(registryURL)
 	if err != nil {
 		return err
 	}
-	for _, topic := range schemas.Topics {
-		if _, err := schemas.Register(ctx, cl, topic); err != nil {
+	for _, s := range schemas.Topics() {
+		if _, err := schemas.Register(ctx, cl, s); err != nil {
 			return err
 		}
 	}

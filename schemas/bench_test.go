@@ -24,11 +24,7 @@ func benchCatalog(b *testing.B) *schemas.Catalog {
 	if err != nil {
 		b.Fatal(err)
 	}
-	cat, err := schemas.NewCatalog(context.Background(), cl)
-	if err != nil {
-		b.Fatal(err)
-	}
-	return cat
+	return registered(b, cl)
 }
 
 // benchPayment is a typical Black Friday payment: three cart lines.
@@ -61,7 +57,7 @@ func BenchmarkEncodePayment(b *testing.B) {
 	p := benchPayment()
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := cat.Payments.Encode(&p); err != nil {
+		if _, err := schemas.Payments.Codec(cat).Encode(&p); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -72,7 +68,7 @@ func BenchmarkEncodeOrder(b *testing.B) {
 	o := benchOrder(benchPayment())
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := cat.Orders.Record(schemas.UserKey(o.UserID), &o); err != nil {
+		if _, err := schemas.Orders.Codec(cat).Record(&o); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -81,7 +77,7 @@ func BenchmarkEncodeOrder(b *testing.B) {
 func BenchmarkDecodePayment(b *testing.B) {
 	cat := benchCatalog(b)
 	p := benchPayment()
-	value, err := cat.Payments.Encode(&p)
+	value, err := schemas.Payments.Codec(cat).Encode(&p)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -89,7 +85,7 @@ func BenchmarkDecodePayment(b *testing.B) {
 	b.ReportAllocs()
 	b.SetBytes(int64(len(value)))
 	for b.Loop() {
-		if _, err := cat.Payments.Decode(ctx, value); err != nil {
+		if _, err := schemas.Payments.Codec(cat).Decode(ctx, value); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -98,7 +94,7 @@ func BenchmarkDecodePayment(b *testing.B) {
 func BenchmarkDecodeOrder(b *testing.B) {
 	cat := benchCatalog(b)
 	o := benchOrder(benchPayment())
-	value, err := cat.Orders.Encode(&o)
+	value, err := schemas.Orders.Codec(cat).Encode(&o)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -106,7 +102,7 @@ func BenchmarkDecodeOrder(b *testing.B) {
 	b.ReportAllocs()
 	b.SetBytes(int64(len(value)))
 	for b.Loop() {
-		if _, err := cat.Orders.Decode(ctx, value); err != nil {
+		if _, err := schemas.Orders.Codec(cat).Decode(ctx, value); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -117,7 +113,7 @@ func BenchmarkDecodeOrder(b *testing.B) {
 func BenchmarkDecodeParallel(b *testing.B) {
 	cat := benchCatalog(b)
 	p := benchPayment()
-	value, err := cat.Payments.Encode(&p)
+	value, err := schemas.Payments.Codec(cat).Encode(&p)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -125,7 +121,7 @@ func BenchmarkDecodeParallel(b *testing.B) {
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			if _, err := cat.Payments.Decode(ctx, value); err != nil {
+			if _, err := schemas.Payments.Codec(cat).Decode(ctx, value); err != nil {
 				b.Error(err)
 				return
 			}
@@ -159,10 +155,7 @@ func TestDecodedValuesSurviveLaterDecodes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cat, err := schemas.NewCatalog(context.Background(), cl)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cat := registered(t, cl)
 	ctx := context.Background()
 	var want []schemas.PaymentSucceeded
 	var got []*schemas.PaymentSucceeded
@@ -171,16 +164,16 @@ func TestDecodedValuesSurviveLaterDecodes(t *testing.T) {
 		p.PaymentID = schemas.OrderID(string(rune('a' + i%26)))
 		p.Cart[0].Name = strings.Repeat(string(rune('A'+i%26)), 1+i%150)
 		p.TotalCents = schemas.CartTotal(p.Cart)
-		b, err := cat.Payments.Encode(&p)
+		b, err := schemas.Payments.Codec(cat).Encode(&p)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if i%7 == 0 { // a failed decode in between leaves the pooled reader clean
-			if _, err := cat.Payments.Decode(ctx, b[:len(b)-3]); err == nil {
+			if _, err := schemas.Payments.Codec(cat).Decode(ctx, b[:len(b)-3]); err == nil {
 				t.Fatal("truncated payment decoded")
 			}
 		}
-		d, err := cat.Payments.Decode(ctx, b)
+		d, err := schemas.Payments.Codec(cat).Decode(ctx, b)
 		if err != nil {
 			t.Fatal(err)
 		}

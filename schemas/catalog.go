@@ -2,244 +2,141 @@ package schemas
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
+	"log/slog"
 	"net/http"
 	"sync"
 	"time"
 
-	"github.com/hamba/avro/v2"
 	"github.com/twmb/franz-go/pkg/sr"
 )
 
-// The topics of the shop. Services reach them through a Catalog; these names
-// are exported for operators' tools and topic creation.
-const (
-	TopicPayments   = "payment-successful"
-	TopicOrders     = "order-created"
-	TopicEmails     = "email-sent"
-	TopicPaymentDLQ = "dlq-payment"
-	TopicOrderDLQ   = "dlq-order"
-)
-
-// Topics lists every topic of the shop, inputs first.
-var Topics = []string{TopicPayments, TopicOrders, TopicEmails, TopicPaymentDLQ, TopicOrderDLQ}
-
-// Subject is the registry subject of a topic's values (TopicNameStrategy).
-func Subject(topic string) string { return topic + "-value" }
-
-// schemaFiles pairs each topic with the .avsc file of its values.
-var schemaFiles = map[string]string{
-	TopicPayments:   "payment_succeeded.avsc",
-	TopicOrders:     "order_created.avsc",
-	TopicEmails:     "email_sent.avsc",
-	TopicPaymentDLQ: "dead_letter.avsc",
-	TopicOrderDLQ:   "dead_letter.avsc",
-}
-
-// SchemaText returns the Avro schema of a topic's values as this build knows it.
-func SchemaText(topic string) (string, error) {
-	file, ok := schemaFiles[topic]
-	if !ok {
-		return "", fmt.Errorf("no schema for topic %q", topic)
-	}
-	b, err := avscFiles.ReadFile(file)
-	return string(b), err
-}
-
-// Catalog is the one place services get their topics from: each field pairs
-// a topic with its subject, its registered schema and its Go value type.
-// Records are keyed by user_id, as a decimal string, so that one user's
-// events stay in order on one partition.
+// Catalog is the table bound to one schema registry: a codec per topic, and
+// the writer schemas met so far, shared by all of them. Building it asks the
+// registry nothing; Resolve learns the IDs this build writes with.
 type Catalog struct {
-	Payments   *Codec[PaymentSucceeded] // payment-successful
-	Orders     *Codec[OrderCreated]     // order-created
-	Emails     *Codec[EmailSent]        // email-sent
-	PaymentDLQ *Codec[DeadLetter]       // dlq-payment
-	OrderDLQ   *Codec[DeadLetter]       // dlq-order
-}
-
-// NewCatalog registers every subject with the registry (idempotent: a schema
-// already there keeps its ID), sets each subject's compatibility to BACKWARD,
-// and returns codecs that write with the registered IDs.
-func NewCatalog(ctx context.Context, registry *sr.Client) (*Catalog, error) {
-	var (
-		c   Catalog
-		err error
-	)
-	if c.Payments, err = newCodec[PaymentSucceeded](ctx, registry, TopicPayments); err != nil {
-		return nil, err
-	}
-	if c.Orders, err = newCodec[OrderCreated](ctx, registry, TopicOrders); err != nil {
-		return nil, err
-	}
-	if c.Emails, err = newCodec[EmailSent](ctx, registry, TopicEmails); err != nil {
-		return nil, err
-	}
-	if c.PaymentDLQ, err = newCodec[DeadLetter](ctx, registry, TopicPaymentDLQ); err != nil {
-		return nil, err
-	}
-	if c.OrderDLQ, err = newCodec[DeadLetter](ctx, registry, TopicOrderDLQ); err != nil {
-		return nil, err
-	}
-	return &c, nil
-}
-
-// Register puts the schema of topic under its subject with BACKWARD
-// compatibility and returns the schema ID. Running it twice is harmless.
-func Register(ctx context.Context, registry *sr.Client, topic string) (int, error) {
-	text, err := SchemaText(topic)
-	if err != nil {
-		return 0, err
-	}
-	ss, err := RegisterText(ctx, registry, topic, text)
-	return ss.ID, err
-}
-
-// RegisterText is Register with an Avro schema of the caller's, such as a
-// new version read from a file. The registry refuses it (HTTP 409) if it
-// breaks BACKWARD compatibility with the subject's latest version.
-func RegisterText(ctx context.Context, registry *sr.Client, topic, text string) (sr.SubjectSchema, error) {
-	subject := Subject(topic)
-	for _, res := range registry.SetCompatibility(ctx, sr.SetCompatibility{Level: sr.CompatBackward}, subject) {
-		if res.Err != nil {
-			return sr.SubjectSchema{}, fmt.Errorf("set compatibility of %s: %w", subject, res.Err)
-		}
-	}
-	ss, err := registry.CreateSchema(ctx, subject, sr.Schema{Schema: text, Type: sr.TypeAvro})
-	if err != nil {
-		return sr.SubjectSchema{}, fmt.Errorf("register %s: %w", subject, err)
-	}
-	return ss, nil
-}
-
-// avroConfig bounds what a hostile record can make a decoder allocate.
-var avroConfig = avro.Config{
-	TagKey:            "avro",
-	MaxByteSliceSize:  1 << 20,
-	MaxSliceAllocSize: 10_000,
-}.Freeze()
-
-// Readers and writers are pooled: a fresh avro.Reader allocates a 1 KiB slab
-// for the strings it decodes, and avro.Marshal copies the body it returns,
-// on every record. A pooled reader keeps carving its slab: strings already
-// returned point into parts of it that are never written again.
-var (
-	readers = sync.Pool{New: func() any { return avro.NewReader(nil, 0, avro.WithReaderConfig(avroConfig)) }}
-	writers = sync.Pool{New: func() any { return avro.NewWriter(nil, 512, avro.WithWriterConfig(avroConfig)) }}
-)
-
-// maxPooledWriter is the largest buffer a pooled writer keeps: one rare
-// large record must not pin its buffer for good.
-const maxPooledWriter = 64 << 10
-
-// parse reads a schema with a cache of its own, so that two versions of one
-// named record never overwrite each other in a shared cache.
-func parse(text string) (avro.Schema, error) {
-	return avro.ParseWithCache(text, "", &avro.SchemaCache{})
-}
-
-// Codec encodes and decodes the values of one topic in the Confluent wire
-// format. It writes with the schema of this build and reads any schema
-// registered under the topic's subject, resolving it to this build's type.
-type Codec[T any] struct {
-	topic    string
-	subject  string
-	id       int
-	schema   avro.Schema
 	registry *sr.Client
-
-	dec sr.Serde // every writer ID met so far
+	codecs   map[string]any // *Codec[V] by topic name
+	writers  writers
 
 	mu      sync.Mutex
-	foreign map[int]*RecordError // IDs known to belong elsewhere
+	missing error // what the last Resolve lacked
 }
 
-func newCodec[T any](ctx context.Context, registry *sr.Client, topic string) (*Codec[T], error) {
-	text, err := SchemaText(topic)
+// NewCatalog binds the topic table to registry.
+func NewCatalog(registry *sr.Client) *Catalog {
+	c := &Catalog{registry: registry, codecs: make(map[string]any, len(table))}
+	c.writers.init(registry)
+	for _, s := range table {
+		c.codecs[s.Name] = s.newCodec(c)
+	}
+	return c
+}
+
+// Resolved binds the table to registry and resolves every topic: for tools
+// and tests that run after the schemas were registered.
+func Resolved(ctx context.Context, registry *sr.Client) (*Catalog, error) {
+	c := NewCatalog(registry)
+	return c, c.Resolve(ctx, Topics()...)
+}
+
+// Connect is Resolved with the registry at url.
+func Connect(ctx context.Context, url string) (*Catalog, error) {
+	reg, err := NewRegistryClient(url)
 	if err != nil {
 		return nil, err
 	}
-	schema, err := parse(text)
-	if err != nil {
-		return nil, fmt.Errorf("schema of %s: %w", topic, err)
-	}
-	id, err := Register(ctx, registry, topic)
-	if err != nil {
-		return nil, err
-	}
-	c := &Codec[T]{
-		topic:    topic,
-		subject:  Subject(topic),
-		id:       id,
-		schema:   schema,
-		registry: registry,
-		foreign:  make(map[int]*RecordError),
-	}
-	c.dec.Register(id, new(T), sr.DecodeFn(c.decodeWith(schema)))
-	return c, nil
+	return Resolved(ctx, reg)
 }
 
-func (c *Codec[T]) decodeWith(s avro.Schema) func([]byte, any) error {
-	return func(b []byte, v any) error { return unmarshalExact(s, b, v) }
+// Codec is the topic's codec in catalog c.
+func (t Topic[V]) Codec(c *Catalog) *Codec[V] { return c.codecs[t.Name].(*Codec[V]) }
+
+// Registry is the registry the catalog is bound to.
+func (c *Catalog) Registry() *sr.Client { return c.registry }
+
+// MissingSchemaError says that a subject does not hold the schema this build
+// writes with: the schemas were not registered (make schemas), or the
+// registry lost them.
+type MissingSchemaError struct {
+	Subject, SchemaFile string
 }
 
-// unmarshalExact decodes b, which must hold exactly one value of schema s.
-// avro.Unmarshal takes a body cut short for a valid one (it ignores EOF), and
-// ignores trailing bytes: both are signs of a record that is not what its
-// header claims, so both are errors here.
-func unmarshalExact(s avro.Schema, b []byte, v any) error {
-	r := readers.Get().(*avro.Reader)
-	defer func() {
-		r.Reset(nil) // keep no reference to the record
-		r.Error = nil
-		readers.Put(r)
-	}()
-	r.Reset(b)
-	r.ReadVal(s, v)
-	if r.Error != nil {
-		if errors.Is(r.Error, io.EOF) {
-			return io.ErrUnexpectedEOF
+func (e *MissingSchemaError) Error() string {
+	return fmt.Sprintf("subject %s lacks the schema of %s (register it with make schemas)", e.Subject, e.SchemaFile)
+}
+
+// Resolve finds, for each topic, the ID under which the registry holds the
+// schema of this build. It registers nothing: that is the job of one step
+// (make schemas) run before the services start, so that no build can change
+// the registry by starting. A subject without the schema is a
+// *MissingSchemaError.
+func (c *Catalog) Resolve(ctx context.Context, topics ...*Spec) error {
+	var errs []error
+	for _, s := range topics {
+		r := c.codecs[s.Name].(resolver)
+		if r.resolved() {
+			continue
 		}
-		return r.Error
+		ss, err := c.registry.LookupSchema(ctx, s.Subject, sr.Schema{Schema: s.text, Type: sr.TypeAvro})
+		var re *sr.ResponseError
+		switch {
+		case err == nil:
+			r.setID(ss.ID)
+		case errors.As(err, &re) && re.StatusCode == http.StatusNotFound:
+			errs = append(errs, &MissingSchemaError{Subject: s.Subject, SchemaFile: s.SchemaFile})
+		default:
+			errs = append(errs, fmt.Errorf("look up the schema of %s: %w", s.Subject, err))
+		}
 	}
-	if r.Peek(); r.Error == nil {
-		return errors.New("trailing bytes after the value")
+	err := errors.Join(errs...)
+	c.mu.Lock()
+	c.missing = err
+	c.mu.Unlock()
+	return err
+}
+
+// Await resolves topics, retrying until it succeeds or ctx ends. A service
+// calls it before it reads or writes: until then its /readyz says, through
+// Missing, which subject lacks which schema.
+func (c *Catalog) Await(ctx context.Context, log *slog.Logger, topics ...*Spec) error {
+	const every, logEvery = 2 * time.Second, 30 * time.Second
+	var logged time.Time
+	for {
+		err := c.Resolve(ctx, topics...)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if time.Since(logged) >= logEvery {
+			log.Warn("waiting for the schemas this build writes with", "err", err)
+			logged = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(every):
+		}
+	}
+}
+
+// Missing is what the last Resolve lacked, nil once every topic asked for
+// was resolved.
+func (c *Catalog) Missing(topics ...*Spec) error {
+	for _, s := range topics {
+		if !c.codecs[s.Name].(resolver).resolved() {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			if c.missing != nil {
+				return c.missing
+			}
+			return fmt.Errorf("the schema of %s is not looked up yet", s.Subject)
+		}
 	}
 	return nil
-}
-
-// Topic is the topic this codec reads and writes.
-func (c *Codec[T]) Topic() string { return c.topic }
-
-// Subject is the registry subject of the topic's values.
-func (c *Codec[T]) Subject() string { return c.subject }
-
-// SchemaID is the registry ID this build writes with.
-func (c *Codec[T]) SchemaID() int { return c.id }
-
-// Encode returns v in the Confluent wire format: magic byte 0, the schema ID
-// this build writes with in four big-endian bytes, then the Avro body.
-func (c *Codec[T]) Encode(v *T) ([]byte, error) {
-	w := writers.Get().(*avro.Writer)
-	defer func() {
-		if cap(w.Buffer()) <= maxPooledWriter {
-			w.Error = nil
-			writers.Put(w)
-		}
-	}()
-	w.Reset(nil)
-	w.WriteVal(c.schema, v)
-	if w.Error != nil {
-		return nil, w.Error
-	}
-	body := w.Buffer()
-	out := make([]byte, 5+len(body))
-	binary.BigEndian.PutUint32(out[1:5], uint32(c.id))
-	copy(out[5:], body)
-	return out, nil
 }
 
 // NewRegistryClient is a registry client with timeouts, so that a registry

@@ -20,7 +20,14 @@ const (
 	Validation ErrorClass = "validation"
 	// EmptyValue: the record has no value at all.
 	EmptyValue ErrorClass = "empty-value"
+	// ProduceRefused: Kafka refused what the record was turned into for
+	// good (too large, invalid), so no retry could ever write it.
+	ProduceRefused ErrorClass = "produce-refused"
 )
+
+// ErrorClasses lists every class, so that each has a metric series from the
+// start, at zero, rather than appearing with its first dead letter.
+var ErrorClasses = []ErrorClass{BadMagicByte, UnknownSchemaID, WrongSubject, AvroDecode, Validation, EmptyValue, ProduceRefused}
 
 // RecordError is a record that will never be processed, however often it is
 // retried. Consumers route it to their dead letter queue.
@@ -32,8 +39,8 @@ type RecordError struct {
 func (e *RecordError) Error() string { return string(e.Class) + ": " + e.Err.Error() }
 func (e *RecordError) Unwrap() error { return e.Err }
 
-// ErrorClass lets the transaction engine recognise poison without knowing
-// this package.
+// ErrorClass lets the dead-letter middleware recognise poison without
+// knowing this package.
 func (e *RecordError) ErrorClass() string { return string(e.Class) }
 
 func refuse(class ErrorClass, format string, args ...any) *RecordError {

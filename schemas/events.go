@@ -1,16 +1,14 @@
-// Package schemas is the wire contract of the shop: the Avro schemas of every
-// event, their Go types, the topic catalog that pairs each topic with its
-// subject and value type, the Confluent wire-format codec, and the payment
-// rules that both the HTTP edge and the order service apply.
+// Package schemas is the shop's wire contract: what each topic holds, and how.
+//
+// The topic table (topics.go) pairs every topic with its registry subject,
+// its Avro schema (the .avsc files beside this one, embedded in the binary),
+// the Go type of its values and its key rule. A Catalog binds the table to a
+// schema registry and gives each topic a codec for the Confluent wire
+// format. The payment rules (validate.go) live here too, because the HTTP
+// edge and the order service apply the same ones.
 package schemas
 
-import (
-	"embed"
-	"time"
-)
-
-//go:embed *.avsc
-var avscFiles embed.FS
+import "time"
 
 // CartItem is one line of a cart: what was bought, at what unit price, how many.
 type CartItem struct {
@@ -70,6 +68,13 @@ type DeadLetter struct {
 	Error           string    `avro:"error" json:"error"`
 	Service         string    `avro:"service" json:"service"`
 	FailedAt        time.Time `avro:"failed_at" json:"failed_at"`
+
+	// A record too large to fit in a dead letter keeps only a prefix of
+	// its value: Truncated says so, OriginalSize and OriginalSHA256
+	// describe the whole value. Nil for a value kept whole.
+	Truncated      bool    `avro:"truncated" json:"truncated"`
+	OriginalSize   *int64  `avro:"original_size" json:"original_size,omitempty"`
+	OriginalSHA256 *string `avro:"original_sha256" json:"original_sha256,omitempty"`
 }
 
 // Order statuses and email statuses written by this version of the shop.

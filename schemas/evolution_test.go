@@ -44,7 +44,7 @@ func evolutionSchema(t *testing.T, file string) string {
 func TestEvolutionFiles(t *testing.T) {
 	cat, reg := newCatalog(t)
 	ctx := context.Background()
-	subject := schemas.Subject(schemas.TopicPayments)
+	subject := schemas.Payments.Subject
 	v2text := evolutionSchema(t, "payment_succeeded_v2.avsc")
 	bad := sr.Schema{Schema: evolutionSchema(t, "payment_succeeded_v2_incompatible.avsc"), Type: sr.TypeAvro}
 
@@ -65,7 +65,7 @@ func TestEvolutionFiles(t *testing.T) {
 	if err != nil {
 		t.Fatalf("registering v2: %v", err)
 	}
-	if v2.Version != 2 || v2.ID == cat.Payments.SchemaID() {
+	if v2.Version != 2 || v2.ID == schemas.Payments.Codec(cat).SchemaID() {
 		t.Fatalf("v2 registered as version %d ID %d; want version 2 and a new ID", v2.Version, v2.ID)
 	}
 	v2schema, err := avro.ParseWithCache(v2text, "", &avro.SchemaCache{})
@@ -79,7 +79,7 @@ func TestEvolutionFiles(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := cat.Payments.Decode(ctx, append(binary.BigEndian.AppendUint32([]byte{0}, uint32(v2.ID)), body...))
+		got, err := schemas.Payments.Codec(cat).Decode(ctx, append(binary.BigEndian.AppendUint32([]byte{0}, uint32(v2.ID)), body...))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -89,7 +89,7 @@ func TestEvolutionFiles(t *testing.T) {
 	})
 
 	t.Run("v2 reader reads v1 data", func(t *testing.T) {
-		v1bytes, err := cat.Payments.Encode(&p)
+		v1bytes, err := schemas.Payments.Codec(cat).Encode(&p)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/hamba/avro/v2"
-	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/blackfriday-kafka/shop/infra/registry"
@@ -27,11 +26,24 @@ func newCatalog(t *testing.T) (*schemas.Catalog, *sr.Client) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cat, err := schemas.NewCatalog(context.Background(), cl)
-	if err != nil {
+	return registered(t, cl), cl
+}
+
+// registered registers every schema of the build with reg, as make schemas
+// does, and returns a catalog that resolved them all.
+func registered(t testing.TB, reg *sr.Client) *schemas.Catalog {
+	t.Helper()
+	ctx := context.Background()
+	for _, s := range schemas.Topics() {
+		if _, err := schemas.Register(ctx, reg, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cat := schemas.NewCatalog(reg)
+	if err := cat.Resolve(ctx, schemas.Topics()...); err != nil {
 		t.Fatal(err)
 	}
-	return cat, cl
+	return cat
 }
 
 func payment() schemas.PaymentSucceeded {
@@ -49,14 +61,14 @@ func TestRoundTrip(t *testing.T) {
 	ctx := context.Background()
 
 	p := payment()
-	b, err := cat.Payments.Encode(&p)
+	b, err := schemas.Payments.Codec(cat).Encode(&p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b[0] != 0 || int(binary.BigEndian.Uint32(b[1:5])) != cat.Payments.SchemaID() {
-		t.Fatalf("header = % x, want magic 0 and schema ID %d", b[:5], cat.Payments.SchemaID())
+	if b[0] != 0 || int(binary.BigEndian.Uint32(b[1:5])) != schemas.Payments.Codec(cat).SchemaID() {
+		t.Fatalf("header = % x, want magic 0 and schema ID %d", b[:5], schemas.Payments.Codec(cat).SchemaID())
 	}
-	got, err := cat.Payments.Decode(ctx, b)
+	got, err := schemas.Payments.Codec(cat).Decode(ctx, b)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,25 +79,25 @@ func TestRoundTrip(t *testing.T) {
 	o := schemas.OrderCreated{OrderID: schemas.OrderID(p.PaymentID), PaymentID: p.PaymentID, UserID: 42,
 		Items: []schemas.OrderItem{{Name: "MacBook", UnitPriceCents: 199900, Quantity: 1}}, TotalCents: 199900,
 		Status: schemas.OrderConfirmed, CreatedAt: p.PaidAt}
-	rec, err := cat.Orders.Record(schemas.UserKey(42), &o)
+	rec, err := schemas.Orders.Codec(cat).Record(&o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if rec.Topic != "order-created" || string(rec.Key) != "42" {
 		t.Fatalf("order record goes to %s with key %q", rec.Topic, rec.Key)
 	}
-	gotOrder, err := cat.Orders.Decode(ctx, rec.Value)
+	gotOrder, err := schemas.Orders.Codec(cat).Decode(ctx, rec.Value)
 	if err != nil || !reflect.DeepEqual(*gotOrder, o) {
 		t.Fatalf("order round trip: %v\n got %+v\nwant %+v", err, gotOrder, o)
 	}
 
 	dl := schemas.DeadLetter{OriginalValue: nil, OriginalKey: []byte("7"), SourceTopic: "payment-successful",
 		SourcePartition: 2, SourceOffset: 9, ErrorClass: "empty-value", Error: "no value", Service: "order", FailedAt: p.PaidAt}
-	b, err = cat.PaymentDLQ.Encode(&dl)
+	b, err = schemas.PaymentDLQ.Codec(cat).Encode(&dl)
 	if err != nil {
 		t.Fatal(err)
 	}
-	gotDL, err := cat.PaymentDLQ.Decode(ctx, b)
+	gotDL, err := schemas.PaymentDLQ.Codec(cat).Decode(ctx, b)
 	if err != nil || !reflect.DeepEqual(*gotDL, dl) {
 		t.Fatalf("dead letter round trip: %v\n got %+v\nwant %+v", err, gotDL, dl)
 	}
@@ -94,12 +106,12 @@ func TestRoundTrip(t *testing.T) {
 func TestDecodeNamesEveryErrorClass(t *testing.T) {
 	cat, _ := newCatalog(t)
 	p := payment()
-	good, err := cat.Payments.Encode(&p)
+	good, err := schemas.Payments.Codec(cat).Encode(&p)
 	if err != nil {
 		t.Fatal(err)
 	}
 	order := schemas.OrderCreated{OrderID: "o", PaymentID: "p", UserID: 1, Status: "confirmed", CreatedAt: p.PaidAt}
-	anOrder, err := cat.Orders.Encode(&order)
+	anOrder, err := schemas.Orders.Codec(cat).Encode(&order)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +134,7 @@ func TestDecodeNamesEveryErrorClass(t *testing.T) {
 		{"trailing bytes", append(append([]byte{}, good...), 2, 4), schemas.AvroDecode},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := cat.Payments.Decode(context.Background(), tc.value)
+			_, err := schemas.Payments.Codec(cat).Decode(context.Background(), tc.value)
 			var re *schemas.RecordError
 			if !errors.As(err, &re) {
 				t.Fatalf("Decode error = %v, want a *RecordError", err)
@@ -137,7 +149,7 @@ func TestDecodeNamesEveryErrorClass(t *testing.T) {
 func TestDecodeRetriesWhenRegistryIsDown(t *testing.T) {
 	cat, _ := newCatalog(t)
 	p := payment()
-	b, err := cat.Payments.Encode(&p)
+	b, err := schemas.Payments.Codec(cat).Encode(&p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,14 +157,11 @@ func TestDecodeRetriesWhenRegistryIsDown(t *testing.T) {
 
 	srv := httptest.NewServer(registry.New().Handler())
 	reg, _ := schemas.NewRegistryClient(srv.URL)
-	offline, err := schemas.NewCatalog(context.Background(), reg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	offline := schemas.NewCatalog(reg)
 	srv.Close()
 	// With the registry down, a new ID may be a new version or poison:
 	// the error must not be a RecordError, so the engine retries.
-	_, err = offline.Payments.Decode(context.Background(), b)
+	_, err = schemas.Payments.Codec(offline).Decode(context.Background(), b)
 	var re *schemas.RecordError
 	if err == nil || errors.As(err, &re) {
 		t.Fatalf("Decode with the registry down = %v, want a retryable error", err)
@@ -165,8 +174,8 @@ func TestDecodeRetriesWhenRegistryIsDown(t *testing.T) {
 func TestSchemaEvolution(t *testing.T) {
 	cat, reg := newCatalog(t)
 	ctx := context.Background()
-	v1, _ := schemas.SchemaText(schemas.TopicPayments)
-	subject := schemas.Subject(schemas.TopicPayments)
+	v1 := schemas.Payments.Text()
+	subject := schemas.Payments.Subject
 
 	incompatible := strings.Replace(v1, `{"name": "total_cents", "type": "long"},`,
 		`{"name": "total_cents", "type": "long"}, {"name": "currency", "type": "string"},`, 1)
@@ -182,7 +191,7 @@ func TestSchemaEvolution(t *testing.T) {
 	if err != nil {
 		t.Fatalf("registering a new field with default: %v", err)
 	}
-	if ss.ID == cat.Payments.SchemaID() || ss.Version != 2 {
+	if ss.ID == schemas.Payments.Codec(cat).SchemaID() || ss.Version != 2 {
 		t.Fatalf("v2 got ID %d version %d, want a new ID and version 2", ss.ID, ss.Version)
 	}
 
@@ -206,40 +215,12 @@ func TestSchemaEvolution(t *testing.T) {
 	}
 	b := binary.BigEndian.AppendUint32([]byte{0}, uint32(ss.ID))
 	b = append(b, body...)
-	got, err := cat.Payments.Decode(ctx, b)
+	got, err := schemas.Payments.Codec(cat).Decode(ctx, b)
 	if err != nil {
 		t.Fatalf("v1 reader on v2 data: %v", err)
 	}
 	if !reflect.DeepEqual(*got, p) {
 		t.Fatalf("v1 reader on v2 data:\n got %+v\nwant %+v", *got, p)
-	}
-}
-
-func TestDeadLetterRecordKeepsTheOriginal(t *testing.T) {
-	cat, _ := newCatalog(t)
-	src := &kgo.Record{Topic: "payment-successful", Partition: 1, Offset: 41, Key: []byte("7"), Value: []byte("{oops")}
-	rec, err := schemas.DeadLetterRecord(cat.PaymentDLQ, "order", src, "bad-magic-byte", errors.New("not Avro"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if rec.Topic != "dlq-payment" || string(rec.Key) != "7" {
-		t.Fatalf("dead letter goes to %s key %q", rec.Topic, rec.Key)
-	}
-	headers := map[string]string{}
-	for _, h := range rec.Headers {
-		headers[h.Key] = string(h.Value)
-	}
-	want := map[string]string{"error.class": "bad-magic-byte", "error.message": "not Avro",
-		"source.topic": "payment-successful", "source.partition": "1", "source.offset": "41"}
-	if !reflect.DeepEqual(headers, want) {
-		t.Fatalf("headers = %v, want %v", headers, want)
-	}
-	dl, err := cat.PaymentDLQ.Decode(context.Background(), rec.Value)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if string(dl.OriginalValue) != "{oops" || dl.SourceOffset != 41 || dl.SourcePartition != 1 || dl.Service != "order" || dl.ErrorClass != "bad-magic-byte" {
-		t.Fatalf("dead letter = %+v", dl)
 	}
 }
 

@@ -16,7 +16,7 @@ import (
 
 	"github.com/blackfriday-kafka/shop/schemas"
 	"github.com/blackfriday-kafka/shop/scripts/poison/pills"
-	"github.com/blackfriday-kafka/shop/services/platform"
+	"github.com/blackfriday-kafka/shop/services/config"
 	"github.com/blackfriday-kafka/shop/services/shop"
 	"github.com/blackfriday-kafka/shop/services/shop/shoptest"
 )
@@ -143,7 +143,7 @@ func TestPaymentBecomesOrderEmailAndAnalytics(t *testing.T) {
 	if len(orders.Orders) != 1 {
 		t.Fatalf("/orders?limit=1 gave %d orders", len(orders.Orders))
 	}
-	for _, name := range shop.Services {
+	for _, name := range config.Services {
 		for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
 			resp, err := http.Get(env.Shop.URL(name) + path)
 			if err != nil || resp.StatusCode != http.StatusOK {
@@ -179,7 +179,7 @@ func TestTutorialBadPayloadsAreRefusedAndNothingReachesKafka(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	ends, err := kadm.NewClient(cl).ListEndOffsets(context.Background(), schemas.TopicPayments)
+	ends, err := kadm.NewClient(cl).ListEndOffsets(context.Background(), schemas.Payments.Name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,7 +206,7 @@ func TestAnalyticsRebuildsTheSameFiguresAfterARestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: schemas.TopicPayments, Value: []byte(`{"user_id": 1}`)}).FirstErr(); err != nil {
+	if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: schemas.Payments.Name, Value: []byte(`{"user_id": 1}`)}).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
 
@@ -225,13 +225,9 @@ func TestAnalyticsRebuildsTheSameFiguresAfterARestart(t *testing.T) {
 	})
 	before := report(env.Shop.URL("analytics"))
 
-	again, err := shop.Start(context.Background(), env.Catalog, shop.Options{
-		Services: []string{"analytics"},
-		Config: func(string) (platform.Config, error) {
-			return platform.Config{Brokers: env.Stack.Brokers, RegistryURL: env.Stack.RegistryURL,
-				Addr: "127.0.0.1:0", InstanceID: "2", Logger: shoptest.Logger()}, nil
-		},
-	})
+	cfg := env.Config
+	cfg.InstanceID = "2"
+	again, err := shop.Start(context.Background(), cfg, env.Catalog, shop.Options{Services: []string{"analytics"}})
 	if err != nil {
 		t.Fatal(err)
 	}

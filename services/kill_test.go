@@ -17,8 +17,8 @@ import (
 
 	"github.com/blackfriday-kafka/shop/infra"
 	"github.com/blackfriday-kafka/shop/schemas"
-	"github.com/blackfriday-kafka/shop/services/platform"
 	"github.com/blackfriday-kafka/shop/services/shop/shoptest"
+	"github.com/blackfriday-kafka/shop/services/stage"
 )
 
 // TestOrderServiceKilledMidStream kills the order service with SIGKILL while
@@ -60,7 +60,7 @@ func TestOrderServiceKilledMidStream(t *testing.T) {
 			Cart:   []schemas.CartItem{{Name: "Gift card", UnitPriceCents: 2500, Quantity: 1}},
 			PaidAt: time.Now().UTC().Truncate(time.Millisecond)}
 		p.TotalCents = schemas.CartTotal(p.Cart)
-		r, err := cat.Payments.Record(schemas.UserKey(p.UserID), &p)
+		r, err := schemas.Payments.Codec(cat).Record(&p)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -72,7 +72,7 @@ func TestOrderServiceKilledMidStream(t *testing.T) {
 	}
 
 	consumed := func() int64 {
-		offsets, err := adm.FetchOffsets(context.Background(), platform.Group("order"))
+		offsets, err := adm.FetchOffsets(context.Background(), stage.Group("order"))
 		if err != nil {
 			return 0
 		}
@@ -105,10 +105,10 @@ func TestOrderServiceKilledMidStream(t *testing.T) {
 		return nil
 	})
 
-	orders := readCommitted(t, stack.Brokers, schemas.TopicOrders)
+	orders := readCommitted(t, stack.Brokers, schemas.Orders.Name)
 	seen := make(map[string]int, n)
 	for _, r := range orders {
-		o, err := cat.Orders.Decode(context.Background(), r.Value)
+		o, err := schemas.Orders.Codec(cat).Decode(context.Background(), r.Value)
 		if err != nil {
 			t.Fatalf("order at %d/%d: %v", r.Partition, r.Offset, err)
 		}

@@ -16,7 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/blackfriday-kafka/shop/schemas"
-	"github.com/blackfriday-kafka/shop/services/platform"
+	"github.com/blackfriday-kafka/shop/services/config"
 	"github.com/blackfriday-kafka/shop/services/shop"
 	"github.com/blackfriday-kafka/shop/services/shop/shoptest"
 )
@@ -56,7 +56,7 @@ func (b *syncBuffer) lines(t *testing.T) []map[string]any {
 func TestRecordLinesCarryWhereAndWhat(t *testing.T) {
 	logs := new(syncBuffer)
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	env := shoptest.Start(t, shop.Options{}, func(_ string, cfg *platform.Config) { cfg.Logger = log })
+	env := shoptest.Start(t, shop.Options{}, func(cfg *config.Config) { cfg.Logger = log })
 
 	code, out := post(t, env.Shop.URL("payment")+"/payment", `{"user_id": 42, "cart": [{"name": "MacBook", "price": 1999, "quantity": 1}]}`)
 	if code != http.StatusOK {
@@ -68,7 +68,7 @@ func TestRecordLinesCarryWhereAndWhat(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	poison := &kgo.Record{Topic: schemas.TopicPayments, Key: []byte("42"), Value: []byte(`{"user_id": 42}`)}
+	poison := &kgo.Record{Topic: schemas.Payments.Name, Key: []byte("42"), Value: []byte(`{"user_id": 42}`)}
 	if err := cl.ProduceSync(context.Background(), poison).FirstErr(); err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/blackfriday-kafka/shop/services/config"
 	"github.com/blackfriday-kafka/shop/services/shop"
 	"github.com/blackfriday-kafka/shop/services/shop/shoptest"
 )
@@ -99,7 +100,7 @@ func TestMetricsMoveAfterThreePayments(t *testing.T) {
 	env := shoptest.Start(t, shop.Options{}, nil)
 	scrapeAll := func() map[string]map[string]*dto.MetricFamily {
 		all := map[string]map[string]*dto.MetricFamily{}
-		for _, svc := range shop.Services {
+		for _, svc := range config.Services {
 			all[svc] = scrape(t, env.Shop.URL(svc)+"/metrics")
 		}
 		return all

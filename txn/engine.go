@@ -1,9 +1,9 @@
-// Package txn is the exactly-once engine of the shop: it consumes a topic in a
-// consumer group, turns each record into output records with a Handler, and
-// commits the outputs and the consumed offsets in one Kafka transaction.
+// Package txn is the shop's exactly-once engine: a consumer group reads one
+// topic, a Handler turns each record into output records, and the outputs
+// commit with the consumed offsets in one Kafka transaction.
 //
 // The guarantees, and where they come from:
-//   - Outputs, dead letters and offsets commit atomically (a transaction with
+//   - Outputs and offsets commit atomically (a transaction with
 //     TxnOffsetCommit), so a record's effects are visible once or never.
 //   - Consumers read with read_committed, so nothing of an aborted
 //     transaction is ever read downstream.
@@ -12,9 +12,14 @@
 //   - The transactional ID is stable per instance, so a restarted instance
 //     fences its previous incarnation (KIP-447 fencing by producer epoch).
 //
-// A record that can never be processed (poison) is written to a dead letter
-// queue inside the same transaction. Any other failure aborts and retries the
-// same records after a backoff: nothing is skipped.
+// The engine knows records only: records in, records or an error out. A
+// handler error aborts the transaction, and the same records are retried
+// after a backoff; nothing is skipped. Turning a record that can never be
+// processed into a dead letter is a Middleware's job: the dead letter is an
+// output like any other. When Kafka refuses an output for good (too large,
+// invalid), the engine aborts and hands the refusal to the handler with the
+// same record on the retry (see Refused), so that the middleware can
+// dead-letter it instead of the engine retrying forever.
 package txn
 
 import (
@@ -22,7 +27,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,30 +34,43 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// Handler turns one input record into the records to produce for it. An error
-// that implements Poison sends the input record to the dead letter queue; any
-// other error aborts the transaction, which is retried.
+// Handler turns one input record into the records to produce for it. An
+// error aborts the transaction, which is retried.
 type Handler func(ctx context.Context, in *kgo.Record) ([]*kgo.Record, error)
 
-// Poison is an error for a record that will fail however often it is retried.
-// ErrorClass says why, in the vocabulary of the DLQ.
-type Poison interface {
-	error
-	ErrorClass() string
+// Middleware wraps a Handler with behaviour of its own, such as timing it or
+// turning poison into dead letters.
+type Middleware func(Handler) Handler
+
+// Chain wraps h in mws, the first outermost.
+func Chain(h Handler, mws ...Middleware) Handler {
+	for i := len(mws) - 1; i >= 0; i-- {
+		h = mws[i](h)
+	}
+	return h
 }
 
-// DeadLetter builds the DLQ record for a poison input record.
-type DeadLetter func(in *kgo.Record, class string, reason error) (*kgo.Record, error)
+// Mode is the delivery guarantee of an Engine.
+type Mode int
 
-// Config configures an Engine. Brokers, Group, Topic, TransactionalID,
-// Handler and DeadLetter are required.
+const (
+	// ExactlyOnce commits outputs and offsets in one transaction.
+	ExactlyOnce Mode = iota
+	// AtLeastOnce produces, then commits offsets: a crash in between
+	// replays the batch. It is the control that shows, in tests and
+	// chaos, what the transactions prevent.
+	AtLeastOnce
+)
+
+// Config configures an Engine. Brokers, Group, Topic, Handler and, for
+// ExactlyOnce, TransactionalID are required; every other field has a default.
 type Config struct {
 	Brokers         []string
 	Group           string
 	Topic           string
 	TransactionalID string
 	Handler         Handler
-	DeadLetter      DeadLetter
+	Mode            Mode
 
 	// A transaction covers at most MaxRecords records and lasts about
 	// MaxInterval, whichever comes first. Larger batches amortise the
@@ -82,6 +99,12 @@ type Config struct {
 	// SessionTimeout bounds how long a dead instance holds its
 	// partitions before the group rebalances them.
 	SessionTimeout time.Duration // default 10s
+	// EndTimeout bounds the commit or abort of a transaction, also at
+	// shutdown, when the run context is already cancelled.
+	EndTimeout time.Duration // default 10s
+	// StallAfter is how long the engine may retry the same records before
+	// it reports the stage stalled (Stalled), and logs so every minute.
+	StallAfter time.Duration // default 1 minute
 
 	// InstanceID, if set, makes this a static member of the group: an
 	// instance restarted after a crash takes its partitions back at once,
@@ -89,22 +112,17 @@ type Config struct {
 	// still leaves the group, so its partitions move on at once too.
 	InstanceID string
 
-	// Mode AtLeastOnce runs the same loop without transactions
-	// (produce, then commit offsets): the control for exactly-once tests.
-	Mode Mode
-
 	Logger *slog.Logger
-	// Opts are extra client options, such as metrics hooks.
+	// Connect are the options any client needs to reach the cluster
+	// besides Brokers, such as SASL credentials: the engine's own client
+	// and the one that leaves the group at shutdown use them.
+	Connect []kgo.Opt
+	// Opts are extra options of the engine's client, such as metrics hooks.
 	Opts []kgo.Opt
+	// OnBatch, if set, is told of the end of every transaction, on the
+	// engine's goroutine: it must not block.
+	OnBatch func(Batch)
 }
-
-// Mode is the delivery guarantee of an Engine.
-type Mode int
-
-const (
-	ExactlyOnce Mode = iota
-	AtLeastOnce
-)
 
 func (c *Config) defaults() error {
 	switch {
@@ -114,86 +132,95 @@ func (c *Config) defaults() error {
 		return errors.New("txn: group and topic are required")
 	case c.TransactionalID == "" && c.Mode == ExactlyOnce:
 		return errors.New("txn: a transactional ID is required")
-	case c.Handler == nil || c.DeadLetter == nil:
-		return errors.New("txn: handler and dead letter builder are required")
+	case c.Handler == nil:
+		return errors.New("txn: a handler is required")
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
 	}
 	if c.MaxRecords <= 0 {
 		c.MaxRecords = 100_000
 	}
-	if c.MaxInterval <= 0 {
-		c.MaxInterval = 100 * time.Millisecond
-	}
-	if c.MinBackoff <= 0 {
-		c.MinBackoff = 100 * time.Millisecond
-	}
+	def(&c.MaxInterval, 100*time.Millisecond)
+	def(&c.MinBackoff, 100*time.Millisecond)
 	if c.MaxBackoff < c.MinBackoff {
 		c.MaxBackoff = max(5*time.Second, c.MinBackoff)
 	}
-	if c.TransactionTimeout <= 0 {
-		c.TransactionTimeout = 10 * time.Second
-	}
-	if c.SessionTimeout <= 0 {
-		c.SessionTimeout = 10 * time.Second
-	}
+	def(&c.TransactionTimeout, 10*time.Second)
+	def(&c.SessionTimeout, 10*time.Second)
+	def(&c.EndTimeout, 10*time.Second)
+	def(&c.StallAfter, time.Minute)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
 	return nil
 }
 
+// Batch is one transaction as OnBatch sees it.
+type Batch struct {
+	Records   int           // input records it consumed
+	Outputs   []*kgo.Record // records it produced for them
+	Committed bool
+	Took      time.Duration // from begin to commit or abort
+	Err       error         // why it did not commit
+}
+
 // Stats are the engine's counters since it started.
 type Stats struct {
-	Committed    int64 // transactions committed
-	Aborted      int64 // transactions aborted (then retried)
-	Records      int64 // input records committed
-	Produced     int64 // output records committed, dead letters excluded
-	DeadLettered int64 // input records committed to the dead letter queue
-
-	// DeadLettersByClass splits DeadLettered by the Poison's ErrorClass.
-	DeadLettersByClass map[string]int64
+	Committed int64 // transactions committed
+	Aborted   int64 // transactions aborted (then retried)
+	Records   int64 // input records committed
+	Produced  int64 // output records committed
 }
 
-type counters struct {
-	committed, aborted, records, produced atomic.Int64
-
-	mu      sync.Mutex
-	byClass map[string]int64
+// Stall is a stage retrying the same records for longer than StallAfter.
+type Stall struct {
+	Topic     string
+	Partition int32
+	Offset    int64     // the record it fails on; -1 when unknown
+	Since     time.Time // the first failure
+	Reason    string    // the latest failure
 }
 
-// addDeadLetters counts the dead letters of a committed transaction.
-func (c *counters) addDeadLetters(byClass map[string]int64) {
-	if len(byClass) == 0 {
-		return
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.byClass == nil {
-		c.byClass = make(map[string]int64)
-	}
-	for class, n := range byClass {
-		c.byClass[class] += n
-	}
+func (s Stall) String() string {
+	return fmt.Sprintf("%s partition %d offset %d retried since %s: %s",
+		s.Topic, s.Partition, s.Offset, s.Since.UTC().Format(time.RFC3339), s.Reason)
 }
 
 // Engine runs one consume-transform-produce loop.
 type Engine struct {
 	cfg   Config
-	sess  *kgo.GroupTransactSession // exactly-once
-	cl    *kgo.Client               // at-least-once
-	stats counters
+	cl    *kgo.Client
+	c     committer
 	ready atomic.Bool
 
-	// BatchObserver, if set, is told of every transaction's end: how
-	// many input records it held and whether it committed.
-	BatchObserver func(records int, committed bool, took time.Duration)
+	committed, aborted, records, produced atomic.Int64
+
+	// refused are the records whose outputs Kafka refused for good, by
+	// where they sit: the retry hands the refusal to the handler.
+	refused map[position]error
+
+	mu       sync.Mutex
+	failing  Stall     // Since is zero while transactions commit
+	loggedAt time.Time // the last stall log line
 }
+
+type position struct {
+	topic     string
+	partition int32
+	offset    int64
+}
+
+func at(r *kgo.Record) position { return position{r.Topic, r.Partition, r.Offset} }
 
 // New connects an engine; it starts consuming when Run is called.
 func New(cfg Config) (*Engine, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	e := &Engine{cfg: cfg}
+	e := &Engine{cfg: cfg, refused: make(map[position]error)}
 	opts := append([]kgo.Opt{
 		kgo.SeedBrokers(cfg.Brokers...),
 		kgo.ConsumerGroup(cfg.Group),
@@ -205,24 +232,15 @@ func New(cfg Config) (*Engine, error) {
 		kgo.OnPartitionsAssigned(e.logAssignment("assigned")),
 		kgo.OnPartitionsRevoked(e.logAssignment("revoked")),
 		kgo.OnPartitionsLost(e.logAssignment("lost")),
-	}, cfg.Opts...)
+	}, append(cfg.Connect, cfg.Opts...)...)
 	if cfg.InstanceID != "" {
 		opts = append(opts, kgo.InstanceID(cfg.InstanceID))
 	}
 	var err error
 	if cfg.Mode == ExactlyOnce {
-		opts = append(opts,
-			kgo.TransactionalID(cfg.TransactionalID),
-			kgo.TransactionTimeout(cfg.TransactionTimeout),
-			kgo.RequireStableFetchOffsets(),
-		)
-		e.sess, err = kgo.NewGroupTransactSession(opts...)
-		if err == nil {
-			e.cl = e.sess.Client()
-		}
+		e.c, e.cl, err = newTransactional(e, opts)
 	} else {
-		opts = append(opts, kgo.DisableAutoCommit())
-		e.cl, err = kgo.NewClient(opts...)
+		e.c, e.cl, err = newAtLeastOnce(e, opts)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("txn: %w", err)
@@ -240,28 +258,30 @@ func (e *Engine) logAssignment(what string) func(context.Context, *kgo.Client, m
 
 // Stats returns the counters.
 func (e *Engine) Stats() Stats {
-	e.stats.mu.Lock()
-	byClass := maps.Clone(e.stats.byClass)
-	e.stats.mu.Unlock()
-	var dead int64
-	for _, n := range byClass {
-		dead += n
-	}
 	return Stats{
-		Committed:          e.stats.committed.Load(),
-		Aborted:            e.stats.aborted.Load(),
-		Records:            e.stats.records.Load(),
-		Produced:           e.stats.produced.Load(),
-		DeadLettered:       dead,
-		DeadLettersByClass: byClass,
+		Committed: e.committed.Load(),
+		Aborted:   e.aborted.Load(),
+		Records:   e.records.Load(),
+		Produced:  e.produced.Load(),
 	}
 }
 
 // Client is the engine's Kafka client, for metrics and health checks only.
 func (e *Engine) Client() *kgo.Client { return e.cl }
 
-// Ready reports whether the engine has polled the group at least once.
+// Ready reports whether the engine has reached the cluster.
 func (e *Engine) Ready() bool { return e.ready.Load() }
+
+// Stalled reports the stall of the stage, if it has retried the same
+// records for longer than StallAfter.
+func (e *Engine) Stalled() (Stall, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.failing.Since.IsZero() || time.Since(e.failing.Since) < e.cfg.StallAfter {
+		return Stall{}, false
+	}
+	return e.failing, true
+}
 
 // ErrFenced means another instance took over this transactional ID: this one
 // must stop, or it would commit stale work.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -56,17 +57,9 @@ func produce(t *testing.T, brokers []string, n int) {
 func double(_ context.Context, r *kgo.Record) ([]*kgo.Record, error) {
 	n, err := strconv.Atoi(string(r.Value))
 	if err != nil {
-		return nil, poison{err}
+		return nil, err
 	}
 	return []*kgo.Record{{Topic: out, Key: r.Key, Value: []byte(strconv.Itoa(2 * n))}}, nil
-}
-
-type poison struct{ error }
-
-func (poison) ErrorClass() string { return "validation" }
-
-func deadLetter(r *kgo.Record, class string, reason error) (*kgo.Record, error) {
-	return &kgo.Record{Topic: dlq, Key: r.Key, Value: r.Value, Headers: []kgo.RecordHeader{{Key: "error.class", Value: []byte(class)}}}, nil
 }
 
 func config(brokers []string, id string, h txn.Handler) txn.Config {
@@ -76,7 +69,6 @@ func config(brokers []string, id string, h txn.Handler) txn.Config {
 		Topic:           in,
 		TransactionalID: "doubler-" + id,
 		Handler:         h,
-		DeadLetter:      deadLetter,
 		MaxRecords:      50,
 		MinBackoff:      10 * time.Millisecond,
 		MaxBackoff:      50 * time.Millisecond,
@@ -192,7 +184,7 @@ func TestCommitsEveryRecordOnce(t *testing.T) {
 	waitCommitted(t, brokers)
 	exactlyDoubled(t, readAll(t, brokers, out, kgo.ReadCommitted()), 500)
 	st := e.Stats()
-	if st.Records != 500 || st.Produced != 500 || st.Committed == 0 || st.DeadLettered != 0 {
+	if st.Records != 500 || st.Produced != 500 || st.Committed == 0 {
 		t.Fatalf("stats = %+v, want 500 records and produced, some commits", st)
 	}
 }
@@ -221,63 +213,6 @@ func TestAbortsAndRetriesWithoutSkipping(t *testing.T) {
 	}
 	if st := e.Stats(); st.Aborted < 2 {
 		t.Fatalf("aborted = %d, want at least the two failures", st.Aborted)
-	}
-}
-
-func TestPoisonGoesToTheDeadLetterQueueInTheSameTransaction(t *testing.T) {
-	brokers := cluster(t, 1)
-	cl, _ := kgo.NewClient(kgo.SeedBrokers(brokers...))
-	var recs []*kgo.Record
-	for i := 0; i < 20; i++ {
-		v := strconv.Itoa(i)
-		if i == 5 || i == 12 {
-			v = "not a number"
-		}
-		recs = append(recs, &kgo.Record{Topic: in, Value: []byte(v)})
-	}
-	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
-		t.Fatal(err)
-	}
-	cl.Close()
-
-	// Record 15 fails once, but only after the dead letter of record 12
-	// is on the log yet invisible to read_committed: it is inside the
-	// open transaction, which then aborts and takes it away.
-	var failed atomic.Bool
-	var inOpenTxn atomic.Bool
-	h := func(ctx context.Context, r *kgo.Record) ([]*kgo.Record, error) {
-		if string(r.Value) == "15" && !failed.Swap(true) {
-			for end := time.Now().Add(10 * time.Second); time.Now().Before(end); {
-				if len(readAll(t, brokers, dlq, kgo.ReadUncommitted())) > len(readAll(t, brokers, dlq, kgo.ReadCommitted())) {
-					inOpenTxn.Store(true)
-					break
-				}
-			}
-			return nil, errors.New("transient")
-		}
-		return double(ctx, r)
-	}
-	e, _ := start(t, config(brokers, "1", h))
-	waitCommitted(t, brokers)
-
-	exactlyDoubled(t, readAll(t, brokers, out, kgo.ReadCommitted()), 20, 5, 12)
-	dead := readAll(t, brokers, dlq, kgo.ReadCommitted())
-	if len(dead) != 2 || dead[0].Offset == dead[1].Offset || string(dead[0].Value) != "not a number" {
-		t.Fatalf("dead letters = %d, want the two poison records once each", len(dead))
-	}
-	for _, d := range dead {
-		if len(d.Headers) != 1 || string(d.Headers[0].Value) != "validation" {
-			t.Fatalf("dead letter headers = %v", d.Headers)
-		}
-	}
-	if st := e.Stats(); st.DeadLettered != 2 || st.DeadLettersByClass["validation"] != 2 || st.Records != 20 {
-		t.Fatalf("stats = %+v, want 20 records of which 2 dead-lettered", st)
-	}
-	if !inOpenTxn.Load() {
-		t.Fatal("no dead letter was ever pending in an open transaction")
-	}
-	if all := readAll(t, brokers, dlq, kgo.ReadUncommitted()); len(all) <= len(dead) {
-		t.Fatalf("read_uncommitted sees %d dead letters, read_committed %d: the aborted one is missing", len(all), len(dead))
 	}
 }
 
@@ -333,9 +268,9 @@ func TestRestartedInstanceFencesTheOldOne(t *testing.T) {
 
 func TestConfigRequiresTheEssentials(t *testing.T) {
 	for name, cfg := range map[string]txn.Config{
-		"no brokers":          {Group: "g", Topic: "t", TransactionalID: "x", Handler: double, DeadLetter: deadLetter},
-		"no transactional ID": {Brokers: []string{"b"}, Group: "g", Topic: "t", Handler: double, DeadLetter: deadLetter},
-		"no handler":          {Brokers: []string{"b"}, Group: "g", Topic: "t", TransactionalID: "x", DeadLetter: deadLetter},
+		"no brokers":          {Group: "g", Topic: "t", TransactionalID: "x", Handler: double},
+		"no transactional ID": {Brokers: []string{"b"}, Group: "g", Topic: "t", Handler: double},
+		"no handler":          {Brokers: []string{"b"}, Group: "g", Topic: "t", TransactionalID: "x"},
 	} {
 		if _, err := txn.New(cfg); err == nil {
 			t.Errorf("%s: accepted", name)
@@ -389,7 +324,6 @@ func TestGracefulStopHandsPartitionsOverAtOnce(t *testing.T) {
 // committed, so that the records of the unconfirmed commit are neither
 // processed twice nor skipped.
 func TestUnconfirmedCommitIsNeitherRepeatedNorLost(t *testing.T) {
-	defer txn.SetEndTimeout(time.Second)()
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, in, out, dlq))
 	if err != nil {
 		t.Fatal(err)
@@ -428,7 +362,9 @@ func TestUnconfirmedCommitIsNeitherRepeatedNorLost(t *testing.T) {
 		seen.Add(1)
 		return double(ctx, r)
 	}
-	e, done := start(t, config(brokers, "1", counting))
+	cfg := config(brokers, "1", counting)
+	cfg.EndTimeout = time.Second
+	e, done := start(t, cfg)
 	waitCommitted(t, brokers)
 	select {
 	case err := <-done:
@@ -482,4 +418,75 @@ func TestIdleInstanceStopsWhenItsInstanceIDIsTaken(t *testing.T) {
 	if st := newer.Stats(); st.Records != 100 {
 		t.Fatalf("the newer instance committed %d records, want all 100", st.Records)
 	}
+}
+
+// TestRefusedOutputsAreHandedBack: Kafka refuses for good an output too
+// large for any batch. The engine must not retry that forever: it hands the
+// refusal to the handler on the retry, and what the handler returns instead
+// commits, with everything around it.
+func TestRefusedOutputsAreHandedBack(t *testing.T) {
+	brokers := cluster(t, 1)
+	produce(t, brokers, 30)
+	var refusals atomic.Int32
+	h := func(ctx context.Context, r *kgo.Record) ([]*kgo.Record, error) {
+		if string(r.Value) != "17" {
+			return double(ctx, r)
+		}
+		if err := txn.Refused(ctx); err != nil {
+			refusals.Add(1)
+			return []*kgo.Record{{Topic: dlq, Key: r.Key, Value: []byte("refused: " + err.Error())}}, nil
+		}
+		return []*kgo.Record{{Topic: out, Key: r.Key, Value: make([]byte, 2<<20)}}, nil // over the 1 MB batch limit
+	}
+	e, _ := start(t, config(brokers, "1", h))
+	waitCommitted(t, brokers)
+	exactlyDoubled(t, readAll(t, brokers, out, kgo.ReadCommitted()), 30, 17)
+	dead := readAll(t, brokers, dlq, kgo.ReadCommitted())
+	if len(dead) != 1 || !strings.Contains(string(dead[0].Value), "MESSAGE_TOO_LARGE") {
+		t.Fatalf("instead of the refused output: %d records, want one naming MESSAGE_TOO_LARGE", len(dead))
+	}
+	if refusals.Load() != 1 || e.Stats().Aborted < 1 {
+		t.Fatalf("refusals handed back = %d, aborts = %d; want 1 and at least 1", refusals.Load(), e.Stats().Aborted)
+	}
+}
+
+// TestStallIsReported: a record that keeps failing stops its partition. The
+// engine says so once it has retried longer than StallAfter, naming the
+// partition and the record, and stops saying so once it commits again.
+func TestStallIsReported(t *testing.T) {
+	brokers := cluster(t, 1)
+	produce(t, brokers, 10)
+	var healed atomic.Bool
+	h := func(ctx context.Context, r *kgo.Record) ([]*kgo.Record, error) {
+		if string(r.Value) == "4" && !healed.Load() {
+			return nil, errors.New("inventory service down")
+		}
+		return double(ctx, r)
+	}
+	cfg := config(brokers, "1", h)
+	cfg.MaxRecords = 1 // records 0 to 3 commit before the stall
+	cfg.StallAfter = 300 * time.Millisecond
+	e, _ := start(t, cfg)
+
+	var stall txn.Stall
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		var ok bool
+		if stall, ok = e.Stalled(); ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the engine never reported the stall")
+		}
+	}
+	if stall.Topic != in || stall.Partition != 0 || stall.Offset != 4 || !strings.Contains(stall.Reason, "inventory service down") ||
+		time.Since(stall.Since) < cfg.StallAfter {
+		t.Fatalf("stall = %+v, want partition 0, offset 4, the reason, and since at least %v", stall, cfg.StallAfter)
+	}
+
+	healed.Store(true)
+	waitCommitted(t, brokers)
+	if s, ok := e.Stalled(); ok {
+		t.Fatalf("still stalled after committing: %v", s)
+	}
+	exactlyDoubled(t, readAll(t, brokers, out, kgo.ReadCommitted()), 10)
 }

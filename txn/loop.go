@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -17,9 +16,8 @@ import (
 // MaxInterval even when each record is slow; the rest waits in the client.
 const pollChunk = 16
 
-// endTimeout bounds the commit or abort of a transaction, also at shutdown,
-// when the run context is already cancelled. A variable for tests.
-var endTimeout = 10 * time.Second
+// stallLogEvery is how often a stalled stage says so in the log.
+const stallLogEvery = time.Minute
 
 // Run consumes until ctx is cancelled, then ends the transaction in hand
 // (committing what was fully processed), leaves the group and returns nil.
@@ -71,29 +69,9 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 }
 
 func (e *Engine) close(leave bool) {
-	if e.sess != nil {
-		e.sess.Close()
-	} else {
-		e.cl.Close()
-	}
+	e.c.close()
 	if leave && e.cfg.InstanceID != "" {
-		e.leave()
-	}
-}
-
-// leave takes a static member out of its group: a static member's client
-// does not leave on close, which would strand its partitions until the
-// session times out.
-func (e *Engine) leave() {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(e.cfg.Brokers...))
-	if err != nil {
-		return
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if _, err := kadm.NewClient(cl).LeaveGroup(ctx, kadm.LeaveGroup(e.cfg.Group).InstanceIDs(e.cfg.InstanceID)); err != nil {
-		e.cfg.Logger.Warn("leaving the group", "group", e.cfg.Group, "instance", e.cfg.InstanceID, "err", err)
+		leaveGroup(e.cfg)
 	}
 }
 
@@ -124,18 +102,15 @@ func (e *Engine) checkFetches(fetches kgo.Fetches) error {
 // It reports whether the transaction committed.
 func (e *Engine) batch(ctx context.Context, records []*kgo.Record) (bool, error) {
 	start := time.Now()
-	if e.sess != nil {
-		if err := e.sess.Begin(); err != nil {
-			return false, fmt.Errorf("txn: begin: %w", err)
-		}
+	if err := e.c.begin(); err != nil {
+		return false, fmt.Errorf("txn: begin: %w", err)
 	}
 	var (
 		produced = new(promises)
-		firsts   = make(map[string]map[int32]kgo.EpochOffset)
+		outputs  []*kgo.Record
 		n        int
-		outs     int
-		dead     = make(map[string]int64) // by error class
 		failed   error
+		culprit  *kgo.Record // the input the failure belongs to, if known
 		// fencedNow is set when the group fenced this instance
 		// mid-batch: the batch aborts and Run stops.
 		fencedNow error
@@ -143,24 +118,23 @@ func (e *Engine) batch(ctx context.Context, records []*kgo.Record) (bool, error)
 	deadline := start.Add(e.cfg.MaxInterval)
 	for {
 		for _, in := range records {
-			rememberFirst(firsts, in)
-			out, class, err := e.process(ctx, in)
+			hctx := ctx
+			if refusal, ok := e.refused[at(in)]; ok {
+				hctx = withRefusal(ctx, refusal)
+			}
+			out, err := e.cfg.Handler(hctx, in)
 			if err != nil {
-				failed = err
+				failed, culprit = err, in
 				break
 			}
 			for _, r := range out {
 				// Outputs of processed records must not fail
 				// because shutdown began: they commit or abort
 				// with the batch.
-				e.cl.Produce(context.WithoutCancel(ctx), r, produced.promise())
+				e.cl.Produce(context.WithoutCancel(ctx), r, produced.promise(in))
 			}
+			outputs = append(outputs, out...)
 			n++
-			if class != "" {
-				dead[class]++
-			} else {
-				outs += len(out)
-			}
 		}
 		if failed != nil || n >= e.cfg.MaxRecords || ctx.Err() != nil || !time.Now().Before(deadline) {
 			break
@@ -184,16 +158,19 @@ func (e *Engine) batch(ctx context.Context, records []*kgo.Record) (bool, error)
 		// than wait it out, which left the engine idle for most of each
 		// transaction. Flush fails only with its context.
 		_ = e.cl.Flush(context.WithoutCancel(ctx))
-		failed = produced.wait()
+		culprit, failed = produced.wait()
+		if failed != nil && permanent(failed) {
+			e.refuse(culprit, failed)
+		}
 	}
 	if failed != nil && ctx.Err() == nil {
 		e.cfg.Logger.Warn("batch failed", "topic", e.cfg.Topic, "records", n, "err", failed)
 	}
-	endCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), endTimeout)
+	endCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.EndTimeout)
 	defer cancel()
-	committed, err := e.end(endCtx, failed == nil, firsts)
-	if e.BatchObserver != nil {
-		e.BatchObserver(n, committed, time.Since(start))
+	committed, err := e.c.end(endCtx, failed == nil)
+	if e.cfg.OnBatch != nil {
+		e.cfg.OnBatch(Batch{Records: n, Outputs: outputs, Committed: committed, Took: time.Since(start), Err: errors.Join(failed, err)})
 	}
 	if fencedNow != nil {
 		return false, fencedNow
@@ -203,156 +180,74 @@ func (e *Engine) batch(ctx context.Context, records []*kgo.Record) (bool, error)
 			return false, fmt.Errorf("%w: %v", ErrFenced, err)
 		}
 		e.cfg.Logger.Warn("ending transaction failed", "topic", e.cfg.Topic, "err", err)
-		if e.sess != nil {
-			if err := e.recover(ctx); err != nil {
-				return false, err
-			}
+		if err := e.c.recover(ctx); err != nil {
+			return false, err
 		}
 	}
 	if !committed {
-		e.stats.aborted.Add(1)
+		e.aborted.Add(1)
+		if culprit == nil && len(records) > 0 {
+			culprit = records[0]
+		}
+		e.failed(culprit, errors.Join(failed, err))
 		return false, nil
 	}
-	e.stats.committed.Add(1)
-	e.stats.records.Add(int64(n))
-	e.stats.produced.Add(int64(outs))
-	e.stats.addDeadLetters(dead)
+	e.committed.Add(1)
+	e.records.Add(int64(n))
+	e.produced.Add(int64(len(outputs)))
+	e.progressed()
 	return true, nil
+}
+
+// refuse remembers that Kafka refused the outputs of in for good. If it had
+// refused them before, the handler was told and returned the same again:
+// nothing but a change of code or of the cluster can help, and the stall
+// says so.
+func (e *Engine) refuse(in *kgo.Record, err error) {
+	if in == nil {
+		return
+	}
+	if _, again := e.refused[at(in)]; again {
+		e.cfg.Logger.Error("Kafka refused the outputs of a record again, after the handler was told",
+			"topic", in.Topic, "partition", in.Partition, "offset", in.Offset, "err", err)
+	}
+	e.refused[at(in)] = err
+}
+
+// failed notes a transaction that did not commit, on the record it failed
+// on, and logs once a minute while the stage stalls.
+func (e *Engine) failed(on *kgo.Record, err error) {
+	now := time.Now()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.failing.Since.IsZero() {
+		e.failing = Stall{Topic: e.cfg.Topic, Partition: -1, Offset: -1, Since: now}
+	}
+	if on != nil {
+		e.failing.Partition, e.failing.Offset = on.Partition, on.Offset
+	}
+	if err != nil {
+		e.failing.Reason = err.Error()
+	}
+	if now.Sub(e.failing.Since) >= e.cfg.StallAfter && now.Sub(e.loggedAt) >= stallLogEvery {
+		e.loggedAt = now
+		e.cfg.Logger.Error("stage stalled: the same records keep failing",
+			"topic", e.failing.Topic, "partition", e.failing.Partition, "offset", e.failing.Offset,
+			"since", e.failing.Since, "err", e.failing.Reason)
+	}
+}
+
+// progressed notes a commit: whatever failed before is behind.
+func (e *Engine) progressed() {
+	clear(e.refused)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !e.failing.Since.IsZero() && time.Since(e.failing.Since) >= e.cfg.StallAfter {
+		e.cfg.Logger.Info("stage moving again", "topic", e.cfg.Topic, "stalled_for", time.Since(e.failing.Since).Round(time.Second))
+	}
+	e.failing = Stall{}
 }
 
 func fenced(err error) bool {
 	return errors.Is(err, kerr.ProducerFenced) || errors.Is(err, kerr.InvalidProducerEpoch) || errors.Is(err, kerr.TransactionalIDAuthorizationFailed)
-}
-
-// recover follows a transaction whose end failed, for example because its
-// coordinator died and the commit was sent but not answered in time. The
-// client then still holds the transaction (a new Begin would fail), and the
-// commit may or may not have happened. recover aborts it, retrying until
-// the cluster answers (the abort bumps the producer epoch, which settles an
-// unconfirmed commit either way), then moves the consumer to the offsets
-// the group really committed: the client only remembers the offsets of its
-// last confirmed commit, and reading again from there would process a
-// second time what the unconfirmed commit did commit.
-func (e *Engine) recover(ctx context.Context) error {
-	backoff := e.cfg.MinBackoff
-	for {
-		endCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), endTimeout)
-		_, err := e.sess.End(endCtx, kgo.TryAbort)
-		cancel()
-		if err == nil {
-			break
-		}
-		if fenced(err) {
-			return fmt.Errorf("%w: %v", ErrFenced, err)
-		}
-		if ctx.Err() != nil {
-			// Shutting down: the broker aborts what is left at the
-			// transaction timeout, and the next owner of the
-			// partitions reads the committed offsets.
-			return nil
-		}
-		e.cfg.Logger.Warn("aborting the unfinished transaction failed, retrying", "topic", e.cfg.Topic, "backoff", backoff, "err", err)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, e.cfg.MaxBackoff)
-	}
-	for ctx.Err() == nil {
-		err := e.rewind(ctx)
-		if err == nil {
-			return nil
-		}
-		e.cfg.Logger.Warn("reading the group's committed offsets failed, retrying", "topic", e.cfg.Topic, "backoff", backoff, "err", err)
-		select {
-		case <-ctx.Done():
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, e.cfg.MaxBackoff)
-	}
-	return nil
-}
-
-// rewind sets the consumer to the offsets the group committed, as the
-// broker has them once no transaction is pending on them. A rebalance in
-// the meantime fetches them anew, so rewind starts over if the group
-// generation changed while it asked.
-func (e *Engine) rewind(ctx context.Context) error {
-	_, gen := e.cl.GroupMetadata()
-	fetchCtx, cancel := context.WithTimeout(ctx, endTimeout)
-	defer cancel()
-	offsets, err := kadm.NewClient(e.cl).FetchOffsets(kadm.RequireStable(fetchCtx), e.cfg.Group)
-	if err == nil {
-		err = offsets.Error()
-	}
-	if err != nil {
-		return err
-	}
-	if _, now := e.cl.GroupMetadata(); now != gen {
-		return fmt.Errorf("the group rebalanced (generation %d to %d)", gen, now)
-	}
-	set := map[string]map[int32]kgo.EpochOffset{e.cfg.Topic: {}}
-	offsets.Each(func(o kadm.OffsetResponse) {
-		if o.Topic == e.cfg.Topic && o.At >= 0 {
-			set[o.Topic][o.Partition] = kgo.EpochOffset{Epoch: o.LeaderEpoch, Offset: o.At}
-		}
-	})
-	e.cl.SetOffsets(set)
-	e.cfg.Logger.Info("consumer set to the group's committed offsets after an unconfirmed transaction end", "topic", e.cfg.Topic, "offsets", set[e.cfg.Topic])
-	return nil
-}
-
-// process runs the handler on one record. Poison becomes its dead letter,
-// and class says why; class is empty for a record processed normally.
-func (e *Engine) process(ctx context.Context, in *kgo.Record) (out []*kgo.Record, class string, err error) {
-	out, err = e.cfg.Handler(ctx, in)
-	if err == nil {
-		return out, "", nil
-	}
-	var p Poison
-	if !errors.As(err, &p) {
-		return nil, "", err
-	}
-	class = p.ErrorClass()
-	// The key is the only business ID a record that cannot be read has.
-	e.cfg.Logger.Warn("poison record to the dead letter queue",
-		"topic", in.Topic, "partition", in.Partition, "offset", in.Offset, "key", string(in.Key),
-		"error_class", class, "err", err)
-	dl, err := e.cfg.DeadLetter(in, class, err)
-	if err != nil {
-		return nil, "", fmt.Errorf("build dead letter: %w", err)
-	}
-	return []*kgo.Record{dl}, class, nil
-}
-
-// end commits (or aborts) the transaction with the offsets consumed in it. In
-// at-least-once mode it flushes, then commits offsets: a crash in between
-// replays the batch, which is the duplicate this mode exists to show.
-func (e *Engine) end(ctx context.Context, commit bool, firsts map[string]map[int32]kgo.EpochOffset) (bool, error) {
-	if e.sess != nil {
-		return e.sess.End(ctx, kgo.TransactionEndTry(commit))
-	}
-	if !commit {
-		// Rewind to the batch's first records so they are read again.
-		e.cl.SetOffsets(firsts)
-		return false, nil
-	}
-	if err := e.cl.CommitUncommittedOffsets(ctx); err != nil {
-		return false, err
-	}
-	return true, nil
-}
-
-// rememberFirst keeps the offset of the first record of each partition in a
-// batch: where an aborted at-least-once batch starts again.
-func rememberFirst(firsts map[string]map[int32]kgo.EpochOffset, r *kgo.Record) {
-	parts := firsts[r.Topic]
-	if parts == nil {
-		parts = make(map[int32]kgo.EpochOffset)
-		firsts[r.Topic] = parts
-	}
-	if _, ok := parts[r.Partition]; !ok {
-		parts[r.Partition] = kgo.EpochOffset{Epoch: r.LeaderEpoch, Offset: r.Offset}
-	}
 }

@@ -41,7 +41,7 @@ func runDrain(ctx context.Context, o Options, cat *schemas.Catalog, f *fleet, w 
 			for i := range orderIDs {
 				pay := shoppers.Payment(rng, 10_000)
 				orderIDs[i] = schemas.OrderID(pay.PaymentID)
-				r, err := cat.Payments.Record(schemas.UserKey(pay.UserID), &pay)
+				r, err := schemas.Payments.Codec(cat).Record(&pay)
 				if err != nil {
 					return err
 				}

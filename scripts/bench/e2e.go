@@ -21,7 +21,7 @@ const e2eWarmup = 2 * time.Second
 func runE2E(ctx context.Context, o Options, paymentURL string, w *watcher, p *progress, res *Results) error {
 	n := int(float64(o.Rate) * o.E2EFor.Seconds())
 	p.Printf("e2e: %d payments/s over HTTP for %s (%d payments), the first %s not counted", o.Rate, o.E2EFor, n, e2eWarmup)
-	times, err := newRecordTimes(ctx, o.Brokers, schemas.TopicPayments)
+	times, err := newRecordTimes(ctx, o.Brokers, schemas.Payments.Name)
 	if err != nil {
 		return err
 	}

@@ -154,26 +154,24 @@ func measureRound(ctx context.Context, o Options, mode txn.Mode, id, in string, 
 		Topic:           in,
 		TransactionalID: id,
 		InstanceID:      id, // as the services run: static members
-		Handler:         handler,
-		DeadLetter: func(*kgo.Record, string, error) (*kgo.Record, error) {
-			return nil, errors.New("a benchmark payment was poison")
-		},
+		// A benchmark payment is never poison: an error aborts.
+		Handler:     handler,
 		MaxRecords:  o.TxnRecords,
 		MaxInterval: o.TxnInterval,
 		Mode:        mode,
 		Logger:      slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		OnBatch: func(b txn.Batch) {
+			mu.Lock()
+			defer mu.Unlock()
+			if b.Committed {
+				commits = append(commits, commit{time.Now(), b.Records})
+			} else {
+				aborted++
+			}
+		},
 	})
 	if err != nil {
 		return roundResult{}, err
-	}
-	e.BatchObserver = func(records int, committed bool, _ time.Duration) {
-		mu.Lock()
-		defer mu.Unlock()
-		if committed {
-			commits = append(commits, commit{time.Now(), records})
-		} else {
-			aborted++
-		}
 	}
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -249,7 +247,7 @@ func writePayments(ctx context.Context, cl *kgo.Client, cat *schemas.Catalog, to
 	)
 	for range n {
 		pay := shoppers.Payment(rng, 10_000)
-		r, err := cat.Payments.Record(schemas.UserKey(pay.UserID), &pay)
+		r, err := schemas.Payments.Codec(cat).Record(&pay)
 		if err != nil {
 			return err
 		}

@@ -130,7 +130,11 @@ func main() {
 	// The clients' own warnings go to stderr; progress goes to stdout.
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 
-	cluster, err := infra.ConnectOrEmbed(ctx)
+	var on target.Target // none: an embedded cluster of its own
+	if t := target.Explicit(); t != nil {
+		on = *t
+	}
+	cluster, err := infra.ConnectOrEmbed(ctx, on.Brokers, on.RegistryURL)
 	if err != nil {
 		fail("%v", err)
 	}
@@ -168,7 +172,7 @@ func Run(ctx context.Context, o Options, out io.Writer) (*Results, error) {
 	if err != nil {
 		return res, err
 	}
-	cat, err := schemas.NewCatalog(ctx, reg)
+	cat, err := schemas.Resolved(ctx, reg)
 	if err != nil {
 		return res, err
 	}

@@ -33,7 +33,7 @@ type watcher struct {
 }
 
 func newWatcher(ctx context.Context, cat *schemas.Catalog, brokers []string) (*watcher, error) {
-	from, err := infra.EndOffsets(ctx, brokers, schemas.TopicEmails)
+	from, err := infra.EndOffsets(ctx, brokers, schemas.Emails.Name)
 	if err != nil {
 		return nil, err
 	}
@@ -51,7 +51,7 @@ func newWatcher(ctx context.Context, cat *schemas.Catalog, brokers []string) (*w
 			now := time.Now()
 			w.mu.Lock()
 			fetches.EachRecord(func(r *kgo.Record) {
-				if e, err := cat.Emails.Decode(ctx, r.Value); err == nil {
+				if e, err := schemas.Emails.Codec(cat).Decode(ctx, r.Value); err == nil {
 					if _, dup := w.emails[e.OrderID]; !dup {
 						w.emails[e.OrderID] = emailSeen{committed: now, produced: r.Timestamp}
 					}

@@ -13,7 +13,7 @@ import (
 
 	"github.com/blackfriday-kafka/shop/infra"
 	"github.com/blackfriday-kafka/shop/schemas"
-	"github.com/blackfriday-kafka/shop/services/platform"
+	"github.com/blackfriday-kafka/shop/services/config"
 	"github.com/blackfriday-kafka/shop/services/shop"
 )
 
@@ -21,8 +21,8 @@ import (
 // stopped and nothing writes any more, and replays it through analytics.
 func collect(ctx context.Context, cat *schemas.Catalog, o Options, from map[string]map[int32]kgo.Offset, accepted map[string]int64) (Ledger, error) {
 	l := Ledger{Accepted: accepted}
-	err := readTopic(ctx, o.Brokers, schemas.TopicOrders, kgo.ReadCommitted(), func(r *kgo.Record) error {
-		ord, err := cat.Orders.Decode(ctx, r.Value)
+	err := readTopic(ctx, o.Brokers, schemas.Orders.Name, kgo.ReadCommitted(), func(r *kgo.Record) error {
+		ord, err := schemas.Orders.Codec(cat).Decode(ctx, r.Value)
 		if err != nil {
 			return fmt.Errorf("order-created %d/%d: %w", r.Partition, r.Offset, err)
 		}
@@ -36,11 +36,11 @@ func collect(ctx context.Context, cat *schemas.Catalog, o Options, from map[stri
 	if err != nil {
 		return l, err
 	}
-	err = readTopic(ctx, o.Brokers, schemas.TopicEmails, kgo.ReadCommitted(), func(r *kgo.Record) error {
+	err = readTopic(ctx, o.Brokers, schemas.Emails.Name, kgo.ReadCommitted(), func(r *kgo.Record) error {
 		if r.Offset < from[r.Topic][r.Partition].EpochOffset().Offset {
 			return nil
 		}
-		e, err := cat.Emails.Decode(ctx, r.Value)
+		e, err := schemas.Emails.Codec(cat).Decode(ctx, r.Value)
 		if err != nil {
 			return fmt.Errorf("email-sent %d/%d: %w", r.Partition, r.Offset, err)
 		}
@@ -50,7 +50,7 @@ func collect(ctx context.Context, cat *schemas.Catalog, o Options, from map[stri
 	if err != nil {
 		return l, err
 	}
-	for topic, count := range map[string]*int{schemas.TopicOrders: &l.OrdersUncommitted, schemas.TopicEmails: &l.EmailsUncommitted} {
+	for topic, count := range map[string]*int{schemas.Orders.Name: &l.OrdersUncommitted, schemas.Emails.Name: &l.EmailsUncommitted} {
 		if err := readTopic(ctx, o.Brokers, topic, kgo.ReadUncommitted(), func(r *kgo.Record) error {
 			if r.Offset >= from[r.Topic][r.Partition].EpochOffset().Offset {
 				*count++
@@ -81,13 +81,9 @@ func readTopic(ctx context.Context, brokers []string, topic string, iso kgo.Isol
 // replayAnalytics starts a fresh analytics service, which rebuilds its
 // figures from the log, and records what it reports.
 func replayAnalytics(ctx context.Context, cat *schemas.Catalog, o Options, l *Ledger) error {
-	s, err := shop.Start(ctx, cat, shop.Options{
-		Services: []string{"analytics"},
-		Config: func(string) (platform.Config, error) {
-			return platform.Config{Brokers: o.Brokers, RegistryURL: o.RegistryURL, Addr: "127.0.0.1:0", InstanceID: "chaos",
-				Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, nil
-		},
-	})
+	cfg := config.Config{Brokers: o.Brokers, RegistryURL: o.RegistryURL, Addr: "127.0.0.1:0", InstanceID: "chaos",
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	s, err := shop.Start(ctx, cfg, cat, shop.Options{Services: []string{"analytics"}})
 	if err != nil {
 		return err
 	}

@@ -87,7 +87,11 @@ func main() {
 	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
 
-	cluster, err := infra.ConnectOrEmbed(ctx)
+	var on target.Target // none: an embedded cluster of its own
+	if t := target.Explicit(); t != nil {
+		on = *t
+	}
+	cluster, err := infra.ConnectOrEmbed(ctx, on.Brokers, on.RegistryURL)
 	if err != nil {
 		fail("%v", err)
 	}
@@ -118,13 +122,13 @@ func Run(ctx context.Context, o Options, out *os.File) (Verdict, int, error) {
 	if err != nil {
 		return Verdict{}, 0, err
 	}
-	cat, err := schemas.NewCatalog(ctx, reg)
+	cat, err := schemas.Resolved(ctx, reg)
 	if err != nil {
 		return Verdict{}, 0, err
 	}
 	// Only what this run writes is judged: the output topics are read
 	// from where they end now.
-	from, err := infra.EndOffsets(ctx, o.Brokers, schemas.TopicOrders, schemas.TopicEmails)
+	from, err := infra.EndOffsets(ctx, o.Brokers, schemas.Orders.Name, schemas.Emails.Name)
 	if err != nil {
 		return Verdict{}, 0, err
 	}

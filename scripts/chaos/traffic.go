@@ -47,7 +47,7 @@ func (s *sender) send(ctx context.Context, n int, d time.Duration, seed uint64) 
 			}
 		}
 		p := shoppers.Payment(rng, 500)
-		r, err := s.cat.Payments.Record(schemas.UserKey(p.UserID), &p)
+		r, err := schemas.Payments.Codec(s.cat).Record(&p)
 		if err != nil {
 			return err
 		}
@@ -125,12 +125,12 @@ func (w *watch) see(ctx context.Context, r *kgo.Record) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	switch r.Topic {
-	case schemas.TopicOrders:
-		if o, err := w.cat.Orders.Decode(ctx, r.Value); err == nil {
+	case schemas.Orders.Name:
+		if o, err := schemas.Orders.Codec(w.cat).Decode(ctx, r.Value); err == nil {
 			w.orders[o.PaymentID] = o.OrderID
 		}
-	case schemas.TopicEmails:
-		if e, err := w.cat.Emails.Decode(ctx, r.Value); err == nil {
+	case schemas.Emails.Name:
+		if e, err := schemas.Emails.Codec(w.cat).Decode(ctx, r.Value); err == nil {
 			w.emailed[e.OrderID] = true
 		}
 	}

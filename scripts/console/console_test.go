@@ -18,6 +18,7 @@ import (
 	"github.com/blackfriday-kafka/shop/infra"
 	"github.com/blackfriday-kafka/shop/schemas"
 	"github.com/blackfriday-kafka/shop/scripts/console"
+	"github.com/blackfriday-kafka/shop/services/deadletter"
 	"github.com/blackfriday-kafka/shop/services/shop/shoptest"
 )
 
@@ -119,17 +120,17 @@ const payment = `{"payment_id": "5f0c1d7e-3b7a-4a51-9f51-6a1c3c1f2b10", "user_id
 func TestConsumeDecodesWhatProduceEncodes(t *testing.T) {
 	e := start(t)
 	minimal := `{"user_id": 7, "cart": [{"name": "Socks", "unit_price_cents": 500, "quantity": 3}], "total_cents": 1500}`
-	sent, res := e.produce(t, console.ProduceOptions{Topic: schemas.TopicPayments}, payment+"\n\n"+minimal+"\n")
-	if res.Records != 2 || res.SchemaID != e.cat.Payments.SchemaID() || res.Version != 1 {
-		t.Fatalf("produced %+v, want 2 records with the build's schema ID %d, version 1", res, e.cat.Payments.SchemaID())
+	sent, res := e.produce(t, console.ProduceOptions{Topic: schemas.Payments.Name}, payment+"\n\n"+minimal+"\n")
+	if res.Records != 2 || res.SchemaID != schemas.Payments.Codec(e.cat).SchemaID() || res.Version != 1 {
+		t.Fatalf("produced %+v, want 2 records with the build's schema ID %d, version 1", res, schemas.Payments.Codec(e.cat).SchemaID())
 	}
 	if *sent[0].Key != "42" || *sent[1].Key != "7" || sent[0].Line != 1 || sent[1].Line != 3 {
 		t.Fatalf("sent %+v %+v: want keys 42 and 7 from lines 1 and 3", sent[0], sent[1])
 	}
 
 	// The services read it as the payment typed.
-	r := fetch(t, e.stack.Brokers, schemas.TopicPayments, sent[0].Partition, sent[0].Offset)
-	p, err := e.cat.Payments.Decode(ctx(t), r.Value)
+	r := fetch(t, e.stack.Brokers, schemas.Payments.Name, sent[0].Partition, sent[0].Offset)
+	p, err := schemas.Payments.Codec(e.cat).Decode(ctx(t), r.Value)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +145,7 @@ func TestConsumeDecodesWhatProduceEncodes(t *testing.T) {
 	}
 
 	// The console prints it back.
-	lines := e.consume(t, console.ConsumeOptions{Topics: []string{schemas.TopicPayments}}, 2)
+	lines := e.consume(t, console.ConsumeOptions{Topics: []string{schemas.Payments.Name}}, 2)
 	byKey := map[string]map[string]any{}
 	for _, l := range lines {
 		byKey[l["key"].(string)] = l
@@ -155,7 +156,7 @@ func TestConsumeDecodesWhatProduceEncodes(t *testing.T) {
 	if !reflect.DeepEqual(l["value"], typed) {
 		t.Fatalf("consumed value\n %v\nwant %v", l["value"], typed)
 	}
-	if l["topic"] != schemas.TopicPayments || l["offset"] != float64(sent[0].Offset) || l["schema_id"] != float64(res.SchemaID) {
+	if l["topic"] != schemas.Payments.Name || l["offset"] != float64(sent[0].Offset) || l["schema_id"] != float64(res.SchemaID) {
 		t.Fatalf("consumed line %v", l)
 	}
 	// The minimal line got a payment ID and a time.
@@ -166,7 +167,7 @@ func TestConsumeDecodesWhatProduceEncodes(t *testing.T) {
 
 	// Field order follows the schema, for people.
 	var out bytes.Buffer
-	console.Consume(ctx(t), e.reg, console.ConsumeOptions{Brokers: e.stack.Brokers, Topics: []string{schemas.TopicPayments},
+	console.Consume(ctx(t), e.reg, console.ConsumeOptions{Brokers: e.stack.Brokers, Topics: []string{schemas.Payments.Name},
 		FromBeginning: true, Max: 1}, &out)
 	if !regexpOrder(out.String(), `"topic"`, `"partition"`, `"offset"`, `"key"`, `"value"`, `"payment_id"`, `"user_id"`, `"cart"`, `"total_cents"`, `"paid_at"`) {
 		t.Fatalf("fields out of order: %s", out.String())
@@ -197,7 +198,7 @@ func TestProduceRefusesWhatDoesNotFit(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			in := payment + "\n" + line + "\n"
-			_, err := console.Produce(ctx(t), e.reg, console.ProduceOptions{Brokers: e.stack.Brokers, Topic: schemas.TopicPayments},
+			_, err := console.Produce(ctx(t), e.reg, console.ProduceOptions{Brokers: e.stack.Brokers, Topic: schemas.Payments.Name},
 				strings.NewReader(in), &bytes.Buffer{})
 			if err == nil || !strings.HasPrefix(err.Error(), "line 2: ") {
 				t.Fatalf("err = %v, want one naming line 2", err)
@@ -205,7 +206,7 @@ func TestProduceRefusesWhatDoesNotFit(t *testing.T) {
 		})
 	}
 	// Nothing was sent, not even the good first lines.
-	e.consume(t, console.ConsumeOptions{Topics: []string{schemas.TopicPayments}, Idle: 2 * time.Second}, 0)
+	e.consume(t, console.ConsumeOptions{Topics: []string{schemas.Payments.Name}, Idle: 2 * time.Second}, 0)
 }
 
 // TestRawPoisonAndDeadLetters: --raw sends hand-made poison as typed, the
@@ -214,11 +215,11 @@ func TestProduceRefusesWhatDoesNotFit(t *testing.T) {
 func TestRawPoisonAndDeadLetters(t *testing.T) {
 	e := start(t)
 	pill := `{"user_id": 42, "cart": "oops"}`
-	sent, res := e.produce(t, console.ProduceOptions{Topic: schemas.TopicPayments, Raw: true}, pill+"\n\n")
+	sent, res := e.produce(t, console.ProduceOptions{Topic: schemas.Payments.Name, Raw: true}, pill+"\n\n")
 	if res.Records != 2 || res.SchemaID != 0 || *sent[0].Key != "42" || sent[1].Key != nil {
 		t.Fatalf("raw produce: %+v %+v", res, sent)
 	}
-	lines := e.consume(t, console.ConsumeOptions{Topics: []string{schemas.TopicPayments}}, 2)
+	lines := e.consume(t, console.ConsumeOptions{Topics: []string{schemas.Payments.Name}}, 2)
 	classes := map[string]bool{}
 	for _, l := range lines {
 		de := l["decode_error"].(map[string]any)
@@ -231,8 +232,8 @@ func TestRawPoisonAndDeadLetters(t *testing.T) {
 		t.Fatalf("decode errors %v, want bad-magic-byte and empty-value", classes)
 	}
 
-	src := fetch(t, e.stack.Brokers, schemas.TopicPayments, sent[0].Partition, sent[0].Offset)
-	dl, err := schemas.DeadLetterRecord(e.cat.PaymentDLQ, "order", src, "bad-magic-byte", errors.New("not Avro"))
+	src := fetch(t, e.stack.Brokers, schemas.Payments.Name, sent[0].Partition, sent[0].Offset)
+	dl, err := deadletter.Letters{Codec: schemas.PaymentDLQ.Codec(e.cat), Service: "order"}.Record(src, "bad-magic-byte", errors.New("not Avro"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,26 +242,26 @@ func TestRawPoisonAndDeadLetters(t *testing.T) {
 	if err := cl.ProduceSync(ctx(t), dl).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
-	l := e.consume(t, console.ConsumeOptions{Topics: []string{schemas.TopicPaymentDLQ}, Bytes: console.Hex}, 1)[0]
+	l := e.consume(t, console.ConsumeOptions{Topics: []string{schemas.PaymentDLQ.Name}, Bytes: console.Hex}, 1)[0]
 	if l["error_class"] != "bad-magic-byte" || l["error"] != "not Avro" || l["original_text"] != pill ||
 		l["original_key"] != "42" || l["original_value"] != console.Hex.Encode([]byte(pill)) {
 		t.Fatalf("dead letter line: %v", l)
 	}
-	if h := l["headers"].(map[string]any); h["error.class"] != "bad-magic-byte" || h["source.topic"] != schemas.TopicPayments {
+	if h := l["headers"].(map[string]any); h["error.class"] != "bad-magic-byte" || h["source.topic"] != schemas.Payments.Name {
 		t.Fatalf("dead letter headers: %v", h)
 	}
 
 	// A dead letter printed in base64 goes back in as it came out
 	// (nullable bytes, timestamps): replaying a DLQ is jq and a pipe.
-	b64 := e.consume(t, console.ConsumeOptions{Topics: []string{schemas.TopicPaymentDLQ}}, 1)[0]
+	b64 := e.consume(t, console.ConsumeOptions{Topics: []string{schemas.PaymentDLQ.Name}}, 1)[0]
 	line, _ := json.Marshal(b64["value"])
-	e.produce(t, console.ProduceOptions{Topic: schemas.TopicPaymentDLQ, Bytes: console.Base64}, string(line)+"\n")
-	again := e.consume(t, console.ConsumeOptions{Topics: []string{schemas.TopicPaymentDLQ}}, 2)
+	e.produce(t, console.ProduceOptions{Topic: schemas.PaymentDLQ.Name, Bytes: console.Base64}, string(line)+"\n")
+	again := e.consume(t, console.ConsumeOptions{Topics: []string{schemas.PaymentDLQ.Name}}, 2)
 	if !reflect.DeepEqual(again[0]["value"], again[1]["value"]) {
 		t.Fatalf("dead letter round trip:\n %v\n %v", again[0]["value"], again[1]["value"])
 	}
 
-	raw := e.consume(t, console.ConsumeOptions{Topics: []string{schemas.TopicPaymentDLQ}, Raw: true}, 1)[0]
+	raw := e.consume(t, console.ConsumeOptions{Topics: []string{schemas.PaymentDLQ.Name}, Raw: true}, 1)[0]
 	if raw["value"] != base64.StdEncoding.EncodeToString(dl.Value) || raw["error_class"] != nil {
 		t.Fatalf("--raw printed %v", raw)
 	}
@@ -272,7 +273,7 @@ func TestReadCommittedHidesAbortedRecords(t *testing.T) {
 	e := start(t)
 	p := schemas.PaymentSucceeded{PaymentID: "5f0c1d7e-3b7a-4a51-9f51-6a1c3c1f2b10", UserID: 1,
 		Cart: []schemas.CartItem{{Name: "x", UnitPriceCents: 1, Quantity: 1}}, TotalCents: 1, PaidAt: time.Now()}
-	rec, err := e.cat.Payments.Record(schemas.UserKey(1), &p)
+	rec, err := schemas.Payments.Codec(e.cat).Record(&p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -290,12 +291,12 @@ func TestReadCommittedHidesAbortedRecords(t *testing.T) {
 	if err := cl.EndTransaction(ctx(t), kgo.TryAbort); err != nil {
 		t.Fatal(err)
 	}
-	uncommitted := e.consume(t, console.ConsumeOptions{Topics: []string{schemas.TopicPayments}, ReadUncommitted: true}, 1)
+	uncommitted := e.consume(t, console.ConsumeOptions{Topics: []string{schemas.Payments.Name}, ReadUncommitted: true}, 1)
 	if uncommitted[0]["value"].(map[string]any)["payment_id"] != p.PaymentID {
 		t.Fatalf("read_uncommitted: %v", uncommitted[0])
 	}
 	var out bytes.Buffer
-	n, err := console.Consume(ctx(t), e.reg, console.ConsumeOptions{Brokers: e.stack.Brokers, Topics: []string{schemas.TopicPayments},
+	n, err := console.Consume(ctx(t), e.reg, console.ConsumeOptions{Brokers: e.stack.Brokers, Topics: []string{schemas.Payments.Name},
 		FromBeginning: true, Idle: 2 * time.Second}, &out)
 	if err != nil || n != 0 {
 		t.Fatalf("read_committed printed %d records (%v):\n%s", n, err, out.String())
@@ -306,8 +307,8 @@ func TestReadCommittedHidesAbortedRecords(t *testing.T) {
 // stopped.
 func TestGroupResumes(t *testing.T) {
 	e := start(t)
-	e.produce(t, console.ProduceOptions{Topic: schemas.TopicPayments, Key: "same"}, strings.Repeat(payment+"\n", 3))
-	opts := console.ConsumeOptions{Topics: []string{schemas.TopicPayments}, Group: "console-test"}
+	e.produce(t, console.ProduceOptions{Topic: schemas.Payments.Name, Key: "same"}, strings.Repeat(payment+"\n", 3))
+	opts := console.ConsumeOptions{Topics: []string{schemas.Payments.Name}, Group: "console-test"}
 	first := e.consume(t, opts, 2)
 	second := e.consume(t, opts, 1)
 	if first[0]["offset"] != 0.0 || first[1]["offset"] != 1.0 || second[0]["offset"] != 2.0 {
@@ -320,7 +321,7 @@ func TestGroupResumes(t *testing.T) {
 // still reads the payment; the incompatible variant is refused.
 func TestProduceWithV2(t *testing.T) {
 	e := start(t)
-	_, err := console.Produce(ctx(t), e.reg, console.ProduceOptions{Brokers: e.stack.Brokers, Topic: schemas.TopicPayments,
+	_, err := console.Produce(ctx(t), e.reg, console.ProduceOptions{Brokers: e.stack.Brokers, Topic: schemas.Payments.Name,
 		Schema: "../../schemas/evolution/payment_succeeded_v2_incompatible.avsc"}, strings.NewReader(payment), &bytes.Buffer{})
 	var re *sr.ResponseError
 	if !errors.As(err, &re) || re.StatusCode != 409 {
@@ -328,25 +329,25 @@ func TestProduceWithV2(t *testing.T) {
 	}
 
 	v2line := strings.Replace(payment, `"total_cents": 203880,`, `"total_cents": 203880, "currency": "USD",`, 1)
-	sent, res := e.produce(t, console.ProduceOptions{Topic: schemas.TopicPayments,
+	sent, res := e.produce(t, console.ProduceOptions{Topic: schemas.Payments.Name,
 		Schema: "../../schemas/evolution/payment_succeeded_v2.avsc"}, v2line+"\n")
-	if res.Version != 2 || res.SchemaID == e.cat.Payments.SchemaID() {
+	if res.Version != 2 || res.SchemaID == schemas.Payments.Codec(e.cat).SchemaID() {
 		t.Fatalf("v2 produce used %+v", res)
 	}
 	// latest is now v2; a line without currency takes its default.
-	_, latest := e.produce(t, console.ProduceOptions{Topic: schemas.TopicPayments}, payment+"\n")
+	_, latest := e.produce(t, console.ProduceOptions{Topic: schemas.Payments.Name}, payment+"\n")
 	if latest.Version != 2 {
 		t.Fatalf("latest is version %d, want 2", latest.Version)
 	}
-	_, build := e.produce(t, console.ProduceOptions{Topic: schemas.TopicPayments, Schema: "build"}, payment+"\n")
-	if build.Version != 1 || build.SchemaID != e.cat.Payments.SchemaID() {
+	_, build := e.produce(t, console.ProduceOptions{Topic: schemas.Payments.Name, Schema: "build"}, payment+"\n")
+	if build.Version != 1 || build.SchemaID != schemas.Payments.Codec(e.cat).SchemaID() {
 		t.Fatalf("build schema is %+v, want version 1", build)
 	}
 
 	// The console shows each record as written: v2 ones with their
 	// currency, typed or defaulted; the v1 one without.
 	var got []string
-	for _, l := range e.consume(t, console.ConsumeOptions{Topics: []string{schemas.TopicPayments}}, 3) {
+	for _, l := range e.consume(t, console.ConsumeOptions{Topics: []string{schemas.Payments.Name}}, 3) {
 		c, ok := l["value"].(map[string]any)["currency"]
 		switch id := int(l["schema_id"].(float64)); {
 		case id == res.SchemaID && ok:
@@ -362,8 +363,8 @@ func TestProduceWithV2(t *testing.T) {
 		t.Fatalf("consumed %v, want %v", got, want)
 	}
 
-	r := fetch(t, e.stack.Brokers, schemas.TopicPayments, sent[0].Partition, sent[0].Offset)
-	p, err := e.cat.Payments.Decode(ctx(t), r.Value)
+	r := fetch(t, e.stack.Brokers, schemas.Payments.Name, sent[0].Partition, sent[0].Offset)
+	p, err := schemas.Payments.Codec(e.cat).Decode(ctx(t), r.Value)
 	if err != nil || p.TotalCents != 203880 {
 		t.Fatalf("v1 codec on v2 data: %+v, %v", p, err)
 	}

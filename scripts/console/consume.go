@@ -126,7 +126,7 @@ func Consume(ctx context.Context, reg *sr.Client, opts ConsumeOptions, out io.Wr
 		}
 	}
 
-	dec := newDecoder(reg)
+	dec := schemas.NewCatalog(reg)
 	w := bufio.NewWriter(out)
 	defer w.Flush()
 	enc := json.NewEncoder(w)
@@ -215,7 +215,7 @@ func commitPrinted(ctx context.Context, cl *kgo.Client, recs []*kgo.Record) erro
 const groupJoinWait = 30 * time.Second
 
 // describe turns a record into its printed line.
-func describe(ctx context.Context, dec *decoder, r *kgo.Record, opts ConsumeOptions) (*Line, error) {
+func describe(ctx context.Context, dec *schemas.Catalog, r *kgo.Record, opts ConsumeOptions) (*Line, error) {
 	line := &Line{
 		Topic:     r.Topic,
 		Partition: r.Partition,
@@ -233,7 +233,7 @@ func describe(ctx context.Context, dec *decoder, r *kgo.Record, opts ConsumeOpti
 		line.Value = bytesOrNil(r.Value, opts.Bytes)
 		return line, nil
 	}
-	w, v, err := dec.decode(ctx, r.Value)
+	w, v, err := dec.DecodeWritten(ctx, r.Value)
 	var re *schemas.RecordError
 	switch {
 	case errors.As(err, &re):
@@ -243,11 +243,11 @@ func describe(ctx context.Context, dec *decoder, r *kgo.Record, opts ConsumeOpti
 	case err != nil:
 		return nil, err
 	}
-	line.SchemaID = w.id
-	line.Value = toJSON(w.schema, v, opts.Bytes)
-	if subject := schemas.Subject(r.Topic); !slices.Contains(w.subjects, subject) {
+	line.SchemaID = w.ID
+	line.Value = toJSON(w.Schema, v, opts.Bytes)
+	if subject := schemas.Subject(r.Topic); !slices.Contains(w.Subjects, subject) {
 		line.DecodeError = &DecodeError{Class: string(schemas.WrongSubject),
-			Error: fmt.Sprintf("schema ID %d belongs to %v, not %s", w.id, w.subjects, subject)}
+			Error: fmt.Sprintf("schema ID %d belongs to %v, not %s", w.ID, w.Subjects, subject)}
 	}
 	if m, ok := v.(map[string]any); ok {
 		deadLetter(line, m, opts.Bytes)

@@ -189,6 +189,9 @@ func record(line []byte, schema avro.Schema, id int, opts ProduceOptions) (*kgo.
 	return r, nil
 }
 
+// avroConfig bounds what a value typed by hand can make the encoder allocate.
+var avroConfig = avro.Config{MaxByteSliceSize: 1 << 20, MaxSliceAllocSize: 10_000}.Freeze()
+
 // userKey is the decimal user_id of a JSON line, if it has one: the key
 // every service uses, so the record lands on the user's partition.
 func userKey(line []byte) []byte {
@@ -222,11 +225,11 @@ func writerSchema(ctx context.Context, reg *sr.Client, topic, which string) (avr
 			return nil, 0, 0, fmt.Errorf("latest schema of %s: %w (run make schemas first?)", subject, err)
 		}
 	case which == "build":
-		text, textErr := schemas.SchemaText(topic)
-		if textErr != nil {
-			return nil, 0, 0, textErr
+		spec, ok := schemas.Lookup(topic)
+		if !ok {
+			return nil, 0, 0, fmt.Errorf("this build has no schema for topic %q", topic)
 		}
-		ss, err = schemas.RegisterText(ctx, reg, topic, text)
+		ss, err = schemas.Register(ctx, reg, spec)
 	default:
 		if v, convErr := strconv.Atoi(which); convErr == nil {
 			ss, err = reg.SchemaByVersion(ctx, subject, v)
@@ -236,7 +239,7 @@ func writerSchema(ctx context.Context, reg *sr.Client, topic, which string) (avr
 		if readErr != nil {
 			return nil, 0, 0, fmt.Errorf("schema %q is not latest, build, a version number or a readable .avsc file: %w", which, readErr)
 		}
-		ss, err = schemas.RegisterText(ctx, reg, topic, string(text))
+		ss, err = schemas.RegisterText(ctx, reg, subject, string(text))
 	}
 	if err != nil {
 		return nil, 0, 0, fmt.Errorf("schema %s of %s: %w", which, subject, err)

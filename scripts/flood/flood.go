@@ -41,7 +41,7 @@ func (r Result) Rate() float64 {
 
 func (r Result) String() string {
 	return fmt.Sprintf("flood: %d payments written to %s in %s: %.0f payments/s",
-		r.Written, schemas.TopicPayments, r.Elapsed.Round(time.Millisecond), r.Rate())
+		r.Written, schemas.Payments.Name, r.Elapsed.Round(time.Millisecond), r.Rate())
 }
 
 // Flood writes opts.N valid payments to payment-successful as fast as the
@@ -83,7 +83,7 @@ func Flood(ctx context.Context, cl *kgo.Client, payments *schemas.Codec[schemas.
 	rng := rand.New(rand.NewPCG(uint64(start.UnixNano()), 0))
 	for range opts.N {
 		p := shoppers.Payment(rng, opts.Users)
-		rec, err := payments.Record(schemas.UserKey(p.UserID), &p)
+		rec, err := payments.Record(&p)
 		if err != nil {
 			return Result{}, err
 		}

@@ -64,7 +64,7 @@ func main() {
 	if err != nil {
 		fail(err)
 	}
-	cat, err := schemas.NewCatalog(ctx, reg)
+	cat, err := schemas.Resolved(ctx, reg)
 	if err != nil {
 		fail(fmt.Errorf("schema registry at %s: %w", t.RegistryURL, err))
 	}
@@ -73,8 +73,8 @@ func main() {
 		fail(err)
 	}
 	defer cl.Close()
-	fmt.Printf("flood: writing %d payments to %s on %v\n", opts.N, schemas.TopicPayments, t.Brokers)
-	res, err := Flood(ctx, cl, cat.Payments, opts, os.Stdout)
+	fmt.Printf("flood: writing %d payments to %s on %v\n", opts.N, schemas.Payments.Name, t.Brokers)
+	res, err := Flood(ctx, cl, schemas.Payments.Codec(cat), opts, os.Stdout)
 	if err != nil {
 		fail(fmt.Errorf("%w (%d acknowledged before)", err, res.Written))
 	}

@@ -29,7 +29,7 @@ func TestFloodWritesExactlyN(t *testing.T) {
 	defer cl.Close()
 
 	var out bytes.Buffer
-	res, err := Flood(ctx, cl, cat.Payments, Options{N: n, Progress: time.Millisecond}, &out)
+	res, err := Flood(ctx, cl, schemas.Payments.Codec(cat), Options{N: n, Progress: time.Millisecond}, &out)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,7 +37,7 @@ func TestFloodWritesExactlyN(t *testing.T) {
 		t.Fatalf("result %+v: %s", res, res)
 	}
 
-	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, schemas.TopicPayments)
+	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, schemas.Payments.Name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +47,7 @@ func TestFloodWritesExactlyN(t *testing.T) {
 		t.Fatalf("payment-successful holds %d records, want %d", total, n)
 	}
 
-	read, err := kgo.NewClient(kgo.SeedBrokers(stack.Brokers...), kgo.ConsumeTopics(schemas.TopicPayments),
+	read, err := kgo.NewClient(kgo.SeedBrokers(stack.Brokers...), kgo.ConsumeTopics(schemas.Payments.Name),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
 		t.Fatal(err)
@@ -56,7 +56,7 @@ func TestFloodWritesExactlyN(t *testing.T) {
 	ids := map[string]bool{}
 	for len(ids) < n && ctx.Err() == nil {
 		for _, r := range read.PollFetches(ctx).Records() {
-			p, err := cat.Payments.Decode(ctx, r.Value)
+			p, err := schemas.Payments.Codec(cat).Decode(ctx, r.Value)
 			if err != nil {
 				t.Fatalf("offset %d: %v", r.Offset, err)
 			}

@@ -137,13 +137,13 @@ func topicsReplicated(ctx context.Context, seeds []string) (string, bool) {
 		return err.Error(), false
 	}
 	defer cl.Close()
-	details, err := adm.ListTopics(ctx, schemas.Topics...)
+	details, err := adm.ListTopics(ctx, schemas.TopicNames()...)
 	if err != nil {
 		return err.Error(), false
 	}
 	var behind []string
 	parts := 0
-	for _, topic := range schemas.Topics {
+	for _, topic := range schemas.TopicNames() {
 		d, ok := details[topic]
 		if !ok || d.Err != nil {
 			behind = append(behind, topic+" missing")
@@ -159,7 +159,7 @@ func topicsReplicated(ctx context.Context, seeds []string) (string, bool) {
 	if len(behind) > 0 {
 		return strings.Join(behind, "; "), false
 	}
-	return fmt.Sprintf("%d topics, %d partitions, every ISR full", len(schemas.Topics), parts), true
+	return fmt.Sprintf("%d topics, %d partitions, every ISR full", len(schemas.TopicNames()), parts), true
 }
 
 // groupCoordinator finds the coordinator of a consumer group, which needs the

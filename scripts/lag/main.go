@@ -19,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/blackfriday-kafka/shop/scripts/target"
+	"github.com/blackfriday-kafka/shop/services/lag"
 )
 
 const description = `
@@ -61,10 +62,10 @@ func main() {
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
 
-	var prev *Report
+	var prev *lag.Report
 	for {
 		askCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		rep, err := Collect(askCtx, adm, groups...)
+		rep, err := lag.Collect(askCtx, adm, groups...)
 		cancel()
 		if ctx.Err() != nil {
 			return

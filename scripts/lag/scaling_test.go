@@ -13,9 +13,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/blackfriday-kafka/shop/schemas"
-	"github.com/blackfriday-kafka/shop/services/platform"
+	"github.com/blackfriday-kafka/shop/services/lag"
 	"github.com/blackfriday-kafka/shop/services/shop"
 	"github.com/blackfriday-kafka/shop/services/shop/shoptest"
+	"github.com/blackfriday-kafka/shop/services/stage"
 )
 
 // TestConsumerGroupScaling measures the tutorial's part 4 on the embedded
@@ -57,7 +58,7 @@ func drainRate(t *testing.T, n, stop int) float64 {
 	for range 1500 {
 		p := schemas.PaymentSucceeded{PaymentID: uuid.NewString(), UserID: 1 + rng.Int64N(1000),
 			Cart: []schemas.CartItem{{Name: "Kindle", UnitPriceCents: 8999, Quantity: 1}}, TotalCents: 8999, PaidAt: time.Now()}
-		rec, err := cat.Payments.Record(schemas.UserKey(p.UserID), &p)
+		rec, err := schemas.Payments.Codec(cat).Record(&p)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -74,22 +75,21 @@ func drainRate(t *testing.T, n, stop int) float64 {
 	instances := make([]*shop.Shop, n)
 	for i := range n {
 		id := strconv.Itoa(i + 1)
-		s, err := shop.Start(ctx, cat, shop.Options{Services: []string{"order"}, Config: func(string) (platform.Config, error) {
-			return platform.Config{Brokers: stack.Brokers, RegistryURL: stack.RegistryURL, Addr: "127.0.0.1:0",
-				InstanceID: id, ProcessingDelay: 100 * time.Millisecond, Logger: shoptest.Logger()}, nil
-		}})
+		cfg := shoptest.Config(stack)
+		cfg.InstanceID, cfg.ProcessingDelay = id, 100*time.Millisecond
+		s, err := shop.Start(ctx, cfg, cat, shop.Options{Services: []string{"order"}})
 		if err != nil {
 			t.Fatal(err)
 		}
 		instances[i] = s
 		t.Cleanup(func() { s.Stop() })
 	}
-	group := platform.Group("order")
+	group := stage.Group("order")
 
 	// Wait until every instance holds a partition and the group commits.
-	var first Report
+	var first lag.Report
 	for {
-		rep, err := Collect(ctx, adm, group)
+		rep, err := lag.Collect(ctx, adm, group)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -115,14 +115,14 @@ func drainRate(t *testing.T, n, stop int) float64 {
 			t.Fatal(err)
 		}
 		for {
-			rep, err := Collect(ctx, adm, group)
+			rep, err := lag.Collect(ctx, adm, group)
 			if err != nil {
 				t.Fatal(err)
 			}
 			g := rep.Groups[0]
 			held := 0
 			for _, m := range g.Members {
-				held += len(m.Assigned[schemas.TopicPayments])
+				held += len(m.Assigned[schemas.Payments.Name])
 			}
 			if g.State == "Stable" && len(g.Members) == n-1 && held == 3 {
 				for _, m := range g.Members {
@@ -144,12 +144,12 @@ func drainRate(t *testing.T, n, stop int) float64 {
 // measure is the group's committed records per second over window.
 func measure(t *testing.T, ctx context.Context, adm *kadm.Client, group string, window time.Duration) float64 {
 	t.Helper()
-	before, err := Collect(ctx, adm, group)
+	before, err := lag.Collect(ctx, adm, group)
 	if err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(window)
-	after, err := Collect(ctx, adm, group)
+	after, err := lag.Collect(ctx, adm, group)
 	if err != nil {
 		t.Fatal(err)
 	}

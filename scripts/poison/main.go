@@ -82,7 +82,7 @@ func Run(ctx context.Context, t Target, out io.Writer) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	cat, err := schemas.NewCatalog(ctx, reg)
+	cat, err := schemas.Resolved(ctx, reg)
 	if err != nil {
 		return "", fmt.Errorf("schema registry at %s: %w", t.RegistryURL, err)
 	}
@@ -96,10 +96,10 @@ func Run(ctx context.Context, t Target, out io.Writer) (string, error) {
 	}
 	defer cl.Close()
 
-	fmt.Fprintf(out, "sending %d poison pills to %s\n", len(all), schemas.TopicPayments)
+	fmt.Fprintf(out, "sending %d poison pills to %s\n", len(all), schemas.Payments.Name)
 	var pending []*sent
 	for _, p := range all {
-		r := &kgo.Record{Topic: schemas.TopicPayments, Key: []byte("poison"), Value: p.Value}
+		r := &kgo.Record{Topic: schemas.Payments.Name, Key: []byte("poison"), Value: p.Value}
 		if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
 			return "", fmt.Errorf("send pill %q: %w", p.Name, err)
 		}
@@ -122,7 +122,7 @@ func Run(ctx context.Context, t Target, out io.Writer) (string, error) {
 		switch {
 		case s.got == "":
 			status = "LOST"
-			problems = append(problems, fmt.Sprintf("pill %q (partition %d offset %d) never reached %s", s.pill.Name, s.partition, s.offset, schemas.TopicPaymentDLQ))
+			problems = append(problems, fmt.Sprintf("pill %q (partition %d offset %d) never reached %s", s.pill.Name, s.partition, s.offset, schemas.PaymentDLQ.Name))
 		case s.got != string(s.pill.Class):
 			status = "BAD "
 			problems = append(problems, fmt.Sprintf("pill %q: error_class %s, want %s", s.pill.Name, s.got, s.pill.Class))
@@ -133,16 +133,16 @@ func Run(ctx context.Context, t Target, out io.Writer) (string, error) {
 	}
 
 	orderID := schemas.OrderID(paymentID)
-	if err := findOnTopic(ctx, t.Brokers, schemas.TopicOrders, func(v []byte) bool {
-		o, err := cat.Orders.Decode(ctx, v)
+	if err := findOnTopic(ctx, t.Brokers, schemas.Orders.Name, func(v []byte) bool {
+		o, err := schemas.Orders.Codec(cat).Decode(ctx, v)
 		return err == nil && o.PaymentID == paymentID
 	}); err != nil {
 		problems = append(problems, fmt.Sprintf("valid payment %s has no order: %v", paymentID, err))
 	} else {
 		fmt.Fprintf(out, "  ok   valid payment %s became order %s\n", paymentID, orderID)
 	}
-	if err := findOnTopic(ctx, t.Brokers, schemas.TopicEmails, func(v []byte) bool {
-		e, err := cat.Emails.Decode(ctx, v)
+	if err := findOnTopic(ctx, t.Brokers, schemas.Emails.Name, func(v []byte) bool {
+		e, err := schemas.Emails.Codec(cat).Decode(ctx, v)
 		return err == nil && e.OrderID == orderID
 	}); err != nil {
 		problems = append(problems, fmt.Sprintf("order %s has no email: %v", orderID, err))
@@ -189,9 +189,9 @@ func findDeadLetters(ctx context.Context, brokers []string, cat *schemas.Catalog
 		want[[2]int64{int64(s.partition), s.offset}] = s
 	}
 	left := len(want)
-	return follow(ctx, brokers, schemas.TopicPaymentDLQ, func(r *kgo.Record) bool {
-		dl, err := cat.PaymentDLQ.Decode(ctx, r.Value)
-		if err != nil || dl.SourceTopic != schemas.TopicPayments {
+	return follow(ctx, brokers, schemas.PaymentDLQ.Name, func(r *kgo.Record) bool {
+		dl, err := schemas.PaymentDLQ.Codec(cat).Decode(ctx, r.Value)
+		if err != nil || dl.SourceTopic != schemas.Payments.Name {
 			return false
 		}
 		s, ok := want[[2]int64{int64(dl.SourcePartition), dl.SourceOffset}]

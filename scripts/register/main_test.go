@@ -44,7 +44,7 @@ func TestRegister(t *testing.T) {
 	if _, err := Run(ctx, reg, build, false, &out); err != nil || strings.Count(out.String(), "already registered as version 1") != 5 {
 		t.Fatalf("second registration is not a no-op: %v\n%s", err, out.String())
 	}
-	for _, r := range reg.Compatibility(ctx, schemas.Subject(schemas.TopicPayments)) {
+	for _, r := range reg.Compatibility(ctx, schemas.Payments.Subject) {
 		if r.Err != nil || r.Level.String() != "BACKWARD" {
 			t.Fatalf("compatibility %v %v", r.Level, r.Err)
 		}
@@ -55,7 +55,7 @@ func TestRegister(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return []Local{{Topic: schemas.TopicPayments, Text: string(b), From: name}}
+		return []Local{{Topic: schemas.Payments.Name, Text: string(b), From: name}}
 	}
 	out.Reset()
 	if _, err := Run(ctx, reg, file("payment_succeeded_v2_incompatible.avsc"), false, &out); err == nil ||

@@ -23,12 +23,8 @@ type Local struct {
 // Build is every schema this build embeds, one per topic.
 func Build() ([]Local, error) {
 	var out []Local
-	for _, topic := range schemas.Topics {
-		text, err := schemas.SchemaText(topic)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, Local{Topic: topic, Text: text, From: "build"})
+	for _, s := range schemas.Topics() {
+		out = append(out, Local{Topic: s.Name, Text: s.Text(), From: "build"})
 	}
 	return out, nil
 }
@@ -125,7 +121,7 @@ func Run(ctx context.Context, reg *sr.Client, locals []Local, checkOnly bool, ou
 	}
 	for i := range verdicts {
 		v := &verdicts[i]
-		ss, err := schemas.RegisterText(ctx, reg, v.Topic, v.Text)
+		ss, err := schemas.RegisterText(ctx, reg, v.Subject, v.Text)
 		if err != nil {
 			return verdicts, err
 		}

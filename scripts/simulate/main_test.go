@@ -45,14 +45,14 @@ func TestSimulate(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, schemas.TopicPayments)
+	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, schemas.Payments.Name)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var total int64
 	ends.Each(func(o kadm.ListedOffset) { total += o.Offset })
 	if total != int64(rep.OK) {
-		t.Fatalf("%d payments accepted, %d on %s", rep.OK, total, schemas.TopicPayments)
+		t.Fatalf("%d payments accepted, %d on %s", rep.OK, total, schemas.Payments.Name)
 	}
 }
 

@@ -1,7 +1,7 @@
 // Package target says where the shop runs, for the operators' tools in
 // scripts/: the seed brokers and the schema registry. Defaults come from
-// KAFKA_BROKERS and SCHEMA_REGISTRY_URL, as CONTRACTS.md names them, and a
-// tool's --brokers and --registry flags override them.
+// KAFKA_BROKERS and SCHEMA_REGISTRY_URL, read as the services read them,
+// and a tool's --brokers and --registry flags override them.
 package target
 
 import (
@@ -15,13 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/blackfriday-kafka/shop/schemas"
-)
-
-// Defaults when the environment says nothing: the ports of `make run`,
-// `make cluster` and `make up`.
-const (
-	DefaultBrokers     = "localhost:9092,localhost:9093,localhost:9094"
-	DefaultRegistryURL = "http://localhost:8081"
+	"github.com/blackfriday-kafka/shop/services/config"
 )
 
 // Target is a Kafka cluster and its schema registry.
@@ -30,12 +24,24 @@ type Target struct {
 	RegistryURL string
 }
 
-// FromEnv reads KAFKA_BROKERS and SCHEMA_REGISTRY_URL.
+// FromEnv reads KAFKA_BROKERS and SCHEMA_REGISTRY_URL, as the services do.
 func FromEnv() Target {
-	return Target{
-		Brokers:     splitBrokers(env("KAFKA_BROKERS", DefaultBrokers)),
-		RegistryURL: env("SCHEMA_REGISTRY_URL", DefaultRegistryURL),
+	cfg, err := config.FromEnv(os.Getenv)
+	if err != nil {
+		badEnv("KAFKA_BROKERS", os.Getenv("KAFKA_BROKERS"), err.Error())
 	}
+	return Target{Brokers: cfg.Brokers, RegistryURL: cfg.RegistryURL}
+}
+
+// Explicit is the target when KAFKA_BROKERS is set in the environment, and
+// nil otherwise: chaos and bench then run on an embedded cluster of their
+// own.
+func Explicit() *Target {
+	if os.Getenv("KAFKA_BROKERS") == "" {
+		return nil
+	}
+	t := FromEnv()
+	return &t
 }
 
 // Flags adds --brokers and --registry to fs, defaulting to the environment.
@@ -79,15 +85,13 @@ func splitBrokers(s string) []string {
 	return out
 }
 
-func env(name, def string) string {
+// Env is the environment variable name, or def when it is unset or empty.
+func Env(name, def string) string {
 	if v := os.Getenv(name); v != "" {
 		return v
 	}
 	return def
 }
-
-// Env is the environment variable name, or def when it is unset or empty.
-func Env(name, def string) string { return env(name, def) }
 
 // EnvInt reads a whole number from the environment; a malformed one stops
 // the tool with a message naming the variable.

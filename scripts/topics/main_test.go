@@ -36,7 +36,7 @@ func TestTopics(t *testing.T) {
 
 	// The embedded stack created the shop's topics: create is a no-op.
 	out := run(func(b *bytes.Buffer) error { return Create(ctx, adm, stack.Brokers, nil, NewTopics{}, b) })
-	if !strings.Contains(out, "already there: "+strings.Join(schemas.Topics, ", ")) || strings.Contains(out, "created:") {
+	if !strings.Contains(out, "already there: "+strings.Join(schemas.TopicNames(), ", ")) || strings.Contains(out, "created:") {
 		t.Fatalf("create on a ready cluster:\n%s", out)
 	}
 
@@ -55,11 +55,11 @@ func TestTopics(t *testing.T) {
 
 	// describe agrees with the cluster's metadata, partition by partition.
 	out = run(func(b *bytes.Buffer) error { return Describe(ctx, adm, nil, false, b) })
-	topics, err := adm.ListTopics(ctx, schemas.Topics...)
+	topics, err := adm.ListTopics(ctx, schemas.TopicNames()...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, topic := range schemas.Topics {
+	for _, topic := range schemas.TopicNames() {
 		if !strings.Contains(out, topic+"  partitions=3 replicas=3") {
 			t.Fatalf("describe lacks %s:\n%s", topic, out)
 		}
@@ -70,7 +70,7 @@ func TestTopics(t *testing.T) {
 			}
 		}
 	}
-	if strings.Count(out, "configs: min.insync.replicas=2") != len(schemas.Topics) {
+	if strings.Count(out, "configs: min.insync.replicas=2") != len(schemas.TopicNames()) {
 		t.Fatalf("describe does not show min.insync.replicas=2 on every topic:\n%s", out)
 	}
 	if err := Describe(ctx, adm, []string{"nope"}, false, &bytes.Buffer{}); err == nil {

@@ -31,7 +31,7 @@ type NewTopics struct {
 func Create(ctx context.Context, adm *kadm.Client, brokers []string, names []string, nt NewTopics, out io.Writer) error {
 	shop := len(names) == 0
 	if shop {
-		names = schemas.Topics
+		names = schemas.TopicNames()
 	}
 	before, err := adm.ListTopics(ctx, names...)
 	if err != nil {
@@ -121,7 +121,7 @@ func List(ctx context.Context, adm *kadm.Client, internal bool, out io.Writer) e
 // log spans.
 func Describe(ctx context.Context, adm *kadm.Client, names []string, allConfigs bool, out io.Writer) error {
 	if len(names) == 0 {
-		names = schemas.Topics
+		names = schemas.TopicNames()
 	}
 	topics, err := adm.ListTopics(ctx, names...)
 	if err != nil {

@@ -6,6 +6,7 @@ package analytics
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -15,9 +16,16 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/blackfriday-kafka/shop/schemas"
-	"github.com/blackfriday-kafka/shop/services/platform"
+	"github.com/blackfriday-kafka/shop/services/config"
+	"github.com/blackfriday-kafka/shop/services/deadletter"
+	"github.com/blackfriday-kafka/shop/services/lag"
+	"github.com/blackfriday-kafka/shop/services/metrics"
+	"github.com/blackfriday-kafka/shop/services/serve"
+	"github.com/blackfriday-kafka/shop/services/stage"
+	"github.com/blackfriday-kafka/shop/services/view"
 )
 
 // Service is the analytics service.
@@ -29,9 +37,10 @@ import (
 type Service struct {
 	cat    *schemas.Catalog
 	log    *slog.Logger
-	follow *platform.Follower
+	follow *view.Follower
+	folds  map[string]func(context.Context, *kgo.Record) error // by topic
 	stats  *Stats
-	groups *platform.GroupWatch // the consumer groups, for the dashboard
+	groups *lag.Watch           // the consumer groups, for the dashboard
 	kafka  prometheus.Collector // the follower's client metrics
 
 	mu       sync.Mutex
@@ -39,35 +48,54 @@ type Service struct {
 }
 
 // New connects the analytics service.
-func New(cfg platform.Config, cat *schemas.Catalog) (*Service, error) {
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
+func New(cfg config.Config, cat *schemas.Catalog) (*Service, error) {
 	s := &Service{
 		cat:      cat,
-		log:      cfg.Logger.With("service", "analytics", "instance", cfg.InstanceID),
+		log:      cfg.Log().With("service", "analytics", "instance", cfg.InstanceID),
 		stats:    newStats(),
 		position: make(kadm.Offsets),
 	}
-	kafka := platform.KafkaMetrics("follower")
+	// Each topic is read through its own entry of the table.
+	s.folds = map[string]func(context.Context, *kgo.Record) error{
+		schemas.Payments.Name: fold(cat, schemas.Payments, s.log, "payment counted", s.addPayment,
+			func(p *schemas.PaymentSucceeded) slog.Attr { return slog.String("payment_id", p.PaymentID) }),
+		schemas.Orders.Name: fold(cat, schemas.Orders, s.log, "order counted", s.stats.addOrder,
+			func(o *schemas.OrderCreated) slog.Attr { return slog.String("order_id", o.OrderID) }),
+		schemas.Emails.Name: fold(cat, schemas.Emails, s.log, "email counted", s.stats.addEmail,
+			func(e *schemas.EmailSent) slog.Attr { return slog.String("email_id", e.EmailID) }),
+		schemas.PaymentDLQ.Name: s.deadLetter(schemas.PaymentDLQ.Codec(cat)),
+		schemas.OrderDLQ.Name:   s.deadLetter(schemas.OrderDLQ.Codec(cat)),
+	}
+	kafka := metrics.Kafka("follower")
 	s.kafka = kafka
 	var err error
-	s.follow, err = platform.NewFollower(cfg.Brokers, s.log, schemas.Topics, kgo.WithHooks(kafka))
+	s.follow, err = view.Follow(cfg.Brokers, s.log, schemas.TopicNames(), kgo.WithHooks(kafka))
 	if err != nil {
 		return nil, err
 	}
-	s.groups = platform.NewGroupWatch(kadm.NewClient(s.follow.Client()), groupsEvery, s.log, DashboardGroups...)
+	s.groups = lag.NewWatch(kadm.NewClient(s.follow.Client()), groupsEvery, s.log, DashboardGroups...)
+	if cfg.StallAfter > 0 {
+		s.groups.StallAfter = cfg.StallAfter
+	}
 	return s, nil
 }
 
 func (s *Service) Name() string { return "analytics" }
 
+// Healthy is nil: a record analytics cannot read is skipped (its consumer
+// dead-letters it), so nothing stops the figures.
+func (s *Service) Healthy() error { return nil }
+
 func (s *Service) Collectors() []prometheus.Collector {
+	classes := make([]string, len(schemas.ErrorClasses))
+	for i, c := range schemas.ErrorClasses {
+		classes[i] = string(c)
+	}
 	return []prometheus.Collector{
-		platform.CountsByLabel("shop_analytics_events_total", "Committed events folded into the figures, by topic.",
-			"topic", nil, schemas.Topics, s.stats.topicCounts),
-		platform.CountsByLabel("shop_analytics_dead_letters_total", "Dead letters on dlq-payment and dlq-order, by error_class.",
-			"error_class", nil, platform.ErrorClasses, s.stats.deadLetterCounts),
+		metrics.CountsByLabel("shop_analytics_events_total", "Committed events folded into the figures, by topic.",
+			"topic", nil, schemas.TopicNames(), s.stats.topicCounts),
+		metrics.CountsByLabel("shop_analytics_dead_letters_total", "Dead letters on dlq-payment and dlq-order, by error_class.",
+			"error_class", nil, classes, s.stats.deadLetterCounts),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "shop_analytics_revenue_euros_total", Help: "Revenue of the committed orders, in euros (total_revenue of /analytics).",
 		}, s.stats.revenueEuros),
@@ -80,93 +108,86 @@ func (s *Service) Collectors() []prometheus.Collector {
 
 func (s *Service) Routes(r *mux.Router) {
 	r.HandleFunc("/analytics", func(w http.ResponseWriter, _ *http.Request) {
-		platform.WriteJSON(w, http.StatusOK, s.stats.report(time.Now()))
+		serve.JSON(w, http.StatusOK, s.stats.report(time.Now()))
 	}).Methods(http.MethodGet)
 	r.HandleFunc("/analytics/live", func(w http.ResponseWriter, _ *http.Request) {
-		platform.WriteJSON(w, http.StatusOK, s.stats.live(time.Now()))
+		serve.JSON(w, http.StatusOK, s.stats.live(time.Now()))
 	}).Methods(http.MethodGet)
 	s.dashboardRoutes(r)
 }
 
 // Run follows the log until ctx is cancelled.
 func (s *Service) Run(ctx context.Context) error {
-	return platform.RunAll(ctx,
-		func(ctx context.Context) error { return s.follow.Run(ctx, s.apply) },
-		s.housekeeping,
-		s.groups.Run,
-	)
+	if err := s.cat.Await(ctx, s.log, schemas.Topics()...); err != nil {
+		return nil // stopped before the schemas were there
+	}
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return s.follow.Run(ctx, s.apply) })
+	g.Go(func() error { return s.housekeeping(ctx) })
+	g.Go(func() error { return s.groups.Run(ctx) })
+	return g.Wait()
 }
 
+// Ready is nil once the shop's schemas are registered and Kafka answers.
 func (s *Service) Ready(ctx context.Context) error {
+	if err := s.cat.Missing(schemas.Topics()...); err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	return s.follow.Client().Ping(ctx)
 }
 
-// apply folds committed records into the figures.
-func (s *Service) apply(recs []*kgo.Record) {
-	ctx := context.Background()
-	for _, r := range recs {
-		s.fold(ctx, r)
-	}
-	s.mu.Lock()
-	for _, r := range recs {
+// apply folds a committed record into the figures. Poison on an input
+// topic is skipped (the service that consumes it dead-letters it, and the
+// dead letter is counted).
+func (s *Service) apply(ctx context.Context, r *kgo.Record) error {
+	err := s.folds[r.Topic](ctx, r)
+	if _, poison := errors.AsType[*schemas.RecordError](err); err == nil || poison {
+		s.mu.Lock()
 		s.position.AddOffset(r.Topic, r.Partition, r.Offset+1, r.LeaderEpoch)
+		s.mu.Unlock()
 	}
-	s.mu.Unlock()
+	return err
 }
 
-func (s *Service) fold(ctx context.Context, r *kgo.Record) {
-	var err error
-	switch r.Topic {
-	case schemas.TopicPayments:
-		var p *schemas.PaymentSucceeded
-		if p, err = s.cat.Payments.Decode(ctx, r.Value); err == nil {
-			if fe := schemas.ValidatePayment(p); fe != nil {
-				return // refused by the order service; counted as a dead letter
-			}
-			s.stats.addPayment(p)
-			s.log.Debug("payment counted", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset,
-				"payment_id", p.PaymentID, "user_id", p.UserID)
+// fold decodes the records of topic t and adds each to the figures; the
+// debug line names the event by id.
+func fold[V any](cat *schemas.Catalog, t schemas.Topic[V], log *slog.Logger, msg string, add func(*V), id func(*V) slog.Attr) func(context.Context, *kgo.Record) error {
+	codec := t.Codec(cat)
+	return func(ctx context.Context, r *kgo.Record) error {
+		v, err := codec.Decode(ctx, r.Value)
+		if err != nil {
+			return err
 		}
-	case schemas.TopicOrders:
-		var o *schemas.OrderCreated
-		if o, err = s.cat.Orders.Decode(ctx, r.Value); err == nil {
-			s.stats.addOrder(o)
-			s.log.Debug("order counted", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset,
-				"order_id", o.OrderID, "user_id", o.UserID)
-		}
-	case schemas.TopicEmails:
-		var e *schemas.EmailSent
-		if e, err = s.cat.Emails.Decode(ctx, r.Value); err == nil {
-			s.stats.addEmail(e)
-			s.log.Debug("email counted", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset,
-				"email_id", e.EmailID, "user_id", e.UserID)
-		}
-	case schemas.TopicPaymentDLQ, schemas.TopicOrderDLQ:
-		class := headerValue(r, schemas.HeaderErrorClass)
-		if dl, derr := s.cat.PaymentDLQ.Decode(ctx, r.Value); derr == nil {
+		add(v)
+		log.LogAttrs(ctx, slog.LevelDebug, msg, slog.String("topic", r.Topic), slog.Int("partition", int(r.Partition)),
+			slog.Int64("offset", r.Offset), id(v))
+		return nil
+	}
+}
+
+// addPayment counts a valid payment; an invalid one is refused by the order
+// service and counted as a dead letter.
+func (s *Service) addPayment(p *schemas.PaymentSucceeded) {
+	if schemas.ValidatePayment(p) == nil {
+		s.stats.addPayment(p)
+	}
+}
+
+// deadLetter counts the dead letters of a queue by error class: from the
+// DeadLetter value, or from its header if the value does not decode.
+func (s *Service) deadLetter(codec *schemas.Codec[schemas.DeadLetter]) func(context.Context, *kgo.Record) error {
+	return func(ctx context.Context, r *kgo.Record) error {
+		class := deadletter.Header(r, deadletter.HeaderErrorClass)
+		if dl, err := codec.Decode(ctx, r.Value); err == nil {
 			class = dl.ErrorClass
 		}
 		s.stats.addDeadLetter(r.Topic, class, r.Timestamp)
 		s.log.Debug("dead letter counted", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset,
 			"key", string(r.Key), "error_class", class)
+		return nil
 	}
-	if err != nil {
-		// Poison on an input topic: the service that consumes it sends
-		// it to a dead letter queue, where it is counted.
-		s.log.Debug("skipping unreadable record", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset,
-			"key", string(r.Key), "err", err)
-	}
-}
-
-func headerValue(r *kgo.Record, key string) string {
-	for _, h := range r.Headers {
-		if h.Key == key {
-			return string(h.Value)
-		}
-	}
-	return ""
 }
 
 // housekeeping drops old rate buckets and publishes the position to the
@@ -188,7 +209,7 @@ func (s *Service) housekeeping(ctx context.Context) error {
 			if len(pos) == 0 {
 				continue
 			}
-			if _, err := adm.CommitOffsets(ctx, platform.Group("analytics"), pos); err != nil && ctx.Err() == nil {
+			if _, err := adm.CommitOffsets(ctx, stage.Group("analytics"), pos); err != nil && ctx.Err() == nil {
 				s.log.Debug("publishing position to the group failed", "err", err)
 			}
 		}

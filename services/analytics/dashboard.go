@@ -8,7 +8,9 @@ import (
 
 	"github.com/gorilla/mux"
 
-	"github.com/blackfriday-kafka/shop/services/platform"
+	"github.com/blackfriday-kafka/shop/services/lag"
+	"github.com/blackfriday-kafka/shop/services/serve"
+	"github.com/blackfriday-kafka/shop/services/stage"
 )
 
 // web is the dashboard: plain HTML, CSS and JS, and uPlot for the charts
@@ -20,7 +22,7 @@ var web embed.FS
 // DashboardGroups are the consumer groups the dashboard shows: the two
 // exactly-once stages. (Analytics is no member of its group: it publishes
 // its position every few seconds for lag tools, and rebuilds from the log.)
-var DashboardGroups = []string{platform.Group("order"), platform.Group("email")}
+var DashboardGroups = []string{stage.Group("order"), stage.Group("email")}
 
 // groupsEvery is how often the dashboard's view of the groups is refreshed.
 const groupsEvery = 2 * time.Second
@@ -28,10 +30,10 @@ const groupsEvery = 2 * time.Second
 // Dashboard is /analytics/dashboard: everything the page shows, in one answer
 // so that its numbers agree with each other.
 type Dashboard struct {
-	Analytics Report          `json:"analytics"` // as /analytics
-	History   History         `json:"history"`
-	Groups    platform.Groups `json:"groups"`
-	Now       time.Time       `json:"now"`
+	Analytics Report       `json:"analytics"` // as /analytics
+	History   History      `json:"history"`
+	Groups    lag.Snapshot `json:"groups"`
+	Now       time.Time    `json:"now"`
 }
 
 func (s *Service) dashboard(now time.Time) Dashboard {
@@ -60,6 +62,6 @@ func (s *Service) dashboardRoutes(r *mux.Router) {
 	r.PathPrefix("/dashboard/").Handler(http.StripPrefix("/dashboard/", http.FileServerFS(static))).Methods(http.MethodGet)
 	r.HandleFunc("/analytics/dashboard", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
-		platform.WriteJSON(w, http.StatusOK, s.dashboard(time.Now()))
+		serve.JSON(w, http.StatusOK, s.dashboard(time.Now()))
 	}).Methods(http.MethodGet)
 }

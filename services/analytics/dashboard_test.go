@@ -64,7 +64,7 @@ func TestDashboardShowsWhatAnalyticsReports(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	pill := &kgo.Record{Topic: schemas.TopicPayments, Key: []byte("13"), Value: []byte(`{"user_id": 13, "cart": "cheap"}`)}
+	pill := &kgo.Record{Topic: schemas.Payments.Name, Key: []byte("13"), Value: []byte(`{"user_id": 13, "cart": "cheap"}`)}
 	if err := cl.ProduceSync(context.Background(), pill).FirstErr(); err != nil {
 		t.Fatal(err)
 	}

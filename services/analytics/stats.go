@@ -48,7 +48,7 @@ func (s *Stats) addPayment(p *schemas.PaymentSucceeded) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.payments++
-	s.byTopic[schemas.TopicPayments]++
+	s.byTopic[schemas.Payments.Name]++
 	s.users[p.UserID] = struct{}{}
 	s.paymentsAt[p.PaidAt.Unix()]++
 	s.touch(p.PaidAt)
@@ -58,7 +58,7 @@ func (s *Stats) addOrder(o *schemas.OrderCreated) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.orders++
-	s.byTopic[schemas.TopicOrders]++
+	s.byTopic[schemas.Orders.Name]++
 	s.revenueCents += o.TotalCents
 	s.ordersAt[o.CreatedAt.Unix()]++
 	s.revenueAt[o.CreatedAt.Unix()] += o.TotalCents
@@ -69,7 +69,7 @@ func (s *Stats) addEmail(e *schemas.EmailSent) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.emails++
-	s.byTopic[schemas.TopicEmails]++
+	s.byTopic[schemas.Emails.Name]++
 	s.touch(e.SentAt)
 }
 

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/blackfriday-kafka/shop/infra"
 	"github.com/blackfriday-kafka/shop/infra/registry"
 	"github.com/blackfriday-kafka/shop/schemas"
 	"github.com/blackfriday-kafka/shop/services/email"
@@ -21,11 +22,10 @@ import (
 func BenchmarkTransform(b *testing.B) {
 	srv := httptest.NewServer(registry.New().Handler())
 	b.Cleanup(srv.Close)
-	cl, err := schemas.NewRegistryClient(srv.URL)
-	if err != nil {
+	if err := infra.RegisterSchemas(context.Background(), srv.URL); err != nil {
 		b.Fatal(err)
 	}
-	cat, err := schemas.NewCatalog(context.Background(), cl)
+	cat, err := schemas.Connect(context.Background(), srv.URL)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -42,7 +42,7 @@ func BenchmarkTransform(b *testing.B) {
 		Status:     schemas.OrderConfirmed,
 		CreatedAt:  time.Date(2026, 11, 27, 9, 30, 0, 123e6, time.UTC),
 	}
-	in, err := cat.Orders.Record(schemas.UserKey(o.UserID), &o)
+	in, err := schemas.Orders.Codec(cat).Record(&o)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -11,48 +11,75 @@ import (
 	"time"
 
 	"github.com/gorilla/mux"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/blackfriday-kafka/shop/schemas"
-	"github.com/blackfriday-kafka/shop/services/platform"
+	"github.com/blackfriday-kafka/shop/services/config"
+	"github.com/blackfriday-kafka/shop/services/serve"
+	"github.com/blackfriday-kafka/shop/services/stage"
+	"github.com/blackfriday-kafka/shop/services/view"
 	"github.com/blackfriday-kafka/shop/txn"
 )
 
+// keepEmails is how many of the latest emails /emails can show.
+const keepEmails = 1000
+
 // Service is the email service.
 type Service struct {
-	*platform.Pipeline[schemas.EmailSent]
-	cat *schemas.Catalog
-	log *slog.Logger
+	*stage.Stage
+	emails *view.Latest[schemas.EmailSent]
 }
 
-// New connects the email service. tuning sets the transaction batching; its
-// zero value takes the engine's defaults.
-func New(cfg platform.Config, cat *schemas.Catalog, tuning txn.Config) (*Service, error) {
-	s := &Service{cat: cat}
-	var err error
-	s.Pipeline, err = platform.NewPipeline(cfg, platform.Stage{
+// New connects the email service.
+func New(cfg config.Config, cat *schemas.Catalog) (*Service, error) {
+	log := cfg.Log().With("service", "email", "instance", cfg.InstanceID)
+	st, err := stage.New(cfg, cat, stage.Spec{
 		Service: "email",
-		Input:   cat.Orders.Topic(),
-		DLQ:     cat.OrderDLQ,
-		Handler: s.sendConfirmation,
-		Tuning:  tuning,
+		Input:   schemas.Orders.Spec,
+		DLQ:     schemas.OrderDLQ,
+		Writes:  []*schemas.Spec{schemas.Emails.Spec},
+		Handler: Transform(cat, log),
 		Outputs: "emails_sent",
-	}, cat.Emails)
+	})
 	if err != nil {
 		return nil, err
 	}
-	s.log = s.Logger()
-	return s, nil
+	emails, err := view.NewLatest(cfg.Brokers, schemas.Emails.Codec(cat), keepEmails, log)
+	if err != nil {
+		return nil, err
+	}
+	return &Service{Stage: st, emails: emails}, nil
+}
+
+// emailStep is the business step and what it needs.
+type emailStep struct {
+	orders *schemas.Codec[schemas.OrderCreated]
+	emails *schemas.Codec[schemas.EmailSent]
+	log    *slog.Logger
 }
 
 // Transform is the email step alone, as the service runs it inside each
 // transaction: for benchmarks and tools that drive an engine of their own.
 func Transform(cat *schemas.Catalog, log *slog.Logger) txn.Handler {
-	s := &Service{cat: cat, log: log}
+	s := &emailStep{orders: schemas.Orders.Codec(cat), emails: schemas.Emails.Codec(cat), log: log}
 	return s.sendConfirmation
 }
 
 func (s *Service) Name() string { return "email" }
+
+// Run runs the stage and the view of its emails until ctx is cancelled.
+func (s *Service) Run(ctx context.Context) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return s.Stage.Run(ctx) })
+	g.Go(func() error { return s.emails.Run(ctx) })
+	return g.Wait()
+}
+
+func (s *Service) Collectors() []prometheus.Collector {
+	return append(s.Stage.Collectors(), s.emails.Collector())
+}
 
 // Confirmation is the email of an order: to whom, and its subject line,
 // such as "user_42@example.com" and "Order 406a…cdc8 confirmed: 1999.00 EUR".
@@ -69,8 +96,8 @@ func Confirmation(o *schemas.OrderCreated) (to, subject string) {
 // sendConfirmation is the business step: an order gets its confirmation
 // email. The email is recorded on email-sent in the same transaction that
 // consumes the order; handing it to a mail server is out of scope.
-func (s *Service) sendConfirmation(ctx context.Context, in *kgo.Record) ([]*kgo.Record, error) {
-	o, err := s.cat.Orders.Decode(ctx, in.Value)
+func (s *emailStep) sendConfirmation(ctx context.Context, in *kgo.Record) ([]*kgo.Record, error) {
+	o, err := s.orders.Decode(ctx, in.Value)
 	if err != nil {
 		return nil, err
 	}
@@ -90,7 +117,7 @@ func (s *Service) sendConfirmation(ctx context.Context, in *kgo.Record) ([]*kgo.
 		Status:  schemas.EmailDelivered,
 		SentAt:  time.Now().UTC().Truncate(time.Millisecond),
 	}
-	rec, err := s.cat.Emails.Record(in.Key, &e)
+	rec, err := s.emails.Record(&e)
 	if err != nil {
 		return nil, err
 	}
@@ -102,11 +129,10 @@ func (s *Service) Routes(r *mux.Router) {
 }
 
 func (s *Service) list(w http.ResponseWriter, r *http.Request) {
-	limit, err := platform.Limit(r)
-	if err != nil {
-		platform.WriteError(w, http.StatusBadRequest, err.Error(), "limit")
+	limit, ok := serve.Limit(w, r)
+	if !ok {
 		return
 	}
-	count, emails := s.Newest(limit)
-	platform.WriteJSON(w, http.StatusOK, map[string]any{"count": count, "emails_sent": emails})
+	count, emails := s.emails.Newest(limit)
+	serve.JSON(w, http.StatusOK, map[string]any{"count": count, "emails_sent": emails})
 }

@@ -20,7 +20,7 @@ import (
 	"time"
 
 	"github.com/blackfriday-kafka/shop/schemas"
-	"github.com/blackfriday-kafka/shop/services/platform"
+	"github.com/blackfriday-kafka/shop/services/stage"
 )
 
 // brokerPID is the PID of Kafka node id as scripts/kafka-up recorded it, if
@@ -52,7 +52,7 @@ func TestBrokerKilledMidStream(t *testing.T) {
 	waitISRFull(t, 60*time.Second)
 	adm := admin(t)
 	ctx := context.Background()
-	txnID := platform.TransactionalID("order", "kt-1")
+	txnID := stage.TransactionalID("order", "kt-1")
 	coords := adm.FindTxnCoordinators(ctx, txnID)
 	coord, ok := coords[txnID]
 	if !ok || coord.Err != nil {
@@ -64,7 +64,7 @@ func TestBrokerKilledMidStream(t *testing.T) {
 		t.Skipf("cannot kill broker %d: %v (start the cluster with make kafka-up)", victim, err)
 	}
 
-	from := endOffsets(t, schemas.TopicOrders, schemas.TopicEmails)
+	from := endOffsets(t, schemas.Orders.Name, schemas.Emails.Name)
 	s := startShop(t, []string{"payment", "order", "email"}, "kt-1", 0)
 	w := newWatch(t, from)
 

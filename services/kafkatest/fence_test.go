@@ -12,19 +12,19 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 
 	"github.com/blackfriday-kafka/shop/schemas"
-	"github.com/blackfriday-kafka/shop/services/platform"
+	"github.com/blackfriday-kafka/shop/services/stage"
 )
 
 // consumedBy is the sum of the offsets a group committed on
 // payment-successful past from.
 func consumedBy(ctx context.Context, adm *kadm.Client, service string, from Offsets) int64 {
-	offsets, err := adm.FetchOffsets(ctx, platform.Group(service))
+	offsets, err := adm.FetchOffsets(ctx, stage.Group(service))
 	if err != nil {
 		return 0
 	}
 	var sum int64
 	offsets.Each(func(o kadm.OffsetResponse) {
-		if o.Topic == schemas.TopicPayments {
+		if o.Topic == schemas.Payments.Name {
 			sum += max(0, o.At-from[o.Topic][o.Partition])
 		}
 	})
@@ -39,8 +39,8 @@ func TestSameInstanceIDFencesTheOlder(t *testing.T) {
 	waitISRFull(t, 60*time.Second)
 	adm := admin(t)
 	ctx := context.Background()
-	from := endOffsets(t, schemas.TopicPayments, schemas.TopicOrders, schemas.TopicEmails)
-	outputs := Offsets{schemas.TopicOrders: from[schemas.TopicOrders], schemas.TopicEmails: from[schemas.TopicEmails]}
+	from := endOffsets(t, schemas.Payments.Name, schemas.Orders.Name, schemas.Emails.Name)
+	outputs := Offsets{schemas.Orders.Name: from[schemas.Orders.Name], schemas.Emails.Name: from[schemas.Emails.Name]}
 	w := newWatch(t, outputs)
 
 	// Email keeps the chain whole; the order processes are the subject.

@@ -17,7 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/blackfriday-kafka/shop/schemas"
-	"github.com/blackfriday-kafka/shop/services/shop"
+	"github.com/blackfriday-kafka/shop/services/config"
 )
 
 // TestCoreFlow runs the four services against the real cluster and follows
@@ -27,13 +27,13 @@ import (
 // pills all reach the dead letter queue.
 func TestCoreFlow(t *testing.T) {
 	waitISRFull(t, 60*time.Second)
-	from := endOffsets(t, schemas.TopicOrders, schemas.TopicEmails)
-	s := startShop(t, shop.Services, "kt-1", 0)
+	from := endOffsets(t, schemas.Orders.Name, schemas.Emails.Name)
+	s := startShop(t, config.Services, "kt-1", 0)
 	w := newWatch(t, from)
 	ctx := context.Background()
 
 	// An invalid payment: 400 naming the field, and nothing on the topic.
-	before := endOffsets(t, schemas.TopicPayments)
+	before := endOffsets(t, schemas.Payments.Name)
 	resp, err := http.Post(s.URL("payment")+"/payment", "application/json",
 		strings.NewReader(`{"user_id": 42, "cart": [{"name": "MacBook", "price": "cheap", "quantity": 1}]}`))
 	if err != nil {
@@ -45,7 +45,7 @@ func TestCoreFlow(t *testing.T) {
 	if err != nil || resp.StatusCode != http.StatusBadRequest || refusal.Field != "cart[0].price" {
 		t.Fatalf("invalid payment: %d %+v %v, want 400 naming cart[0].price", resp.StatusCode, refusal, err)
 	}
-	if after := endOffsets(t, schemas.TopicPayments); fmt.Sprint(after) != fmt.Sprint(before) {
+	if after := endOffsets(t, schemas.Payments.Name); fmt.Sprint(after) != fmt.Sprint(before) {
 		t.Fatalf("a refused payment moved payment-successful from %v to %v", before, after)
 	}
 
@@ -135,14 +135,14 @@ func TestCoreFlow(t *testing.T) {
 	var topicOrders, topicEmails, topicCents int64
 	for _, r := range readFrom(t, whole, kgo.ReadCommitted(), 3*time.Second) {
 		switch r.Topic {
-		case schemas.TopicOrders:
-			o, err := catalog.Orders.Decode(ctx, r.Value)
+		case schemas.Orders.Name:
+			o, err := schemas.Orders.Codec(catalog).Decode(ctx, r.Value)
 			if err != nil {
 				t.Fatal(err)
 			}
 			topicOrders++
 			topicCents += o.TotalCents
-		case schemas.TopicEmails:
+		case schemas.Emails.Name:
 			topicEmails++
 		}
 	}

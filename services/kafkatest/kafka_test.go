@@ -25,9 +25,10 @@ import (
 
 	"github.com/blackfriday-kafka/shop/infra"
 	"github.com/blackfriday-kafka/shop/schemas"
-	"github.com/blackfriday-kafka/shop/services/platform"
+	"github.com/blackfriday-kafka/shop/services/config"
 	"github.com/blackfriday-kafka/shop/services/shop"
 	"github.com/blackfriday-kafka/shop/services/shop/shoptest"
+	"github.com/blackfriday-kafka/shop/services/stage"
 )
 
 // The cluster under test, set up once by TestMain.
@@ -94,7 +95,7 @@ func setup(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	catalog, err = schemas.NewCatalog(ctx, reg)
+	catalog, err = schemas.Resolved(ctx, reg)
 	return err
 }
 
@@ -152,7 +153,7 @@ var internalTopics = []string{"__consumer_offsets", "__transaction_state"}
 // isrShort lists the partitions of the shop's topics and of Kafka's internal
 // topics whose ISR is not every replica, or that have no leader.
 func isrShort(ctx context.Context, adm *kadm.Client) ([]string, int, error) {
-	details, err := adm.ListTopics(ctx, append(append([]string{}, schemas.Topics...), internalTopics...)...)
+	details, err := adm.ListTopics(ctx, append(append([]string{}, schemas.TopicNames()...), internalTopics...)...)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -221,15 +222,11 @@ func eventually(t testing.TB, timeout time.Duration, check func() error) {
 // has not stopped them itself).
 func startShop(t testing.TB, names []string, instance string, delay time.Duration) *shop.Shop {
 	t.Helper()
-	s, err := shop.Start(context.Background(), catalog, shop.Options{
-		Services: names,
-		Config: func(string) (platform.Config, error) {
-			return platform.Config{
-				Brokers: brokers, RegistryURL: registryURL, Addr: "127.0.0.1:0",
-				InstanceID: instance, ProcessingDelay: delay, Logger: shoptest.Logger(),
-			}, nil
-		},
-	})
+	cfg := config.Config{
+		Brokers: brokers, RegistryURL: registryURL, Addr: "127.0.0.1:0",
+		InstanceID: instance, ProcessingDelay: delay, Logger: shoptest.Logger(),
+	}
+	s, err := shop.Start(context.Background(), cfg, catalog, shop.Options{Services: names})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -320,7 +317,7 @@ func produceStream(ctx context.Context, t testing.TB, paid *Paid, n int, d time.
 			}
 		}
 		p := newPayment(rng)
-		r, err := catalog.Payments.Record(schemas.UserKey(p.UserID), &p)
+		r, err := schemas.Payments.Codec(catalog).Record(&p)
 		if err != nil {
 			return err
 		}
@@ -438,12 +435,12 @@ func (w *watch) see(ctx context.Context, r *kgo.Record) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	switch r.Topic {
-	case schemas.TopicOrders:
-		if o, err := catalog.Orders.Decode(ctx, r.Value); err == nil {
+	case schemas.Orders.Name:
+		if o, err := schemas.Orders.Codec(catalog).Decode(ctx, r.Value); err == nil {
 			w.orders[o.PaymentID] = o.OrderID
 		}
-	case schemas.TopicEmails:
-		if e, err := catalog.Emails.Decode(ctx, r.Value); err == nil {
+	case schemas.Emails.Name:
+		if e, err := schemas.Emails.Codec(catalog).Decode(ctx, r.Value); err == nil {
 			w.emailed[e.OrderID] = true
 		}
 	}
@@ -527,10 +524,10 @@ func checkExactlyOnce(t testing.TB, from Offsets, paid map[string]int64) Tally {
 	ours := make(map[string]bool) // order IDs of paid
 	committed := readFrom(t, from, kgo.ReadCommitted(), 3*time.Second)
 	for _, r := range committed {
-		if r.Topic != schemas.TopicOrders {
+		if r.Topic != schemas.Orders.Name {
 			continue
 		}
-		o, err := catalog.Orders.Decode(ctx, r.Value)
+		o, err := schemas.Orders.Codec(catalog).Decode(ctx, r.Value)
 		if err != nil {
 			t.Errorf("order-created %d/%d: %v", r.Partition, r.Offset, err)
 			continue
@@ -549,10 +546,10 @@ func checkExactlyOnce(t testing.TB, from Offsets, paid map[string]int64) Tally {
 		}
 	}
 	for _, r := range committed {
-		if r.Topic != schemas.TopicEmails {
+		if r.Topic != schemas.Emails.Name {
 			continue
 		}
-		e, err := catalog.Emails.Decode(ctx, r.Value)
+		e, err := schemas.Emails.Codec(catalog).Decode(ctx, r.Value)
 		if err != nil {
 			t.Errorf("email-sent %d/%d: %v", r.Partition, r.Offset, err)
 			continue
@@ -686,13 +683,13 @@ func (s *syncBuffer) String() string {
 
 // groupMembers is how many members the consumer group of service has.
 func groupMembers(ctx context.Context, adm *kadm.Client, service string) (int, string, error) {
-	groups, err := adm.DescribeGroups(ctx, platform.Group(service))
+	groups, err := adm.DescribeGroups(ctx, stage.Group(service))
 	if err != nil {
 		return 0, "", err
 	}
-	g, ok := groups[platform.Group(service)]
+	g, ok := groups[stage.Group(service)]
 	if !ok {
-		return 0, "", fmt.Errorf("group %s not described", platform.Group(service))
+		return 0, "", fmt.Errorf("group %s not described", stage.Group(service))
 	}
 	if g.Err != nil {
 		return 0, "", g.Err

@@ -21,8 +21,8 @@ func TestRebalanceWhileTransactionsOpen(t *testing.T) {
 	waitISRFull(t, 60*time.Second)
 	adm := admin(t)
 	ctx := context.Background()
-	from := endOffsets(t, schemas.TopicPayments, schemas.TopicOrders, schemas.TopicEmails)
-	outputs := Offsets{schemas.TopicOrders: from[schemas.TopicOrders], schemas.TopicEmails: from[schemas.TopicEmails]}
+	from := endOffsets(t, schemas.Payments.Name, schemas.Orders.Name, schemas.Emails.Name)
+	outputs := Offsets{schemas.Orders.Name: from[schemas.Orders.Name], schemas.Emails.Name: from[schemas.Emails.Name]}
 	w := newWatch(t, outputs)
 
 	// A processing delay keeps each transaction open for a while, so the

@@ -1,18 +1,19 @@
-package main
+// Package lag is how far each consumer group of the shop is behind, with one
+// definition for /metrics, the dashboard and scripts/lag: per partition, the
+// last stable offset minus the group's committed offset.
+package lag
 
 import (
 	"cmp"
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"maps"
 	"slices"
-	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+
+	"github.com/blackfriday-kafka/shop/schemas"
 )
 
 // Partition is how far a group is behind on one partition.
@@ -23,35 +24,53 @@ import (
 // Lag (and kafka-consumer-groups) do; the two differ only while a
 // transaction is open on the partition.
 type Partition struct {
-	Topic     string
-	Partition int32
-	Member    string // who holds it; empty when nobody does
-	Committed int64  // next offset the group reads; -1 before its first commit
-	Start     int64  // first offset of the log
-	LSO       int64  // last stable offset
-	HWM       int64  // high watermark
-	Lag       int64  // LSO - Committed (LSO - Start before a commit); -1 when unknown
-	LagHWM    int64  // HWM - Committed, kadm's figure; -1 when unknown
-	Err       error
+	Topic     string `json:"topic"`
+	Partition int32  `json:"partition"`
+	Member    string `json:"instance"` // who holds it; empty when nobody does
+	MemberID  string `json:"-"`
+	Committed int64  `json:"committed"` // next offset the group reads; -1 before its first commit
+	Start     int64  `json:"start"`     // first offset of the log
+	LSO       int64  `json:"lso"`       // last stable offset
+	HWM       int64  `json:"hwm"`       // high watermark
+	Lag       int64  `json:"lag"`       // LSO - Committed (LSO - Start before a commit); -1 when unknown
+	LagHWM    int64  `json:"lag_hwm"`   // HWM - Committed, kadm's figure; -1 when unknown
+	Err       string `json:"error,omitempty"`
+
+	// StalledSince is set by a Watch when the group has records to read
+	// on the partition but has not moved its committed offset for longer
+	// than the watch's bound: the stage that holds it is stuck.
+	StalledSince *time.Time `json:"stalled_since,omitempty"`
+}
+
+// Pending is how many records the group still has to read on the
+// partition: the lag, less the commit marker that a group caught up on a
+// topic written in transactions never reads.
+func (p Partition) Pending() int64 {
+	if s, ok := schemas.Lookup(p.Topic); ok && s.Writes == schemas.InTransactions && p.Lag == 1 {
+		return 0
+	}
+	return max(p.Lag, 0)
 }
 
 // Member is a consumer in a group and the partitions it holds.
 type Member struct {
-	Name     string // static instance ID, else client ID
-	Static   bool   // Name is a static instance ID, unique in the group
-	ID       string // member ID
-	Host     string
-	Assigned map[string][]int32 // by topic
+	Name     string             `json:"instance"` // static instance ID, else client ID
+	Static   bool               `json:"static"`   // Name is a static instance ID, unique in the group
+	ID       string             `json:"member_id"`
+	Host     string             `json:"host"`
+	Assigned map[string][]int32 `json:"partitions"` // by topic
 }
 
 // Group is one consumer group's lag.
 type Group struct {
-	Group      string
-	State      string // Stable, PreparingRebalance, CompletingRebalance, Empty, Dead
-	Members    []Member
-	Partitions []Partition
-	Err        error
+	Group      string      `json:"group"`
+	State      string      `json:"state"` // Stable, PreparingRebalance, CompletingRebalance, Empty, Dead
+	Members    []Member    `json:"members"`
+	Partitions []Partition `json:"partitions"`
+	Err        string      `json:"error,omitempty"`
 }
+
+// Lag is the group's lag summed over its partitions.
 
 // Lag is the group's lag summed over its partitions.
 func (g Group) Lag() int64 {
@@ -73,8 +92,8 @@ func (g Group) Committed() int64 {
 
 // Report is every group's lag at one moment.
 type Report struct {
-	At     time.Time
-	Groups []Group
+	At     time.Time `json:"at"`
+	Groups []Group   `json:"groups"`
 }
 
 // Collect describes groups (every group when none is named), fetches their
@@ -122,17 +141,17 @@ func Collect(ctx context.Context, adm *kadm.Client, groups ...string) (Report, e
 	}
 
 	for _, name := range groups {
-		g := Group{Group: name}
+		g := Group{Group: name, Members: []Member{}, Partitions: []Partition{}}
 		d, ok := described[name]
 		switch {
 		case !ok:
-			g.Err = errors.New("not described (its coordinator did not answer)")
+			g.Err = "not described (its coordinator did not answer)"
 		case d.Err != nil:
-			g.Err = d.Err
+			g.Err = d.Err.Error()
 		case fetched[name].Err != nil:
-			g.Err = fetched[name].Err
+			g.Err = fetched[name].Err.Error()
 		}
-		if g.Err != nil {
+		if g.Err != "" {
 			rep.Groups = append(rep.Groups, g)
 			continue
 		}
@@ -154,15 +173,17 @@ func Collect(ctx context.Context, adm *kadm.Client, groups ...string) (Report, e
 		end := kadm.CalculateGroupLagWithStartOffsets(d, commits, starts, hwms)
 		for _, l := range stable.Sorted() {
 			p := Partition{Topic: l.Topic, Partition: l.Partition, Committed: l.Commit.At,
-				Start: l.Start.Offset, LSO: l.End.Offset, Lag: l.Lag, LagHWM: -1, HWM: -1, Err: l.Err}
+				Start: l.Start.Offset, LSO: l.End.Offset, Lag: l.Lag, LagHWM: -1, HWM: -1}
 			if l.Member != nil {
-				p.Member = memberName(l.Member)
+				p.Member, p.MemberID = memberName(l.Member), l.Member.MemberID
 			}
+			err := l.Err
 			if h, ok := end.Lookup(l.Topic, l.Partition); ok {
 				p.HWM, p.LagHWM = h.End.Offset, h.Lag
-				if p.Err == nil {
-					p.Err = h.Err
-				}
+				err = cmp.Or(err, h.Err)
+			}
+			if err != nil {
+				p.Err = err.Error()
 			}
 			g.Partitions = append(g.Partitions, p)
 		}
@@ -178,85 +199,4 @@ func memberName(m *kadm.DescribedGroupMember) string {
 		return *m.InstanceID
 	}
 	return m.ClientID
-}
-
-// Print writes the report as tables, one per group. With prev, the report
-// before it, each group also shows how fast it consumed in between.
-func Print(w io.Writer, rep Report, prev *Report) error {
-	if len(rep.Groups) == 0 {
-		fmt.Fprintln(w, "no consumer groups")
-	}
-	for i, g := range rep.Groups {
-		if i > 0 {
-			fmt.Fprintln(w)
-		}
-		if g.Err != nil {
-			fmt.Fprintf(w, "%s: %v\n", g.Group, g.Err)
-			continue
-		}
-		fmt.Fprintf(w, "%s  state=%s members=%d lag=%d", g.Group, g.State, len(g.Members), g.Lag())
-		if rate, ok := consumedRate(g, rep.At, prev); ok {
-			fmt.Fprintf(w, " consumed=%.1f/s", rate)
-		}
-		fmt.Fprintln(w)
-		if len(g.Partitions) > 0 {
-			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "  TOPIC\tPARTITION\tCOMMITTED\tLSO\tHWM\tLAG\tMEMBER")
-			for _, p := range g.Partitions {
-				lag := fmt.Sprint(p.Lag)
-				if p.Err != nil {
-					lag = "? (" + p.Err.Error() + ")"
-				}
-				committed := fmt.Sprint(p.Committed)
-				if p.Committed < 0 {
-					committed = "-"
-				}
-				member := p.Member
-				if member == "" {
-					member = "-"
-				}
-				fmt.Fprintf(tw, "  %s\t%d\t%s\t%d\t%d\t%s\t%s\n", p.Topic, p.Partition, committed, p.LSO, p.HWM, lag, member)
-			}
-			tw.Flush()
-		}
-		for _, m := range g.Members {
-			var parts []string
-			for _, t := range slices.Sorted(maps.Keys(m.Assigned)) {
-				parts = append(parts, fmt.Sprintf("%s%v", t, m.Assigned[t]))
-			}
-			if len(parts) == 0 {
-				parts = []string{"nothing assigned"}
-			}
-			name := m.Name
-			if !m.Static {
-				name += " (member " + shortID(m.ID) + ")" // client IDs repeat
-			}
-			fmt.Fprintf(w, "  member %s at %s: %s\n", name, m.Host, strings.Join(parts, " "))
-		}
-	}
-	return nil
-}
-
-// consumedRate is how many records per second g committed since prev.
-func consumedRate(g Group, at time.Time, prev *Report) (float64, bool) {
-	if prev == nil {
-		return 0, false
-	}
-	for _, pg := range prev.Groups {
-		if pg.Group == g.Group && pg.Err == nil {
-			secs := at.Sub(prev.At).Seconds()
-			if secs <= 0 {
-				return 0, false
-			}
-			return float64(g.Committed()-pg.Committed()) / secs, true
-		}
-	}
-	return 0, false
-}
-
-func shortID(id string) string {
-	if len(id) > 16 {
-		return id[:16] + "…"
-	}
-	return id
 }

@@ -1,10 +1,8 @@
-package platform
+package lag
 
 import (
-	"cmp"
 	"context"
 	"log/slog"
-	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -13,64 +11,45 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 )
 
-// GroupWatch follows consumer groups: which instance holds which partition,
-// and how far behind each partition is. It asks the cluster every interval
-// (DescribeGroups, the committed offsets and the end offsets, as kadm's Lag
-// does), so it shows what `kafka-consumer-groups --describe` and Kafka UI
-// show, whichever process holds the partitions.
-type GroupWatch struct {
+// Watch asks the cluster for the lag of some groups every interval, for the
+// dashboard and /metrics: what `make lag` and `kafka-consumer-groups
+// --describe` show, whichever process holds the partitions.
+type Watch struct {
 	adm    *kadm.Client
 	groups []string
 	every  time.Duration
 	log    *slog.Logger
 
-	mu   sync.RWMutex
-	last Groups
+	// StallAfter is how long a partition may have records pending while
+	// its committed offset stands still before it is reported stalled.
+	StallAfter time.Duration
+
+	mu    sync.RWMutex
+	last  Snapshot
+	moved map[progress]time.Time // when each committed offset was first seen
 }
 
-// Groups is what a GroupWatch saw last.
-type Groups struct {
-	Groups []GroupState `json:"groups"`
-	At     *time.Time   `json:"at"`              // when it was asked; nil before the first answer
-	Error  string       `json:"error,omitempty"` // why the last refresh failed, if it did
+type progress struct {
+	group, topic string
+	partition    int32
+	committed    int64
 }
 
-// GroupState is one consumer group.
-type GroupState struct {
-	Group      string           `json:"group"`
-	State      string           `json:"state"` // Stable, PreparingRebalance, Empty, Dead…
-	Members    []GroupMember    `json:"members"`
-	Partitions []PartitionState `json:"partitions"`
-	Lag        int64            `json:"lag"` // sum over the partitions
-	Error      string           `json:"error,omitempty"`
+// Snapshot is what a Watch saw last.
+type Snapshot struct {
+	Groups []Group    `json:"groups"`
+	At     *time.Time `json:"at"`              // when it was asked; nil before the first answer
+	Error  string     `json:"error,omitempty"` // why the last refresh failed, if it did
 }
 
-// GroupMember is an instance in a group and the partitions it holds.
-type GroupMember struct {
-	Instance   string             `json:"instance"` // static instance ID, else the client ID
-	MemberID   string             `json:"member_id"`
-	Host       string             `json:"host"`
-	Partitions map[string][]int32 `json:"partitions"` // by topic
-}
-
-// PartitionState is a partition of a group's topic.
-type PartitionState struct {
-	Topic     string `json:"topic"`
-	Partition int32  `json:"partition"`
-	Instance  string `json:"instance"` // who holds it; empty when nobody does
-	MemberID  string `json:"-"`
-	Committed int64  `json:"committed"` // next offset to read; -1 before the first commit
-	End       int64  `json:"end"`       // the log end offset
-	Lag       int64  `json:"lag"`       // -1 when unknown
-}
-
-// NewGroupWatch watches groups through adm, refreshing every interval.
-func NewGroupWatch(adm *kadm.Client, every time.Duration, log *slog.Logger, groups ...string) *GroupWatch {
-	return &GroupWatch{adm: adm, groups: groups, every: every, log: log}
+// NewWatch watches groups through adm, refreshing every interval.
+func NewWatch(adm *kadm.Client, every time.Duration, log *slog.Logger, groups ...string) *Watch {
+	return &Watch{adm: adm, groups: groups, every: every, log: log, StallAfter: time.Minute,
+		last: Snapshot{Groups: []Group{}}, moved: make(map[progress]time.Time)}
 }
 
 // Run refreshes until ctx is cancelled.
-func (w *GroupWatch) Run(ctx context.Context) error {
+func (w *Watch) Run(ctx context.Context) error {
 	tick := time.NewTicker(w.every)
 	defer tick.Stop()
 	for {
@@ -83,100 +62,73 @@ func (w *GroupWatch) Run(ctx context.Context) error {
 	}
 }
 
-// Last is the latest view of the groups.
-func (w *GroupWatch) Last() Groups {
+// Last is the latest snapshot.
+func (w *Watch) Last() Snapshot {
 	w.mu.RLock()
 	defer w.mu.RUnlock()
 	return w.last
 }
 
-func (w *GroupWatch) refresh(ctx context.Context) {
+func (w *Watch) refresh(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, max(w.every, 2*time.Second))
 	defer cancel()
-	lags, err := w.adm.Lag(ctx, w.groups...)
+	rep, err := Collect(ctx, w.adm, w.groups...)
 	if ctx.Err() != nil && err != nil {
 		return // stopping, or the cluster is slow: keep the last view
 	}
-	now := time.Now()
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	if err != nil {
-		w.log.Debug("describing consumer groups failed", "groups", w.groups, "err", err)
-		w.mu.Lock()
+		w.log.Debug("asking the lag of the consumer groups failed", "groups", w.groups, "err", err)
 		w.last.Error = err.Error()
-		w.mu.Unlock()
 		return
 	}
-	next := Groups{At: &now, Groups: make([]GroupState, 0, len(w.groups))}
-	for _, g := range w.groups {
-		next.Groups = append(next.Groups, groupState(g, lags[g]))
-	}
-	w.mu.Lock()
-	w.last = next
-	w.mu.Unlock()
+	w.stalls(rep)
+	w.last = Snapshot{Groups: rep.Groups, At: &rep.At}
 }
 
-func groupState(group string, l kadm.DescribedGroupLag) GroupState {
-	gs := GroupState{Group: group, State: l.State, Members: []GroupMember{}, Partitions: []PartitionState{}}
-	if err := l.Error(); err != nil {
-		gs.Error = err.Error()
-		return gs
-	}
-	for _, m := range l.Members {
-		gm := GroupMember{Instance: instanceName(&m), MemberID: m.MemberID, Host: m.ClientHost, Partitions: map[string][]int32{}}
-		if c, ok := m.Assigned.AsConsumer(); ok {
-			for _, t := range c.Topics {
-				gm.Partitions[t.Topic] = slices.Sorted(slices.Values(t.Partitions))
+// stalls marks the partitions whose committed offset has stood still for
+// longer than StallAfter while records were pending.
+func (w *Watch) stalls(rep Report) {
+	seen := make(map[progress]time.Time, len(w.moved))
+	for gi := range rep.Groups {
+		g := &rep.Groups[gi]
+		for pi := range g.Partitions {
+			p := &g.Partitions[pi]
+			k := progress{g.Group, p.Topic, p.Partition, p.Committed}
+			since, ok := w.moved[k]
+			if !ok || p.Pending() == 0 {
+				since = rep.At
+			}
+			seen[k] = since
+			if rep.At.Sub(since) >= w.StallAfter {
+				p.StalledSince = &since
 			}
 		}
-		gs.Members = append(gs.Members, gm)
 	}
-	slices.SortFunc(gs.Members, func(a, b GroupMember) int { return cmp.Compare(a.Instance, b.Instance) })
-	for _, ps := range l.Lag {
-		for _, p := range ps {
-			st := PartitionState{Topic: p.Topic, Partition: p.Partition, Committed: p.Commit.At, End: p.End.Offset, Lag: p.Lag}
-			if p.Member != nil {
-				st.Instance, st.MemberID = instanceName(p.Member), p.Member.MemberID
-			}
-			if p.Lag > 0 {
-				gs.Lag += p.Lag
-			}
-			gs.Partitions = append(gs.Partitions, st)
-		}
-	}
-	slices.SortFunc(gs.Partitions, func(a, b PartitionState) int {
-		return cmp.Or(cmp.Compare(a.Topic, b.Topic), cmp.Compare(a.Partition, b.Partition))
-	})
-	return gs
+	w.moved = seen
 }
 
-// instanceName names a member as an operator knows it: by the instance ID
-// it was started with (order-service-2), else by its client ID.
-func instanceName(m *kadm.DescribedGroupMember) string {
-	if m.InstanceID != nil && *m.InstanceID != "" {
-		return *m.InstanceID
-	}
-	return m.ClientID
-}
-
-// LagCollector exports the lag of the partitions that the member memberID
-// returns holds in group, as shop_consumer_lag: each instance reports its
+// Collector exports, as shop_consumer_lag, the lag of the partitions of
+// group that the member memberID returns holds: each instance reports its
 // own partitions, so a sum over instances counts every partition once.
-func (w *GroupWatch) LagCollector(group string, memberID func() string) prometheus.Collector {
-	return &lagCollector{w: w, group: group, memberID: memberID, desc: prometheus.NewDesc(
+func (w *Watch) Collector(group string, memberID func() string) prometheus.Collector {
+	return &collector{w: w, group: group, memberID: memberID, desc: prometheus.NewDesc(
 		"shop_consumer_lag",
-		"Records on the partition not yet consumed by its group (log end offset minus committed offset), for the partitions this instance holds.",
+		"Records on the partition its group can read but has not committed yet (last stable offset minus committed offset), for the partitions this instance holds.",
 		[]string{"group", "topic", "partition"}, nil)}
 }
 
-type lagCollector struct {
-	w        *GroupWatch
+type collector struct {
+	w        *Watch
 	group    string
 	memberID func() string
 	desc     *prometheus.Desc
 }
 
-func (c *lagCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+func (c *collector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 
-func (c *lagCollector) Collect(ch chan<- prometheus.Metric) {
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	me := c.memberID()
 	if me == "" {
 		return

@@ -10,54 +10,81 @@ import (
 	"time"
 
 	"github.com/gorilla/mux"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/blackfriday-kafka/shop/schemas"
-	"github.com/blackfriday-kafka/shop/services/platform"
+	"github.com/blackfriday-kafka/shop/services/config"
+	"github.com/blackfriday-kafka/shop/services/serve"
+	"github.com/blackfriday-kafka/shop/services/stage"
+	"github.com/blackfriday-kafka/shop/services/view"
 	"github.com/blackfriday-kafka/shop/txn"
 )
 
+// keepOrders is how many of the latest orders /orders can show.
+const keepOrders = 1000
+
 // Service is the order service.
 type Service struct {
-	*platform.Pipeline[schemas.OrderCreated]
-	cat   *schemas.Catalog
-	delay time.Duration
-	log   *slog.Logger
+	*stage.Stage
+	orders *view.Latest[schemas.OrderCreated]
 }
 
-// New connects the order service. tuning sets the transaction batching; its
-// zero value takes the engine's defaults.
-func New(cfg platform.Config, cat *schemas.Catalog, tuning txn.Config) (*Service, error) {
-	s := &Service{cat: cat, delay: cfg.ProcessingDelay}
-	var err error
-	s.Pipeline, err = platform.NewPipeline(cfg, platform.Stage{
+// New connects the order service.
+func New(cfg config.Config, cat *schemas.Catalog) (*Service, error) {
+	log := cfg.Log().With("service", "order", "instance", cfg.InstanceID)
+	st, err := stage.New(cfg, cat, stage.Spec{
 		Service: "order",
-		Input:   cat.Payments.Topic(),
-		DLQ:     cat.PaymentDLQ,
-		Handler: s.createOrder,
-		Tuning:  tuning,
+		Input:   schemas.Payments.Spec,
+		DLQ:     schemas.PaymentDLQ,
+		Writes:  []*schemas.Spec{schemas.Orders.Spec},
+		Handler: Transform(cat, cfg.ProcessingDelay, log),
 		Outputs: "orders_created",
-	}, cat.Orders)
+	})
 	if err != nil {
 		return nil, err
 	}
-	s.log = s.Logger()
-	return s, nil
+	orders, err := view.NewLatest(cfg.Brokers, schemas.Orders.Codec(cat), keepOrders, log)
+	if err != nil {
+		return nil, err
+	}
+	return &Service{Stage: st, orders: orders}, nil
+}
+
+// orderStep is the business step and what it needs.
+type orderStep struct {
+	payments *schemas.Codec[schemas.PaymentSucceeded]
+	orders   *schemas.Codec[schemas.OrderCreated]
+	delay    time.Duration
+	log      *slog.Logger
 }
 
 // Transform is the order step alone, as the service runs it inside each
 // transaction: for benchmarks and tools that drive an engine of their own.
 func Transform(cat *schemas.Catalog, delay time.Duration, log *slog.Logger) txn.Handler {
-	s := &Service{cat: cat, delay: delay, log: log}
+	s := &orderStep{payments: schemas.Payments.Codec(cat), orders: schemas.Orders.Codec(cat), delay: delay, log: log}
 	return s.createOrder
 }
 
 func (s *Service) Name() string { return "order" }
 
+// Run runs the stage and the view of its orders until ctx is cancelled.
+func (s *Service) Run(ctx context.Context) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return s.Stage.Run(ctx) })
+	g.Go(func() error { return s.orders.Run(ctx) })
+	return g.Wait()
+}
+
+func (s *Service) Collectors() []prometheus.Collector {
+	return append(s.Stage.Collectors(), s.orders.Collector())
+}
+
 // createOrder is the business step: a valid payment becomes an order. An
 // invalid or unreadable payment is poison and goes to dlq-payment.
-func (s *Service) createOrder(ctx context.Context, in *kgo.Record) ([]*kgo.Record, error) {
-	p, err := s.cat.Payments.Decode(ctx, in.Value)
+func (s *orderStep) createOrder(ctx context.Context, in *kgo.Record) ([]*kgo.Record, error) {
+	p, err := s.payments.Decode(ctx, in.Value)
 	if err != nil {
 		return nil, err
 	}
@@ -89,7 +116,7 @@ func (s *Service) createOrder(ctx context.Context, in *kgo.Record) ([]*kgo.Recor
 	for i, it := range p.Cart {
 		o.Items[i] = schemas.OrderItem(it)
 	}
-	rec, err := s.cat.Orders.Record(in.Key, &o)
+	rec, err := s.orders.Record(&o)
 	if err != nil {
 		return nil, err
 	}
@@ -119,12 +146,11 @@ type ItemView struct {
 }
 
 func (s *Service) list(w http.ResponseWriter, r *http.Request) {
-	limit, err := platform.Limit(r)
-	if err != nil {
-		platform.WriteError(w, http.StatusBadRequest, err.Error(), "limit")
+	limit, ok := serve.Limit(w, r)
+	if !ok {
 		return
 	}
-	count, orders := s.Newest(limit)
+	count, orders := s.orders.Newest(limit)
 	views := make([]OrderView, len(orders))
 	for i, o := range orders {
 		v := OrderView{OrderID: o.OrderID, PaymentID: o.PaymentID, UserID: o.UserID,
@@ -134,5 +160,5 @@ func (s *Service) list(w http.ResponseWriter, r *http.Request) {
 		}
 		views[i] = v
 	}
-	platform.WriteJSON(w, http.StatusOK, map[string]any{"count": count, "orders": views})
+	serve.JSON(w, http.StatusOK, map[string]any{"count": count, "orders": views})
 }

@@ -17,7 +17,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/blackfriday-kafka/shop/schemas"
-	"github.com/blackfriday-kafka/shop/services/platform"
+	"github.com/blackfriday-kafka/shop/services/config"
+	"github.com/blackfriday-kafka/shop/services/metrics"
+	"github.com/blackfriday-kafka/shop/services/serve"
 )
 
 // maxBody bounds a request: 100 items with 200-character names fit easily.
@@ -25,6 +27,7 @@ const maxBody = 1 << 20
 
 // Service is the payment service.
 type Service struct {
+	cat      *schemas.Catalog
 	payments *schemas.Codec[schemas.PaymentSucceeded]
 	producer *kgo.Client
 	log      *slog.Logger
@@ -44,11 +47,11 @@ type Options struct {
 
 // New connects the payment service's producer: idempotent, acks from all
 // in-sync replicas, so a retried send never writes a payment twice.
-func New(cfg platform.Config, cat *schemas.Catalog, opts Options) (*Service, error) {
+func New(cfg config.Config, cat *schemas.Catalog, opts Options) (*Service, error) {
 	if opts.DeliveryTimeout <= 0 {
 		opts.DeliveryTimeout = 10 * time.Second
 	}
-	kafka := platform.KafkaMetrics("producer")
+	kafka := metrics.Kafka("producer")
 	producer, err := kgo.NewClient(
 		kgo.WithHooks(kafka),
 		kgo.SeedBrokers(cfg.Brokers...),
@@ -59,15 +62,12 @@ func New(cfg platform.Config, cat *schemas.Catalog, opts Options) (*Service, err
 	if err != nil {
 		return nil, err
 	}
-	log := cfg.Logger
-	if log == nil {
-		log = slog.Default()
-	}
 	s := &Service{
-		payments: cat.Payments,
+		cat:      cat,
+		payments: schemas.Payments.Codec(cat),
 		producer: producer,
 		kafka:    kafka,
-		log:      log.With("service", "payment", "instance", cfg.InstanceID),
+		log:      cfg.Log().With("service", "payment", "instance", cfg.InstanceID),
 		accepted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "shop_payments_accepted_total", Help: "Payments written to Kafka and acknowledged.",
 		}),
@@ -87,6 +87,10 @@ func New(cfg platform.Config, cat *schemas.Catalog, opts Options) (*Service, err
 
 func (s *Service) Name() string { return "payment" }
 
+// Healthy is nil: a payment that cannot be written is refused with a 503,
+// so the service is never stuck on one.
+func (s *Service) Healthy() error { return nil }
+
 func (s *Service) Collectors() []prometheus.Collector {
 	return []prometheus.Collector{s.accepted, s.rejected, s.latency, s.kafka}
 }
@@ -95,9 +99,11 @@ func (s *Service) Routes(r *mux.Router) {
 	r.HandleFunc("/payment", s.pay).Methods(http.MethodPost)
 }
 
-// Run waits for shutdown, then flushes and closes the producer; the HTTP
-// server has stopped taking payments by then.
+// Run looks up the schema payments are written with, waits for shutdown,
+// then flushes and closes the producer; the HTTP server has stopped taking
+// payments by then.
 func (s *Service) Run(ctx context.Context) error {
+	_ = s.cat.Await(ctx, s.log, schemas.Payments.Spec)
 	<-ctx.Done()
 	flushCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
@@ -106,7 +112,11 @@ func (s *Service) Run(ctx context.Context) error {
 	return err
 }
 
+// Ready is nil once the schema of payments is registered and Kafka answers.
 func (s *Service) Ready(ctx context.Context) error {
+	if err := s.cat.Missing(schemas.Payments.Spec); err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	return s.producer.Ping(ctx)
@@ -135,10 +145,15 @@ func (s *Service) pay(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, fe)
 		return
 	}
-	rec, err := s.payments.Record(schemas.UserKey(p.UserID), &p)
+	rec, err := s.payments.Record(&p)
+	if _, missing := errors.AsType[*schemas.MissingSchemaError](err); missing {
+		s.rejected.WithLabelValues("kafka_unavailable").Inc()
+		serve.Error(w, http.StatusServiceUnavailable, "payments are unavailable: "+err.Error()+"; nothing was charged", "")
+		return
+	}
 	if err != nil {
 		s.log.Error("encode payment", "payment_id", p.PaymentID, "err", err)
-		platform.WriteError(w, http.StatusInternalServerError, "payment could not be encoded", "")
+		serve.Error(w, http.StatusInternalServerError, "payment could not be encoded", "")
 		return
 	}
 	// Context of the request: a client that hangs up before the ack
@@ -150,7 +165,7 @@ func (s *Service) pay(w http.ResponseWriter, r *http.Request) {
 		if errors.Is(err, context.Canceled) {
 			status = 499 // client closed request; nobody reads this answer
 		}
-		platform.WriteError(w, status, "payments are unavailable: Kafka did not acknowledge the payment, nothing was charged; retry later", "")
+		serve.Error(w, status, "payments are unavailable: Kafka did not acknowledge the payment, nothing was charged; retry later", "")
 		return
 	}
 	s.accepted.Inc()
@@ -166,10 +181,10 @@ func (s *Service) pay(w http.ResponseWriter, r *http.Request) {
 	for _, it := range p.Cart {
 		resp.Cart = append(resp.Cart, Item{Name: it.Name, Price: schemas.Euros(it.UnitPriceCents), Quantity: it.Quantity})
 	}
-	platform.WriteJSON(w, http.StatusOK, resp)
+	serve.JSON(w, http.StatusOK, resp)
 }
 
 func (s *Service) refuse(w http.ResponseWriter, fe *schemas.FieldError) {
 	s.rejected.WithLabelValues("invalid").Inc()
-	platform.WriteError(w, http.StatusBadRequest, fe.Error(), fe.Field)
+	serve.Error(w, http.StatusBadRequest, fe.Error(), fe.Field)
 }

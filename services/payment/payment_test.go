@@ -10,8 +10,8 @@ import (
 
 	"github.com/gorilla/mux"
 
+	"github.com/blackfriday-kafka/shop/services/config"
 	"github.com/blackfriday-kafka/shop/services/payment"
-	"github.com/blackfriday-kafka/shop/services/platform"
 	"github.com/blackfriday-kafka/shop/services/shop/shoptest"
 )
 
@@ -19,7 +19,7 @@ import (
 // do not answer: the client gets a 503 and an explanation, not a hang.
 func TestKafkaDownIs503(t *testing.T) {
 	_, cat := shoptest.Cluster(t) // for the registry only
-	svc, err := payment.New(platform.Config{Brokers: []string{"127.0.0.1:1"}, InstanceID: "1", Logger: shoptest.Logger()},
+	svc, err := payment.New(config.Config{Brokers: []string{"127.0.0.1:1"}, InstanceID: "1", Logger: shoptest.Logger()},
 		cat, payment.Options{DeliveryTimeout: time.Second})
 	if err != nil {
 		t.Fatal(err)

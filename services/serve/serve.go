@@ -1,7 +1,7 @@
-// Package platform is what every service of the shop has in common: its
-// configuration from the environment, its HTTP server with /healthz, /readyz
-// and /metrics, and a graceful stop on SIGTERM.
-package platform
+// Package serve is the HTTP side of every service of the shop: /healthz,
+// /readyz, /metrics and the service's own routes, with timeouts and a
+// graceful stop, and the one shape of JSON answers and errors.
+package serve
 
 import (
 	"context"
@@ -11,87 +11,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/gorilla/mux"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-
-	"github.com/blackfriday-kafka/shop/txn"
 )
-
-// Default ports of the four services.
-var DefaultPorts = map[string]int{"payment": 8000, "order": 8001, "email": 8002, "analytics": 8003}
-
-// Config is a service's configuration. FromEnv reads it as CONTRACTS.md
-// names it; tests fill it in directly.
-type Config struct {
-	Brokers         []string      // KAFKA_BROKERS
-	RegistryURL     string        // SCHEMA_REGISTRY_URL
-	Addr            string        // listen address, from PORT; ":0" picks a free port
-	InstanceID      string        // INSTANCE_ID, part of the transactional ID
-	ProcessingDelay time.Duration // PROCESSING_DELAY, per order
-	// AtLeastOnce (DELIVERY=at-least-once) runs order and email without
-	// transactions: the control that shows what exactly-once prevents.
-	AtLeastOnce bool
-	// Tuning bounds the transactions of order and email: MaxRecords from
-	// TXN_MAX_RECORDS, MaxInterval from TXN_MAX_INTERVAL; zero takes the
-	// engine's defaults (100,000 records, 100ms).
-	Tuning txn.Config
-	Logger *slog.Logger
-}
-
-// FromEnv reads the configuration of service from the environment.
-func FromEnv(service string) (Config, error) {
-	cfg := Config{
-		Brokers:     strings.Split(env("KAFKA_BROKERS", "localhost:9092,localhost:9093,localhost:9094"), ","),
-		RegistryURL: env("SCHEMA_REGISTRY_URL", "http://localhost:8081"),
-		InstanceID:  env("INSTANCE_ID", "1"),
-	}
-	port := env("PORT", strconv.Itoa(DefaultPorts[service]))
-	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
-		return cfg, fmt.Errorf("PORT=%q: not a port number", port)
-	}
-	cfg.Addr = ":" + port
-	delay, err := time.ParseDuration(env("PROCESSING_DELAY", "0s"))
-	if err != nil {
-		return cfg, fmt.Errorf("PROCESSING_DELAY: %w (write it as a Go duration, such as 100ms)", err)
-	}
-	cfg.ProcessingDelay = delay
-	switch d := env("DELIVERY", "exactly-once"); d {
-	case "exactly-once":
-	case "at-least-once":
-		cfg.AtLeastOnce = true
-	default:
-		return cfg, fmt.Errorf("DELIVERY=%q: want exactly-once or at-least-once", d)
-	}
-	if v := os.Getenv("TXN_MAX_RECORDS"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n <= 0 {
-			return cfg, fmt.Errorf("TXN_MAX_RECORDS=%q: want a positive number of records per transaction", v)
-		}
-		cfg.Tuning.MaxRecords = n
-	}
-	if v := os.Getenv("TXN_MAX_INTERVAL"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil || d <= 0 {
-			return cfg, fmt.Errorf("TXN_MAX_INTERVAL=%q: want a positive Go duration, such as 100ms", v)
-		}
-		cfg.Tuning.MaxInterval = d
-	}
-	return cfg, nil
-}
-
-func env(name, def string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
-	}
-	return def
-}
 
 // Service is one of the shop's services.
 type Service interface {
@@ -102,8 +29,11 @@ type Service interface {
 	// Run does the service's background work until ctx is cancelled,
 	// then commits or aborts what it holds and returns.
 	Run(ctx context.Context) error
-	// Ready returns nil when the service can do its work.
+	// Ready returns nil when the service can do its work (/readyz).
 	Ready(ctx context.Context) error
+	// Healthy returns nil unless the service is stuck: alive, but unable
+	// to make progress (/healthz).
+	Healthy() error
 	// Collectors are the service's Prometheus metrics.
 	Collectors() []prometheus.Collector
 }
@@ -116,23 +46,19 @@ type Server struct {
 }
 
 // Listen binds the service's HTTP port. Binding before Run lets callers learn
-// the port (Addr) of a service started on ":0". log should name the service
-// and its instance; nil means slog.Default, naming the service.
+// the port (URL) of a service started on ":0". log should name the service
+// and its instance.
 func Listen(svc Service, addr string, log *slog.Logger) (*Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("%s service: listen on %s: %w", svc.Name(), addr, err)
-	}
-	if log == nil {
-		log = slog.Default().With("service", svc.Name())
 	}
 	return &Server{svc: svc, ln: ln, log: log}, nil
 }
 
 // URL is the service's base URL, such as http://127.0.0.1:8000.
 func (s *Server) URL() string {
-	port := s.ln.Addr().(*net.TCPAddr).Port
-	return fmt.Sprintf("http://127.0.0.1:%d", port)
+	return "http://127.0.0.1:" + strconv.Itoa(s.ln.Addr().(*net.TCPAddr).Port)
 }
 
 // Run serves HTTP and runs the service until ctx is cancelled, then stops
@@ -143,15 +69,20 @@ func (s *Server) Run(ctx context.Context) error {
 	reg.MustRegister(s.svc.Collectors()...)
 
 	r := mux.NewRouter()
+	name := s.svc.Name()
 	r.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
-		WriteJSON(w, http.StatusOK, map[string]string{"status": "ok", "service": s.svc.Name()})
+		if err := s.svc.Healthy(); err != nil {
+			JSON(w, http.StatusServiceUnavailable, map[string]string{"status": "stalled", "service": name, "error": err.Error()})
+			return
+		}
+		JSON(w, http.StatusOK, map[string]string{"status": "ok", "service": name})
 	}).Methods(http.MethodGet)
 	r.HandleFunc("/readyz", func(w http.ResponseWriter, req *http.Request) {
 		if err := s.svc.Ready(req.Context()); err != nil {
-			WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "service": s.svc.Name(), "error": err.Error()})
+			JSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "service": name, "error": err.Error()})
 			return
 		}
-		WriteJSON(w, http.StatusOK, map[string]string{"status": "ready", "service": s.svc.Name()})
+		JSON(w, http.StatusOK, map[string]string{"status": "ready", "service": name})
 	}).Methods(http.MethodGet)
 	r.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{})).Methods(http.MethodGet)
 	s.svc.Routes(r)
@@ -196,8 +127,8 @@ func (s *Server) Run(ctx context.Context) error {
 	return runErr
 }
 
-// WriteJSON answers with v as JSON.
-func WriteJSON(w http.ResponseWriter, status int, v any) {
+// JSON answers with v as JSON.
+func JSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
@@ -210,7 +141,22 @@ type ErrorBody struct {
 	Field  string `json:"field,omitempty"`
 }
 
-// WriteError answers with an error; field names the offending input, if any.
-func WriteError(w http.ResponseWriter, status int, msg, field string) {
-	WriteJSON(w, status, ErrorBody{Status: "error", Error: msg, Field: field})
+// Error answers with an error; field names the offending input, if any.
+func Error(w http.ResponseWriter, status int, msg, field string) {
+	JSON(w, status, ErrorBody{Status: "error", Error: msg, Field: field})
+}
+
+// Limit reads ?limit= (default 100, at most 1000) of a list view, or
+// answers 400 naming the parameter and returns false.
+func Limit(w http.ResponseWriter, r *http.Request) (int, bool) {
+	s := r.URL.Query().Get("limit")
+	if s == "" {
+		return 100, true
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 || n > 1000 {
+		Error(w, http.StatusBadRequest, "limit must be a whole number from 0 to 1000", "limit")
+		return 0, false
+	}
+	return n, true
 }

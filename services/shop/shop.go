@@ -6,78 +6,69 @@ package shop
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/blackfriday-kafka/shop/schemas"
 	"github.com/blackfriday-kafka/shop/services/analytics"
+	"github.com/blackfriday-kafka/shop/services/config"
 	"github.com/blackfriday-kafka/shop/services/email"
 	"github.com/blackfriday-kafka/shop/services/order"
 	"github.com/blackfriday-kafka/shop/services/payment"
-	"github.com/blackfriday-kafka/shop/services/platform"
-	"github.com/blackfriday-kafka/shop/txn"
+	"github.com/blackfriday-kafka/shop/services/serve"
 )
 
-// Services are the names of the four services, in the order of the flow.
-var Services = []string{"payment", "order", "email", "analytics"}
-
-// Options say which services to start and how.
+// Options say which services to start, and how the payment service waits.
 type Options struct {
-	Services []string                                   // default all four
-	Config   func(name string) (platform.Config, error) // each service's configuration
-	Tuning   txn.Config                                 // transaction batching of order and email
+	Services []string // default all four, config.Services
 	Payment  payment.Options
 }
 
 // Shop is a set of running services.
 type Shop struct {
 	names   []string
-	servers map[string]*platform.Server
+	servers map[string]*serve.Server
 	cancel  context.CancelFunc
 	done    chan error
 }
 
-// Start builds and starts the services. They run until ctx is cancelled or
-// Stop is called.
-func Start(ctx context.Context, cat *schemas.Catalog, opts Options) (*Shop, error) {
+// Start builds and starts the services, each configured by cfg. They run
+// until ctx is cancelled or Stop is called.
+func Start(ctx context.Context, cfg config.Config, cat *schemas.Catalog, opts Options) (*Shop, error) {
 	if len(opts.Services) == 0 {
-		opts.Services = Services
+		opts.Services = config.Services
 	}
-	s := &Shop{names: opts.Services, servers: make(map[string]*platform.Server), done: make(chan error, 1)}
-	var runs []func(context.Context) error
+	s := &Shop{names: opts.Services, servers: make(map[string]*serve.Server), done: make(chan error, 1)}
 	for _, name := range opts.Services {
-		cfg, err := opts.Config(name)
-		if err != nil {
-			return nil, err
-		}
-		if cfg.Logger == nil {
-			cfg.Logger = slog.Default()
-		}
 		svc, err := build(name, cfg, cat, opts)
 		if err != nil {
 			return nil, fmt.Errorf("%s service: %w", name, err)
 		}
-		srv, err := platform.Listen(svc, cfg.Addr, cfg.Logger.With("service", name, "instance", cfg.InstanceID))
+		srv, err := serve.Listen(svc, cfg.ListenAddr(name), cfg.Log().With("service", name, "instance", cfg.InstanceID))
 		if err != nil {
 			return nil, err
 		}
 		s.servers[name] = srv
-		runs = append(runs, srv.Run)
 	}
 	ctx, s.cancel = context.WithCancel(ctx)
-	go func() { s.done <- platform.RunAll(ctx, runs...) }()
+	g, ctx := errgroup.WithContext(ctx)
+	for _, srv := range s.servers {
+		g.Go(func() error { return srv.Run(ctx) })
+	}
+	go func() { s.done <- g.Wait() }()
 	return s, nil
 }
 
-func build(name string, cfg platform.Config, cat *schemas.Catalog, opts Options) (platform.Service, error) {
+func build(name string, cfg config.Config, cat *schemas.Catalog, opts Options) (serve.Service, error) {
 	switch name {
 	case "payment":
 		return payment.New(cfg, cat, opts.Payment)
 	case "order":
-		return order.New(cfg, cat, opts.Tuning)
+		return order.New(cfg, cat)
 	case "email":
-		return email.New(cfg, cat, opts.Tuning)
+		return email.New(cfg, cat)
 	case "analytics":
 		return analytics.New(cfg, cat)
 	}

@@ -1,10 +1,15 @@
-package platform
+package view
 
 import (
-	"fmt"
-	"net/http"
-	"strconv"
+	"context"
+	"log/slog"
 	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/blackfriday-kafka/shop/schemas"
+	"github.com/blackfriday-kafka/shop/services/metrics"
 )
 
 // Recent keeps a count of everything added and the newest items, for views
@@ -49,15 +54,40 @@ func (r *Recent[T]) Newest(limit int) (int, []T) {
 	return r.count, out
 }
 
-// Limit reads ?limit= (default 100, at most 1000) for views.
-func Limit(r *http.Request) (int, error) {
-	s := r.URL.Query().Get("limit")
-	if s == "" {
-		return 100, nil
+// Fold returns the function that adds each committed record of a topic,
+// decoded with codec, to r: the apply of a Follower.
+func Fold[T any](r *Recent[T], codec *schemas.Codec[T]) func(context.Context, *kgo.Record) error {
+	return func(ctx context.Context, rec *kgo.Record) error {
+		v, err := codec.Decode(ctx, rec.Value)
+		if err == nil {
+			r.Add(*v)
+		}
+		return err
 	}
-	n, err := strconv.Atoi(s)
-	if err != nil || n < 0 || n > 1000 {
-		return 0, fmt.Errorf("limit must be a whole number from 0 to 1000")
-	}
-	return n, nil
 }
+
+// Latest is the newest committed values of one topic, with their count: a
+// Follower folding into a Recent.
+type Latest[T any] struct {
+	*Recent[T]
+	follow *Follower
+	fold   func(context.Context, *kgo.Record) error
+	kafka  prometheus.Collector
+}
+
+// NewLatest follows the topic of codec, keeping its newest keep values.
+func NewLatest[T any](brokers []string, codec *schemas.Codec[T], keep int, log *slog.Logger, opts ...kgo.Opt) (*Latest[T], error) {
+	kafka := metrics.Kafka("view")
+	f, err := Follow(brokers, log, []string{codec.Topic().Name}, append(opts, kgo.WithHooks(kafka))...)
+	if err != nil {
+		return nil, err
+	}
+	r := NewRecent[T](keep)
+	return &Latest[T]{Recent: r, follow: f, fold: Fold(r, codec), kafka: kafka}, nil
+}
+
+// Run follows the topic until ctx is cancelled.
+func (l *Latest[T]) Run(ctx context.Context) error { return l.follow.Run(ctx, l.fold) }
+
+// Collector is the client metrics of the view's Kafka client.
+func (l *Latest[T]) Collector() prometheus.Collector { return l.kafka }

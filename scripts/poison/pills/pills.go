@@ -45,7 +45,7 @@ func Tutorial() []Pill {
 // the payment rules.
 func Avro(cat *schemas.Catalog) ([]Pill, error) {
 	good := payment(func(*schemas.PaymentSucceeded) {})
-	valid, err := cat.Payments.Encode(&good)
+	valid, err := schemas.Payments.Codec(cat).Encode(&good)
 	if err != nil {
 		return nil, err
 	}
@@ -53,7 +53,7 @@ func Avro(cat *schemas.Catalog) ([]Pill, error) {
 	unknown = append(unknown, valid[5:]...)
 	order := schemas.OrderCreated{OrderID: uuid.NewString(), PaymentID: good.PaymentID, UserID: good.UserID,
 		Status: schemas.OrderConfirmed, CreatedAt: good.PaidAt}
-	anOrder, err := cat.Orders.Encode(&order)
+	anOrder, err := schemas.Orders.Codec(cat).Encode(&order)
 	if err != nil {
 		return nil, err
 	}
@@ -73,7 +73,7 @@ func Avro(cat *schemas.Catalog) ([]Pill, error) {
 		{"10,000-character name", func(p *schemas.PaymentSucceeded) { p.Cart[0].Name = strings.Repeat("x", 10_000) }},
 	} {
 		p := payment(bad.spoil)
-		v, err := cat.Payments.Encode(&p)
+		v, err := schemas.Payments.Codec(cat).Encode(&p)
 		if err != nil {
 			return nil, err
 		}

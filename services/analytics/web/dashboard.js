@@ -175,12 +175,17 @@ function renderGroups(g) {
     tr.append(name);
     for (let i = 0; i < width; i++) {
       const p = parts.find((q) => q.partition === i);
-      const td = el("td", "part " + (p ? lagClass(p.lag) : "none"));
+      const td = el("td", "part " + (p ? (p.stalled_since ? "stalled" : lagClass(p.lag)) : "none"));
       if (p) {
         td.dataset.partition = String(i);
         td.dataset.lag = String(p.lag);
         td.append(el("div", "lag", p.lag < 0 ? "?" : count(p.lag)),
           el("div", "who", p.instance || "unassigned"));
+        // A stage that retries the same records commits nothing: say so.
+        if (p.stalled_since) {
+          td.dataset.stalledSince = p.stalled_since;
+          td.append(el("div", "stall", "stalled since " + clock(p.stalled_since)));
+        }
       }
       tr.append(td);
     }
@@ -193,7 +198,7 @@ function renderGroups(g) {
   $("groups").tBodies[0].replaceChildren(...body);
   $("groups-note").textContent = g.error
     ? "could not describe the groups: " + g.error
-    : g.at ? "as of " + clock(g.at) + ". Lag is the log end offset minus the committed offset; on a topic written in transactions (order-created) a caught-up group shows 1 per partition: the commit marker." : "asking the cluster…";
+    : g.at ? "as of " + clock(g.at) + ". Lag is the last stable offset minus the committed offset; on a topic written in transactions (order-created) a caught-up group shows 1 per partition: the commit marker. A partition whose committed offset stands still for a minute with records to read is stalled." : "asking the cluster…";
 }
 
 function renderCharts(h) {

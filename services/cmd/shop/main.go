@@ -9,46 +9,23 @@
 //	shop schemas    register the schemas (as make schemas does)
 //	shop registry   the schema registry alone on REGISTRY_ADDR (127.0.0.1:8081)
 //
-// Configuration comes from the environment: KAFKA_BROKERS,
-// SCHEMA_REGISTRY_URL, PORT, INSTANCE_ID, PROCESSING_DELAY, TXN_MAX_RECORDS
-// and TXN_MAX_INTERVAL (the bounds of a transaction), LOG_LEVEL (debug,
-// info, warn, error) and LOG_FORMAT (json or text).
+// The environment is read once, here (package config says what it holds).
 package main
 
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/signal"
 	"slices"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/blackfriday-kafka/shop/infra"
 	"github.com/blackfriday-kafka/shop/schemas"
-	"github.com/blackfriday-kafka/shop/services/platform"
+	"github.com/blackfriday-kafka/shop/services/config"
 	"github.com/blackfriday-kafka/shop/services/shop"
 )
-
-var serviceNames = shop.Services
-
-func main() {
-	if len(os.Args) < 2 || os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help" {
-		fmt.Fprint(os.Stderr, usage)
-		os.Exit(2)
-	}
-	log := newLogger()
-	slog.SetDefault(log)
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1], log); err != nil {
-		log.Error("shop failed", "command", os.Args[1], "err", err)
-		fmt.Fprintln(os.Stderr, "shop "+os.Args[1]+":", err)
-		os.Exit(1)
-	}
-}
 
 const usage = `usage: shop <command>
 
@@ -67,7 +44,38 @@ Each command that starts something prints one line starting "ready:" once it
 is ready, and stops cleanly on Ctrl-C or SIGTERM.
 `
 
-func run(ctx context.Context, cmd string, log *slog.Logger) error {
+func main() {
+	if len(os.Args) < 2 || os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help" {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	cmd := os.Args[1]
+	cfg, err := config.FromEnv(os.Getenv, servicesOf(cmd)...)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "shop "+cmd+":", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, cmd, cfg); err != nil {
+		cfg.Logger.Error("shop failed", "command", cmd, "err", err)
+		fmt.Fprintln(os.Stderr, "shop "+cmd+":", err)
+		os.Exit(1)
+	}
+}
+
+// servicesOf are the services a command runs, whose settings it checks.
+func servicesOf(cmd string) []string {
+	switch {
+	case cmd == "run" || cmd == "services":
+		return config.Services
+	case slices.Contains(config.Services, cmd):
+		return []string{cmd}
+	}
+	return nil
+}
+
+func run(ctx context.Context, cmd string, cfg config.Config) error {
 	switch cmd {
 	case "run", "cluster":
 		stack, err := infra.StartEmbedded(ctx, infra.EmbeddedConfig{
@@ -78,78 +86,50 @@ func run(ctx context.Context, cmd string, log *slog.Logger) error {
 			return err
 		}
 		defer stack.Close()
-		log.Info("embedded stack started", "kafka", stack.BrokerList(), "registry", stack.RegistryURL)
+		cfg.Logger.Info("embedded stack started", "kafka", stack.BrokerList(), "registry", stack.RegistryURL)
 		if cmd == "cluster" {
 			fmt.Printf("ready: kafka=%s registry=%s\n", stack.BrokerList(), stack.RegistryURL)
 			<-ctx.Done()
 			return nil
 		}
-		os.Setenv("KAFKA_BROKERS", stack.BrokerList())
-		os.Setenv("SCHEMA_REGISTRY_URL", stack.RegistryURL)
-		return runServices(ctx, serviceNames, log, " kafka="+stack.BrokerList()+" registry="+stack.RegistryURL)
+		cfg.Brokers, cfg.RegistryURL = stack.Brokers, stack.RegistryURL
+		return runServices(ctx, cfg, servicesOf(cmd), " kafka="+stack.BrokerList()+" registry="+stack.RegistryURL)
 	case "registry":
-		addr := os.Getenv("REGISTRY_ADDR")
-		if addr == "" {
-			addr = "127.0.0.1:8081"
-		}
-		srv, url, err := infra.StartRegistry(addr)
+		srv, url, err := infra.StartRegistry(cfg.RegistryAddr)
 		if err != nil {
 			return err
 		}
 		fmt.Printf("ready: registry=%s\n", url)
 		<-ctx.Done()
 		return srv.Shutdown(context.WithoutCancel(ctx))
-	case "services":
-		return runServices(ctx, serviceNames, log, "")
 	case "topics":
-		cfg, err := platform.FromEnv("")
-		if err != nil {
-			return err
-		}
 		if err := infra.CreateTopics(ctx, cfg.Brokers); err != nil {
 			return err
 		}
-		fmt.Printf("topics: %s ready on %s\n", strings.Join(schemas.Topics, ", "), strings.Join(cfg.Brokers, ","))
+		fmt.Printf("topics: %s ready on %s\n", strings.Join(schemas.TopicNames(), ", "), strings.Join(cfg.Brokers, ","))
 		return nil
 	case "schemas":
-		cfg, err := platform.FromEnv("")
-		if err != nil {
-			return err
-		}
 		if err := infra.RegisterSchemas(ctx, cfg.RegistryURL); err != nil {
 			return err
 		}
-		fmt.Printf("schemas: %d subjects registered with %s, compatibility BACKWARD\n", len(schemas.Topics), cfg.RegistryURL)
+		fmt.Printf("schemas: %d subjects registered with %s, compatibility BACKWARD or stricter\n", len(schemas.Topics()), cfg.RegistryURL)
 		return nil
-	default:
-		if slices.Contains(serviceNames, cmd) {
-			return runServices(ctx, []string{cmd}, log, "")
-		}
-		fmt.Fprint(os.Stderr, usage)
-		return fmt.Errorf("unknown command %q", cmd)
 	}
+	if names := servicesOf(cmd); names != nil {
+		return runServices(ctx, cfg, names, "")
+	}
+	fmt.Fprint(os.Stderr, usage)
+	return fmt.Errorf("unknown command %q", cmd)
 }
 
 // runServices starts the named services, prints "ready:" once each answers
 // /readyz, and stops them all when ctx is cancelled or one fails.
-func runServices(ctx context.Context, names []string, log *slog.Logger, extra string) error {
-	cat, err := connectCatalog(ctx, log)
+func runServices(ctx context.Context, cfg config.Config, names []string, extra string) error {
+	reg, err := schemas.NewRegistryClient(cfg.RegistryURL)
 	if err != nil {
 		return err
 	}
-	env, err := platform.FromEnv("")
-	if err != nil {
-		return err
-	}
-	s, err := shop.Start(ctx, cat, shop.Options{
-		Services: names,
-		Config: func(name string) (platform.Config, error) {
-			cfg, err := platform.FromEnv(name)
-			cfg.Logger = log
-			return cfg, err
-		},
-		Tuning: env.Tuning, // TXN_MAX_RECORDS, TXN_MAX_INTERVAL
-	})
+	s, err := shop.Start(ctx, cfg, schemas.NewCatalog(reg), shop.Options{Services: names})
 	if err != nil {
 		return err
 	}
@@ -170,44 +150,4 @@ func runServices(ctx context.Context, names []string, log *slog.Logger, extra st
 // http://localhost:8003/ for http://127.0.0.1:8003.
 func dashboardURL(analytics string) string {
 	return strings.Replace(analytics, "127.0.0.1", "localhost", 1) + "/"
-}
-
-// connectCatalog registers the schemas, retrying while the registry is not up
-// yet (services may start before it under Docker Compose).
-func connectCatalog(ctx context.Context, log *slog.Logger) (*schemas.Catalog, error) {
-	cfg, err := platform.FromEnv("")
-	if err != nil {
-		return nil, err
-	}
-	reg, err := schemas.NewRegistryClient(cfg.RegistryURL)
-	if err != nil {
-		return nil, err
-	}
-	for wait := time.Second; ; wait = min(2*wait, 10*time.Second) {
-		cat, err := schemas.NewCatalog(ctx, reg)
-		if err == nil {
-			return cat, nil
-		}
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		log.Warn("schema registry not ready, retrying", "url", cfg.RegistryURL, "err", err, "retry_in", wait)
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(wait):
-		}
-	}
-}
-
-func newLogger() *slog.Logger {
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(os.Getenv("LOG_LEVEL"))); err != nil && os.Getenv("LOG_LEVEL") != "" {
-		fmt.Fprintf(os.Stderr, "LOG_LEVEL=%q is not debug, info, warn or error; using info\n", os.Getenv("LOG_LEVEL"))
-	}
-	opts := &slog.HandlerOptions{Level: level}
-	if strings.EqualFold(os.Getenv("LOG_FORMAT"), "text") {
-		return slog.New(slog.NewTextHandler(os.Stderr, opts))
-	}
-	return slog.New(slog.NewJSONHandler(os.Stderr, opts))
 }

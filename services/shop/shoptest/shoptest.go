@@ -13,7 +13,7 @@ import (
 
 	"github.com/blackfriday-kafka/shop/infra"
 	"github.com/blackfriday-kafka/shop/schemas"
-	"github.com/blackfriday-kafka/shop/services/platform"
+	"github.com/blackfriday-kafka/shop/services/config"
 	"github.com/blackfriday-kafka/shop/services/shop"
 )
 
@@ -21,6 +21,7 @@ import (
 type Env struct {
 	Stack   *infra.Embedded
 	Catalog *schemas.Catalog
+	Config  config.Config // what the services were started with
 	Shop    *shop.Shop
 }
 
@@ -35,37 +36,36 @@ func Cluster(t testing.TB) (*infra.Embedded, *schemas.Catalog) {
 		t.Fatal(err)
 	}
 	t.Cleanup(stack.Close)
-	reg, err := schemas.NewRegistryClient(stack.RegistryURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cat, err := schemas.NewCatalog(ctx, reg)
+	cat, err := schemas.Connect(ctx, stack.RegistryURL)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return stack, cat
 }
 
+// Config is the configuration of services on stack: its brokers and
+// registry, a free port each, a quiet logger.
+func Config(stack *infra.Embedded) config.Config {
+	return config.Config{
+		Brokers:     stack.Brokers,
+		RegistryURL: stack.RegistryURL,
+		Addr:        "127.0.0.1:0",
+		InstanceID:  "1",
+		Logger:      Logger(),
+	}
+}
+
 // Start boots the cluster and the services named in opts (all four by
-// default) and waits until they are ready. Each service gets the cluster, the
-// registry and a free port; adjust, if not nil, may change the rest.
-func Start(t testing.TB, opts shop.Options, adjust func(name string, cfg *platform.Config)) *Env {
+// default) and waits until they are ready. adjust, if not nil, may change
+// their configuration.
+func Start(t testing.TB, opts shop.Options, adjust func(cfg *config.Config)) *Env {
 	t.Helper()
 	stack, cat := Cluster(t)
-	opts.Config = func(name string) (platform.Config, error) {
-		cfg := platform.Config{
-			Brokers:     stack.Brokers,
-			RegistryURL: stack.RegistryURL,
-			Addr:        "127.0.0.1:0",
-			InstanceID:  "1",
-			Logger:      Logger(),
-		}
-		if adjust != nil {
-			adjust(name, &cfg)
-		}
-		return cfg, nil
+	cfg := Config(stack)
+	if adjust != nil {
+		adjust(&cfg)
 	}
-	s, err := shop.Start(context.Background(), cat, opts)
+	s, err := shop.Start(context.Background(), cfg, cat, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +79,7 @@ func Start(t testing.TB, opts shop.Options, adjust func(name string, cfg *platfo
 	if err := s.WaitReady(ctx); err != nil {
 		t.Fatal(err)
 	}
-	return &Env{Stack: stack, Catalog: cat, Shop: s}
+	return &Env{Stack: stack, Catalog: cat, Config: cfg, Shop: s}
 }
 
 // Logger is quiet unless SHOP_TEST_LOGS=1.

@@ -1,0 +1,161 @@
+// Package config is the shop's configuration: read from the environment
+// once, in main, into one Config that is passed down. Nothing else in the
+// shop reads the environment.
+package config
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// The services, in the order of the flow, and their HTTP ports.
+var (
+	Services = []string{"payment", "order", "email", "analytics"}
+	Ports    = map[string]int{"payment": 8000, "order": 8001, "email": 8002, "analytics": 8003}
+)
+
+// Defaults of the environment: the ports of make run, make cluster and make up.
+const (
+	DefaultBrokers     = "localhost:9092,localhost:9093,localhost:9094"
+	DefaultRegistryURL = "http://localhost:8081"
+)
+
+// Config is what the shop's commands are configured with.
+type Config struct {
+	Brokers     []string // KAFKA_BROKERS
+	RegistryURL string   // SCHEMA_REGISTRY_URL
+
+	// Addr is where a service listens: from PORT when one service runs;
+	// empty means the service's own port (Ports). Tests set 127.0.0.1:0,
+	// a free port for each.
+	Addr       string
+	InstanceID string // INSTANCE_ID: the instance's name in its group, part of its transactional ID
+
+	ProcessingDelay time.Duration // PROCESSING_DELAY: added per payment in the order service
+	AtLeastOnce     bool          // DELIVERY=at-least-once: order and email without transactions, the control
+	MaxRecords      int           // TXN_MAX_RECORDS; 0 takes the engine's default
+	MaxInterval     time.Duration // TXN_MAX_INTERVAL; 0 takes the engine's default
+	// StallAfter (STALL_AFTER, default 1m) is how long a stage may retry
+	// the same records before /healthz, the metrics, the log and the
+	// dashboard call it stalled.
+	StallAfter time.Duration
+
+	RegistryAddr string // REGISTRY_ADDR: where `shop registry` listens
+
+	Logger *slog.Logger // from LOG_LEVEL and LOG_FORMAT
+}
+
+// ListenAddr is where service listens.
+func (c Config) ListenAddr(service string) string {
+	if c.Addr != "" {
+		return c.Addr
+	}
+	return ":" + strconv.Itoa(Ports[service])
+}
+
+// Log is the logger, slog.Default when none was set.
+func (c Config) Log() *slog.Logger {
+	if c.Logger == nil {
+		return slog.Default()
+	}
+	return c.Logger
+}
+
+// FromEnv reads the configuration of a command that runs services (none for
+// commands such as topics and schemas, which only need the cluster). A
+// variable is checked only by the commands that use it: a bad
+// PROCESSING_DELAY fails `shop order`, not `shop topics`.
+func FromEnv(getenv func(string) string, services ...string) (Config, error) {
+	get := func(name, def string) string {
+		if v := getenv(name); v != "" {
+			return v
+		}
+		return def
+	}
+	cfg := Config{
+		Brokers:      splitBrokers(get("KAFKA_BROKERS", DefaultBrokers)),
+		RegistryURL:  get("SCHEMA_REGISTRY_URL", DefaultRegistryURL),
+		InstanceID:   get("INSTANCE_ID", "1"),
+		RegistryAddr: get("REGISTRY_ADDR", "127.0.0.1:8081"),
+	}
+	if len(cfg.Brokers) == 0 {
+		return cfg, fmt.Errorf("KAFKA_BROKERS=%q: no broker", getenv("KAFKA_BROKERS"))
+	}
+	logger, err := newLogger(getenv("LOG_LEVEL"), getenv("LOG_FORMAT"))
+	if err != nil {
+		return cfg, err
+	}
+	cfg.Logger = logger
+	uses := func(s string) bool { return slices.Contains(services, s) }
+	if v := getenv("STALL_AFTER"); v != "" && len(services) > 0 {
+		if cfg.StallAfter, err = time.ParseDuration(v); err != nil || cfg.StallAfter <= 0 {
+			return cfg, fmt.Errorf("STALL_AFTER=%q: want a positive Go duration, such as 1m", v)
+		}
+	}
+
+	if port := getenv("PORT"); port != "" && len(services) == 1 {
+		if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+			return cfg, fmt.Errorf("PORT=%q: not a port number", port)
+		}
+		cfg.Addr = ":" + port
+	}
+	if uses("order") {
+		if cfg.ProcessingDelay, err = time.ParseDuration(get("PROCESSING_DELAY", "0s")); err != nil || cfg.ProcessingDelay < 0 {
+			return cfg, fmt.Errorf("PROCESSING_DELAY=%q: want a Go duration, such as 100ms", getenv("PROCESSING_DELAY"))
+		}
+	}
+	if !uses("order") && !uses("email") {
+		return cfg, nil
+	}
+	switch d := get("DELIVERY", "exactly-once"); d {
+	case "exactly-once":
+	case "at-least-once":
+		cfg.AtLeastOnce = true
+	default:
+		return cfg, fmt.Errorf("DELIVERY=%q: want exactly-once or at-least-once", d)
+	}
+	if v := getenv("TXN_MAX_RECORDS"); v != "" {
+		if cfg.MaxRecords, err = strconv.Atoi(v); err != nil || cfg.MaxRecords <= 0 {
+			return cfg, fmt.Errorf("TXN_MAX_RECORDS=%q: want a positive number of records per transaction", v)
+		}
+	}
+	if v := getenv("TXN_MAX_INTERVAL"); v != "" {
+		if cfg.MaxInterval, err = time.ParseDuration(v); err != nil || cfg.MaxInterval <= 0 {
+			return cfg, fmt.Errorf("TXN_MAX_INTERVAL=%q: want a positive Go duration, such as 100ms", v)
+		}
+	}
+	return cfg, nil
+}
+
+func splitBrokers(s string) []string {
+	var out []string
+	for _, b := range strings.Split(s, ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+// newLogger logs to stderr, JSON unless format is text.
+func newLogger(level, format string) (*slog.Logger, error) {
+	var l slog.Level
+	if level != "" {
+		if err := l.UnmarshalText([]byte(level)); err != nil {
+			return nil, fmt.Errorf("LOG_LEVEL=%q: want debug, info, warn or error", level)
+		}
+	}
+	opts := &slog.HandlerOptions{Level: l}
+	switch strings.ToLower(format) {
+	case "", "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("LOG_FORMAT=%q: want json or text", format)
+}

@@ -1,0 +1,68 @@
+package config_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/blackfriday-kafka/shop/services/config"
+)
+
+func env(vars map[string]string) func(string) string {
+	return func(name string) string { return vars[name] }
+}
+
+func TestDefaults(t *testing.T) {
+	cfg, err := config.FromEnv(env(nil), config.Services...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(cfg.Brokers, ",") != config.DefaultBrokers || cfg.RegistryURL != config.DefaultRegistryURL ||
+		cfg.InstanceID != "1" || cfg.ListenAddr("email") != ":8002" || cfg.MaxRecords != 0 || cfg.MaxInterval != 0 {
+		t.Fatalf("defaults = %+v", cfg)
+	}
+}
+
+func TestTransactionBounds(t *testing.T) {
+	cfg, err := config.FromEnv(env(map[string]string{"TXN_MAX_RECORDS": "250", "TXN_MAX_INTERVAL": "20ms"}), "order")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.MaxRecords != 250 || cfg.MaxInterval != 20*time.Millisecond {
+		t.Fatalf("got %d records, %v; want 250, 20ms", cfg.MaxRecords, cfg.MaxInterval)
+	}
+}
+
+// A variable is checked by the commands that use it, and its error names it.
+func TestBadValuesFailOnlyTheCommandsThatUseThem(t *testing.T) {
+	for _, tc := range []struct {
+		name, value string
+		fails       []string // services whose command must fail
+		passes      []string
+	}{
+		{"PROCESSING_DELAY", "fast", []string{"order"}, []string{"email", "payment"}},
+		{"TXN_MAX_RECORDS", "0", []string{"order", "email"}, []string{"payment", "analytics"}},
+		{"TXN_MAX_INTERVAL", "100", []string{"email"}, []string{"analytics"}},
+		{"DELIVERY", "sometimes", []string{"order"}, []string{"payment"}},
+		{"PORT", "http", []string{"payment"}, nil},
+		{"LOG_LEVEL", "loud", []string{"payment"}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			vars := env(map[string]string{tc.name: tc.value})
+			for _, s := range tc.fails {
+				if _, err := config.FromEnv(vars, s); err == nil || !strings.Contains(err.Error(), tc.name) {
+					t.Errorf("shop %s with %s=%s: err = %v, want one naming the variable", s, tc.name, tc.value, err)
+				}
+			}
+			for _, s := range append(tc.passes, "") {
+				if _, err := config.FromEnv(vars, s); err != nil && tc.passes != nil {
+					t.Errorf("shop %s does not use %s, yet failed: %v", s, tc.name, err)
+				}
+			}
+		})
+	}
+	// shop topics runs no service: only the cluster's address matters.
+	if _, err := config.FromEnv(env(map[string]string{"PROCESSING_DELAY": "fast"})); err != nil {
+		t.Fatalf("shop topics with a bad PROCESSING_DELAY: %v", err)
+	}
+}

@@ -1,0 +1,275 @@
+// Package stage is one exactly-once step of the shop: the txn engine from
+// one topic to the next, behind the dead-letter middleware, with the
+// metrics, the readiness and the health of the step. The order and email
+// services are a stage each, plus their view.
+package stage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/blackfriday-kafka/shop/schemas"
+	"github.com/blackfriday-kafka/shop/services/config"
+	"github.com/blackfriday-kafka/shop/services/deadletter"
+	"github.com/blackfriday-kafka/shop/services/lag"
+	"github.com/blackfriday-kafka/shop/services/metrics"
+	"github.com/blackfriday-kafka/shop/txn"
+)
+
+// Spec says what a stage does.
+type Spec struct {
+	Service string        // order or email: names the group and the transactional ID
+	Input   *schemas.Spec // the topic it consumes
+	DLQ     schemas.Topic[schemas.DeadLetter]
+	// Writes are the topics its handler writes, besides the DLQ: their
+	// schemas must be registered before the stage starts.
+	Writes  []*schemas.Spec
+	Handler txn.Handler
+	// Outputs names the business counter of its committed outputs,
+	// shop_<Outputs>_total, such as orders_created.
+	Outputs string
+}
+
+// Group is the consumer group of a service, such as order-service-group.
+func Group(service string) string { return service + "-service-group" }
+
+// TransactionalID is stable per service instance: a restarted instance
+// fences the transactions its previous incarnation left open.
+func TransactionalID(service, instance string) string {
+	return service + "-service-" + instance
+}
+
+// lagEvery is how often a stage asks the cluster for its group's lag.
+const lagEvery = 5 * time.Second
+
+// Stage is a running step.
+type Stage struct {
+	spec   Spec
+	cat    *schemas.Catalog
+	log    *slog.Logger
+	engine *txn.Engine
+	watch  *lag.Watch
+	kafka  prometheus.Collector // the engine's client metrics
+
+	transform *prometheus.HistogramVec // per record, by outcome
+	records   *prometheus.HistogramVec // per transaction, by outcome
+	took      *prometheus.HistogramVec // per transaction, by outcome
+
+	mu       sync.Mutex
+	produced int64            // committed outputs, dead letters excluded
+	dead     map[string]int64 // committed dead letters, by error class
+}
+
+// New connects a stage.
+func New(cfg config.Config, cat *schemas.Catalog, spec Spec) (*Stage, error) {
+	labels := prometheus.Labels{"service": spec.Service}
+	s := &Stage{
+		spec: spec,
+		cat:  cat,
+		log:  cfg.Log().With("service", spec.Service, "instance", cfg.InstanceID),
+		dead: make(map[string]int64),
+		transform: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:        "shop_transform_seconds",
+			Help:        "Time the business step takes per input record (PROCESSING_DELAY included), by outcome: ok, poison (to the DLQ) or error (transaction retried).",
+			ConstLabels: labels,
+			Buckets:     prometheus.ExponentialBuckets(0.0001, 2, 16), // 100µs to 3.3s
+		}, []string{"outcome"}),
+		records: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:        "shop_transaction_records",
+			Help:        "Input records per Kafka transaction, by outcome: committed or aborted.",
+			ConstLabels: labels,
+			Buckets:     prometheus.ExponentialBuckets(1, 2, 11), // 1 to 1024
+		}, []string{"outcome"}),
+		took: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:        "shop_transaction_seconds",
+			Help:        "Time from the start of a Kafka transaction to its commit or abort, by outcome.",
+			ConstLabels: labels,
+			Buckets:     prometheus.ExponentialBuckets(0.001, 2, 14), // 1ms to 8s
+		}, []string{"outcome"}),
+	}
+	kafka := metrics.Kafka("engine")
+	s.kafka = kafka
+	letters := deadletter.Letters{Codec: spec.DLQ.Codec(cat), Service: spec.Service, Logger: s.log}
+	mode := txn.ExactlyOnce
+	if cfg.AtLeastOnce {
+		mode = txn.AtLeastOnce
+	}
+	id := TransactionalID(spec.Service, cfg.InstanceID)
+	var err error
+	s.engine, err = txn.New(txn.Config{
+		Brokers:         cfg.Brokers,
+		Group:           Group(spec.Service),
+		Topic:           spec.Input.Name,
+		TransactionalID: id,
+		InstanceID:      id,
+		Handler:         txn.Chain(spec.Handler, letters.Middleware, s.timed),
+		Mode:            mode,
+		MaxRecords:      cfg.MaxRecords,
+		MaxInterval:     cfg.MaxInterval,
+		StallAfter:      cfg.StallAfter,
+		Logger:          s.log,
+		Opts:            []kgo.Opt{kgo.WithHooks(kafka)},
+		OnBatch:         s.observe,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.watch = lag.NewWatch(kadm.NewClient(s.engine.Client()), lagEvery, s.log, Group(spec.Service))
+	if cfg.StallAfter > 0 {
+		s.watch.StallAfter = cfg.StallAfter
+	}
+	return s, nil
+}
+
+// schemas are the topics whose schemas the stage writes with.
+func (s *Stage) schemas() []*schemas.Spec {
+	return append([]*schemas.Spec{s.spec.DLQ.Spec}, s.spec.Writes...)
+}
+
+// Run waits for the stage's schemas, then runs the engine until ctx is
+// cancelled.
+func (s *Stage) Run(ctx context.Context) error {
+	if err := s.cat.Await(ctx, s.log, s.schemas()...); err != nil {
+		return nil // stopped before the schemas were there
+	}
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return s.engine.Run(ctx) })
+	g.Go(func() error { return s.watch.Run(ctx) })
+	return g.Wait()
+}
+
+// Ready is nil once the stage's schemas are registered and it has reached
+// the cluster.
+func (s *Stage) Ready(context.Context) error {
+	if err := s.cat.Missing(s.schemas()...); err != nil {
+		return err
+	}
+	if !s.engine.Ready() {
+		return errors.New("not connected to the cluster yet")
+	}
+	return nil
+}
+
+// Healthy is nil unless the stage has retried the same records for longer
+// than the engine's bound (a minute).
+func (s *Stage) Healthy() error {
+	if st, ok := s.engine.Stalled(); ok {
+		return fmt.Errorf("stalled: %s", st)
+	}
+	return nil
+}
+
+// Logger is the stage's logger, with service and instance.
+func (s *Stage) Logger() *slog.Logger { return s.log }
+
+// timed measures the handler, poison and all.
+func (s *Stage) timed(h txn.Handler) txn.Handler {
+	return func(ctx context.Context, in *kgo.Record) ([]*kgo.Record, error) {
+		start := time.Now()
+		out, err := h(ctx, in)
+		outcome := "ok"
+		if err != nil {
+			outcome = "error"
+			if _, poison := errors.AsType[deadletter.Poison](err); poison {
+				outcome = "poison"
+			}
+		}
+		s.transform.WithLabelValues(outcome).Observe(time.Since(start).Seconds())
+		return out, err
+	}
+}
+
+// observe counts what each transaction committed.
+func (s *Stage) observe(b txn.Batch) {
+	outcome := "aborted"
+	if b.Committed {
+		outcome = "committed"
+		s.mu.Lock()
+		for _, r := range b.Outputs {
+			if r.Topic == s.spec.DLQ.Name {
+				s.dead[deadletter.Header(r, deadletter.HeaderErrorClass)]++
+			} else {
+				s.produced++
+			}
+		}
+		s.mu.Unlock()
+	}
+	s.records.WithLabelValues(outcome).Observe(float64(b.Records))
+	s.took.WithLabelValues(outcome).Observe(b.Took.Seconds())
+}
+
+// Collectors are the stage's metrics: its business counter, transactions,
+// latencies, dead letters, stall, lag, and its Kafka client.
+func (s *Stage) Collectors() []prometheus.Collector {
+	labels := prometheus.Labels{"service": s.spec.Service}
+	stats := func(name, help string, read func(txn.Stats) int64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: labels},
+			func() float64 { return float64(read(s.engine.Stats())) })
+	}
+	produced := func() float64 {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return float64(s.produced)
+	}
+	classes := make([]string, len(schemas.ErrorClasses))
+	for i, c := range schemas.ErrorClasses {
+		classes[i] = string(c)
+	}
+	cs := []prometheus.Collector{
+		stats("shop_transactions_committed_total", "Kafka transactions committed.", func(st txn.Stats) int64 { return st.Committed }),
+		stats("shop_transactions_aborted_total", "Kafka transactions aborted and retried.", func(st txn.Stats) int64 { return st.Aborted }),
+		stats("shop_records_consumed_total", "Input records committed.", func(st txn.Stats) int64 { return st.Records }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "shop_records_produced_total",
+			Help: "Output records committed, dead letters excluded.", ConstLabels: labels}, produced),
+		metrics.CountsByLabel("shop_dead_letters_total", "Input records committed to the dead letter queue, by error_class.",
+			"error_class", labels, classes, func() map[string]int64 {
+				s.mu.Lock()
+				defer s.mu.Unlock()
+				return maps.Clone(s.dead)
+			}),
+		stallCollector{s},
+		s.transform, s.records, s.took,
+		s.watch.Collector(Group(s.spec.Service), func() string {
+			member, _ := s.engine.Client().GroupMetadata()
+			return member
+		}),
+		s.kafka,
+	}
+	if s.spec.Outputs != "" {
+		cs = append(cs, prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name:        "shop_" + s.spec.Outputs + "_total",
+			Help:        "Outputs committed by this instance, dead letters excluded.",
+			ConstLabels: labels,
+		}, produced))
+	}
+	return cs
+}
+
+// stallCollector exports the stall of the stage, while there is one, as
+// shop_stage_stalled_since_seconds: the partition it is stuck on and the
+// time of the first failure.
+type stallCollector struct{ s *Stage }
+
+var stallDesc = prometheus.NewDesc("shop_stage_stalled_since_seconds",
+	"Unix time since which the stage has retried the same records without committing, for the partition it is stuck on; absent while it makes progress.",
+	[]string{"service", "topic", "partition"}, nil)
+
+func (c stallCollector) Describe(ch chan<- *prometheus.Desc) { ch <- stallDesc }
+
+func (c stallCollector) Collect(ch chan<- prometheus.Metric) {
+	if st, ok := c.s.engine.Stalled(); ok {
+		ch <- prometheus.MustNewConstMetric(stallDesc, prometheus.GaugeValue, float64(st.Since.Unix()),
+			c.s.spec.Service, st.Topic, strconv.Itoa(int(st.Partition)))
+	}
+}

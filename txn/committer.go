@@ -1,0 +1,185 @@
+package txn
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// committer is how a batch begins and ends: in a Kafka transaction, or
+// (the control) by committing offsets after the outputs were written.
+type committer interface {
+	begin() error
+	// end commits or aborts the batch and reports whether it committed.
+	end(ctx context.Context, commit bool) (bool, error)
+	// recover follows an end that failed: afterwards the client can
+	// begin again, reading from the offsets the group really committed.
+	recover(ctx context.Context) error
+	close()
+}
+
+// transactional ends a batch with its Kafka transaction.
+type transactional struct {
+	e    *Engine
+	sess *kgo.GroupTransactSession
+}
+
+func newTransactional(e *Engine, opts []kgo.Opt) (committer, *kgo.Client, error) {
+	opts = append(opts,
+		kgo.TransactionalID(e.cfg.TransactionalID),
+		kgo.TransactionTimeout(e.cfg.TransactionTimeout),
+		kgo.RequireStableFetchOffsets(),
+	)
+	sess, err := kgo.NewGroupTransactSession(opts...)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &transactional{e: e, sess: sess}, sess.Client(), nil
+}
+
+func (t *transactional) begin() error { return t.sess.Begin() }
+
+func (t *transactional) end(ctx context.Context, commit bool) (bool, error) {
+	return t.sess.End(ctx, kgo.TransactionEndTry(commit))
+}
+
+func (t *transactional) close() { t.sess.Close() }
+
+// recover follows a transaction whose end failed, for example because its
+// coordinator died and the commit was sent but not answered in time. The
+// client then still holds the transaction (a new Begin would fail), and the
+// commit may or may not have happened. recover aborts it, retrying until
+// the cluster answers (the abort bumps the producer epoch, which settles an
+// unconfirmed commit either way), then moves the consumer to the offsets
+// the group really committed: the client only remembers the offsets of its
+// last confirmed commit, and reading again from there would process a
+// second time what the unconfirmed commit did commit.
+func (t *transactional) recover(ctx context.Context) error {
+	cfg := t.e.cfg
+	err := retry(ctx, cfg, "aborting the unfinished transaction", func() error {
+		endCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.EndTimeout)
+		defer cancel()
+		_, err := t.sess.End(endCtx, kgo.TryAbort)
+		if fenced(err) {
+			return stop{fmt.Errorf("%w: %v", ErrFenced, err)}
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return retry(ctx, cfg, "reading the group's committed offsets", func() error { return rewind(ctx, cfg, t.e.cl) })
+}
+
+// atLeastOnce ends a batch by committing the consumed offsets once the
+// outputs are written: a crash in between replays the batch, which is the
+// duplicate this mode exists to show.
+type atLeastOnce struct {
+	e  *Engine
+	cl *kgo.Client
+}
+
+func newAtLeastOnce(e *Engine, opts []kgo.Opt) (committer, *kgo.Client, error) {
+	cl, err := kgo.NewClient(append(opts, kgo.DisableAutoCommit())...)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &atLeastOnce{e: e, cl: cl}, cl, nil
+}
+
+func (a *atLeastOnce) begin() error { return nil }
+
+func (a *atLeastOnce) end(ctx context.Context, commit bool) (bool, error) {
+	if !commit {
+		// Read the batch again from where the group stands.
+		return false, a.recover(ctx)
+	}
+	if err := a.cl.CommitUncommittedOffsets(ctx); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+func (a *atLeastOnce) recover(ctx context.Context) error {
+	return retry(ctx, a.e.cfg, "reading the group's committed offsets", func() error { return rewind(ctx, a.e.cfg, a.cl) })
+}
+
+func (a *atLeastOnce) close() { a.cl.Close() }
+
+// stop ends a retry with its error.
+type stop struct{ error }
+
+// retry runs fn until it succeeds, returns a stop, or ctx ends (which is no
+// failure: shutting down, the broker aborts what is left at the transaction
+// timeout, and the next owner of the partitions reads the committed
+// offsets).
+func retry(ctx context.Context, cfg Config, what string, fn func() error) error {
+	backoff := cfg.MinBackoff
+	for {
+		err := fn()
+		if err == nil {
+			return nil
+		}
+		if s, ok := err.(stop); ok {
+			return s.error
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		cfg.Logger.Warn(what+" failed, retrying", "topic", cfg.Topic, "backoff", backoff, "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, cfg.MaxBackoff)
+	}
+}
+
+// rewind sets the consumer to the offsets the group committed, as the
+// broker has them once no transaction is pending on them. A rebalance in
+// the meantime fetches them anew, so rewind starts over if the group
+// generation changed while it asked.
+func rewind(ctx context.Context, cfg Config, cl *kgo.Client) error {
+	_, gen := cl.GroupMetadata()
+	fetchCtx, cancel := context.WithTimeout(ctx, cfg.EndTimeout)
+	defer cancel()
+	offsets, err := kadm.NewClient(cl).FetchOffsets(kadm.RequireStable(fetchCtx), cfg.Group)
+	if err == nil {
+		err = offsets.Error()
+	}
+	if err != nil {
+		return err
+	}
+	if _, now := cl.GroupMetadata(); now != gen {
+		return fmt.Errorf("the group rebalanced (generation %d to %d)", gen, now)
+	}
+	set := map[string]map[int32]kgo.EpochOffset{cfg.Topic: {}}
+	offsets.Each(func(o kadm.OffsetResponse) {
+		if o.Topic == cfg.Topic && o.At >= 0 {
+			set[o.Topic][o.Partition] = kgo.EpochOffset{Epoch: o.LeaderEpoch, Offset: o.At}
+		}
+	})
+	cl.SetOffsets(set)
+	cfg.Logger.Info("consumer set to the group's committed offsets", "topic", cfg.Topic, "offsets", set[cfg.Topic])
+	return nil
+}
+
+// leaveGroup takes a static member out of its group: a static member's
+// client does not leave on close, which would strand its partitions until
+// the session times out.
+func leaveGroup(cfg Config) {
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(cfg.Brokers...)}, cfg.Connect...)...)
+	if err != nil {
+		return
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := kadm.NewClient(cl).LeaveGroup(ctx, kadm.LeaveGroup(cfg.Group).InstanceIDs(cfg.InstanceID)); err != nil {
+		cfg.Logger.Warn("leaving the group", "group", cfg.Group, "instance", cfg.InstanceID, "err", err)
+	}
+}
