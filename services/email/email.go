@@ -11,15 +11,12 @@ import (
 	"time"
 
 	"github.com/gorilla/mux"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/blackfriday-kafka/shop/schemas"
 	"github.com/blackfriday-kafka/shop/services/config"
 	"github.com/blackfriday-kafka/shop/services/serve"
 	"github.com/blackfriday-kafka/shop/services/stage"
-	"github.com/blackfriday-kafka/shop/services/view"
 	"github.com/blackfriday-kafka/shop/txn"
 )
 
@@ -28,29 +25,21 @@ const keepEmails = 1000
 
 // Service is the email service.
 type Service struct {
-	*stage.Stage
-	emails *view.Latest[schemas.EmailSent]
+	*stage.Service[schemas.EmailSent]
 }
 
 // New connects the email service.
 func New(cfg config.Config, cat *schemas.Catalog) (*Service, error) {
 	log := cfg.Log().With("service", "email", "instance", cfg.InstanceID)
-	st, err := stage.New(cfg, cat, stage.Spec{
+	s, err := stage.NewService(cfg, cat, stage.Spec{
 		Service: "email",
 		Input:   schemas.Orders.Spec,
 		DLQ:     schemas.OrderDLQ,
 		Writes:  []*schemas.Spec{schemas.Emails.Spec},
 		Handler: Transform(cat, log),
 		Outputs: "emails_sent",
-	})
-	if err != nil {
-		return nil, err
-	}
-	emails, err := view.NewLatest(cfg.Brokers, schemas.Emails.Codec(cat), keepEmails, log)
-	if err != nil {
-		return nil, err
-	}
-	return &Service{Stage: st, emails: emails}, nil
+	}, schemas.Emails, keepEmails)
+	return &Service{s}, err
 }
 
 // emailStep is the business step and what it needs.
@@ -68,18 +57,6 @@ func Transform(cat *schemas.Catalog, log *slog.Logger) txn.Handler {
 }
 
 func (s *Service) Name() string { return "email" }
-
-// Run runs the stage and the view of its emails until ctx is cancelled.
-func (s *Service) Run(ctx context.Context) error {
-	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return s.Stage.Run(ctx) })
-	g.Go(func() error { return s.emails.Run(ctx) })
-	return g.Wait()
-}
-
-func (s *Service) Collectors() []prometheus.Collector {
-	return append(s.Stage.Collectors(), s.emails.Collector())
-}
 
 // Confirmation is the email of an order: to whom, and its subject line,
 // such as "user_42@example.com" and "Order 406a…cdc8 confirmed: 1999.00 EUR".
@@ -133,6 +110,6 @@ func (s *Service) list(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	count, emails := s.emails.Newest(limit)
+	count, emails := s.Outputs.Newest(limit)
 	serve.JSON(w, http.StatusOK, map[string]any{"count": count, "emails_sent": emails})
 }

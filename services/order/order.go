@@ -10,15 +10,12 @@ import (
 	"time"
 
 	"github.com/gorilla/mux"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/blackfriday-kafka/shop/schemas"
 	"github.com/blackfriday-kafka/shop/services/config"
 	"github.com/blackfriday-kafka/shop/services/serve"
 	"github.com/blackfriday-kafka/shop/services/stage"
-	"github.com/blackfriday-kafka/shop/services/view"
 	"github.com/blackfriday-kafka/shop/txn"
 )
 
@@ -27,29 +24,21 @@ const keepOrders = 1000
 
 // Service is the order service.
 type Service struct {
-	*stage.Stage
-	orders *view.Latest[schemas.OrderCreated]
+	*stage.Service[schemas.OrderCreated]
 }
 
 // New connects the order service.
 func New(cfg config.Config, cat *schemas.Catalog) (*Service, error) {
 	log := cfg.Log().With("service", "order", "instance", cfg.InstanceID)
-	st, err := stage.New(cfg, cat, stage.Spec{
+	s, err := stage.NewService(cfg, cat, stage.Spec{
 		Service: "order",
 		Input:   schemas.Payments.Spec,
 		DLQ:     schemas.PaymentDLQ,
 		Writes:  []*schemas.Spec{schemas.Orders.Spec},
 		Handler: Transform(cat, cfg.ProcessingDelay, log),
 		Outputs: "orders_created",
-	})
-	if err != nil {
-		return nil, err
-	}
-	orders, err := view.NewLatest(cfg.Brokers, schemas.Orders.Codec(cat), keepOrders, log)
-	if err != nil {
-		return nil, err
-	}
-	return &Service{Stage: st, orders: orders}, nil
+	}, schemas.Orders, keepOrders)
+	return &Service{s}, err
 }
 
 // orderStep is the business step and what it needs.
@@ -68,18 +57,6 @@ func Transform(cat *schemas.Catalog, delay time.Duration, log *slog.Logger) txn.
 }
 
 func (s *Service) Name() string { return "order" }
-
-// Run runs the stage and the view of its orders until ctx is cancelled.
-func (s *Service) Run(ctx context.Context) error {
-	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return s.Stage.Run(ctx) })
-	g.Go(func() error { return s.orders.Run(ctx) })
-	return g.Wait()
-}
-
-func (s *Service) Collectors() []prometheus.Collector {
-	return append(s.Stage.Collectors(), s.orders.Collector())
-}
 
 // createOrder is the business step: a valid payment becomes an order. An
 // invalid or unreadable payment is poison and goes to dlq-payment.
@@ -150,7 +127,7 @@ func (s *Service) list(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	count, orders := s.orders.Newest(limit)
+	count, orders := s.Outputs.Newest(limit)
 	views := make([]OrderView, len(orders))
 	for i, o := range orders {
 		v := OrderView{OrderID: o.OrderID, PaymentID: o.PaymentID, UserID: o.UserID,

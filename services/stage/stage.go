@@ -24,6 +24,7 @@ import (
 	"github.com/blackfriday-kafka/shop/services/deadletter"
 	"github.com/blackfriday-kafka/shop/services/lag"
 	"github.com/blackfriday-kafka/shop/services/metrics"
+	"github.com/blackfriday-kafka/shop/services/view"
 	"github.com/blackfriday-kafka/shop/txn"
 )
 
@@ -272,4 +273,39 @@ func (c stallCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(stallDesc, prometheus.GaugeValue, float64(st.Since.Unix()),
 			c.s.spec.Service, st.Topic, strconv.Itoa(int(st.Partition)))
 	}
+}
+
+// Service is a stage with the view of the outputs it committed: the body of
+// the order and email services, whose own code is the business step and
+// the routes.
+type Service[Out any] struct {
+	*Stage
+	Outputs *view.Latest[Out]
+}
+
+// NewService connects a stage and its view of output, keeping the newest
+// keep values.
+func NewService[Out any](cfg config.Config, cat *schemas.Catalog, spec Spec, output schemas.Topic[Out], keep int) (*Service[Out], error) {
+	st, err := New(cfg, cat, spec)
+	if err != nil {
+		return nil, err
+	}
+	outputs, err := view.NewLatest(cfg.Brokers, output.Codec(cat), keep, st.log)
+	if err != nil {
+		return nil, err
+	}
+	return &Service[Out]{Stage: st, Outputs: outputs}, nil
+}
+
+// Run runs the stage and the view until ctx is cancelled.
+func (s *Service[Out]) Run(ctx context.Context) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return s.Stage.Run(ctx) })
+	g.Go(func() error { return s.Outputs.Run(ctx) })
+	return g.Wait()
+}
+
+// Collectors are the stage's metrics and the view's client metrics.
+func (s *Service[Out]) Collectors() []prometheus.Collector {
+	return append(s.Stage.Collectors(), s.Outputs.Collector())
 }
