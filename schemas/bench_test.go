@@ -2,59 +2,21 @@ package schemas_test
 
 import (
 	"context"
-	"net/http/httptest"
 	"reflect"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/blackfriday-kafka/shop/infra/registry"
 	"github.com/blackfriday-kafka/shop/schemas"
+	"github.com/blackfriday-kafka/shop/schemas/schemastest"
 )
 
 // The hot paths of every record: encode, decode, validate.
 //
 //	go test -run '^$' -bench . -benchmem ./schemas/
 
-func benchCatalog(b *testing.B) *schemas.Catalog {
-	b.Helper()
-	srv := httptest.NewServer(registry.New().Handler())
-	b.Cleanup(srv.Close)
-	cl, err := schemas.NewRegistryClient(srv.URL)
-	if err != nil {
-		b.Fatal(err)
-	}
-	return registered(b, cl)
-}
-
-// benchPayment is a typical Black Friday payment: three cart lines.
-func benchPayment() schemas.PaymentSucceeded {
-	p := schemas.PaymentSucceeded{
-		PaymentID: "5f0c1d7e-3b7a-4a51-9f51-6a1c3c1f2b10",
-		UserID:    42,
-		Cart: []schemas.CartItem{
-			{Name: "MacBook Pro 14", UnitPriceCents: 199900, Quantity: 1},
-			{Name: "USB-C cable", UnitPriceCents: 1990, Quantity: 2},
-			{Name: "Sleeve", UnitPriceCents: 3450, Quantity: 1},
-		},
-		PaidAt: time.Date(2026, 11, 27, 9, 30, 0, 123e6, time.UTC),
-	}
-	p.TotalCents = schemas.CartTotal(p.Cart)
-	return p
-}
-
-func benchOrder(p schemas.PaymentSucceeded) schemas.OrderCreated {
-	o := schemas.OrderCreated{OrderID: schemas.OrderID(p.PaymentID), PaymentID: p.PaymentID, UserID: p.UserID,
-		TotalCents: p.TotalCents, Status: schemas.OrderConfirmed, CreatedAt: p.PaidAt}
-	for _, it := range p.Cart {
-		o.Items = append(o.Items, schemas.OrderItem(it))
-	}
-	return o
-}
-
 func BenchmarkEncodePayment(b *testing.B) {
-	cat := benchCatalog(b)
-	p := benchPayment()
+	cat := schemastest.Catalog(b)
+	p := schemastest.Payment()
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := schemas.Payments.Codec(cat).Encode(&p); err != nil {
@@ -64,8 +26,8 @@ func BenchmarkEncodePayment(b *testing.B) {
 }
 
 func BenchmarkEncodeOrder(b *testing.B) {
-	cat := benchCatalog(b)
-	o := benchOrder(benchPayment())
+	cat := schemastest.Catalog(b)
+	o := schemastest.Order(schemastest.Payment())
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := schemas.Orders.Codec(cat).Record(&o); err != nil {
@@ -75,26 +37,19 @@ func BenchmarkEncodeOrder(b *testing.B) {
 }
 
 func BenchmarkDecodePayment(b *testing.B) {
-	cat := benchCatalog(b)
-	p := benchPayment()
-	value, err := schemas.Payments.Codec(cat).Encode(&p)
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx := context.Background()
-	b.ReportAllocs()
-	b.SetBytes(int64(len(value)))
-	for b.Loop() {
-		if _, err := schemas.Payments.Codec(cat).Decode(ctx, value); err != nil {
-			b.Fatal(err)
-		}
-	}
+	p := schemastest.Payment()
+	benchDecode(b, schemas.Payments, &p)
 }
 
 func BenchmarkDecodeOrder(b *testing.B) {
-	cat := benchCatalog(b)
-	o := benchOrder(benchPayment())
-	value, err := schemas.Orders.Codec(cat).Encode(&o)
+	o := schemastest.Order(schemastest.Payment())
+	benchDecode(b, schemas.Orders, &o)
+}
+
+// benchDecode is decoding v, as topic encodes it.
+func benchDecode[V any](b *testing.B, topic schemas.Topic[V], v *V) {
+	cat := schemastest.Catalog(b)
+	value, err := topic.Codec(cat).Encode(v)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -102,7 +57,7 @@ func BenchmarkDecodeOrder(b *testing.B) {
 	b.ReportAllocs()
 	b.SetBytes(int64(len(value)))
 	for b.Loop() {
-		if _, err := schemas.Orders.Codec(cat).Decode(ctx, value); err != nil {
+		if _, err := topic.Codec(cat).Decode(ctx, value); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -111,8 +66,8 @@ func BenchmarkDecodeOrder(b *testing.B) {
 // BenchmarkDecodeParallel is decoding from every core at once, as the
 // services do with one engine and one view each.
 func BenchmarkDecodeParallel(b *testing.B) {
-	cat := benchCatalog(b)
-	p := benchPayment()
+	cat := schemastest.Catalog(b)
+	p := schemastest.Payment()
 	value, err := schemas.Payments.Codec(cat).Encode(&p)
 	if err != nil {
 		b.Fatal(err)
@@ -130,7 +85,7 @@ func BenchmarkDecodeParallel(b *testing.B) {
 }
 
 func BenchmarkValidatePayment(b *testing.B) {
-	p := benchPayment()
+	p := schemastest.Payment()
 	b.ReportAllocs()
 	for b.Loop() {
 		if fe := schemas.ValidatePayment(&p); fe != nil {
@@ -149,18 +104,12 @@ func BenchmarkOrderID(b *testing.B) {
 // Decoded strings point into a pooled reader's slab: decoding more records
 // must never change values already returned.
 func TestDecodedValuesSurviveLaterDecodes(t *testing.T) {
-	srv := httptest.NewServer(registry.New().Handler())
-	defer srv.Close()
-	cl, err := schemas.NewRegistryClient(srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cat := registered(t, cl)
+	cat := schemastest.Catalog(t)
 	ctx := context.Background()
 	var want []schemas.PaymentSucceeded
 	var got []*schemas.PaymentSucceeded
 	for i := range 500 {
-		p := benchPayment()
+		p := schemastest.Payment()
 		p.PaymentID = schemas.OrderID(string(rune('a' + i%26)))
 		p.Cart[0].Name = strings.Repeat(string(rune('A'+i%26)), 1+i%150)
 		p.TotalCents = schemas.CartTotal(p.Cart)

@@ -16,34 +16,13 @@ import (
 
 	"github.com/blackfriday-kafka/shop/infra/registry"
 	"github.com/blackfriday-kafka/shop/schemas"
+	"github.com/blackfriday-kafka/shop/schemas/schemastest"
 )
 
 func newCatalog(t *testing.T) (*schemas.Catalog, *sr.Client) {
 	t.Helper()
-	srv := httptest.NewServer(registry.New().Handler())
-	t.Cleanup(srv.Close)
-	cl, err := schemas.NewRegistryClient(srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return registered(t, cl), cl
-}
-
-// registered registers every schema of the build with reg, as make schemas
-// does, and returns a catalog that resolved them all.
-func registered(t testing.TB, reg *sr.Client) *schemas.Catalog {
-	t.Helper()
-	ctx := context.Background()
-	for _, s := range schemas.Topics() {
-		if _, err := schemas.Register(ctx, reg, s); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cat := schemas.NewCatalog(reg)
-	if err := cat.Resolve(ctx, schemas.Topics()...); err != nil {
-		t.Fatal(err)
-	}
-	return cat
+	cat := schemastest.Catalog(t)
+	return cat, cat.Registry()
 }
 
 func payment() schemas.PaymentSucceeded {
@@ -196,14 +175,6 @@ func TestSchemaEvolution(t *testing.T) {
 	}
 
 	// A v2 writer: the v1 fields plus currency, framed with v2's ID.
-	type paymentV2 struct {
-		PaymentID  string             `avro:"payment_id"`
-		UserID     int64              `avro:"user_id"`
-		Cart       []schemas.CartItem `avro:"cart"`
-		TotalCents int64              `avro:"total_cents"`
-		Currency   string             `avro:"currency"`
-		PaidAt     time.Time          `avro:"paid_at"`
-	}
 	v2schema, err := avro.ParseWithCache(v2, "", &avro.SchemaCache{})
 	if err != nil {
 		t.Fatal(err)

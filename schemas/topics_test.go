@@ -3,12 +3,11 @@ package schemas_test
 import (
 	"context"
 	"errors"
-	"net/http/httptest"
 	"strings"
 	"testing"
 
-	"github.com/blackfriday-kafka/shop/infra/registry"
 	"github.com/blackfriday-kafka/shop/schemas"
+	"github.com/blackfriday-kafka/shop/schemas/schemastest"
 )
 
 // Every row of the table is found by its name, keys its records by its
@@ -62,14 +61,8 @@ func key(b []byte) string { return string(b) }
 // A catalog on a registry without the shop's schemas says which subject
 // lacks which schema file, and encodes nothing.
 func TestResolveNamesWhatIsMissing(t *testing.T) {
-	srv := httptest.NewServer(registry.New().Handler())
-	t.Cleanup(srv.Close)
-	reg, err := schemas.NewRegistryClient(srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cat := schemas.NewCatalog(reg)
-	err = cat.Resolve(context.Background(), schemas.Orders.Spec, schemas.PaymentDLQ.Spec)
+	cat := schemas.NewCatalog(schemastest.Registry(t))
+	err := cat.Resolve(context.Background(), schemas.Orders.Spec, schemas.PaymentDLQ.Spec)
 	var missing *schemas.MissingSchemaError
 	if !errors.As(err, &missing) || !strings.Contains(err.Error(), "subject order-created-value lacks the schema of order_created.avsc") ||
 		!strings.Contains(err.Error(), "subject dlq-payment-value lacks the schema of dead_letter.avsc") {

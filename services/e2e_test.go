@@ -54,20 +54,11 @@ func get(t *testing.T, url string, into any) {
 	}
 }
 
-// eventually polls check until it returns nil or within runs out.
+// eventually polls check every 50 ms until it returns nil or within runs
+// out.
 func eventually(t *testing.T, within time.Duration, check func() error) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %v", within, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	shoptest.Eventually(t, within, 50*time.Millisecond, check)
 }
 
 func TestPaymentBecomesOrderEmailAndAnalytics(t *testing.T) {

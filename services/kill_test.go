@@ -47,12 +47,7 @@ func TestOrderServiceKilledMidStream(t *testing.T) {
 	}
 
 	const n = 1000
-	cl, err := kgo.NewClient(kgo.SeedBrokers(stack.Brokers...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
+	cl, adm := shoptest.Clients(t, stack)
 	paid := make(map[string]bool, n)
 	var recs []*kgo.Record
 	for i := 0; i < n; i++ {

@@ -2,14 +2,13 @@ package services_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"slices"
-	"sync"
+	"strings"
 	"testing"
 	"time"
 
@@ -21,23 +20,10 @@ import (
 	"github.com/blackfriday-kafka/shop/services/shop/shoptest"
 )
 
-// syncBuffer collects the log lines of all services.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) lines(t *testing.T) []map[string]any {
-	b.mu.Lock()
-	defer b.mu.Unlock()
+// logLines are the JSON lines of logs, one map each.
+func logLines(t *testing.T, logs *shoptest.SyncBuffer) []map[string]any {
 	var out []map[string]any
-	sc := bufio.NewScanner(bytes.NewReader(b.buf.Bytes()))
+	sc := bufio.NewScanner(strings.NewReader(logs.String()))
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
 		var line map[string]any
@@ -54,7 +40,7 @@ func (b *syncBuffer) lines(t *testing.T) []map[string]any {
 // (topic, partition, offset) and which business object it is about, so that
 // a log pipeline can follow one payment through the shop.
 func TestRecordLinesCarryWhereAndWhat(t *testing.T) {
-	logs := new(syncBuffer)
+	logs := new(shoptest.SyncBuffer)
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	env := shoptest.Start(t, shop.Options{}, func(cfg *config.Config) { cfg.Logger = log })
 
@@ -87,7 +73,7 @@ func TestRecordLinesCarryWhereAndWhat(t *testing.T) {
 	ids := []string{"payment_id", "order_id", "email_id", "key"}
 	eventually(t, 10*time.Second, func() error {
 		seen := map[string]bool{}
-		for _, line := range logs.lines(t) {
+		for _, line := range logLines(t, logs) {
 			for _, k := range []string{"service", "instance"} {
 				if line[k] == nil || line[k] == "" {
 					t.Fatalf("line without %s: %v", k, line)

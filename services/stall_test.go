@@ -76,7 +76,7 @@ func TestStalledStageSaysSo(t *testing.T) {
 		t.Fatal(err)
 	}
 	body, err := avro.Marshal(v2, map[string]any{"payment_id": "0b9a6c3e-7f1d-4c1e-9a55-2f7d1c3b8e01", "user_id": int64(42),
-		"cart": []map[string]any{{"name": "MacBook", "unit_price_cents": int64(199900), "quantity": 1}},
+		"cart":        []map[string]any{{"name": "MacBook", "unit_price_cents": int64(199900), "quantity": 1}},
 		"total_cents": int64(199900), "currency": "EUR", "paid_at": time.Now().UTC().Truncate(time.Millisecond)})
 	if err != nil {
 		t.Fatal(err)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -33,10 +32,7 @@ func runDrain(ctx context.Context, o Options, cat *schemas.Catalog, f *fleet, w 
 			f.settle(ctx)
 			p.Printf("%s: %d payments straight to Kafka, %d order instance(s), PROCESSING_DELAY=%s", name, o.Flood, n, delay)
 			orderIDs := make([]string, o.Flood)
-			var (
-				failMu sync.Mutex
-				failed error
-			)
+			var failed kgo.FirstErrPromise
 			start := time.Now()
 			for i := range orderIDs {
 				pay := shoppers.Payment(rng, 10_000)
@@ -45,21 +41,13 @@ func runDrain(ctx context.Context, o Options, cat *schemas.Catalog, f *fleet, w 
 				if err != nil {
 					return err
 				}
-				producer.Produce(ctx, r, func(_ *kgo.Record, err error) {
-					if err != nil {
-						failMu.Lock()
-						if failed == nil {
-							failed = err
-						}
-						failMu.Unlock()
-					}
-				})
+				producer.Produce(ctx, r, failed.Promise())
 			}
 			if err := producer.Flush(ctx); err != nil {
 				return err
 			}
-			if failed != nil {
-				return fmt.Errorf("flood: %w", failed)
+			if err := failed.Err(); err != nil {
+				return fmt.Errorf("flood: %w", err)
 			}
 			written := time.Since(start)
 			p.Printf("%s: flood written in %s", name, written.Round(time.Millisecond))

@@ -241,10 +241,7 @@ func createTopics(ctx context.Context, adm *kadm.Client, topics ...string) error
 // writePayments writes n valid payments to topic, keyed by user.
 func writePayments(ctx context.Context, cl *kgo.Client, cat *schemas.Catalog, topic string, n int) error {
 	rng := rand.New(rand.NewPCG(5, 6))
-	var (
-		mu     sync.Mutex
-		failed error
-	)
+	var failed kgo.FirstErrPromise
 	for range n {
 		pay := shoppers.Payment(rng, 10_000)
 		r, err := schemas.Payments.Codec(cat).Record(&pay)
@@ -252,18 +249,10 @@ func writePayments(ctx context.Context, cl *kgo.Client, cat *schemas.Catalog, to
 			return err
 		}
 		r.Topic = topic
-		cl.Produce(ctx, r, func(_ *kgo.Record, err error) {
-			if err != nil {
-				mu.Lock()
-				if failed == nil {
-					failed = err
-				}
-				mu.Unlock()
-			}
-		})
+		cl.Produce(ctx, r, failed.Promise())
 	}
 	if err := cl.Flush(ctx); err != nil {
 		return err
 	}
-	return failed
+	return failed.Err()
 }

@@ -42,7 +42,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/blackfriday-kafka/shop/infra"
 	"github.com/blackfriday-kafka/shop/schemas"
 	"github.com/blackfriday-kafka/shop/scripts/target"
 )
@@ -130,11 +129,7 @@ func main() {
 	// The clients' own warnings go to stderr; progress goes to stdout.
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 
-	var on target.Target // none: an embedded cluster of its own
-	if t := target.Explicit(); t != nil {
-		on = *t
-	}
-	cluster, err := infra.ConnectOrEmbed(ctx, on.Brokers, on.RegistryURL)
+	cluster, err := target.Cluster(ctx)
 	if err != nil {
 		fail("%v", err)
 	}

@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"io"
+	"iter"
+	"maps"
 	"sort"
 	"strings"
 )
@@ -84,15 +86,7 @@ func Check(l Ledger, orderID, emailID func(string) string) Verdict {
 		ordersOf[o.PaymentID]++
 		orderIDs[o.OrderID] = true
 	}
-	for id := range l.Accepted {
-		switch n := ordersOf[id]; {
-		case n == 0:
-			v.LostOrders = append(v.LostOrders, id)
-		case n > 1:
-			v.DuplicateOrders = append(v.DuplicateOrders, id)
-			v.extra += n - 1
-		}
-	}
+	v.LostOrders, v.DuplicateOrders = v.oneEach(maps.Keys(l.Accepted), ordersOf)
 
 	emailsOf := make(map[string]int, len(l.Emails))
 	for _, e := range l.Emails {
@@ -102,15 +96,7 @@ func Check(l Ledger, orderID, emailID func(string) string) Verdict {
 		}
 		emailsOf[e.OrderID]++
 	}
-	for id := range orderIDs {
-		switch n := emailsOf[id]; {
-		case n == 0:
-			v.LostEmails = append(v.LostEmails, id)
-		case n > 1:
-			v.DuplicateEmails = append(v.DuplicateEmails, id)
-			v.extra += n - 1
-		}
-	}
+	v.LostEmails, v.DuplicateEmails = v.oneEach(maps.Keys(orderIDs), emailsOf)
 
 	if l.AnalyticsChecked && (l.AnalyticsOrders != l.TopicOrders || l.AnalyticsRevenue != l.TopicRevenue) {
 		v.AnalyticsOff = fmt.Sprintf("analytics counts %d orders and %d cents, the topic holds %d orders and %d cents",
@@ -120,6 +106,21 @@ func Check(l Ledger, orderID, emailID func(string) string) Verdict {
 		sort.Strings(ids)
 	}
 	return v
+}
+
+// oneEach holds each of ids to one record in count: the IDs with none are
+// lost, those with more are duplicated, and v counts their extra records.
+func (v *Verdict) oneEach(ids iter.Seq[string], count map[string]int) (lost, duplicated []string) {
+	for id := range ids {
+		switch n := count[id]; {
+		case n == 0:
+			lost = append(lost, id)
+		case n > 1:
+			duplicated = append(duplicated, id)
+			v.extra += n - 1
+		}
+	}
+	return lost, duplicated
 }
 
 // Report writes every violation with its IDs (the first 20 of each kind).

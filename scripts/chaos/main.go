@@ -87,11 +87,7 @@ func main() {
 	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
 
-	var on target.Target // none: an embedded cluster of its own
-	if t := target.Explicit(); t != nil {
-		on = *t
-	}
-	cluster, err := infra.ConnectOrEmbed(ctx, on.Brokers, on.RegistryURL)
+	cluster, err := target.Cluster(ctx)
 	if err != nil {
 		fail("%v", err)
 	}

@@ -5,13 +5,13 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/blackfriday-kafka/shop/schemas"
+	"github.com/blackfriday-kafka/shop/scripts/progress"
 	"github.com/blackfriday-kafka/shop/scripts/shoppers"
 )
 
@@ -61,24 +61,11 @@ func Flood(ctx context.Context, cl *kgo.Client, payments *schemas.Codec[schemas.
 	var acked atomic.Int64
 	start := time.Now()
 
-	var wg sync.WaitGroup
-	if opts.Progress > 0 {
-		stop := make(chan struct{})
-		defer func() { close(stop); wg.Wait() }()
-		wg.Go(func() {
-			tick := time.NewTicker(opts.Progress)
-			defer tick.Stop()
-			for {
-				select {
-				case <-stop:
-					return
-				case <-tick.C:
-					n := acked.Load()
-					fmt.Fprintf(out, "flood: %d/%d acknowledged, %.0f/s\n", n, opts.N, float64(n)/time.Since(start).Seconds())
-				}
-			}
-		})
-	}
+	stop := progress.Every(opts.Progress, func() {
+		n := acked.Load()
+		fmt.Fprintf(out, "flood: %d/%d acknowledged, %.0f/s\n", n, opts.N, float64(n)/time.Since(start).Seconds())
+	})
+	defer stop()
 
 	rng := rand.New(rand.NewPCG(uint64(start.UnixNano()), 0))
 	for range opts.N {

@@ -67,12 +67,7 @@ func TestLagAgreesWithKadm(t *testing.T) {
 	stack, _ := shoptest.Cluster(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(stack.Brokers...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
+	cl, adm := shoptest.Clients(t, stack)
 	for i := range 60 {
 		r := &kgo.Record{Topic: topic, Key: []byte(strconv.Itoa(i)), Value: []byte("x")}
 		if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {

@@ -46,12 +46,7 @@ func drainRate(t *testing.T, n, stop int) float64 {
 	stack, cat := shoptest.Cluster(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(stack.Brokers...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
+	cl, adm := shoptest.Clients(t, stack)
 
 	// A backlog that lasts: 40 s of work for three instances.
 	rng := rand.New(rand.NewPCG(1, 2))

@@ -133,17 +133,15 @@ func Run(ctx context.Context, t Target, out io.Writer) (string, error) {
 	}
 
 	orderID := schemas.OrderID(paymentID)
-	if err := findOnTopic(ctx, t.Brokers, schemas.Orders.Name, func(v []byte) bool {
-		o, err := schemas.Orders.Codec(cat).Decode(ctx, v)
-		return err == nil && o.PaymentID == paymentID
+	if err := findOnTopic(ctx, t.Brokers, cat, schemas.Orders, func(o *schemas.OrderCreated) bool {
+		return o.PaymentID == paymentID
 	}); err != nil {
 		problems = append(problems, fmt.Sprintf("valid payment %s has no order: %v", paymentID, err))
 	} else {
 		fmt.Fprintf(out, "  ok   valid payment %s became order %s\n", paymentID, orderID)
 	}
-	if err := findOnTopic(ctx, t.Brokers, schemas.Emails.Name, func(v []byte) bool {
-		e, err := schemas.Emails.Codec(cat).Decode(ctx, v)
-		return err == nil && e.OrderID == orderID
+	if err := findOnTopic(ctx, t.Brokers, cat, schemas.Emails, func(e *schemas.EmailSent) bool {
+		return e.OrderID == orderID
 	}); err != nil {
 		problems = append(problems, fmt.Sprintf("order %s has no email: %v", orderID, err))
 	} else {
@@ -208,9 +206,13 @@ func findDeadLetters(ctx context.Context, brokers []string, cat *schemas.Catalog
 	})
 }
 
-// findOnTopic reads topic from the beginning until match says yes.
-func findOnTopic(ctx context.Context, brokers []string, topic string, match func([]byte) bool) error {
-	return follow(ctx, brokers, topic, func(r *kgo.Record) bool { return match(r.Value) })
+// findOnTopic reads topic from the beginning until match says yes to a
+// record's value.
+func findOnTopic[V any](ctx context.Context, brokers []string, cat *schemas.Catalog, topic schemas.Topic[V], match func(*V) bool) error {
+	return follow(ctx, brokers, topic.Name, func(r *kgo.Record) bool {
+		v, err := topic.Codec(cat).Decode(ctx, r.Value)
+		return err == nil && match(v)
+	})
 }
 
 // follow reads topic with read_committed from the beginning and calls done

@@ -3,23 +3,17 @@ package main
 import (
 	"bytes"
 	"context"
-	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/blackfriday-kafka/shop/infra/registry"
 	"github.com/blackfriday-kafka/shop/schemas"
+	"github.com/blackfriday-kafka/shop/schemas/schemastest"
 )
 
 func TestRegister(t *testing.T) {
-	srv := httptest.NewServer(registry.New().Handler())
-	defer srv.Close()
-	reg, err := schemas.NewRegistryClient(srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
+	reg := schemastest.Registry(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	build, err := Build()

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/blackfriday-kafka/shop/schemas"
+	"github.com/blackfriday-kafka/shop/scripts/progress"
 )
 
 // Options shape a simulation.
@@ -134,25 +135,12 @@ func Simulate(ctx context.Context, client *http.Client, opts Options, out io.Wri
 		wg       sync.WaitGroup
 		start    = time.Now()
 	)
-	if opts.Progress > 0 {
-		stop := make(chan struct{})
-		var pg sync.WaitGroup
-		defer func() { close(stop); pg.Wait() }()
-		pg.Go(func() {
-			tick := time.NewTicker(opts.Progress)
-			defer tick.Stop()
-			for {
-				select {
-				case <-stop:
-					return
-				case <-tick.C:
-					d, k := done.Load(), ok.Load()
-					fmt.Fprintf(out, "simulate: %d/%d answered, %d accepted, %d failed, %.0f payments/s\n",
-						d, opts.N, k, d-k, float64(k)/time.Since(start).Seconds())
-				}
-			}
-		})
-	}
+	stop := progress.Every(opts.Progress, func() {
+		d, k := done.Load(), ok.Load()
+		fmt.Fprintf(out, "simulate: %d/%d answered, %d accepted, %d failed, %.0f payments/s\n",
+			d, opts.N, k, d-k, float64(k)/time.Since(start).Seconds())
+	})
+	defer stop()
 	for w := range min(opts.C, opts.N) {
 		rng := rand.New(rand.NewPCG(uint64(start.UnixNano()), uint64(w)))
 		wg.Go(func() {

@@ -5,6 +5,7 @@
 package target
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"os"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/sr"
 
+	"github.com/blackfriday-kafka/shop/infra"
 	"github.com/blackfriday-kafka/shop/schemas"
 	"github.com/blackfriday-kafka/shop/services/config"
 )
@@ -44,12 +46,22 @@ func Explicit() *Target {
 	return &t
 }
 
+// Cluster is where chaos and bench run: the Explicit target, or else an
+// embedded cluster of their own on free ports; Close stops it.
+func Cluster(ctx context.Context) (*infra.Cluster, error) {
+	var on Target // none: an embedded cluster of its own
+	if t := Explicit(); t != nil {
+		on = *t
+	}
+	return infra.ConnectOrEmbed(ctx, on.Brokers, on.RegistryURL)
+}
+
 // Flags adds --brokers and --registry to fs, defaulting to the environment.
 // The returned target is filled in when fs is parsed.
 func Flags(fs *flag.FlagSet) *Target {
 	t := FromEnv()
 	fs.Func("brokers", "seed brokers, comma-separated (env KAFKA_BROKERS; default "+strings.Join(t.Brokers, ",")+")", func(s string) error {
-		t.Brokers = splitBrokers(s)
+		t.Brokers = config.SplitBrokers(s)
 		if len(t.Brokers) == 0 {
 			return fmt.Errorf("no broker in %q", s)
 		}
@@ -75,16 +87,6 @@ func Usage(fs *flag.FlagSet, synopsis, description string) {
 	}
 }
 
-func splitBrokers(s string) []string {
-	var out []string
-	for _, b := range strings.Split(s, ",") {
-		if b = strings.TrimSpace(b); b != "" {
-			out = append(out, b)
-		}
-	}
-	return out
-}
-
 // Env is the environment variable name, or def when it is unset or empty.
 func Env(name, def string) string {
 	if v := os.Getenv(name); v != "" {
@@ -96,29 +98,27 @@ func Env(name, def string) string {
 // EnvInt reads a whole number from the environment; a malformed one stops
 // the tool with a message naming the variable.
 func EnvInt(name string, def int) int {
-	v := os.Getenv(name)
-	if v == "" {
-		return def
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil {
-		badEnv(name, v, "not a whole number")
-	}
-	return n
+	return envParsed(name, def, strconv.Atoi, "not a whole number")
 }
 
 // EnvDuration reads a Go duration (100ms, 2s) from the environment, as
 // EnvInt does a number.
 func EnvDuration(name string, def time.Duration) time.Duration {
+	return envParsed(name, def, time.ParseDuration, "not a duration such as 100ms")
+}
+
+// envParsed reads name from the environment with parse, or is def when it
+// is unset or empty; a value parse refuses stops the tool, saying why.
+func envParsed[T any](name string, def T, parse func(string) (T, error), why string) T {
 	v := os.Getenv(name)
 	if v == "" {
 		return def
 	}
-	d, err := time.ParseDuration(v)
+	x, err := parse(v)
 	if err != nil {
-		badEnv(name, v, "not a duration such as 100ms")
+		badEnv(name, v, why)
 	}
-	return d
+	return x
 }
 
 func badEnv(name, value, why string) {

@@ -17,12 +17,7 @@ import (
 
 func TestTopics(t *testing.T) {
 	stack, _ := shoptest.Cluster(t)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(stack.Brokers...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
+	_, adm := shoptest.Clients(t, stack)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	run := func(f func(*bytes.Buffer) error) string {

@@ -45,38 +45,36 @@ func newStats() *Stats {
 }
 
 func (s *Stats) addPayment(p *schemas.PaymentSucceeded) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.payments++
-	s.byTopic[schemas.Payments.Name]++
-	s.users[p.UserID] = struct{}{}
-	s.paymentsAt[p.PaidAt.Unix()]++
-	s.touch(p.PaidAt)
+	s.fold(schemas.Payments.Name, p.PaidAt, func() {
+		s.payments++
+		s.users[p.UserID] = struct{}{}
+		s.paymentsAt[p.PaidAt.Unix()]++
+	})
 }
 
 func (s *Stats) addOrder(o *schemas.OrderCreated) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.orders++
-	s.byTopic[schemas.Orders.Name]++
-	s.revenueCents += o.TotalCents
-	s.ordersAt[o.CreatedAt.Unix()]++
-	s.revenueAt[o.CreatedAt.Unix()] += o.TotalCents
-	s.touch(o.CreatedAt)
+	s.fold(schemas.Orders.Name, o.CreatedAt, func() {
+		s.orders++
+		s.revenueCents += o.TotalCents
+		s.ordersAt[o.CreatedAt.Unix()]++
+		s.revenueAt[o.CreatedAt.Unix()] += o.TotalCents
+	})
 }
 
 func (s *Stats) addEmail(e *schemas.EmailSent) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.emails++
-	s.byTopic[schemas.Emails.Name]++
-	s.touch(e.SentAt)
+	s.fold(schemas.Emails.Name, e.SentAt, func() { s.emails++ })
 }
 
 func (s *Stats) addDeadLetter(topic, class string, at time.Time) {
+	s.fold(topic, at, func() { s.deadLetters[class]++ })
+}
+
+// fold counts one event of topic that happened at, with what else add
+// makes of it, under the lock.
+func (s *Stats) fold(topic string, at time.Time, add func()) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.deadLetters[class]++
+	add()
 	s.byTopic[topic]++
 	s.touch(at)
 }

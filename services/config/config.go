@@ -78,7 +78,7 @@ func FromEnv(getenv func(string) string, services ...string) (Config, error) {
 		return def
 	}
 	cfg := Config{
-		Brokers:      splitBrokers(get("KAFKA_BROKERS", DefaultBrokers)),
+		Brokers:      SplitBrokers(get("KAFKA_BROKERS", DefaultBrokers)),
 		RegistryURL:  get("SCHEMA_REGISTRY_URL", DefaultRegistryURL),
 		InstanceID:   get("INSTANCE_ID", "1"),
 		RegistryAddr: get("REGISTRY_ADDR", "127.0.0.1:8081"),
@@ -132,7 +132,9 @@ func FromEnv(getenv func(string) string, services ...string) (Config, error) {
 	return cfg, nil
 }
 
-func splitBrokers(s string) []string {
+// SplitBrokers is the brokers of a comma-separated list, as KAFKA_BROKERS
+// holds them: spaces trimmed, empty entries dropped.
+func SplitBrokers(s string) []string {
 	var out []string
 	for _, b := range strings.Split(s, ",") {
 		if b = strings.TrimSpace(b); b != "" {

@@ -39,9 +39,7 @@ func TestSameInstanceIDFencesTheOlder(t *testing.T) {
 	waitISRFull(t, 60*time.Second)
 	adm := admin(t)
 	ctx := context.Background()
-	from := endOffsets(t, schemas.Payments.Name, schemas.Orders.Name, schemas.Emails.Name)
-	outputs := Offsets{schemas.Orders.Name: from[schemas.Orders.Name], schemas.Emails.Name: from[schemas.Emails.Name]}
-	w := newWatch(t, outputs)
+	from, outputs, w := streamStart(t)
 
 	// Email keeps the chain whole; the order processes are the subject.
 	startShop(t, []string{"email"}, "kt-1", 0)

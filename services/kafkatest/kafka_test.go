@@ -8,6 +8,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"iter"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -136,6 +138,17 @@ func endOffsets(t testing.TB, topics ...string) Offsets {
 	return out
 }
 
+// streamStart is where a test that streams payments at the order service
+// starts: where payment-successful, order-created and email-sent end now
+// (from), where the two outputs do (outputs), and a watch of the outputs
+// from there.
+func streamStart(t testing.TB) (from, outputs Offsets, w *watch) {
+	t.Helper()
+	from = endOffsets(t, schemas.Payments.Name, schemas.Orders.Name, schemas.Emails.Name)
+	outputs = Offsets{schemas.Orders.Name: from[schemas.Orders.Name], schemas.Emails.Name: from[schemas.Emails.Name]}
+	return from, outputs, newWatch(t, outputs)
+}
+
 func (o Offsets) consume() map[string]map[int32]kgo.Offset {
 	out := make(map[string]map[int32]kgo.Offset)
 	for topic, parts := range o {
@@ -201,20 +214,11 @@ func waitISRFull(t testing.TB, timeout time.Duration) {
 	}
 }
 
-// eventually retries check until it returns nil or timeout passes.
+// eventually retries check every 200 ms until it returns nil or timeout
+// passes.
 func eventually(t testing.TB, timeout time.Duration, check func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %v", timeout, err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	shoptest.Eventually(t, timeout, 200*time.Millisecond, check)
 }
 
 // startShop starts services in this process against the real cluster, as
@@ -517,21 +521,12 @@ type Tally struct {
 // test did not send are counted, not judged.
 func checkExactlyOnce(t testing.TB, from Offsets, paid map[string]int64) Tally {
 	t.Helper()
-	ctx := context.Background()
 	var tally Tally
 	ordersOf := make(map[string]int)
 	emailsOf := make(map[string]int)
 	ours := make(map[string]bool) // order IDs of paid
 	committed := readFrom(t, from, kgo.ReadCommitted(), 3*time.Second)
-	for _, r := range committed {
-		if r.Topic != schemas.Orders.Name {
-			continue
-		}
-		o, err := schemas.Orders.Codec(catalog).Decode(ctx, r.Value)
-		if err != nil {
-			t.Errorf("order-created %d/%d: %v", r.Partition, r.Offset, err)
-			continue
-		}
+	for r, o := range decoded(t, committed, schemas.Orders) {
 		cents, ok := paid[o.PaymentID]
 		if !ok {
 			tally.Others++
@@ -545,15 +540,7 @@ func checkExactlyOnce(t testing.TB, from Offsets, paid map[string]int64) Tally {
 				o.OrderID, o.PaymentID, o.TotalCents, r.Key, schemas.OrderID(o.PaymentID), cents, o.UserID)
 		}
 	}
-	for _, r := range committed {
-		if r.Topic != schemas.Emails.Name {
-			continue
-		}
-		e, err := schemas.Emails.Codec(catalog).Decode(ctx, r.Value)
-		if err != nil {
-			t.Errorf("email-sent %d/%d: %v", r.Partition, r.Offset, err)
-			continue
-		}
+	for _, e := range decoded(t, committed, schemas.Emails) {
 		if !ours[e.OrderID] {
 			tally.Others++
 			continue
@@ -565,20 +552,21 @@ func checkExactlyOnce(t testing.TB, from Offsets, paid map[string]int64) Tally {
 		}
 	}
 	var lost, doubled []string
-	for id := range paid {
-		switch n := ordersOf[id]; {
-		case n == 0:
-			lost = append(lost, "payment "+id)
-		case n > 1:
-			doubled = append(doubled, fmt.Sprintf("payment %s has %d orders", id, n))
-		}
-	}
-	for id := range ours {
-		switch n := emailsOf[id]; {
-		case n == 0:
-			lost = append(lost, "email of order "+id)
-		case n > 1:
-			doubled = append(doubled, fmt.Sprintf("order %s has %d emails", id, n))
+	for _, one := range []struct {
+		each          iter.Seq[string] // IDs that must be counted once
+		count         map[string]int
+		lost, doubled string // how to say an ID is counted never, or n times
+	}{
+		{maps.Keys(paid), ordersOf, "payment %s", "payment %s has %d orders"},
+		{maps.Keys(ours), emailsOf, "email of order %s", "order %s has %d emails"},
+	} {
+		for id := range one.each {
+			switch n := one.count[id]; {
+			case n == 0:
+				lost = append(lost, fmt.Sprintf(one.lost, id))
+			case n > 1:
+				doubled = append(doubled, fmt.Sprintf(one.doubled, id, n))
+			}
 		}
 	}
 	if len(lost) > 0 {
@@ -592,6 +580,27 @@ func checkExactlyOnce(t testing.TB, from Offsets, paid map[string]int64) Tally {
 	t.Logf("read_committed from the test's start: %d payments, %d orders, %d emails (one each: %v); %d records of other payments; %d aborted records hidden",
 		len(paid), tally.Orders, tally.Emails, len(lost)+len(doubled) == 0, tally.Others, tally.Aborted)
 	return tally
+}
+
+// decoded are the records of topic among recs, with their values; a
+// record that does not decode is an error of the test.
+func decoded[V any](t testing.TB, recs []*kgo.Record, topic schemas.Topic[V]) iter.Seq2[*kgo.Record, *V] {
+	return func(yield func(*kgo.Record, *V) bool) {
+		t.Helper()
+		for _, r := range recs {
+			if r.Topic != topic.Name {
+				continue
+			}
+			v, err := topic.Codec(catalog).Decode(context.Background(), r.Value)
+			if err != nil {
+				t.Errorf("%s %d/%d: %v", topic.Name, r.Partition, r.Offset, err)
+				continue
+			}
+			if !yield(r, v) {
+				return
+			}
+		}
+	}
 }
 
 func first(s []string, n int) []string { return s[:min(len(s), n)] }
@@ -616,7 +625,7 @@ var shopBinary = sync.OnceValues(func() (string, error) {
 // process is a service run as its own OS process.
 type process struct {
 	cmd    *exec.Cmd
-	stderr *syncBuffer
+	stderr *shoptest.SyncBuffer
 	exited chan struct{}
 	err    error
 }
@@ -628,7 +637,7 @@ func startProcess(t testing.TB, service string, env ...string) *process {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &process{stderr: &syncBuffer{}, exited: make(chan struct{})}
+	p := &process{stderr: &shoptest.SyncBuffer{}, exited: make(chan struct{})}
 	p.cmd = exec.Command(bin, service)
 	p.cmd.Env = append(os.Environ(), append([]string{
 		"KAFKA_BROKERS=" + strings.Join(brokers, ","), "SCHEMA_REGISTRY_URL=" + registryURL,
@@ -662,23 +671,6 @@ func (p *process) stop(timeout time.Duration) error {
 	case <-time.After(timeout):
 		return fmt.Errorf("still running %s after SIGTERM", timeout)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // groupMembers is how many members the consumer group of service has.

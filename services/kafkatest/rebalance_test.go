@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"testing"
 	"time"
-
-	"github.com/blackfriday-kafka/shop/schemas"
 )
 
 // TestRebalanceWhileTransactionsOpen changes the order service's consumer
@@ -21,9 +19,7 @@ func TestRebalanceWhileTransactionsOpen(t *testing.T) {
 	waitISRFull(t, 60*time.Second)
 	adm := admin(t)
 	ctx := context.Background()
-	from := endOffsets(t, schemas.Payments.Name, schemas.Orders.Name, schemas.Emails.Name)
-	outputs := Offsets{schemas.Orders.Name: from[schemas.Orders.Name], schemas.Emails.Name: from[schemas.Emails.Name]}
-	w := newWatch(t, outputs)
+	_, outputs, w := streamStart(t)
 
 	// A processing delay keeps each transaction open for a while, so the
 	// rebalances land in the middle of them.

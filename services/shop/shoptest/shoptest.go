@@ -1,20 +1,29 @@
 // Package shoptest boots the whole shop in a test: an embedded 3-broker
 // cluster and registry on free ports, and the services on free ports, so
-// tests run while `make run` holds the default ports.
+// tests run while `make run` holds the default ports. It also has what the
+// services' tests share: a buffer for logs, a poll, clients of the cluster,
+// and the benchmark of a step.
 package shoptest
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"log/slog"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/blackfriday-kafka/shop/infra"
 	"github.com/blackfriday-kafka/shop/schemas"
+	"github.com/blackfriday-kafka/shop/schemas/schemastest"
 	"github.com/blackfriday-kafka/shop/services/config"
 	"github.com/blackfriday-kafka/shop/services/shop"
+	"github.com/blackfriday-kafka/shop/txn"
 )
 
 // Env is a running shop.
@@ -88,4 +97,82 @@ func Logger() *slog.Logger {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// SyncBuffer is a bytes.Buffer that goroutines may write to at once: the
+// logs of services, the stderr of a process.
+type SyncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *SyncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// String is what was written so far.
+func (b *SyncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// Eventually calls check every interval until it returns nil, and fails the
+// test with check's last error once within has passed.
+func Eventually(t testing.TB, within, interval time.Duration, check func() error) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		err := check()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %s: %v", within, err)
+		}
+		time.Sleep(interval)
+	}
+}
+
+// Clients is a client of stack's brokers and its admin client; the client
+// closes when the test ends.
+func Clients(t testing.TB, stack *infra.Embedded) (*kgo.Client, *kadm.Client) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(stack.Brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return cl, kadm.NewClient(cl)
+}
+
+// BenchTransform benchmarks a service's step on one record without a
+// cluster: v, encoded for topic with a catalog on an in-process registry,
+// at partition 1 offset 12345, through the handler that step makes with
+// that catalog and a logger. It runs twice, as log=INFO and log=WARN: logs
+// go to io.Discard in the services' JSON format, and log=WARN is the step
+// with its info line filtered.
+func BenchTransform[V any](b *testing.B, topic schemas.Topic[V], v *V, step func(*schemas.Catalog, *slog.Logger) txn.Handler) {
+	cat := schemastest.Catalog(b)
+	in, err := topic.Codec(cat).Record(v)
+	if err != nil {
+		b.Fatal(err)
+	}
+	in.Partition, in.Offset = 1, 12345
+	for _, level := range []slog.Level{slog.LevelInfo, slog.LevelWarn} {
+		b.Run("log="+level.String(), func(b *testing.B) {
+			log := slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: level}))
+			h := step(cat, log)
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				out, err := h(ctx, in)
+				if err != nil || len(out) != 1 {
+					b.Fatal(out, err)
+				}
+			}
+		})
+	}
 }
