@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -51,12 +52,33 @@ func CreateTopics(ctx context.Context, brokers []string) error {
 	if err != nil {
 		return fmt.Errorf("create topics: %w", err)
 	}
-	for _, r := range resps.Sorted() {
+	all := resps.Sorted()
+	compacted := maps.Clone(configs)
+	for k, v := range StateSettings {
+		compacted[k] = &v
+	}
+	for _, t := range schemas.StateTopics() {
+		resps, err := adm.CreateTopics(ctx, t.Partitions, replicas, compacted, t.Name)
+		if err != nil {
+			return fmt.Errorf("create topics: %w", err)
+		}
+		all = append(all, resps.Sorted()...)
+	}
+	for _, r := range all {
 		if r.Err != nil && !errors.Is(r.Err, kerr.TopicAlreadyExists) {
 			return fmt.Errorf("create topic %s: %w", r.Topic, r.Err)
 		}
 	}
 	return nil
+}
+
+// StateSettings are the settings of the state topics: compacted, so that
+// the latest record of each key stays for good, in segments short enough
+// for the cleaner to get at them within minutes.
+var StateSettings = map[string]string{
+	"cleanup.policy":            "compact",
+	"segment.ms":                "600000",
+	"min.cleanable.dirty.ratio": "0.1",
 }
 
 // RegisterSchemas registers the schema of every topic (idempotent): the one

@@ -23,6 +23,31 @@ var (
 	OrderDLQ   = define[DeadLetter]("dlq-order", "dead_letter.avsc", BySource, InTransactions)   // poison from order-created
 )
 
+// The state topics: compacted, internal to the shop, bytes that no schema
+// describes and only the shop reads. A view's checkpoints, say.
+var (
+	AnalyticsCheckpoints = defineState("analytics-checkpoints", 1)
+	OrderViewCheckpoints = defineState("order-view-checkpoints", 1)
+	EmailViewCheckpoints = defineState("email-view-checkpoints", 1)
+)
+
+// StateTopic is a row of the state topics.
+type StateTopic struct {
+	Name       string
+	Partitions int32
+}
+
+var stateTable []StateTopic
+
+func defineState(name string, partitions int32) StateTopic {
+	t := StateTopic{Name: name, Partitions: partitions}
+	stateTable = append(stateTable, t)
+	return t
+}
+
+// StateTopics lists the state topics.
+func StateTopics() []StateTopic { return slices.Clone(stateTable) }
+
 // KeyRule is how a topic's records are keyed.
 type KeyRule int
 

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -42,9 +41,6 @@ type Service struct {
 	stats  *Stats
 	groups *lag.Watch           // the consumer groups, for the dashboard
 	kafka  prometheus.Collector // the follower's client metrics
-
-	mu       sync.Mutex
-	position kadm.Offsets // next offset to read, per partition
 }
 
 // New connects the analytics service.
@@ -52,8 +48,7 @@ func New(cfg config.Config, cat *schemas.Catalog) (*Service, error) {
 	s := &Service{
 		cat:      cat,
 		log:      cfg.Log().With("service", "analytics", "instance", cfg.InstanceID),
-		stats:    newStats(),
-		position: make(kadm.Offsets),
+		stats: newStats(),
 	}
 	// Each topic is read through its own entry of the table.
 	s.folds = map[string]func(context.Context, *kgo.Record) error{
@@ -72,6 +67,13 @@ func New(cfg config.Config, cat *schemas.Catalog) (*Service, error) {
 	s.follow, err = view.Follow(cfg.Brokers, s.log, schemas.TopicNames(), kgo.WithHooks(kafka))
 	if err != nil {
 		return nil, err
+	}
+	if every := cfg.Checkpoints(); every > 0 {
+		cps, err := view.OpenCheckpoints(cfg.Brokers, schemas.AnalyticsCheckpoints.Name, "analytics-checkpoints-"+cfg.InstanceID)
+		if err != nil {
+			return nil, err
+		}
+		s.follow.Checkpointed(s.stats, cps, every)
 	}
 	s.groups = lag.NewWatch(kadm.NewClient(s.follow.Client()), groupsEvery, s.log, DashboardGroups...)
 	if cfg.StallAfter > 0 {
@@ -128,10 +130,14 @@ func (s *Service) Run(ctx context.Context) error {
 	return g.Wait()
 }
 
-// Ready is nil once the shop's schemas are registered and Kafka answers.
+// Ready is nil once the shop's schemas are registered and the figures
+// cover everything committed when the service started.
 func (s *Service) Ready(ctx context.Context) error {
 	if err := s.cat.Missing(schemas.Topics()...); err != nil {
 		return err
+	}
+	if !s.follow.CaughtUp() {
+		return errors.New("still reading the shop's history")
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
@@ -142,13 +148,7 @@ func (s *Service) Ready(ctx context.Context) error {
 // topic is skipped (the service that consumes it dead-letters it, and the
 // dead letter is counted).
 func (s *Service) apply(ctx context.Context, r *kgo.Record) error {
-	err := s.folds[r.Topic](ctx, r)
-	if _, poison := errors.AsType[*schemas.RecordError](err); err == nil || poison {
-		s.mu.Lock()
-		s.position.AddOffset(r.Topic, r.Partition, r.Offset+1, r.LeaderEpoch)
-		s.mu.Unlock()
-	}
-	return err
+	return s.folds[r.Topic](ctx, r)
 }
 
 // fold decodes the records of topic t and adds each to the figures; the
@@ -202,10 +202,12 @@ func (s *Service) housekeeping(ctx context.Context) error {
 			return nil
 		case now := <-tick.C:
 			s.stats.forget(now)
-			s.mu.Lock()
 			pos := make(kadm.Offsets)
-			s.position.Each(func(o kadm.Offset) { pos.Add(o) })
-			s.mu.Unlock()
+			for topic, parts := range s.follow.Position() {
+				for p, next := range parts {
+					pos.AddOffset(topic, p, next, -1)
+				}
+			}
 			if len(pos) == 0 {
 				continue
 			}

@@ -1,10 +1,14 @@
 package analytics
 
 import (
+	"bytes"
+	"encoding/gob"
+	"fmt"
 	"maps"
-	"slices"
 	"sync"
 	"time"
+
+	"github.com/RoaringBitmap/roaring/v2/roaring64"
 
 	"github.com/blackfriday-kafka/shop/schemas"
 )
@@ -24,7 +28,7 @@ type Stats struct {
 	orders       int64
 	emails       int64
 	revenueCents int64
-	users        map[int64]struct{}
+	users        *roaring64.Bitmap // who paid: exact, compressed
 	deadLetters  map[string]int64 // by error class
 	byTopic      map[string]int64 // events folded, by topic
 	paymentsAt   map[int64]int64  // unix second -> payments paid then
@@ -35,7 +39,7 @@ type Stats struct {
 
 func newStats() *Stats {
 	return &Stats{
-		users:       make(map[int64]struct{}),
+		users:       roaring64.New(),
 		deadLetters: make(map[string]int64),
 		byTopic:     make(map[string]int64),
 		paymentsAt:  make(map[int64]int64),
@@ -47,7 +51,7 @@ func newStats() *Stats {
 func (s *Stats) addPayment(p *schemas.PaymentSucceeded) {
 	s.fold(schemas.Payments.Name, p.PaidAt, func() {
 		s.payments++
-		s.users[p.UserID] = struct{}{}
+		s.users.Add(uint64(p.UserID)) // valid payments have user_id > 0
 		s.paymentsAt[p.PaidAt.Unix()]++
 	})
 }
@@ -133,18 +137,16 @@ func (s *Stats) report(now time.Time) Report {
 		TotalOrders:       s.orders,
 		TotalEmails:       s.emails,
 		TotalRevenue:      schemas.Euros(s.revenueCents),
-		UniqueUsers:       len(s.users),
-		Users:             make([]int64, 0, min(len(s.users), maxUsersShown)),
+		UniqueUsers:       int(s.users.GetCardinality()),
+		Users:             make([]int64, 0, min(int(s.users.GetCardinality()), maxUsersShown)),
 		PaymentsPerMinute: perMinute(s.paymentsAt, now),
 		OrdersPerMinute:   perMinute(s.ordersAt, now),
 		DLQByClass:        make(map[string]int64, len(s.deadLetters)),
 		LastUpdated:       s.lastUpdatedPtr(),
 	}
-	for u := range s.users {
-		r.Users = append(r.Users, u)
+	for it := s.users.Iterator(); it.HasNext() && len(r.Users) < maxUsersShown; { // in ascending order
+		r.Users = append(r.Users, int64(it.Next()))
 	}
-	slices.Sort(r.Users)
-	r.Users = r.Users[:min(len(r.Users), maxUsersShown)]
 	for class, n := range s.deadLetters {
 		r.DLQByClass[class] = n
 		r.DLQMessages += n
@@ -258,5 +260,67 @@ func (s *Stats) revenueEuros() float64 {
 func (s *Stats) uniqueUsers() int {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return len(s.users)
+	return int(s.users.GetCardinality())
+}
+
+// snapshotVersion changes whenever snapshot does: a checkpoint of another
+// version is not restored (the view reads the log from the start instead).
+const snapshotVersion = 1
+
+// snapshot is Stats as a checkpoint keeps them.
+type snapshot struct {
+	Version                                int
+	Payments, Orders, Emails, RevenueCents int64
+	Users                                  []byte // roaring64, portable format
+	DeadLetters, ByTopic                   map[string]int64
+	PaymentsAt, OrdersAt, RevenueAt        map[int64]int64
+	LastUpdated                            time.Time
+}
+
+// Snapshot encodes the figures for a checkpoint.
+func (s *Stats) Snapshot() ([]byte, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	s.users.RunOptimize()
+	users, err := s.users.ToBytes()
+	if err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	err = gob.NewEncoder(&buf).Encode(snapshot{
+		Version: snapshotVersion, Payments: s.payments, Orders: s.orders, Emails: s.emails, RevenueCents: s.revenueCents,
+		Users: users, DeadLetters: s.deadLetters, ByTopic: s.byTopic,
+		PaymentsAt: s.paymentsAt, OrdersAt: s.ordersAt, RevenueAt: s.revenueAt, LastUpdated: s.lastUpdated,
+	})
+	return buf.Bytes(), err
+}
+
+// Restore replaces the figures with those of a checkpoint.
+func (s *Stats) Restore(b []byte) error {
+	var snap snapshot
+	if err := gob.NewDecoder(bytes.NewReader(b)).Decode(&snap); err != nil {
+		return err
+	}
+	if snap.Version != snapshotVersion {
+		return fmt.Errorf("checkpoint of version %d, this build reads %d", snap.Version, snapshotVersion)
+	}
+	users := roaring64.New()
+	if err := users.UnmarshalBinary(snap.Users); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.payments, s.orders, s.emails, s.revenueCents = snap.Payments, snap.Orders, snap.Emails, snap.RevenueCents
+	s.users, s.lastUpdated = users, snap.LastUpdated
+	s.deadLetters, s.byTopic = orEmpty(snap.DeadLetters), orEmpty(snap.ByTopic)
+	s.paymentsAt, s.ordersAt, s.revenueAt = orEmpty(snap.PaymentsAt), orEmpty(snap.OrdersAt), orEmpty(snap.RevenueAt)
+	return nil
+}
+
+// orEmpty is m, or an empty map for a nil one (gob leaves empty maps nil).
+func orEmpty[K comparable](m map[K]int64) map[K]int64 {
+	if m == nil {
+		return make(map[K]int64)
+	}
+	return m
 }

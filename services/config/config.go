@@ -44,6 +44,11 @@ type Config struct {
 	// the same records before /healthz, the metrics, the log and the
 	// dashboard call it stalled.
 	StallAfter time.Duration
+	// CheckpointEvery (CHECKPOINT_EVERY, default 10s) is how often a view
+	// saves a checkpoint while records come; NoCheckpoints (CHECKPOINT_EVERY=0)
+	// makes views read their topics from the start at every start.
+	CheckpointEvery time.Duration
+	NoCheckpoints   bool
 
 	RegistryAddr string // REGISTRY_ADDR: where `shop registry` listens
 
@@ -56,6 +61,17 @@ func (c Config) ListenAddr(service string) string {
 		return c.Addr
 	}
 	return ":" + strconv.Itoa(Ports[service])
+}
+
+// Checkpoints is how often views save a checkpoint, or 0 for never.
+func (c Config) Checkpoints() time.Duration {
+	switch {
+	case c.NoCheckpoints:
+		return 0
+	case c.CheckpointEvery > 0:
+		return c.CheckpointEvery
+	}
+	return 10 * time.Second
 }
 
 // Log is the logger, slog.Default when none was set.
@@ -103,6 +119,12 @@ func FromEnv(getenv func(string) string, services ...string) (Config, error) {
 			return cfg, fmt.Errorf("PORT=%q: not a port number", port)
 		}
 		cfg.Addr = ":" + port
+	}
+	if v := getenv("CHECKPOINT_EVERY"); v != "" && len(services) > 0 {
+		if cfg.CheckpointEvery, err = time.ParseDuration(v); err != nil || cfg.CheckpointEvery < 0 {
+			return cfg, fmt.Errorf("CHECKPOINT_EVERY=%q: want a Go duration, such as 10s, or 0 for none", v)
+		}
+		cfg.NoCheckpoints = cfg.CheckpointEvery == 0
 	}
 	if uses("order") {
 		if cfg.ProcessingDelay, err = time.ParseDuration(get("PROCESSING_DELAY", "0s")); err != nil || cfg.ProcessingDelay < 0 {

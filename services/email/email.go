@@ -38,7 +38,7 @@ func New(cfg config.Config, cat *schemas.Catalog) (*Service, error) {
 		Writes:  []*schemas.Spec{schemas.Emails.Spec},
 		Handler: Transform(cat, log),
 		Outputs: "emails_sent",
-	}, schemas.Emails, keepEmails)
+	}, schemas.Emails, keepEmails, schemas.EmailViewCheckpoints)
 	return &Service{s}, err
 }
 

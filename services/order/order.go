@@ -37,7 +37,7 @@ func New(cfg config.Config, cat *schemas.Catalog) (*Service, error) {
 		Writes:  []*schemas.Spec{schemas.Orders.Spec},
 		Handler: Transform(cat, cfg.ProcessingDelay, log),
 		Outputs: "orders_created",
-	}, schemas.Orders, keepOrders)
+	}, schemas.Orders, keepOrders, schemas.OrderViewCheckpoints)
 	return &Service{s}, err
 }
 

@@ -284,17 +284,35 @@ type Service[Out any] struct {
 }
 
 // NewService connects a stage and its view of output, keeping the newest
-// keep values.
-func NewService[Out any](cfg config.Config, cat *schemas.Catalog, spec Spec, output schemas.Topic[Out], keep int) (*Service[Out], error) {
+// keep values, checkpointed on the state topic checkpoints.
+func NewService[Out any](cfg config.Config, cat *schemas.Catalog, spec Spec, output schemas.Topic[Out], keep int, checkpoints schemas.StateTopic) (*Service[Out], error) {
 	st, err := New(cfg, cat, spec)
 	if err != nil {
 		return nil, err
 	}
-	outputs, err := view.NewLatest(cfg.Brokers, output.Codec(cat), keep, st.log)
+	var cps *view.Checkpoints
+	if cfg.Checkpoints() > 0 {
+		if cps, err = view.OpenCheckpoints(cfg.Brokers, checkpoints.Name, checkpoints.Name+"-"+cfg.InstanceID); err != nil {
+			return nil, err
+		}
+	}
+	outputs, err := view.NewLatest(cfg.Brokers, output.Codec(cat), keep, st.log, cps, cfg.Checkpoints())
 	if err != nil {
 		return nil, err
 	}
 	return &Service[Out]{Stage: st, Outputs: outputs}, nil
+}
+
+// Ready is nil once the stage is ready and the view shows everything
+// committed when it started.
+func (s *Service[Out]) Ready(ctx context.Context) error {
+	if err := s.Stage.Ready(ctx); err != nil {
+		return err
+	}
+	if !s.Outputs.CaughtUp() {
+		return errors.New("still reading the committed outputs")
+	}
+	return nil
 }
 
 // Run runs the stage and the view until ctx is cancelled.

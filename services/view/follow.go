@@ -1,25 +1,45 @@
 // Package view is the read-committed view of a topic: what the services show
-// on /orders, /emails and /analytics. A view reads its topics from the first
-// offset with read_committed, outside any consumer group, so it never shows
-// work of an aborted transaction, and a restarted service rebuilds the same
-// view from the log.
+// on /orders, /emails and /analytics. A view reads its topics with
+// read_committed, outside any consumer group, so it never shows work of an
+// aborted transaction; it starts from its latest checkpoint, if it keeps
+// any, and otherwise from the first offset, so a restarted service shows
+// the same view as before.
 package view
 
 import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/blackfriday-kafka/shop/schemas"
 )
 
-// Follower reads topics from their first offset with read_committed.
+// State is a view that can be checkpointed: Snapshot and Restore run on the
+// follower's goroutine, between records.
+type State interface {
+	Snapshot() ([]byte, error)
+	Restore([]byte) error
+}
+
+// Follower reads topics with read_committed and applies every record.
 type Follower struct {
-	cl  *kgo.Client
-	log *slog.Logger
+	cl     *kgo.Client
+	topics []string
+	log    *slog.Logger
+
+	state State        // nil: no checkpoints
+	cps   *Checkpoints // where they go
+	every time.Duration
+
+	mu       sync.Mutex
+	position map[string]map[int32]int64 // next offset to read
+	restored bool                       // started from a checkpoint
+	caughtUp bool                       // reached the ends it saw at the start
 }
 
 // Follow connects a follower of topics; opts are extra client options, such
@@ -27,14 +47,22 @@ type Follower struct {
 func Follow(brokers []string, log *slog.Logger, topics []string, opts ...kgo.Opt) (*Follower, error) {
 	cl, err := kgo.NewClient(append([]kgo.Opt{
 		kgo.SeedBrokers(brokers...),
-		kgo.ConsumeTopics(topics...),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		// The markers of transactions count in the position, so that a
+		// view knows when it has read to the end of a partition.
+		kgo.KeepControlRecords(),
 	}, opts...)...)
 	if err != nil {
 		return nil, err
 	}
-	return &Follower{cl: cl, log: log}, nil
+	return &Follower{cl: cl, topics: topics, log: log, position: make(map[string]map[int32]int64)}, nil
+}
+
+// Checkpointed makes f start from the latest checkpoint of state in cps and
+// save one every interval while records come, and when it stops.
+func (f *Follower) Checkpointed(state State, cps *Checkpoints, every time.Duration) *Follower {
+	f.state, f.cps, f.every = state, cps, every
+	return f
 }
 
 // Run calls apply for every record, in order, on one goroutine, until ctx
@@ -44,9 +72,22 @@ func Follow(brokers []string, log *slog.Logger, topics []string, opts ...kgo.Opt
 // never skips what it merely could not read yet.
 func (f *Follower) Run(ctx context.Context, apply func(context.Context, *kgo.Record) error) error {
 	defer f.cl.Close()
+	if f.cps != nil {
+		defer f.cps.Close()
+	}
+	ends, err := f.start(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	saved := time.Now()
+	dirty := false
 	for {
 		fetches := f.cl.PollFetches(ctx)
 		if fetches.IsClientClosed() || ctx.Err() != nil {
+			f.save(ctx, dirty)
 			return nil
 		}
 		fetches.EachError(func(topic string, partition int32, err error) {
@@ -55,11 +96,69 @@ func (f *Follower) Run(ctx context.Context, apply func(context.Context, *kgo.Rec
 			}
 		})
 		for _, r := range fetches.Records() {
+			if r.Attrs.IsControl() {
+				f.advance(r, ends)
+				continue
+			}
 			if !f.apply(ctx, r, apply) {
+				f.save(ctx, dirty)
 				return nil
 			}
+			f.advance(r, ends)
+			dirty = true
+		}
+		if dirty && f.cps != nil && time.Since(saved) >= f.every && f.save(ctx, true) {
+			saved, dirty = time.Now(), false
 		}
 	}
+}
+
+// start restores the latest checkpoint, if any, and sets where to read
+// each partition from. It returns the ends of the partitions, as of now.
+func (f *Follower) start(ctx context.Context) (map[string]map[int32]int64, error) {
+	adm := kadm.NewClient(f.cl)
+	listed, err := adm.ListCommittedOffsets(ctx, f.topics...)
+	if err == nil {
+		err = listed.Error()
+	}
+	if err != nil {
+		return nil, err
+	}
+	var offsets map[string]map[int32]int64
+	if f.cps != nil {
+		cp, err := f.cps.Load(ctx)
+		switch {
+		case err != nil:
+			f.log.Warn("checkpoint not loaded, reading the topics from the start", "err", err)
+		case cp != nil:
+			if err := f.state.Restore(cp.State); err != nil {
+				f.log.Warn("checkpoint not restored, reading the topics from the start", "err", err)
+				break
+			}
+			offsets = cp.Offsets
+			f.restored = true
+		}
+	}
+	ends := make(map[string]map[int32]int64)
+	parts := make(map[string]map[int32]kgo.Offset)
+	listed.Each(func(o kadm.ListedOffset) {
+		if ends[o.Topic] == nil {
+			ends[o.Topic], parts[o.Topic] = make(map[int32]int64), make(map[int32]kgo.Offset)
+		}
+		ends[o.Topic][o.Partition] = o.Offset
+		at := kgo.NewOffset().AtStart()
+		if off, ok := offsets[o.Topic][o.Partition]; ok {
+			at = kgo.NewOffset().At(off)
+			f.setPosition(o.Topic, o.Partition, off)
+		}
+		parts[o.Topic][o.Partition] = at
+	})
+	f.cl.AddConsumePartitions(parts)
+	f.mu.Lock()
+	f.caughtUp = f.reached(ends)
+	f.mu.Unlock()
+	f.log.Info("view started", "topics", f.topics, "from_checkpoint", f.restored, "offsets", offsets)
+	return ends, nil
 }
 
 // apply applies one record, retrying while the failure may pass. It
@@ -82,6 +181,87 @@ func (f *Follower) apply(ctx context.Context, r *kgo.Record, apply func(context.
 		case <-time.After(backoff):
 		}
 	}
+}
+
+func (f *Follower) setPosition(topic string, partition int32, next int64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.position[topic] == nil {
+		f.position[topic] = make(map[int32]int64)
+	}
+	f.position[topic][partition] = next
+}
+
+// advance moves the position past r and notes when the view has caught up
+// with the ends it saw at the start.
+func (f *Follower) advance(r *kgo.Record, ends map[string]map[int32]int64) {
+	f.setPosition(r.Topic, r.Partition, r.Offset+1)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.caughtUp {
+		return
+	}
+	if f.reached(ends) {
+		f.caughtUp = true
+	}
+}
+
+// reached reports whether the position is at the ends; f.mu is held.
+func (f *Follower) reached(ends map[string]map[int32]int64) bool {
+	for topic, parts := range ends {
+		for p, end := range parts {
+			if f.position[topic][p] < end {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// CaughtUp reports whether the view has read everything that was
+// committed when it started: until then its figures are not the shop's.
+func (f *Follower) CaughtUp() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.caughtUp
+}
+
+// saveTimeout bounds a checkpoint, also at shutdown.
+const saveTimeout = 10 * time.Second
+
+// save checkpoints the state at the current position, if it changed, and
+// reports whether it did. A checkpoint is not cut short by shutdown: the
+// last one is what the next start begins from.
+func (f *Follower) save(ctx context.Context, dirty bool) bool {
+	if f.cps == nil || !dirty {
+		return false
+	}
+	state, err := f.state.Snapshot()
+	if err != nil {
+		f.log.Warn("checkpoint not taken", "err", err)
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), saveTimeout)
+	defer cancel()
+	if err := f.cps.Save(ctx, Checkpoint{Offsets: f.Position(), State: state}); err != nil {
+		f.log.Warn("checkpoint not saved", "err", err)
+		return false
+	}
+	return true
+}
+
+// Position is the next offset to read of every partition read so far.
+func (f *Follower) Position() map[string]map[int32]int64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make(map[string]map[int32]int64, len(f.position))
+	for t, parts := range f.position {
+		out[t] = make(map[int32]int64, len(parts))
+		for p, o := range parts {
+			out[t][p] = o
+		}
+	}
+	return out
 }
 
 // Client is the follower's Kafka client, for health checks.

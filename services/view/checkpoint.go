@@ -1,0 +1,224 @@
+package view
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Checkpoint is a view's state with the offsets it covers: applying the
+// records from Offsets on to State gives the same view as applying every
+// record from the start.
+type Checkpoint struct {
+	Offsets map[string]map[int32]int64 // per topic and partition, the next offset to read
+	State   []byte
+}
+
+// chunkBytes bounds one record of a checkpoint: a state of several
+// megabytes (the users of a big shop) spans several records.
+const chunkBytes = 512 << 10
+
+// Checkpoints keeps the checkpoints of one view on a topic of its own, one
+// partition, compacted. A checkpoint is one transaction: the state in
+// chunks, then a manifest that names the offset of the first chunk and the
+// offsets the state covers. Loading reads the topic's tail back to the last
+// manifest, then its chunks: it costs the size of one checkpoint, not the
+// history of the topic. A checkpoint cut short by a crash is an aborted
+// transaction, invisible to the read_committed reader.
+type Checkpoints struct {
+	topic   string
+	brokers []string
+	opts    []kgo.Opt
+	writer  *kgo.Client // transactional
+}
+
+// manifest is the last record of a checkpoint.
+type manifest struct {
+	Save    string                     `json:"save"`    // the chunks carry it in their key
+	First   int64                      `json:"first"`   // offset of the first chunk
+	Chunks  int                        `json:"chunks"`  // how many
+	Offsets map[string]map[int32]int64 `json:"offsets"` // what the state covers
+	At      time.Time                  `json:"at"`
+}
+
+const manifestKey = "manifest"
+
+// OpenCheckpoints connects to the checkpoint topic of a view. writerID is
+// the transactional ID of this instance's writes (two instances of a view
+// write their own, equally valid, checkpoints).
+func OpenCheckpoints(brokers []string, topic, writerID string, opts ...kgo.Opt) (*Checkpoints, error) {
+	w, err := kgo.NewClient(append([]kgo.Opt{
+		kgo.SeedBrokers(brokers...),
+		kgo.TransactionalID(writerID),
+		kgo.DefaultProduceTopic(topic),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.ProducerBatchMaxBytes(chunkBytes + 64<<10),
+	}, opts...)...)
+	if err != nil {
+		return nil, err
+	}
+	return &Checkpoints{topic: topic, brokers: brokers, opts: opts, writer: w}, nil
+}
+
+// Close releases the writer.
+func (c *Checkpoints) Close() { c.writer.Close() }
+
+// Save writes cp as one transaction.
+func (c *Checkpoints) Save(ctx context.Context, cp Checkpoint) error {
+	var id [8]byte
+	_, _ = rand.Read(id[:])
+	save := hex.EncodeToString(id[:])
+	if err := c.writer.BeginTransaction(); err != nil {
+		return err
+	}
+	commit := false
+	defer func() {
+		if !commit {
+			_ = c.writer.EndTransaction(context.WithoutCancel(ctx), kgo.TryAbort)
+		}
+	}()
+	m := manifest{Save: save, First: -1, Offsets: cp.Offsets, At: time.Now().UTC()}
+	var chunks []*kgo.Record
+	for off := 0; off < len(cp.State) || off == 0; off += chunkBytes {
+		part := cp.State[off:min(off+chunkBytes, len(cp.State))]
+		chunks = append(chunks, &kgo.Record{Key: []byte(save + "/" + strconv.Itoa(len(chunks))), Value: part})
+		if len(cp.State) == 0 {
+			break
+		}
+	}
+	res := c.writer.ProduceSync(ctx, chunks...)
+	if err := res.FirstErr(); err != nil {
+		return err
+	}
+	m.First, m.Chunks = res[0].Record.Offset, len(chunks)
+	value, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	if err := c.writer.ProduceSync(ctx, &kgo.Record{Key: []byte(manifestKey), Value: value}).FirstErr(); err != nil {
+		return err
+	}
+	if err := c.writer.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		return err
+	}
+	commit = true
+	return nil
+}
+
+// Load returns the latest checkpoint, or nil if there is none.
+func (c *Checkpoints) Load(ctx context.Context) (*Checkpoint, error) {
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(c.brokers...)}, c.opts...)...)
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	// To the last stable offset: what lies beyond is not committed yet.
+	ends, err := adm.ListCommittedOffsets(ctx, c.topic)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("checkpoints of %s: %w", c.topic, err)
+	}
+	starts, err := adm.ListStartOffsets(ctx, c.topic)
+	if err == nil {
+		err = starts.Error()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("checkpoints of %s: %w", c.topic, err)
+	}
+	end, _ := ends.Lookup(c.topic, 0)
+	start, _ := starts.Lookup(c.topic, 0)
+	// Look back from the end for the last manifest, further each time:
+	// aborted checkpoints may lie after it.
+	for back := int64(16); ; back *= 4 {
+		from := max(start.Offset, end.Offset-back)
+		recs, err := readRange(ctx, c.brokers, c.opts, c.topic, from, end.Offset)
+		if err != nil {
+			return nil, err
+		}
+		for i := len(recs) - 1; i >= 0; i-- {
+			if string(recs[i].Key) != manifestKey {
+				continue
+			}
+			var m manifest
+			if err := json.Unmarshal(recs[i].Value, &m); err != nil {
+				return nil, fmt.Errorf("checkpoint manifest at %s offset %d: %w", c.topic, recs[i].Offset, err)
+			}
+			return c.chunks(ctx, m, recs[i].Offset)
+		}
+		if from == start.Offset {
+			return nil, nil // no checkpoint yet
+		}
+	}
+}
+
+// chunks reads the state a manifest at offset at names.
+func (c *Checkpoints) chunks(ctx context.Context, m manifest, at int64) (*Checkpoint, error) {
+	recs, err := readRange(ctx, c.brokers, c.opts, c.topic, m.First, at)
+	if err != nil {
+		return nil, err
+	}
+	cp := &Checkpoint{Offsets: m.Offsets}
+	n := 0
+	for _, r := range recs {
+		if string(r.Key) == m.Save+"/"+strconv.Itoa(n) {
+			cp.State = append(cp.State, r.Value...)
+			n++
+		}
+	}
+	if n != m.Chunks {
+		return nil, fmt.Errorf("checkpoint %s on %s: %d of %d chunks", m.Save, c.topic, n, m.Chunks)
+	}
+	return cp, nil
+}
+
+// readRange reads the committed records at offsets [from, to) of partition
+// 0 of topic, where to is at most the last stable offset. Every write to a
+// checkpoint topic is transactional, so the offset before to is a commit
+// or abort marker: with the markers kept, reading until it is seen reads
+// the whole range, aborted records aside.
+func readRange(ctx context.Context, brokers []string, opts []kgo.Opt, topic string, from, to int64) ([]*kgo.Record, error) {
+	if from >= to {
+		return nil, nil
+	}
+	cl, err := kgo.NewClient(append([]kgo.Opt{
+		kgo.SeedBrokers(brokers...),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {0: kgo.NewOffset().At(from)}}),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.KeepControlRecords(),
+		kgo.FetchMaxBytes(64 << 20),
+	}, opts...)...)
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	var recs []*kgo.Record
+	for {
+		fetches := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if err := fetches.Err(); err != nil {
+			return nil, fmt.Errorf("read %s: %w", topic, err)
+		}
+		reached := false
+		fetches.EachRecord(func(r *kgo.Record) {
+			if !r.Attrs.IsControl() && r.Offset < to {
+				recs = append(recs, r)
+			}
+			reached = reached || r.Offset >= to-1
+		})
+		if reached {
+			return recs, nil
+		}
+	}
+}
