@@ -1,387 +1,269 @@
-// Package registry runs a Confluent-compatible Schema Registry inside the
-// process, for the embedded (no Docker) stack.
+// Package registry is the project's Confluent-compatible Schema Registry,
+// for the stacks that run without Confluent's own (make run, make kafka-up).
+// Its state lives in Kafka, so it survives restarts, and any number of
+// instances on one cluster answer alike.
 //
-// Storage and most of the REST surface come from franz-go's srfake, which
-// approves every schema change. A registry that never refuses would let an
-// incompatible event schema reach the topics locally and only fail against a
-// real Confluent registry, so this package checks Avro compatibility itself
-// (with hamba/avro) in front of srfake and answers like Confluent does.
+// # State
+//
+// Everything the registry knows is in a compacted topic, _schemas (one
+// partition; replication min(3, brokers); min.insync.replicas=2 with three
+// replicas), in Confluent's own record format:
+//
+//	key   {"keytype":"SCHEMA","subject":"orders-value","version":2,"magic":1}
+//	value {"subject":"orders-value","version":2,"id":7,"schema":"…","deleted":false}
+//	key   {"keytype":"CONFIG","subject":null,"magic":0}     (null: the global level)
+//	value {"compatibilityLevel":"BACKWARD"}
+//
+// A SCHEMA value has "schemaType":"JSON" or "PROTOBUF" for those types and
+// none for Avro, as Confluent writes it, and "references":[…] when the
+// schema has any. A soft delete rewrites the SCHEMA record with
+// "deleted":true; a permanent delete writes a tombstone (null value) for it;
+// a null CONFIG value removes a level. The state is a fold: the latest value
+// of every key, applied in offset order; the next new ID is the highest ID
+// the fold has seen, plus one. Compaction drops the records a tombstone
+// supersedes, and the IDs in them, so a permanent delete also writes
+// {"keytype":"MAX_ID","magic":0} → {"maxId":N}, the highest ID so far: an
+// ID is never given to a second schema, even after a restart (a Confluent
+// registry reading the topic would skip this record). Other key types
+// (NOOP, MODE, DELETE_SUBJECT, …) are skipped. A registry creates the topic
+// when it is missing.
+//
+// # Reading
+//
+// Every instance reads the topic from its start with read_committed and
+// keeps following it. It is ready once it has applied the topic up to the
+// last stable offset it found at start; until then Ready returns an error
+// and every request gets 503 with error code 50003. A write on another
+// instance shows on this one within a fetch round trip; Sync waits for it.
+//
+// # Writing: one writer, chosen by Kafka
+//
+// Every instance uses the same transactional ID (Config.WriterID,
+// "schema-registry-writer" by default), and the writer is the instance that
+// initialised it last: Kafka's producer fencing chooses it. A write
+// (register, PUT or DELETE of a level, a delete) takes an instance's write
+// mutex and then:
+//
+//  1. initialises the transactional producer unless the instance holds it
+//     already. InitProducerID fences the previous holder, and returns only
+//     once that holder's last transaction is committed or aborted;
+//  2. catches up: reads the topic's last stable offset and waits until the
+//     follower has applied everything before it;
+//  3. decides against that state: the compatibility check; the subject's ID
+//     for a schema it holds already; the ID of an identical schema under
+//     another subject, as Confluent does; else the highest ID + 1; the
+//     highest version + 1;
+//  4. writes the records in a transaction and commits. A failed commit
+//     (fenced: another instance initialised meanwhile) starts again at 1
+//     after a random pause, at most ten times in all;
+//  5. waits until the follower has applied its own records, and answers
+//     from the state.
+//
+// Why two instances never give one ID to two schemas: a commit succeeds
+// only if no other instance initialised the transactional ID after this one
+// did, or it would have been fenced, so nobody else committed in between.
+// And this instance's initialisation finished every transaction committed
+// before it, so the last stable offset read in step 2 lies after all of
+// them. Each committed write was therefore decided on a state that holds
+// every write committed before it: the writes are serial in commit order,
+// and no two can both pick "highest ID + 1" for different schemas. Both
+// halves are needed, and the tests show each one missing: instances with
+// different WriterIDs (no fencing), and an instance that skips step 2.
+//
+// # Compatibility and REST
+//
+// Avro compatibility is checked with hamba/avro at the subject's level
+// (transitive levels against every live version), and an incompatible
+// schema is refused with 409 as Confluent does. JSON Schema and Protobuf
+// schemas are stored and served, but never checked. The REST surface,
+// answers and error codes are Confluent's (see routes in http.go); the
+// /contexts/{context} prefix is accepted and names the default context.
+//
+// With Config.Users set, every request needs HTTP basic auth (401
+// otherwise) and writes need a principal in Config.Writers (403, error code
+// 40301, otherwise).
 package registry
 
 import (
-	"bytes"
-	"encoding/json"
+	"context"
+	"errors"
 	"fmt"
-	"io"
+	"log/slog"
 	"net/http"
-	"net/http/httptest"
-	"net/url"
-	"slices"
-	"strconv"
-	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
-	"github.com/hamba/avro/v2"
-	"github.com/twmb/franz-go/pkg/sr"
-	"github.com/twmb/franz-go/pkg/sr/srfake"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// maxBody matches srfake's own request limit, so both layers agree on what
-// is too large.
-const maxBody = 1 << 20
+// Defaults of Config.
+const (
+	DefaultTopic    = "_schemas"
+	DefaultWriterID = "schema-registry-writer"
+	DefaultWriter   = "admin"
+)
 
-// contentType is what Confluent sends, and what clients expect back.
-const contentType = "application/vnd.schemaregistry.v1+json"
+// Config places a registry on a Kafka cluster.
+type Config struct {
+	Brokers []string // seed brokers
+	Topic   string   // the state topic; default _schemas
+	// Connect are extra options for the registry's Kafka clients, such as
+	// SASL credentials or TLS.
+	Connect []kgo.Opt
+	// WriterID is the transactional ID every instance on the cluster shares
+	// to elect one writer; default schema-registry-writer.
+	WriterID string
+	// Users are the HTTP basic auth credentials, user to password; nil
+	// serves everyone.
+	Users map[string]string
+	// Writers are the users that may write when Users is set; default
+	// admin.
+	Writers []string
+	Logger  *slog.Logger // default slog.Default()
 
-// Registry is an in-memory Schema Registry that enforces the configured
-// compatibility level on Avro schemas.
-type Registry struct {
-	fake    *srfake.Registry
-	handler http.Handler
-
-	// mu makes check-then-register atomic: without it two registrations
-	// could both be judged against the same latest version and both land.
-	mu sync.Mutex
+	// skipCatchUp is a test hook: writes decide on whatever the follower
+	// has applied, without step 2 of the package doc.
+	skipCatchUp bool
 }
 
-// New returns a registry whose global compatibility is BACKWARD, as
-// Confluent's default.
-func New() *Registry {
-	r := &Registry{fake: srfake.NewRegistry(srfake.WithGlobalCompat(sr.CompatBackward))}
+// Registry is one instance of the registry on a cluster.
+type Registry struct {
+	cfg     Config
+	log     *slog.Logger
+	handler http.Handler
 
-	mux := http.NewServeMux()
-	// srfake also accepts every route under /contexts/{context}; guard those
-	// too so the prefix is not a way around the checks.
-	for _, prefix := range []string{"", "/contexts/{context}"} {
-		mux.HandleFunc("POST "+prefix+"/subjects/{subject}/versions", r.handleRegister)
-		mux.HandleFunc("POST "+prefix+"/compatibility/subjects/{subject}/versions/{version}", r.handleCheckVersion)
-		mux.HandleFunc("POST "+prefix+"/compatibility/subjects/{subject}/versions", r.handleCheckSubject)
+	ctx      context.Context // cancelled by Close
+	cancel   context.CancelFunc
+	admin    *kgo.Client // topic creation and end offsets
+	adm      *kadm.Client
+	consumer *kgo.Client   // the follower's
+	followed chan struct{} // closed when the follower stops
+
+	mu       sync.RWMutex
+	st       *state
+	applied  int64         // the offset after the last record applied
+	advanced chan struct{} // closed, and replaced, whenever applied moves
+	target   int64         // what must be applied to be ready
+
+	ready   atomic.Bool
+	readyCh chan struct{} // closed once ready
+
+	wmu sync.Mutex  // one write at a time in this instance
+	txn *kgo.Client // the transactional producer, nil until initialised (or after a failure)
+
+	closeOnce sync.Once
+}
+
+// Open starts a registry instance on the cluster: it creates the topic if
+// it is missing and starts reading it. It returns without waiting for the
+// state: see WaitReady.
+func Open(ctx context.Context, cfg Config) (*Registry, error) {
+	if len(cfg.Brokers) == 0 {
+		return nil, errors.New("schema registry: no Kafka brokers")
 	}
-	mux.Handle("/", r.fake.Handler())
-	r.handler = mux
-	return r
+	if cfg.Topic == "" {
+		cfg.Topic = DefaultTopic
+	}
+	if cfg.WriterID == "" {
+		cfg.WriterID = DefaultWriterID
+	}
+	if len(cfg.Writers) == 0 {
+		cfg.Writers = []string{DefaultWriter}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	r := &Registry{
+		cfg:      cfg,
+		log:      cfg.Logger.With("component", "schema-registry", "topic", cfg.Topic),
+		followed: make(chan struct{}),
+		st:       newState(),
+		advanced: make(chan struct{}),
+		target:   -1,
+		readyCh:  make(chan struct{}),
+	}
+	var err error
+	if r.admin, err = kgo.NewClient(r.clientOpts()...); err != nil {
+		return nil, fmt.Errorf("schema registry: %w", err)
+	}
+	r.adm = kadm.NewClient(r.admin)
+	if err := r.createTopic(ctx); err != nil {
+		r.admin.Close()
+		return nil, err
+	}
+	r.consumer, err = kgo.NewClient(r.clientOpts(
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{cfg.Topic: {0: kgo.NewOffset().AtStart()}}),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		// Commit markers take offsets too: keeping them lets the follower
+		// tell when it has reached the last stable offset.
+		kgo.KeepControlRecords(),
+		kgo.FetchMaxWait(time.Second),
+	)...)
+	if err != nil {
+		r.admin.Close()
+		return nil, fmt.Errorf("schema registry: %w", err)
+	}
+	r.ctx, r.cancel = context.WithCancel(context.Background())
+	r.handler = r.routes()
+	go r.follow()
+	go r.becomeReady()
+	return r, nil
 }
 
 // Handler serves the Confluent Schema Registry REST API.
 func (r *Registry) Handler() http.Handler { return r.handler }
 
-// handleRegister refuses a new Avro version that breaks the subject's
-// compatibility level with 409, and otherwise lets srfake store it.
-func (r *Registry) handleRegister(w http.ResponseWriter, req *http.Request) {
-	schema, ok := readAvroBody(w, req)
-	if !ok {
-		r.fake.Handler().ServeHTTP(w, req)
-		return
+// Ready returns nil once the registry has read its state, and an error that
+// says how far it is before that.
+func (r *Registry) Ready() error {
+	if r.ready.Load() {
+		return nil
 	}
-	subject := req.PathValue("subject")
-
-	r.mu.Lock()
-	defer r.mu.Unlock()
-
-	// Re-registering a known schema must keep returning its ID even if the
-	// level has since become stricter, so it skips the check entirely.
-	if r.isRegistered(subject, schema) {
-		r.fake.Handler().ServeHTTP(w, req)
-		return
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if r.target < 0 {
+		return fmt.Errorf("schema registry not ready: looking for the end of %s", r.cfg.Topic)
 	}
-	candidate, err := r.parse(schema)
-	if err != nil {
-		writeError(w, http.StatusUnprocessableEntity, sr.ErrInvalidSchema.Code, "Invalid Avro schema: "+err.Error())
-		return
-	}
-	level, versions, err := r.subjectState(subject)
-	if err != nil {
-		writeError(w, http.StatusInternalServerError, sr.ErrStoreError.Code, err.Error())
-		return
-	}
-	if problems := r.problems(subject, candidate, level, against(level, versions)); len(problems) > 0 {
-		writeError(w, http.StatusConflict, sr.ErrIncompatibleSchema.Code, fmt.Sprintf(
-			"Schema being registered is incompatible with an earlier schema for subject \"%s\", details: [%s]",
-			subject, strings.Join(problems, ", ")))
-		return
-	}
-	r.fake.Handler().ServeHTTP(w, req)
+	return fmt.Errorf("schema registry not ready: read %s up to offset %d of %d", r.cfg.Topic, r.applied, r.target)
 }
 
-// handleCheckVersion answers whether a schema is compatible with one
-// existing version ("latest" or a number), in the direction(s) of the
-// subject's level.
-func (r *Registry) handleCheckVersion(w http.ResponseWriter, req *http.Request) {
-	schema, ok := readAvroBody(w, req)
-	if !ok {
-		r.fake.Handler().ServeHTTP(w, req)
-		return
+// WaitReady waits until the registry is ready or ctx is done.
+func (r *Registry) WaitReady(ctx context.Context) error {
+	select {
+	case <-r.readyCh:
+		return nil
+	case <-r.followed:
+		return errors.New("schema registry closed")
+	case <-ctx.Done():
+		return fmt.Errorf("%w: %w", r.Ready(), ctx.Err())
 	}
-	subject := req.PathValue("subject")
-	wanted := req.PathValue("version")
-	wantedNum, err := strconv.Atoi(wanted)
-	if wanted != "latest" && (err != nil || wantedNum < 1) {
-		writeError(w, http.StatusUnprocessableEntity, sr.ErrInvalidVersion.Code,
-			fmt.Sprintf("The specified version '%s' is not a valid version id. Allowed values are between [1, 2^31-1] and the string \"latest\"", wanted))
-		return
-	}
-
-	r.mu.Lock()
-	defer r.mu.Unlock()
-
-	level, versions, err := r.subjectState(subject)
-	if err != nil {
-		writeError(w, http.StatusInternalServerError, sr.ErrStoreError.Code, err.Error())
-		return
-	}
-	if len(versions) == 0 {
-		writeError(w, http.StatusNotFound, sr.ErrSubjectNotFound.Code, fmt.Sprintf("Subject '%s' not found.", subject))
-		return
-	}
-	target := versions[len(versions)-1]
-	if wanted != "latest" {
-		target = wantedNum
-		if !slices.Contains(versions, target) {
-			writeError(w, http.StatusNotFound, sr.ErrVersionNotFound.Code, fmt.Sprintf("Version %d not found.", target))
-			return
-		}
-	}
-	candidate, err := r.parse(schema)
-	if err != nil {
-		writeError(w, http.StatusUnprocessableEntity, sr.ErrInvalidSchema.Code, "Invalid Avro schema: "+err.Error())
-		return
-	}
-	writeVerdict(w, r.problems(subject, candidate, level, []int{target}))
 }
 
-// handleCheckSubject answers whether registering the schema would succeed:
-// the same check as registration, against the versions the level covers. A
-// subject with no versions accepts anything, as registration would.
-func (r *Registry) handleCheckSubject(w http.ResponseWriter, req *http.Request) {
-	schema, ok := readAvroBody(w, req)
-	if !ok {
-		r.fake.Handler().ServeHTTP(w, req)
-		return
-	}
-	subject := req.PathValue("subject")
-
-	r.mu.Lock()
-	defer r.mu.Unlock()
-
-	candidate, err := r.parse(schema)
-	if err != nil {
-		writeError(w, http.StatusUnprocessableEntity, sr.ErrInvalidSchema.Code, "Invalid Avro schema: "+err.Error())
-		return
-	}
-	level, versions, err := r.subjectState(subject)
-	if err != nil {
-		writeError(w, http.StatusInternalServerError, sr.ErrStoreError.Code, err.Error())
-		return
-	}
-	writeVerdict(w, r.problems(subject, candidate, level, against(level, versions)))
-}
-
-// readAvroBody reads the request body and puts it back for srfake. ok is
-// false when the body is not an Avro schema request this package checks
-// (other schema types, or JSON srfake will reject with its own error).
-func readAvroBody(w http.ResponseWriter, req *http.Request) (schema sr.Schema, ok bool) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, maxBody))
-	req.Body = io.NopCloser(bytes.NewReader(body))
-	if err != nil {
-		return sr.Schema{}, false
-	}
-	if err := json.Unmarshal(body, &schema); err != nil || schema.Type != sr.TypeAvro {
-		return sr.Schema{}, false
-	}
-	return schema, true
-}
-
-// isRegistered asks srfake whether this exact schema is already a live
-// version of the subject, using the same equality srfake applies when it
-// registers.
-func (r *Registry) isRegistered(subject string, s sr.Schema) bool {
-	// Only the fields the lookup route accepts: the register body may carry
-	// more (id, version, metadata).
-	lookup, err := json.Marshal(sr.Schema{Schema: s.Schema, Type: s.Type, References: s.References})
-	if err != nil {
-		return false
-	}
-	status, err := r.ask(http.MethodPost, "/subjects/"+url.PathEscape(subject), lookup, nil)
-	return err == nil && status == http.StatusOK
-}
-
-// subjectState returns the subject's effective level (its own, else the
-// global one) and its live versions in ascending order. A missing subject has
-// no versions.
-func (r *Registry) subjectState(subject string) (level sr.CompatibilityLevel, versions []int, err error) {
-	path := "/config/" + url.PathEscape(subject)
-	var cfg struct {
-		Level sr.CompatibilityLevel `json:"compatibilityLevel"`
-	}
-	if code, err := r.ask(http.MethodGet, path, nil, &cfg); err != nil || code != http.StatusOK {
-		return 0, nil, fmt.Errorf("reading compatibility level of subject %q: %w", subject, failure(code, err))
-	}
-
-	path = "/subjects/" + url.PathEscape(subject) + "/versions"
-	code, err := r.ask(http.MethodGet, path, nil, &versions)
-	switch {
-	case err == nil && code == http.StatusNotFound:
-		return cfg.Level, nil, nil
-	case err != nil || code != http.StatusOK:
-		return 0, nil, fmt.Errorf("listing versions of subject %q: %w", subject, failure(code, err))
-	}
-	return cfg.Level, versions, nil
-}
-
-// ask sends a request straight to srfake and decodes a 200 answer into
-// into. Going through srfake's handler keeps this package off its internals.
-func (r *Registry) ask(method, path string, body []byte, into any) (int, error) {
-	req, err := http.NewRequest(method, "http://registry.internal"+path, bytes.NewReader(body))
-	if err != nil {
-		return 0, err
-	}
-	req.Header.Set("Content-Type", contentType)
-	rec := httptest.NewRecorder()
-	r.fake.Handler().ServeHTTP(rec, req)
-	if rec.Code == http.StatusOK && into != nil {
-		if err := json.Unmarshal(rec.Body.Bytes(), into); err != nil {
-			return rec.Code, err
-		}
-	}
-	return rec.Code, nil
-}
-
-// failure explains why an internal srfake request did not give a usable
-// answer.
-func failure(code int, err error) error {
+// Sync waits until this instance has applied everything committed to the
+// topic so far, by any instance.
+func (r *Registry) Sync(ctx context.Context) error {
+	end, err := r.endOffset(ctx)
 	if err != nil {
 		return err
 	}
-	return fmt.Errorf("unexpected status %d", code)
+	return r.waitApplied(ctx, end)
 }
 
-// against returns the versions a level compares a new schema with: every
-// live version for the transitive levels, only the newest otherwise, none
-// for NONE.
-func against(level sr.CompatibilityLevel, versions []int) []int {
-	switch {
-	case len(versions) == 0 || level == sr.CompatNone:
-		return nil
-	case level == sr.CompatBackwardTransitive || level == sr.CompatForwardTransitive || level == sr.CompatFullTransitive:
-		return versions
-	default:
-		return versions[len(versions)-1:]
-	}
-}
-
-// directions says which reader/writer pairings a level requires: backward
-// means the new schema reads old data, forward means old readers read new
-// data.
-func directions(level sr.CompatibilityLevel) (backward, forward bool) {
-	switch level {
-	case sr.CompatBackward, sr.CompatBackwardTransitive:
-		return true, false
-	case sr.CompatForward, sr.CompatForwardTransitive:
-		return false, true
-	case sr.CompatFull, sr.CompatFullTransitive:
-		return true, true
-	default:
-		return false, false
-	}
-}
-
-// problems checks candidate against the given versions of the subject and
-// returns one description per failure, empty when compatible.
-func (r *Registry) problems(subject string, candidate avro.Schema, level sr.CompatibilityLevel, versions []int) []string {
-	backward, forward := directions(level)
-	if !backward && !forward {
-		return nil
-	}
-	// A fresh checker per request: hamba caches verdicts by fingerprint, and
-	// nothing here needs to outlive one check.
-	checker := avro.NewSchemaCompatibility()
-	var out []string
-	report := func(version int, what string) {
-		out = append(out, fmt.Sprintf("{oldSchemaVersion: %d, compatibility: '%s', description: '%s'}", version, level, what))
-	}
-	for _, v := range versions {
-		old, ok := r.fake.GetSchema(subject, v)
-		if !ok {
-			continue // deleted since it was listed
+// Close stops the instance. A write in progress finishes first; later ones
+// fail.
+func (r *Registry) Close() {
+	r.closeOnce.Do(func() {
+		r.wmu.Lock()
+		r.cancel()
+		if r.txn != nil {
+			r.txn.Close()
+			r.txn = nil
 		}
-		if old.Type != sr.TypeAvro {
-			report(v, fmt.Sprintf("version %d is a %s schema, not AVRO", v, old.Type))
-			continue
-		}
-		previous, err := r.parse(old.Schema)
-		if err != nil {
-			report(v, fmt.Sprintf("version %d cannot be parsed as Avro: %v", v, err))
-			continue
-		}
-		if backward {
-			if err := checker.Compatible(candidate, previous); err != nil {
-				report(v, fmt.Sprintf("the new schema cannot read data written with version %d: %v", v, err))
-			}
-		}
-		if forward {
-			if err := checker.Compatible(previous, candidate); err != nil {
-				report(v, fmt.Sprintf("version %d cannot read data written with the new schema: %v", v, err))
-			}
-		}
-	}
-	return out
-}
-
-// parse parses a schema with its references into a cache of its own. The
-// global cache would let two versions of the same named record overwrite
-// each other, so old and new would be compared with the wrong definitions.
-func (r *Registry) parse(s sr.Schema) (avro.Schema, error) {
-	cache := &avro.SchemaCache{}
-	if err := r.loadReferences(s.References, cache, map[string]bool{}); err != nil {
-		return nil, err
-	}
-	return avro.ParseWithCache(s.Schema, "", cache)
-}
-
-// loadReferences parses referenced schemas (and theirs, depth first) into
-// cache so the named types they define resolve. seen stops a schema that is
-// reached twice from being parsed twice.
-func (r *Registry) loadReferences(refs []sr.SchemaReference, cache *avro.SchemaCache, seen map[string]bool) error {
-	for _, ref := range refs {
-		key := ref.Subject + "\x00" + strconv.Itoa(ref.Version)
-		if seen[key] {
-			continue
-		}
-		seen[key] = true
-		dep, ok := r.fake.GetSchema(ref.Subject, ref.Version)
-		if !ok {
-			return fmt.Errorf("reference %q: subject %q version %d not found", ref.Name, ref.Subject, ref.Version)
-		}
-		if err := r.loadReferences(dep.References, cache, seen); err != nil {
-			return err
-		}
-		if _, err := avro.ParseWithCache(dep.Schema.Schema, "", cache); err != nil {
-			return fmt.Errorf("reference %q: %w", ref.Name, err)
-		}
-	}
-	return nil
-}
-
-// writeVerdict answers a compatibility check; messages are only sent when
-// there is something to explain.
-func writeVerdict(w http.ResponseWriter, problems []string) {
-	respond(w, http.StatusOK, struct {
-		IsCompatible bool     `json:"is_compatible"`
-		Messages     []string `json:"messages,omitempty"`
-	}{len(problems) == 0, problems})
-}
-
-// writeError answers in Confluent's error shape, which sr.Client decodes
-// into *sr.ResponseError.
-func writeError(w http.ResponseWriter, status, code int, message string) {
-	respond(w, status, struct {
-		ErrorCode int    `json:"error_code"`
-		Message   string `json:"message"`
-	}{code, message})
-}
-
-func respond(w http.ResponseWriter, status int, body any) {
-	w.Header().Set("Content-Type", contentType)
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(body)
+		r.wmu.Unlock()
+		r.consumer.Close()
+		<-r.followed
+		r.admin.Close()
+	})
 }

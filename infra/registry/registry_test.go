@@ -10,7 +10,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/sr"
 )
 
@@ -39,12 +41,50 @@ const subject = "orders-value"
 
 var moneyRef = []sr.SchemaReference{{Name: "shop.test.Money", Subject: "money-value", Version: 1}}
 
-// start serves a fresh registry and returns a real client for it.
+// start serves a fresh registry on a fresh 3-broker cluster and returns a
+// real client for it.
 func start(t *testing.T) (*sr.Client, string) {
 	t.Helper()
-	srv := httptest.NewServer(New().Handler())
+	return serve(t, open(t, newCluster(t, 3), Config{}))
+}
+
+// newCluster is an embedded Kafka cluster that stops when the test ends.
+func newCluster(t *testing.T, brokers int) *kfake.Cluster {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(brokers))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+// open starts a ready registry instance on c, closed when the test ends
+// (before c).
+func open(t *testing.T, c *kfake.Cluster, cfg Config) *Registry {
+	t.Helper()
+	cfg.Brokers = c.ListenAddrs()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	r, err := Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Close)
+	if err := r.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// serve serves r over HTTP and returns a client of it and its URL.
+func serve(t *testing.T, r *Registry) (*sr.Client, string) {
+	t.Helper()
+	srv := httptest.NewServer(r.Handler())
 	t.Cleanup(srv.Close)
-	cl, err := sr.NewClient(sr.URLs(srv.URL))
+	// Generous: under -race, 2×20 registrations queued on two instances
+	// take longer than the client's default 5 s.
+	cl, err := sr.NewClient(sr.URLs(srv.URL), sr.HTTPClient(&http.Client{Timeout: time.Minute}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -237,6 +277,7 @@ func TestCheckCompatibility(t *testing.T) {
 		message string // substring of the first message when not compatible
 		status  int    // non-zero: the check must fail with this status and code
 		code    int
+		terse   bool // asked without ?verbose=true: Confluent sends no messages then
 	}{
 		{name: "backward latest, field without default", level: sr.CompatBackward, history: []string{orderID},
 			version: -1, schema: orderEmail, want: false,
@@ -268,6 +309,10 @@ func TestCheckCompatibility(t *testing.T) {
 			version: 7, schema: orderID, status: 404, code: 40402},
 		{name: "invalid Avro", level: sr.CompatBackward, history: []string{orderID},
 			version: -1, schema: unknownFieldType, status: 422, code: 42201},
+		{name: "not verbose, incompatible", level: sr.CompatBackward, history: []string{orderID},
+			version: -1, schema: orderEmail, want: false, terse: true},
+		{name: "not verbose, all versions", level: sr.CompatBackwardTransitive, history: []string{orderID, orderEmailDef},
+			version: -2, schema: orderEmail, want: false, terse: true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -284,7 +329,11 @@ func TestCheckCompatibility(t *testing.T) {
 			if subj == "" {
 				subj = subject
 			}
-			got, err := cl.CheckCompatibility(ctx, subj, tc.version, sr.Schema{Schema: tc.schema})
+			checkCtx := sr.WithParams(ctx, sr.Verbose)
+			if tc.terse {
+				checkCtx = ctx
+			}
+			got, err := cl.CheckCompatibility(checkCtx, subj, tc.version, sr.Schema{Schema: tc.schema})
 			if tc.status != 0 {
 				wantResponseError(t, err, tc.status, tc.code)
 				return
@@ -298,7 +347,10 @@ func TestCheckCompatibility(t *testing.T) {
 			if tc.want && len(got.Messages) != 0 {
 				t.Fatalf("compatible but messages %q", got.Messages)
 			}
-			if !tc.want && (len(got.Messages) == 0 || !strings.Contains(got.Messages[0], tc.message)) {
+			if tc.terse && len(got.Messages) != 0 {
+				t.Fatalf("messages %q without ?verbose=true", got.Messages)
+			}
+			if !tc.want && !tc.terse && (len(got.Messages) == 0 || !strings.Contains(got.Messages[0], tc.message)) {
 				t.Fatalf("messages %q, want first to contain %q", got.Messages, tc.message)
 			}
 		})

@@ -9,18 +9,34 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/blackfriday-kafka/shop/infra/registry"
 	"github.com/blackfriday-kafka/shop/schemas"
 )
 
-// Registry is a client of an empty in-process schema registry, which stops
-// when the test ends.
+// Registry is a client of an empty in-process schema registry, its state
+// on a one-broker in-memory Kafka cluster of its own; both stop when the
+// test ends.
 func Registry(t testing.TB) *sr.Client {
 	t.Helper()
-	srv := httptest.NewServer(registry.New().Handler())
-	t.Cleanup(srv.Close)
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cluster.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	r, err := registry.Open(ctx, registry.Config{Brokers: cluster.ListenAddrs()})
+	if err == nil {
+		err = r.WaitReady(ctx)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(r.Handler())
+	t.Cleanup(func() { srv.Close(); r.Close() })
 	reg, err := schemas.NewRegistryClient(srv.URL)
 	if err != nil {
 		t.Fatal(err)

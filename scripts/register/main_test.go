@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/sr"
+
 	"github.com/blackfriday-kafka/shop/schemas"
 	"github.com/blackfriday-kafka/shop/schemas/schemastest"
 )
@@ -38,7 +40,7 @@ func TestRegister(t *testing.T) {
 	if _, err := Run(ctx, reg, build, false, &out); err != nil || strings.Count(out.String(), "already registered as version 1") != 5 {
 		t.Fatalf("second registration is not a no-op: %v\n%s", err, out.String())
 	}
-	for _, r := range reg.Compatibility(ctx, schemas.Payments.Subject) {
+	for _, r := range reg.Compatibility(sr.WithParams(ctx, sr.DefaultToGlobal), schemas.Payments.Subject) {
 		if r.Err != nil || r.Level.String() != "BACKWARD" {
 			t.Fatalf("compatibility %v %v", r.Level, r.Err)
 		}
