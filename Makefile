@@ -16,11 +16,11 @@ help: ## list the targets
 build: ## build the shop binary into bin/
 	@$(GO) build -o $(SHOP) ./services/cmd/shop
 
-run: build ## embedded 3-broker Kafka + registry + the four services, no Docker
-	@exec $(SHOP) run
+run: build ## embedded 3-broker Kafka + registry + the four services, no Docker; data in .run/ (FRESH=1 starts empty)
+	@FRESH="$(FRESH)" exec $(SHOP) run
 
-cluster: build ## embedded 3-broker Kafka + registry only
-	@exec $(SHOP) cluster
+cluster: build ## embedded 3-broker Kafka + registry only; data in .run/ (FRESH=1 starts empty)
+	@FRESH="$(FRESH)" exec $(SHOP) cluster
 
 services: build ## the four services against KAFKA_BROKERS / SCHEMA_REGISTRY_URL
 	@exec $(SHOP) services

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/kversion"
 
 	"github.com/blackfriday-kafka/shop/infra/registry"
 )
@@ -22,6 +24,11 @@ type EmbeddedConfig struct {
 	RegistryAddr string // default 127.0.0.1:0
 	// NoSchemas leaves the registry empty, as before `make schemas`.
 	NoSchemas bool
+	// DataDir, if set, keeps the cluster's data (topics, offsets, groups,
+	// transactions, and so the registry's _schemas) in that directory, as
+	// Kafka keeps its log.dirs: a new stack on it continues where the last
+	// one stopped. Empty keeps everything in memory.
+	DataDir string
 }
 
 // Embedded is a 3-broker Kafka cluster and a schema registry in this process.
@@ -30,11 +37,12 @@ type Embedded struct {
 	RegistryURL string
 
 	cluster  *kfake.Cluster
-	registry *http.Server
+	registry *RegistryServer
 }
 
-// StartEmbedded starts the cluster and the registry, creates the topics and
-// registers the schemas.
+// StartEmbedded starts the cluster, then the registry on it (its state in
+// the cluster's _schemas topic), creates the topics and registers the
+// schemas.
 func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 	if len(cfg.BrokerPorts) == 0 {
 		cfg.BrokerPorts = []int{0, 0, 0}
@@ -42,24 +50,34 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 	if cfg.RegistryAddr == "" {
 		cfg.RegistryAddr = "127.0.0.1:0"
 	}
-	cluster, err := kfake.NewCluster(
+	opts := []kfake.Opt{
 		kfake.NumBrokers(len(cfg.BrokerPorts)),
 		kfake.Ports(cfg.BrokerPorts...),
 		kfake.BrokerConfigs(map[string]string{
 			"default.replication.factor": "3",
 			"min.insync.replicas":        "2",
+			// Compact the state topics every minute, not every hour.
+			"log.cleaner.backoff.ms": "60000",
 		}),
-	)
+	}
+	opts = append(opts, kfake.MaxVersions(javaToolsVersions()))
+	if cfg.DataDir != "" {
+		// Written through the page cache, as Kafka writes by default:
+		// a killed process loses nothing the OS got.
+		opts = append(opts, kfake.DataDir(cfg.DataDir))
+	}
+	cluster, err := kfake.NewCluster(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("start kafka brokers on ports %v: %w", cfg.BrokerPorts, err)
 	}
 	e := &Embedded{Brokers: cluster.ListenAddrs(), cluster: cluster}
 
-	e.registry, e.RegistryURL, err = StartRegistry(cfg.RegistryAddr)
+	e.registry, err = StartRegistry(ctx, cfg.RegistryAddr, e.Brokers)
 	if err != nil {
 		cluster.Close()
 		return nil, err
 	}
+	e.RegistryURL = e.registry.URL
 
 	if err := CreateTopics(ctx, e.Brokers); err != nil {
 		e.Close()
@@ -72,6 +90,21 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 		}
 	}
 	return e, nil
+}
+
+// javaToolsVersions are the request versions the embedded brokers answer,
+// capped where kfake's newest answers trip Kafka's own Java tools (the
+// tutorial's kafka-topics and kafka-consumer-groups): DescribeTopicPartitions
+// answers null replica lists the Java admin client does not expect, so it
+// is hidden and the tools fall back to Metadata; ListGroups v5 filters the
+// group type case-sensitively and lists nothing; CreateTopics v5+ answers
+// no configs. franz-go's clients need none of these versions.
+func javaToolsVersions() *kversion.Versions {
+	v := kversion.Stable()
+	v.SetMaxKeyVersion(int16(kmsg.DescribeTopicPartitions), -1)
+	v.SetMaxKeyVersion(int16(kmsg.ListGroups), 4)
+	v.SetMaxKeyVersion(int16(kmsg.CreateTopics), 4)
+	return v
 }
 
 // BrokerList is the brokers as KAFKA_BROKERS spells them.
@@ -88,20 +121,59 @@ func (e *Embedded) Close() {
 	e.cluster.Close()
 }
 
-// StartRegistry serves the Confluent-compatible schema registry on addr and
-// returns its server and URL.
-func StartRegistry(addr string) (*http.Server, string, error) {
+// RegistryServer is the schema registry serving HTTP.
+type RegistryServer struct {
+	URL      string
+	Registry *registry.Registry
+	srv      *http.Server
+}
+
+// StartRegistry starts the Confluent-compatible schema registry on the
+// Kafka cluster of brokers, its state in the cluster's _schemas topic, and
+// serves it on addr once it has read that state. opts adjust its
+// registry.Config (credentials, Kafka client options).
+func StartRegistry(ctx context.Context, addr string, brokers []string, opts ...func(*registry.Config)) (*RegistryServer, error) {
+	cfg := registry.Config{Brokers: brokers}
+	for _, opt := range opts {
+		opt(&cfg)
+	}
+	reg, err := registry.Open(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	readyCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := reg.WaitReady(readyCtx); err != nil {
+		reg.Close()
+		return nil, err
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, "", fmt.Errorf("start schema registry on %s: %w", addr, err)
+		reg.Close()
+		return nil, fmt.Errorf("start schema registry on %s: %w", addr, err)
 	}
-	srv := &http.Server{Handler: registry.New().Handler(), ReadHeaderTimeout: 5 * time.Second}
+	s := &RegistryServer{URL: "http://" + ln.Addr().String(), Registry: reg,
+		srv: &http.Server{Handler: reg.Handler(), ReadHeaderTimeout: 5 * time.Second}}
 	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			slog.Error("schema registry stopped", "err", err)
 		}
 	}()
-	return srv, "http://" + ln.Addr().String(), nil
+	return s, nil
+}
+
+// Shutdown stops serving once the requests in flight are answered, then
+// stops the registry.
+func (s *RegistryServer) Shutdown(ctx context.Context) error {
+	err := s.srv.Shutdown(ctx)
+	s.Registry.Close()
+	return err
+}
+
+// Close stops serving at once, then stops the registry.
+func (s *RegistryServer) Close() {
+	_ = s.srv.Close()
+	s.Registry.Close()
 }
 
 // Cluster is where a tool runs: the cluster of brokers and registryURL,

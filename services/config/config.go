@@ -52,6 +52,12 @@ type Config struct {
 
 	RegistryAddr string // REGISTRY_ADDR: where `shop registry` listens
 
+	// DataDir (DATA_DIR, default .run/embedded) is where `shop run` and
+	// `shop cluster` keep the embedded cluster's data; Fresh (FRESH=1)
+	// deletes it first.
+	DataDir string
+	Fresh   bool
+
 	Logger *slog.Logger // from LOG_LEVEL and LOG_FORMAT
 }
 
@@ -98,6 +104,8 @@ func FromEnv(getenv func(string) string, services ...string) (Config, error) {
 		RegistryURL:  get("SCHEMA_REGISTRY_URL", DefaultRegistryURL),
 		InstanceID:   get("INSTANCE_ID", "1"),
 		RegistryAddr: get("REGISTRY_ADDR", "127.0.0.1:8081"),
+		DataDir:      get("DATA_DIR", ".run/embedded"),
+		Fresh:        getenv("FRESH") == "1",
 	}
 	if len(cfg.Brokers) == 0 {
 		return cfg, fmt.Errorf("KAFKA_BROKERS=%q: no broker", getenv("KAFKA_BROKERS"))

@@ -7,7 +7,7 @@
 //	shop payment|order|email|analytics   one service
 //	shop topics     create the topics (as make topics does)
 //	shop schemas    register the schemas (as make schemas does)
-//	shop registry   the schema registry alone on REGISTRY_ADDR (127.0.0.1:8081)
+//	shop registry   the schema registry alone on REGISTRY_ADDR (127.0.0.1:8081), its state on KAFKA_BROKERS
 //
 // The environment is read once, here (package config says what it holds).
 package main
@@ -38,7 +38,8 @@ const usage = `usage: shop <command>
   topics     create the topics on KAFKA_BROKERS
   schemas    register the schemas with SCHEMA_REGISTRY_URL
   registry   the Confluent-compatible schema registry alone, on REGISTRY_ADDR
-             (default 127.0.0.1:8081), for a Kafka cluster started another way
+             (default 127.0.0.1:8081), its state in the _schemas topic of
+             KAFKA_BROKERS, a Kafka cluster started another way
 
 Each command that starts something prints one line starting "ready:" once it
 is ready, and stops cleanly on Ctrl-C or SIGTERM.
@@ -78,15 +79,22 @@ func servicesOf(cmd string) []string {
 func run(ctx context.Context, cmd string, cfg config.Config) error {
 	switch cmd {
 	case "run", "cluster":
+		if cfg.Fresh {
+			if err := os.RemoveAll(cfg.DataDir); err != nil {
+				return err
+			}
+			cfg.Logger.Info("starting empty: removed the data of the last run", "dir", cfg.DataDir)
+		}
 		stack, err := infra.StartEmbedded(ctx, infra.EmbeddedConfig{
 			BrokerPorts:  []int{9092, 9093, 9094},
 			RegistryAddr: "127.0.0.1:8081",
+			DataDir:      cfg.DataDir,
 		})
 		if err != nil {
 			return err
 		}
 		defer stack.Close()
-		cfg.Logger.Info("embedded stack started", "kafka", stack.BrokerList(), "registry", stack.RegistryURL)
+		cfg.Logger.Info("embedded stack started", "kafka", stack.BrokerList(), "registry", stack.RegistryURL, "data", cfg.DataDir)
 		if cmd == "cluster" {
 			fmt.Printf("ready: kafka=%s registry=%s\n", stack.BrokerList(), stack.RegistryURL)
 			<-ctx.Done()
@@ -95,11 +103,11 @@ func run(ctx context.Context, cmd string, cfg config.Config) error {
 		cfg.Brokers, cfg.RegistryURL = stack.Brokers, stack.RegistryURL
 		return runServices(ctx, cfg, servicesOf(cmd), " kafka="+stack.BrokerList()+" registry="+stack.RegistryURL)
 	case "registry":
-		srv, url, err := infra.StartRegistry(cfg.RegistryAddr)
+		srv, err := infra.StartRegistry(ctx, cfg.RegistryAddr, cfg.Brokers)
 		if err != nil {
 			return err
 		}
-		fmt.Printf("ready: registry=%s\n", url)
+		fmt.Printf("ready: registry=%s kafka=%s\n", srv.URL, strings.Join(cfg.Brokers, ","))
 		<-ctx.Done()
 		return srv.Shutdown(context.WithoutCancel(ctx))
 	case "topics":
