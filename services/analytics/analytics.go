@@ -46,8 +46,8 @@ type Service struct {
 // New connects the analytics service.
 func New(cfg config.Config, cat *schemas.Catalog) (*Service, error) {
 	s := &Service{
-		cat:      cat,
-		log:      cfg.Log().With("service", "analytics", "instance", cfg.InstanceID),
+		cat:   cat,
+		log:   cfg.Log().With("service", "analytics", "instance", cfg.InstanceID),
 		stats: newStats(),
 	}
 	// Each topic is read through its own entry of the table.

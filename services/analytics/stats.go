@@ -29,11 +29,11 @@ type Stats struct {
 	emails       int64
 	revenueCents int64
 	users        *roaring64.Bitmap // who paid: exact, compressed
-	deadLetters  map[string]int64 // by error class
-	byTopic      map[string]int64 // events folded, by topic
-	paymentsAt   map[int64]int64  // unix second -> payments paid then
-	ordersAt     map[int64]int64  // unix second -> orders created then
-	revenueAt    map[int64]int64  // unix second -> cents of the orders created then
+	deadLetters  map[string]int64  // by error class
+	byTopic      map[string]int64  // events folded, by topic
+	paymentsAt   map[int64]int64   // unix second -> payments paid then
+	ordersAt     map[int64]int64   // unix second -> orders created then
+	revenueAt    map[int64]int64   // unix second -> cents of the orders created then
 	lastUpdated  time.Time
 }
 
