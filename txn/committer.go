@@ -32,6 +32,7 @@ func newTransactional(e *Engine, opts []kgo.Opt) (committer, *kgo.Client, error)
 		kgo.TransactionalID(e.cfg.TransactionalID),
 		kgo.TransactionTimeout(e.cfg.TransactionTimeout),
 		kgo.RequireStableFetchOffsets(),
+		TransactionsV1(),
 	)
 	sess, err := kgo.NewGroupTransactSession(opts...)
 	if err != nil {

@@ -122,6 +122,13 @@ type Config struct {
 	// OnBatch, if set, is told of the end of every transaction, on the
 	// engine's goroutine: it must not block.
 	OnBatch func(Batch)
+	// OnAssigned, if set, is called when the group gives this instance
+	// partitions of Topic, before any of their records reach the handler:
+	// where a handler restores the state it keeps per partition. It may
+	// block (the group keeps its heartbeat), and should return once ctx
+	// is done. OnRevoked is called when partitions are taken away.
+	OnAssigned func(ctx context.Context, partitions []int32)
+	OnRevoked  func(partitions []int32)
 }
 
 func (c *Config) defaults() error {
@@ -173,6 +180,15 @@ type Stats struct {
 	Aborted   int64 // transactions aborted (then retried)
 	Records   int64 // input records committed
 	Produced  int64 // output records committed
+
+	// Recoveries of the producer, each also a warning in the log.
+	RefusedBatches int64 // produce batches Kafka refused and the client resent after a metadata refresh
+	ProducerResets int64 // batch errors that failed the producer: the transaction aborted
+	EpochBumps     int64 // producer re-initialisations after the first (a new epoch)
+	RetriedEnds    int64 // commits or aborts that failed and were settled by recover
+	// AddPartitions counts AddPartitionsToTxn requests: more than one per
+	// broker and transaction are CONCURRENT_TRANSACTIONS retries.
+	AddPartitions int64
 }
 
 // Stall is a stage retrying the same records for longer than StallAfter.
@@ -196,7 +212,8 @@ type Engine struct {
 	c     committer
 	ready atomic.Bool
 
-	committed, aborted, records, produced atomic.Int64
+	committed, aborted, records, produced, retriedEnds atomic.Int64
+	rec                                                *recoveries
 
 	// refused are the records whose outputs Kafka refused for good, by
 	// where they sit: the retry hands the refusal to the handler.
@@ -220,18 +237,20 @@ func New(cfg Config) (*Engine, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	e := &Engine{cfg: cfg, refused: make(map[position]error)}
+	e := &Engine{cfg: cfg, refused: make(map[position]error), rec: &recoveries{log: cfg.Logger.With("topic", cfg.Topic)}}
 	opts := append([]kgo.Opt{
 		kgo.SeedBrokers(cfg.Brokers...),
+		kgo.WithLogger(e.rec),
+		kgo.WithHooks(e.rec),
 		kgo.ConsumerGroup(cfg.Group),
 		kgo.ConsumeTopics(cfg.Topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.SessionTimeout(cfg.SessionTimeout),
 		kgo.HeartbeatInterval(cfg.SessionTimeout / 10),
-		kgo.OnPartitionsAssigned(e.logAssignment("assigned")),
-		kgo.OnPartitionsRevoked(e.logAssignment("revoked")),
-		kgo.OnPartitionsLost(e.logAssignment("lost")),
+		kgo.OnPartitionsAssigned(e.assigned),
+		kgo.OnPartitionsRevoked(e.revoked("revoked")),
+		kgo.OnPartitionsLost(e.revoked("lost")),
 	}, append(cfg.Connect, cfg.Opts...)...)
 	if cfg.InstanceID != "" {
 		opts = append(opts, kgo.InstanceID(cfg.InstanceID))
@@ -248,10 +267,24 @@ func New(cfg Config) (*Engine, error) {
 	return e, nil
 }
 
-func (e *Engine) logAssignment(what string) func(context.Context, *kgo.Client, map[string][]int32) {
+func (e *Engine) assigned(ctx context.Context, _ *kgo.Client, parts map[string][]int32) {
+	if len(parts[e.cfg.Topic]) == 0 {
+		return
+	}
+	e.cfg.Logger.Info("partitions assigned", "topic", e.cfg.Topic, "partitions", parts[e.cfg.Topic])
+	if e.cfg.OnAssigned != nil {
+		e.cfg.OnAssigned(ctx, parts[e.cfg.Topic])
+	}
+}
+
+func (e *Engine) revoked(what string) func(context.Context, *kgo.Client, map[string][]int32) {
 	return func(_ context.Context, _ *kgo.Client, parts map[string][]int32) {
-		if len(parts) > 0 {
-			e.cfg.Logger.Info("partitions "+what, "topic", e.cfg.Topic, "partitions", parts[e.cfg.Topic])
+		if len(parts[e.cfg.Topic]) == 0 {
+			return
+		}
+		e.cfg.Logger.Info("partitions "+what, "topic", e.cfg.Topic, "partitions", parts[e.cfg.Topic])
+		if e.cfg.OnRevoked != nil {
+			e.cfg.OnRevoked(parts[e.cfg.Topic])
 		}
 	}
 }
@@ -259,10 +292,15 @@ func (e *Engine) logAssignment(what string) func(context.Context, *kgo.Client, m
 // Stats returns the counters.
 func (e *Engine) Stats() Stats {
 	return Stats{
-		Committed: e.committed.Load(),
-		Aborted:   e.aborted.Load(),
-		Records:   e.records.Load(),
-		Produced:  e.produced.Load(),
+		Committed:      e.committed.Load(),
+		Aborted:        e.aborted.Load(),
+		Records:        e.records.Load(),
+		Produced:       e.produced.Load(),
+		RefusedBatches: e.rec.refused.Load(),
+		ProducerResets: e.rec.resets.Load(),
+		EpochBumps:     e.rec.epochs.Load(),
+		RetriedEnds:    e.retriedEnds.Load(),
+		AddPartitions:  e.rec.addsParts.Load(),
 	}
 }
 

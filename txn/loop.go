@@ -179,7 +179,8 @@ func (e *Engine) batch(ctx context.Context, records []*kgo.Record) (bool, error)
 		if fenced(err) {
 			return false, fmt.Errorf("%w: %v", ErrFenced, err)
 		}
-		e.cfg.Logger.Warn("ending transaction failed", "topic", e.cfg.Topic, "err", err)
+		e.retriedEnds.Add(1)
+		e.cfg.Logger.Warn("ending transaction failed; aborting it and reading from the group's committed offsets", "topic", e.cfg.Topic, "err", err)
 		if err := e.c.recover(ctx); err != nil {
 			return false, err
 		}

@@ -10,6 +10,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
+
+	"github.com/blackfriday-kafka/shop/txn"
 )
 
 const (
@@ -224,6 +226,7 @@ func (r *Registry) write(ctx context.Context, d decide) error {
 func (r *Registry) takeWriter(ctx context.Context) (*kgo.Client, error) {
 	cl, err := kgo.NewClient(r.clientOpts(
 		kgo.TransactionalID(r.cfg.WriterID),
+		txn.TransactionsV1(), // no stall at each write on Kafka 4 (see txn.TransactionsV1)
 		kgo.DefaultProduceTopic(r.cfg.Topic),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
 	)...)

@@ -11,6 +11,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/blackfriday-kafka/shop/txn"
 )
 
 // Checkpoint is a view's state with the offsets it covers: applying the
@@ -57,6 +59,7 @@ func OpenCheckpoints(brokers []string, topic, writerID string, opts ...kgo.Opt) 
 	w, err := kgo.NewClient(append([]kgo.Opt{
 		kgo.SeedBrokers(brokers...),
 		kgo.TransactionalID(writerID),
+		txn.TransactionsV1(), // no stall at each checkpoint on Kafka 4 (see txn.TransactionsV1)
 		kgo.DefaultProduceTopic(topic),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
 		kgo.ProducerBatchMaxBytes(chunkBytes + 64<<10),
