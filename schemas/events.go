@@ -77,6 +77,18 @@ type DeadLetter struct {
 	OriginalSHA256 *string `avro:"original_sha256" json:"original_sha256,omitempty"`
 }
 
+// PaymentDuplicate is written by the order service for a payment it did
+// not turn into a second order.
+type PaymentDuplicate struct {
+	PaymentID       string    `avro:"payment_id" json:"payment_id"`
+	UserID          int64     `avro:"user_id" json:"user_id"`
+	TotalCents      int64     `avro:"total_cents" json:"total_cents"`
+	SourcePartition int32     `avro:"source_partition" json:"source_partition"`
+	SourceOffset    int64     `avro:"source_offset" json:"source_offset"`
+	OrderOffset     int64     `avro:"order_offset" json:"order_offset"`
+	DroppedAt       time.Time `avro:"dropped_at" json:"dropped_at"`
+}
+
 // Order statuses and email statuses written by this version of the shop.
 const (
 	OrderConfirmed = "confirmed"

@@ -2,6 +2,7 @@ package schemas
 
 import (
 	"crypto/sha1"
+	"strconv"
 
 	"github.com/google/uuid"
 )
@@ -10,9 +11,17 @@ import (
 // after a crash writes the same order_id and email_id, so a duplicate (if one
 // ever slipped through) would be visible as such.
 var (
-	orderNamespace = uuid.MustParse("19d2b9be-06f6-4eb6-bb10-85d92dfdbafc")
-	emailNamespace = uuid.MustParse("c2469845-a468-47e3-8f5a-5c69880ca64f")
+	paymentNamespace = uuid.MustParse("3c0fd5e1-7d0e-4f43-9d6b-8a7c2e5b1f90")
+	orderNamespace   = uuid.MustParse("19d2b9be-06f6-4eb6-bb10-85d92dfdbafc")
+	emailNamespace   = uuid.MustParse("c2469845-a468-47e3-8f5a-5c69880ca64f")
 )
+
+// PaymentID is the ID of the payment a user asks for with an
+// Idempotency-Key (a UUIDv5 of both): every retry of the request, on any
+// instance of the payment service, names the same payment.
+func PaymentID(userID int64, key string) string {
+	return uuid5(paymentNamespace, strconv.FormatInt(userID, 10)+"/"+key)
+}
 
 // OrderID is the ID of the order made from payment paymentID (a UUIDv5).
 func OrderID(paymentID string) string { return uuid5(orderNamespace, paymentID) }

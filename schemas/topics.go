@@ -21,6 +21,9 @@ var (
 	Emails     = define[EmailSent]("email-sent", "email_sent.avsc", ByUser, InTransactions)
 	PaymentDLQ = define[DeadLetter]("dlq-payment", "dead_letter.avsc", BySource, InTransactions) // poison from payment-successful
 	OrderDLQ   = define[DeadLetter]("dlq-order", "dead_letter.avsc", BySource, InTransactions)   // poison from order-created
+	// Duplicates are the payments the order service dropped as already
+	// ordered, so that analytics counts every payment once.
+	Duplicates = define[PaymentDuplicate]("payment-duplicates", "payment_duplicate.avsc", ByUser, InTransactions)
 )
 
 // The state topics: compacted, internal to the shop, bytes that no schema
@@ -29,6 +32,9 @@ var (
 	AnalyticsCheckpoints = defineState("analytics-checkpoints", 1)
 	OrderViewCheckpoints = defineState("order-view-checkpoints", 1)
 	EmailViewCheckpoints = defineState("email-view-checkpoints", 1)
+	// PaymentRequests is what the payment service answered to each
+	// Idempotency-Key, by user and key.
+	PaymentRequests = defineState("payment-requests", 3)
 )
 
 // StateTopic is a row of the state topics.
@@ -125,7 +131,8 @@ func Subject(topic string) string { return topic + "-value" }
 // Text is the Avro schema of the topic's values as this build knows it.
 func (s *Spec) Text() string { return s.text }
 
-// Topics lists the table in the order of the flow, dead letter queues last.
+// Topics lists the table: the flow, then its dead letter queues and
+// duplicates.
 func Topics() []*Spec { return slices.Clone(table) }
 
 // TopicNames are the names of every topic, in the order of Topics.
@@ -155,6 +162,7 @@ type userKeyed interface{ user() int64 }
 func (p *PaymentSucceeded) user() int64 { return p.UserID }
 func (o *OrderCreated) user() int64     { return o.UserID }
 func (e *EmailSent) user() int64        { return e.UserID }
+func (d *PaymentDuplicate) user() int64 { return d.UserID }
 
 // key is the record key of value v on this topic.
 func (s *Spec) key(v any) []byte {

@@ -51,7 +51,7 @@ func TestTableRows(t *testing.T) {
 	if _, ok := schemas.Lookup("cli-demo"); ok {
 		t.Fatal("Lookup found a topic the shop does not have")
 	}
-	if got := strings.Join(schemas.TopicNames(), ","); got != "payment-successful,order-created,email-sent,dlq-payment,dlq-order" {
+	if got := strings.Join(schemas.TopicNames(), ","); got != "payment-successful,order-created,email-sent,dlq-payment,dlq-order,payment-duplicates" {
 		t.Fatalf("topics in the order of the flow: %s", got)
 	}
 }

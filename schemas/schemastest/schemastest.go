@@ -5,6 +5,7 @@ package schemastest
 
 import (
 	"context"
+	"log/slog"
 	"net/http/httptest"
 	"testing"
 	"time"
@@ -28,7 +29,7 @@ func Registry(t testing.TB) *sr.Client {
 	t.Cleanup(cluster.Close)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	r, err := registry.Open(ctx, registry.Config{Brokers: cluster.ListenAddrs()})
+	r, err := registry.Open(ctx, registry.Config{Brokers: cluster.ListenAddrs(), Logger: slog.New(slog.DiscardHandler)})
 	if err == nil {
 		err = r.WaitReady(ctx)
 	}

@@ -34,13 +34,14 @@ import (
 // commits its position to analytics-service-group, so that lag tools show
 // how far behind it is.
 type Service struct {
-	cat    *schemas.Catalog
-	log    *slog.Logger
-	follow *view.Follower
-	folds  map[string]func(context.Context, *kgo.Record) error // by topic
-	stats  *Stats
-	groups *lag.Watch           // the consumer groups, for the dashboard
-	kafka  prometheus.Collector // the follower's client metrics
+	cat       *schemas.Catalog
+	log       *slog.Logger
+	follow    *view.Follower
+	folds     map[string]func(context.Context, *kgo.Record) error // by topic
+	stats     *Stats
+	groups    *lag.Watch           // the consumer groups, for the dashboard
+	producers *producers           // the stages' transactions, for the dashboard
+	kafka     prometheus.Collector // the follower's client metrics
 }
 
 // New connects the analytics service.
@@ -58,6 +59,8 @@ func New(cfg config.Config, cat *schemas.Catalog) (*Service, error) {
 			func(o *schemas.OrderCreated) slog.Attr { return slog.String("order_id", o.OrderID) }),
 		schemas.Emails.Name: fold(cat, schemas.Emails, s.log, "email counted", s.stats.addEmail,
 			func(e *schemas.EmailSent) slog.Attr { return slog.String("email_id", e.EmailID) }),
+		schemas.Duplicates.Name: fold(cat, schemas.Duplicates, s.log, "duplicate payment taken back", s.stats.addDuplicate,
+			func(d *schemas.PaymentDuplicate) slog.Attr { return slog.String("payment_id", d.PaymentID) }),
 		schemas.PaymentDLQ.Name: s.deadLetter(schemas.PaymentDLQ.Codec(cat)),
 		schemas.OrderDLQ.Name:   s.deadLetter(schemas.OrderDLQ.Codec(cat)),
 	}
@@ -79,6 +82,8 @@ func New(cfg config.Config, cat *schemas.Catalog) (*Service, error) {
 	if cfg.StallAfter > 0 {
 		s.groups.StallAfter = cfg.StallAfter
 	}
+	s.producers = newProducers(kadm.NewClient(s.follow.Client()), groupsEvery, s.log,
+		stage.TransactionalID("order", ""), stage.TransactionalID("email", ""))
 	return s, nil
 }
 
@@ -127,6 +132,7 @@ func (s *Service) Run(ctx context.Context) error {
 	g.Go(func() error { return s.follow.Run(ctx, s.apply) })
 	g.Go(func() error { return s.housekeeping(ctx) })
 	g.Go(func() error { return s.groups.Run(ctx) })
+	g.Go(func() error { return s.producers.Run(ctx) })
 	return g.Wait()
 }
 

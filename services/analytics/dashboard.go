@@ -33,6 +33,7 @@ type Dashboard struct {
 	Analytics Report       `json:"analytics"` // as /analytics
 	History   History      `json:"history"`
 	Groups    lag.Snapshot `json:"groups"`
+	Producers []Producer   `json:"producers"`
 	Now       time.Time    `json:"now"`
 }
 
@@ -41,6 +42,7 @@ func (s *Service) dashboard(now time.Time) Dashboard {
 		Analytics: s.stats.report(now),
 		History:   s.stats.history(now),
 		Groups:    s.groups.Last(),
+		Producers: s.producers.Last(),
 		Now:       now,
 	}
 }

@@ -24,7 +24,8 @@ const historySpan = 15 * time.Minute
 // them, so a replay after a restart gives the same figures.
 type Stats struct {
 	mu           sync.RWMutex
-	payments     int64
+	payments     int64 // read on payment-successful, duplicates included
+	duplicates   int64 // payments the order service dropped as already ordered
 	orders       int64
 	emails       int64
 	revenueCents int64
@@ -63,6 +64,12 @@ func (s *Stats) addOrder(o *schemas.OrderCreated) {
 		s.ordersAt[o.CreatedAt.Unix()]++
 		s.revenueAt[o.CreatedAt.Unix()] += o.TotalCents
 	})
+}
+
+// addDuplicate takes back a payment counted twice: the order service saw
+// its payment_id before and made no second order of it.
+func (s *Stats) addDuplicate(d *schemas.PaymentDuplicate) {
+	s.fold(schemas.Duplicates.Name, d.DroppedAt, func() { s.duplicates++ })
 }
 
 func (s *Stats) addEmail(e *schemas.EmailSent) {
@@ -105,7 +112,8 @@ func (s *Stats) forget(now time.Time) {
 
 // Report is /analytics.
 type Report struct {
-	TotalPayments     int64            `json:"total_payments"`
+	TotalPayments     int64            `json:"total_payments"` // each payment once, however often it was written
+	DuplicatesDropped int64            `json:"duplicates_dropped"`
 	TotalOrders       int64            `json:"total_orders"`
 	TotalEmails       int64            `json:"total_emails"`
 	TotalRevenue      schemas.Euros    `json:"total_revenue"`
@@ -133,7 +141,8 @@ func (s *Stats) report(now time.Time) Report {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	r := Report{
-		TotalPayments:     s.payments,
+		TotalPayments:     s.payments - s.duplicates,
+		DuplicatesDropped: s.duplicates,
 		TotalOrders:       s.orders,
 		TotalEmails:       s.emails,
 		TotalRevenue:      schemas.Euros(s.revenueCents),
@@ -265,16 +274,17 @@ func (s *Stats) uniqueUsers() int {
 
 // snapshotVersion changes whenever snapshot does: a checkpoint of another
 // version is not restored (the view reads the log from the start instead).
-const snapshotVersion = 1
+const snapshotVersion = 2
 
 // snapshot is Stats as a checkpoint keeps them.
 type snapshot struct {
-	Version                                int
-	Payments, Orders, Emails, RevenueCents int64
-	Users                                  []byte // roaring64, portable format
-	DeadLetters, ByTopic                   map[string]int64
-	PaymentsAt, OrdersAt, RevenueAt        map[int64]int64
-	LastUpdated                            time.Time
+	Version                              int
+	Payments, Duplicates, Orders, Emails int64
+	RevenueCents                         int64
+	Users                                []byte // roaring64, portable format
+	DeadLetters, ByTopic                 map[string]int64
+	PaymentsAt, OrdersAt, RevenueAt      map[int64]int64
+	LastUpdated                          time.Time
 }
 
 // Snapshot encodes the figures for a checkpoint.
@@ -288,7 +298,7 @@ func (s *Stats) Snapshot() ([]byte, error) {
 	}
 	var buf bytes.Buffer
 	err = gob.NewEncoder(&buf).Encode(snapshot{
-		Version: snapshotVersion, Payments: s.payments, Orders: s.orders, Emails: s.emails, RevenueCents: s.revenueCents,
+		Version: snapshotVersion, Payments: s.payments, Duplicates: s.duplicates, Orders: s.orders, Emails: s.emails, RevenueCents: s.revenueCents,
 		Users: users, DeadLetters: s.deadLetters, ByTopic: s.byTopic,
 		PaymentsAt: s.paymentsAt, OrdersAt: s.ordersAt, RevenueAt: s.revenueAt, LastUpdated: s.lastUpdated,
 	})
@@ -310,7 +320,7 @@ func (s *Stats) Restore(b []byte) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.payments, s.orders, s.emails, s.revenueCents = snap.Payments, snap.Orders, snap.Emails, snap.RevenueCents
+	s.payments, s.duplicates, s.orders, s.emails, s.revenueCents = snap.Payments, snap.Duplicates, snap.Orders, snap.Emails, snap.RevenueCents
 	s.users, s.lastUpdated = users, snap.LastUpdated
 	s.deadLetters, s.byTopic = orEmpty(snap.DeadLetters), orEmpty(snap.ByTopic)
 	s.paymentsAt, s.ordersAt, s.revenueAt = orEmpty(snap.PaymentsAt), orEmpty(snap.OrdersAt), orEmpty(snap.RevenueAt)

@@ -44,6 +44,10 @@ type Config struct {
 	// the same records before /healthz, the metrics, the log and the
 	// dashboard call it stalled.
 	StallAfter time.Duration
+	// IdempotencyWindow (IDEMPOTENCY_WINDOW, default 24h) is how long the
+	// payment service keeps the answer to an Idempotency-Key, and the order
+	// service the payment IDs it has turned into orders.
+	IdempotencyWindow time.Duration
 	// CheckpointEvery (CHECKPOINT_EVERY, default 10s) is how often a view
 	// saves a checkpoint while records come; NoCheckpoints (CHECKPOINT_EVERY=0)
 	// makes views read their topics from the start at every start.
@@ -78,6 +82,14 @@ func (c Config) Checkpoints() time.Duration {
 		return c.CheckpointEvery
 	}
 	return 10 * time.Second
+}
+
+// Window is IdempotencyWindow, 24 hours when unset.
+func (c Config) Window() time.Duration {
+	if c.IdempotencyWindow > 0 {
+		return c.IdempotencyWindow
+	}
+	return 24 * time.Hour
 }
 
 // Log is the logger, slog.Default when none was set.
@@ -133,6 +145,11 @@ func FromEnv(getenv func(string) string, services ...string) (Config, error) {
 			return cfg, fmt.Errorf("CHECKPOINT_EVERY=%q: want a Go duration, such as 10s, or 0 for none", v)
 		}
 		cfg.NoCheckpoints = cfg.CheckpointEvery == 0
+	}
+	if v := getenv("IDEMPOTENCY_WINDOW"); v != "" && (uses("payment") || uses("order")) {
+		if cfg.IdempotencyWindow, err = time.ParseDuration(v); err != nil || cfg.IdempotencyWindow <= 0 {
+			return cfg, fmt.Errorf("IDEMPOTENCY_WINDOW=%q: want a positive Go duration, such as 24h", v)
+		}
 	}
 	if uses("order") {
 		if cfg.ProcessingDelay, err = time.ParseDuration(get("PROCESSING_DELAY", "0s")); err != nil || cfg.ProcessingDelay < 0 {

@@ -9,8 +9,10 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/gorilla/mux"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/blackfriday-kafka/shop/schemas"
 	"github.com/blackfriday-kafka/shop/services/config"
@@ -25,35 +27,61 @@ const keepOrders = 1000
 // Service is the order service.
 type Service struct {
 	*stage.Service[schemas.OrderCreated]
+	ordered *ordered // nil in at-least-once mode
 }
 
 // New connects the order service.
 func New(cfg config.Config, cat *schemas.Catalog) (*Service, error) {
 	log := cfg.Log().With("service", "order", "instance", cfg.InstanceID)
-	s, err := stage.NewService(cfg, cat, stage.Spec{
+	step := newStep(cat, cfg.ProcessingDelay, log)
+	spec := stage.Spec{
 		Service: "order",
 		Input:   schemas.Payments.Spec,
 		DLQ:     schemas.PaymentDLQ,
-		Writes:  []*schemas.Spec{schemas.Orders.Spec},
-		Handler: Transform(cat, cfg.ProcessingDelay, log),
+		Writes:  []*schemas.Spec{schemas.Orders.Spec, schemas.Duplicates.Spec},
+		Handler: step.createOrder,
 		Outputs: "orders_created",
-	}, schemas.Orders, keepOrders, schemas.OrderViewCheckpoints)
-	return &Service{s}, err
+	}
+	if !cfg.AtLeastOnce {
+		step.ordered = newOrdered(cfg.Brokers, stage.Group("order"), step.orders, cfg.Window(), log)
+		spec.Store = step.ordered
+	}
+	s, err := stage.NewService(cfg, cat, spec, schemas.Orders, keepOrders, schemas.OrderViewCheckpoints)
+	return &Service{Service: s, ordered: step.ordered}, err
+}
+
+// Run runs the stage and its view, and forgets the payments ordered before
+// the window.
+func (s *Service) Run(ctx context.Context) error {
+	if s.ordered == nil {
+		return s.Service.Run(ctx)
+	}
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return s.Service.Run(ctx) })
+	g.Go(func() error { return s.ordered.forget(ctx) })
+	return g.Wait()
 }
 
 // orderStep is the business step and what it needs.
 type orderStep struct {
-	payments *schemas.Codec[schemas.PaymentSucceeded]
-	orders   *schemas.Codec[schemas.OrderCreated]
-	delay    time.Duration
-	log      *slog.Logger
+	payments   *schemas.Codec[schemas.PaymentSucceeded]
+	orders     *schemas.Codec[schemas.OrderCreated]
+	duplicates *schemas.Codec[schemas.PaymentDuplicate]
+	ordered    *ordered // the payments already ordered; nil: none are dropped
+	delay      time.Duration
+	log        *slog.Logger
+}
+
+func newStep(cat *schemas.Catalog, delay time.Duration, log *slog.Logger) *orderStep {
+	return &orderStep{payments: schemas.Payments.Codec(cat), orders: schemas.Orders.Codec(cat),
+		duplicates: schemas.Duplicates.Codec(cat), delay: delay, log: log}
 }
 
 // Transform is the order step alone, as the service runs it inside each
-// transaction: for benchmarks and tools that drive an engine of their own.
+// transaction, without its memory of past payments: for benchmarks and
+// tools that drive an engine of their own.
 func Transform(cat *schemas.Catalog, delay time.Duration, log *slog.Logger) txn.Handler {
-	s := &orderStep{payments: schemas.Payments.Codec(cat), orders: schemas.Orders.Codec(cat), delay: delay, log: log}
-	return s.createOrder
+	return newStep(cat, delay, log).createOrder
 }
 
 func (s *Service) Name() string { return "order" }
@@ -67,6 +95,12 @@ func (s *orderStep) createOrder(ctx context.Context, in *kgo.Record) ([]*kgo.Rec
 	}
 	if fe := schemas.ValidatePayment(p); fe != nil {
 		return nil, &schemas.RecordError{Class: schemas.Validation, Err: fe}
+	}
+	id, idErr := uuid.Parse(p.PaymentID)
+	if s.ordered != nil && idErr == nil {
+		if orderOffset, dup := s.ordered.seen(in.Partition, id); dup {
+			return s.dropDuplicate(ctx, in, p, orderOffset)
+		}
 	}
 	orderID := schemas.OrderID(p.PaymentID)
 	// Typed attributes: no value is boxed, and nothing is built when
@@ -94,6 +128,27 @@ func (s *orderStep) createOrder(ctx context.Context, in *kgo.Record) ([]*kgo.Rec
 		o.Items[i] = schemas.OrderItem(it)
 	}
 	rec, err := s.orders.Record(&o)
+	if err != nil {
+		return nil, err
+	}
+	if s.ordered != nil && idErr == nil {
+		s.ordered.add(in.Partition, id, rec)
+	}
+	return []*kgo.Record{rec}, nil
+}
+
+// dropDuplicate makes no second order of a payment already ordered: it
+// records the duplicate instead, in the same transaction, so that
+// analytics counts the payment once.
+func (s *orderStep) dropDuplicate(ctx context.Context, in *kgo.Record, p *schemas.PaymentSucceeded, orderOffset int64) ([]*kgo.Record, error) {
+	s.log.LogAttrs(ctx, slog.LevelWarn, "duplicate payment dropped: already ordered",
+		slog.String("topic", in.Topic), slog.Int("partition", int(in.Partition)), slog.Int64("offset", in.Offset),
+		slog.Int64("order_offset", orderOffset), slog.String("payment_id", p.PaymentID), slog.Int64("user_id", p.UserID))
+	rec, err := s.duplicates.Record(&schemas.PaymentDuplicate{
+		PaymentID: p.PaymentID, UserID: p.UserID, TotalCents: p.TotalCents,
+		SourcePartition: in.Partition, SourceOffset: in.Offset, OrderOffset: orderOffset,
+		DroppedAt: time.Now().UTC().Truncate(time.Millisecond),
+	})
 	if err != nil {
 		return nil, err
 	}

@@ -5,6 +5,7 @@ package payment
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -15,11 +16,13 @@ import (
 	"github.com/gorilla/mux"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/blackfriday-kafka/shop/schemas"
 	"github.com/blackfriday-kafka/shop/services/config"
 	"github.com/blackfriday-kafka/shop/services/metrics"
 	"github.com/blackfriday-kafka/shop/services/serve"
+	"github.com/blackfriday-kafka/shop/services/view"
 )
 
 // maxBody bounds a request: 100 items with 200-character names fit easily.
@@ -30,10 +33,12 @@ type Service struct {
 	cat      *schemas.Catalog
 	payments *schemas.Codec[schemas.PaymentSucceeded]
 	producer *kgo.Client
+	ledger   *ledger
 	log      *slog.Logger
 	kafka    prometheus.Collector // the producer's client metrics
 
 	accepted prometheus.Counter
+	replayed prometheus.Counter
 	rejected *prometheus.CounterVec
 	latency  prometheus.Histogram
 }
@@ -62,24 +67,35 @@ func New(cfg config.Config, cat *schemas.Catalog, opts Options) (*Service, error
 	if err != nil {
 		return nil, err
 	}
+	log := cfg.Log().With("service", "payment", "instance", cfg.InstanceID)
+	requests, err := view.OpenTable(cfg.Brokers, schemas.PaymentRequests.Name, log)
+	if err != nil {
+		producer.Close()
+		return nil, err
+	}
 	s := &Service{
 		cat:      cat,
 		payments: schemas.Payments.Codec(cat),
 		producer: producer,
+		ledger:   &ledger{table: requests, window: cfg.Window(), log: log, inFlight: make(map[string]string)},
 		kafka:    kafka,
-		log:      cfg.Log().With("service", "payment", "instance", cfg.InstanceID),
+		log:      log,
 		accepted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "shop_payments_accepted_total", Help: "Payments written to Kafka and acknowledged.",
 		}),
+		replayed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "shop_payments_replayed_total", Help: "Retries of an answered Idempotency-Key, answered again without writing anything.",
+		}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "shop_payments_rejected_total", Help: "Payments refused, by reason: invalid (400) or kafka_unavailable (503).",
+			Name: "shop_payments_rejected_total",
+			Help: "Payments refused, by reason: invalid (400), key_in_flight (409), key_reused (422, another body under the key) or kafka_unavailable (503).",
 		}, []string{"reason"}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "shop_payment_ack_seconds", Help: "Time from request to Kafka acknowledgement.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
 		}),
 	}
-	for _, reason := range []string{"invalid", "kafka_unavailable"} {
+	for _, reason := range []string{"invalid", "key_in_flight", "key_reused", "kafka_unavailable"} {
 		s.rejected.WithLabelValues(reason) // a series at zero from the start
 	}
 	return s, nil
@@ -92,30 +108,37 @@ func (s *Service) Name() string { return "payment" }
 func (s *Service) Healthy() error { return nil }
 
 func (s *Service) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{s.accepted, s.rejected, s.latency, s.kafka}
+	return []prometheus.Collector{s.accepted, s.replayed, s.rejected, s.latency, s.kafka}
 }
 
 func (s *Service) Routes(r *mux.Router) {
 	r.HandleFunc("/payment", s.pay).Methods(http.MethodPost)
 }
 
-// Run looks up the schema payments are written with, waits for shutdown,
-// then flushes and closes the producer; the HTTP server has stopped taking
-// payments by then.
+// Run looks up the schema payments are written with and follows the
+// ledger of Idempotency-Keys until shutdown, then flushes and closes the
+// producer; the HTTP server has stopped taking payments by then.
 func (s *Service) Run(ctx context.Context) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return s.ledger.table.Run(gctx) })
+	g.Go(func() error { return s.ledger.sweep(gctx) })
 	_ = s.cat.Await(ctx, s.log, schemas.Payments.Spec)
 	<-ctx.Done()
 	flushCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	err := s.producer.Flush(flushCtx)
 	s.producer.Close()
-	return err
+	return errors.Join(err, g.Wait())
 }
 
-// Ready is nil once the schema of payments is registered and Kafka answers.
+// Ready is nil once the schema of payments is registered, the ledger of
+// Idempotency-Keys is read, and Kafka answers.
 func (s *Service) Ready(ctx context.Context) error {
 	if err := s.cat.Missing(schemas.Payments.Spec); err != nil {
 		return err
+	}
+	if !s.ledger.table.Ready() {
+		return errors.New("still reading the answers to past Idempotency-Keys")
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
@@ -134,8 +157,38 @@ func (s *Service) pay(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, fe)
 		return
 	}
+	paymentID := uuid.NewString()
+	var key, fp string
+	if values := r.Header.Values(HeaderIdempotencyKey); len(values) > 0 {
+		k, fe := parseKey(values[0])
+		if fe == nil && len(values) > 1 {
+			fe = &schemas.FieldError{Field: HeaderIdempotencyKey, Reason: "must be given once"}
+		}
+		if fe != nil {
+			s.refuse(w, fe)
+			return
+		}
+		key, fp = ledgerKey(req.UserID, k), fingerprint(req)
+		switch replay, status := s.ledger.claim(key, fp); status {
+		case http.StatusOK:
+			s.replayed.Inc()
+			w.Header().Set("Idempotent-Replayed", "true")
+			writeAnswer(w, replay)
+			return
+		case http.StatusConflict:
+			s.rejected.WithLabelValues("key_in_flight").Inc()
+			serve.Error(w, status, "a request with this Idempotency-Key is still waiting for Kafka; retry once it is answered", HeaderIdempotencyKey)
+			return
+		case http.StatusUnprocessableEntity:
+			s.rejected.WithLabelValues("key_reused").Inc()
+			serve.Error(w, status, "this Idempotency-Key was used for another payment; a retry must send the same body", HeaderIdempotencyKey)
+			return
+		}
+		defer s.ledger.release(key)
+		paymentID = schemas.PaymentID(req.UserID, k)
+	}
 	p := schemas.PaymentSucceeded{
-		PaymentID:  uuid.NewString(),
+		PaymentID:  paymentID,
 		UserID:     req.UserID,
 		Cart:       req.Cart,
 		TotalCents: schemas.CartTotal(req.Cart),
@@ -157,8 +210,13 @@ func (s *Service) pay(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// Context of the request: a client that hangs up before the ack
-	// cancels a record that has not left yet.
-	if err := s.producer.ProduceSync(r.Context(), rec).FirstErr(); err != nil {
+	// cancels a record that has not left yet. Not with a key: its outcome
+	// must be known, so that the retry gets the same answer.
+	produceCtx := r.Context()
+	if key != "" {
+		produceCtx = context.WithoutCancel(produceCtx)
+	}
+	if err := s.producer.ProduceSync(produceCtx, rec).FirstErr(); err != nil {
 		s.rejected.WithLabelValues("kafka_unavailable").Inc()
 		s.log.Warn("payment not written", "topic", rec.Topic, "payment_id", p.PaymentID, "user_id", p.UserID, "err", err)
 		status := http.StatusServiceUnavailable
@@ -181,7 +239,26 @@ func (s *Service) pay(w http.ResponseWriter, r *http.Request) {
 	for _, it := range p.Cart {
 		resp.Cart = append(resp.Cart, Item{Name: it.Name, Price: schemas.Euros(it.UnitPriceCents), Quantity: it.Quantity})
 	}
-	serve.JSON(w, http.StatusOK, resp)
+	body, _ = json.Marshal(resp)
+	if key != "" {
+		// The answer goes to the ledger before the client has it: an
+		// answered key is always replayed. If the ledger cannot be
+		// written, the payment is charged all the same; a retry then
+		// writes it again, and the order service drops the duplicate.
+		if err := s.ledger.record(context.WithoutCancel(r.Context()), key, fp, body); err != nil {
+			s.log.Warn("answer to an Idempotency-Key not recorded", "payment_id", p.PaymentID, "user_id", p.UserID, "err", err)
+		}
+	}
+	writeAnswer(w, body)
+}
+
+// writeAnswer writes a 200 with body, a payment's answer as the ledger keeps it:
+// a replay is the same to the byte.
+func writeAnswer(w http.ResponseWriter, body []byte) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(body)
+	_, _ = w.Write([]byte{'\n'})
 }
 
 func (s *Service) refuse(w http.ResponseWriter, fe *schemas.FieldError) {

@@ -33,13 +33,31 @@ type Spec struct {
 	Service string        // order or email: names the group and the transactional ID
 	Input   *schemas.Spec // the topic it consumes
 	DLQ     schemas.Topic[schemas.DeadLetter]
-	// Writes are the topics its handler writes, besides the DLQ: their
-	// schemas must be registered before the stage starts.
+	// Writes are the topics its handler writes, besides the DLQ, its main
+	// output first: their schemas must be registered before it starts.
 	Writes  []*schemas.Spec
 	Handler txn.Handler
 	// Outputs names the business counter of its committed outputs,
 	// shop_<Outputs>_total, such as orders_created.
 	Outputs string
+	// Store, if set, is state the handler keeps per input partition. It
+	// is not used in at-least-once mode: the control shows what
+	// transactions alone prevent.
+	Store Store
+}
+
+// Store is state that a stage's handler keeps per partition of its input,
+// as a Kafka Streams state store: restored from Kafka when the group assigns
+// the partition, before its first record is handled; what a transaction
+// changed in it is kept when the transaction commits, dropped when it
+// aborts.
+type Store interface {
+	Restore(ctx context.Context, partitions []int32)
+	Drop(partitions []int32)
+	// Commit keeps what the transaction added; outputs are its committed
+	// records, their offsets known.
+	Commit(outputs []*kgo.Record)
+	Abort()
 }
 
 // Group is the consumer group of a service, such as order-service-group.
@@ -67,19 +85,20 @@ type Stage struct {
 	records   *prometheus.HistogramVec // per transaction, by outcome
 	took      *prometheus.HistogramVec // per transaction, by outcome
 
-	mu       sync.Mutex
-	produced int64            // committed outputs, dead letters excluded
-	dead     map[string]int64 // committed dead letters, by error class
+	mu      sync.Mutex
+	byTopic map[string]int64 // committed outputs, dead letters excluded
+	dead    map[string]int64 // committed dead letters, by error class
 }
 
 // New connects a stage.
 func New(cfg config.Config, cat *schemas.Catalog, spec Spec) (*Stage, error) {
 	labels := prometheus.Labels{"service": spec.Service}
 	s := &Stage{
-		spec: spec,
-		cat:  cat,
-		log:  cfg.Log().With("service", spec.Service, "instance", cfg.InstanceID),
-		dead: make(map[string]int64),
+		spec:    spec,
+		cat:     cat,
+		log:     cfg.Log().With("service", spec.Service, "instance", cfg.InstanceID),
+		dead:    make(map[string]int64),
+		byTopic: make(map[string]int64),
 		transform: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:        "shop_transform_seconds",
 			Help:        "Time the business step takes per input record (PROCESSING_DELAY included), by outcome: ok, poison (to the DLQ) or error (transaction retried).",
@@ -101,6 +120,9 @@ func New(cfg config.Config, cat *schemas.Catalog, spec Spec) (*Stage, error) {
 	}
 	kafka := metrics.Kafka("engine")
 	s.kafka = kafka
+	if cfg.AtLeastOnce {
+		s.spec.Store = nil
+	}
 	letters := deadletter.Letters{Codec: spec.DLQ.Codec(cat), Service: spec.Service, Logger: s.log}
 	mode := txn.ExactlyOnce
 	if cfg.AtLeastOnce {
@@ -122,6 +144,8 @@ func New(cfg config.Config, cat *schemas.Catalog, spec Spec) (*Stage, error) {
 		Logger:          s.log,
 		Opts:            []kgo.Opt{kgo.WithHooks(kafka)},
 		OnBatch:         s.observe,
+		OnAssigned:      s.restore,
+		OnRevoked:       s.drop,
 	})
 	if err != nil {
 		return nil, err
@@ -191,8 +215,28 @@ func (s *Stage) timed(h txn.Handler) txn.Handler {
 	}
 }
 
-// observe counts what each transaction committed.
+func (s *Stage) restore(ctx context.Context, partitions []int32) {
+	if s.spec.Store != nil {
+		s.spec.Store.Restore(ctx, partitions)
+	}
+}
+
+func (s *Stage) drop(partitions []int32) {
+	if s.spec.Store != nil {
+		s.spec.Store.Drop(partitions)
+	}
+}
+
+// observe ends each transaction for the store, and counts what it
+// committed.
 func (s *Stage) observe(b txn.Batch) {
+	if st := s.spec.Store; st != nil {
+		if b.Committed {
+			st.Commit(b.Outputs)
+		} else {
+			st.Abort()
+		}
+	}
 	outcome := "aborted"
 	if b.Committed {
 		outcome = "committed"
@@ -201,7 +245,7 @@ func (s *Stage) observe(b txn.Batch) {
 			if r.Topic == s.spec.DLQ.Name {
 				s.dead[deadletter.Header(r, deadletter.HeaderErrorClass)]++
 			} else {
-				s.produced++
+				s.byTopic[r.Topic]++
 			}
 		}
 		s.mu.Unlock()
@@ -218,10 +262,20 @@ func (s *Stage) Collectors() []prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: labels},
 			func() float64 { return float64(read(s.engine.Stats())) })
 	}
-	produced := func() float64 {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		return float64(s.produced)
+	produced := func(topics ...*schemas.Spec) func() float64 {
+		return func() float64 {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			var n int64
+			for _, t := range topics {
+				n += s.byTopic[t.Name]
+			}
+			return float64(n)
+		}
+	}
+	var writes []string
+	for _, t := range s.spec.Writes {
+		writes = append(writes, t.Name)
 	}
 	classes := make([]string, len(schemas.ErrorClasses))
 	for i, c := range schemas.ErrorClasses {
@@ -232,13 +286,28 @@ func (s *Stage) Collectors() []prometheus.Collector {
 		stats("shop_transactions_aborted_total", "Kafka transactions aborted and retried.", func(st txn.Stats) int64 { return st.Aborted }),
 		stats("shop_records_consumed_total", "Input records committed.", func(st txn.Stats) int64 { return st.Records }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "shop_records_produced_total",
-			Help: "Output records committed, dead letters excluded.", ConstLabels: labels}, produced),
+			Help: "Output records committed, dead letters excluded.", ConstLabels: labels}, produced(s.spec.Writes...)),
+		metrics.CountsByLabel("shop_outputs_total", "Output records committed, by topic (dead letters are shop_dead_letters_total).",
+			"topic", labels, writes, func() map[string]int64 {
+				s.mu.Lock()
+				defer s.mu.Unlock()
+				return maps.Clone(s.byTopic)
+			}),
 		metrics.CountsByLabel("shop_dead_letters_total", "Input records committed to the dead letter queue, by error_class.",
 			"error_class", labels, classes, func() map[string]int64 {
 				s.mu.Lock()
 				defer s.mu.Unlock()
 				return maps.Clone(s.dead)
 			}),
+		metrics.CountsByLabel("shop_producer_recoveries_total",
+			"What the Kafka client did on its own to keep transactions going, by kind: refused_batch (resent after a metadata refresh), producer_reset (a batch error failed the producer; the transaction aborted), epoch_bump (the producer re-initialised), retried_end (a commit or abort failed and was settled).",
+			"kind", labels, []string{"refused_batch", "producer_reset", "epoch_bump", "retried_end"}, func() map[string]int64 {
+				st := s.engine.Stats()
+				return map[string]int64{"refused_batch": st.RefusedBatches, "producer_reset": st.ProducerResets,
+					"epoch_bump": st.EpochBumps, "retried_end": st.RetriedEnds}
+			}),
+		stats("shop_add_partitions_requests_total", "AddPartitionsToTxn requests; more than one per broker and transaction are CONCURRENT_TRANSACTIONS retries.",
+			func(st txn.Stats) int64 { return st.AddPartitions }),
 		stallCollector{s},
 		s.transform, s.records, s.took,
 		s.watch.Collector(Group(s.spec.Service), func() string {
@@ -250,9 +319,9 @@ func (s *Stage) Collectors() []prometheus.Collector {
 	if s.spec.Outputs != "" {
 		cs = append(cs, prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name:        "shop_" + s.spec.Outputs + "_total",
-			Help:        "Outputs committed by this instance, dead letters excluded.",
+			Help:        "Records this instance committed to " + s.spec.Writes[0].Name + ".",
 			ConstLabels: labels,
-		}, produced))
+		}, produced(s.spec.Writes[0])))
 	}
 	return cs
 }

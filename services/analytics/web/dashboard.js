@@ -201,6 +201,21 @@ function renderGroups(g) {
     : g.at ? "as of " + clock(g.at) + ". Lag is the last stable offset minus the committed offset; on a topic written in transactions (order-created) a caught-up group shows 1 per partition: the commit marker. A partition whose committed offset stands still for a minute with records to read is stalled." : "asking the cluster…";
 }
 
+// Each exactly-once instance's producer as its transaction coordinator
+// sees it. An epoch that moves means the instance restarted, or its client
+// re-initialised the producer after a failure: worth a look.
+function renderProducers(list) {
+  const rows = (list || []).map((p) => {
+    const tr = el("tr");
+    tr.dataset.producer = p.transactional_id;
+    const open = p.open_since ? Math.max(0, (Date.now() - new Date(p.open_since)) / 1000).toFixed(1) + " s" : "–";
+    tr.append(el("td", "group", p.transactional_id), el("td", "", p.state), el("td", "", String(p.epoch)),
+      el("td", "", open), el("td", "part " + (p.epoch_bumps > 0 ? "warn" : "ok"), String(p.epoch_bumps)));
+    return tr;
+  });
+  $("producers").tBodies[0].replaceChildren(...rows);
+}
+
 function renderCharts(h) {
   revenueChart.setData([h.time, h.revenue_per_minute]);
   ratesChart.setData([h.time, h.payments_per_minute, h.orders_per_minute]);
@@ -220,6 +235,7 @@ async function poll() {
     renderCharts(d.history);
     renderDeadLetters(d.analytics.dlq_by_class);
     renderGroups(d.groups);
+    renderProducers(d.producers);
     const last = d.analytics.last_updated ? " · last event " + clock(d.analytics.last_updated) : "";
     setStatus("live", "live · updated " + clock(d.now) + last);
   } catch (err) {

@@ -1,0 +1,109 @@
+package analytics
+
+import (
+	"cmp"
+	"context"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+)
+
+// Producer is one exactly-once instance as its transaction coordinator
+// sees it: what the dashboard shows of the stages' producers, whichever
+// process runs them.
+type Producer struct {
+	TransactionalID string     `json:"transactional_id"` // order-service-2
+	State           string     `json:"state"`            // Empty, Ongoing, PrepareCommit, CompleteCommit…
+	Epoch           int16      `json:"epoch"`
+	OpenSince       *time.Time `json:"open_since,omitempty"` // while a transaction is open
+	// EpochBumps are the new epochs the dashboard saw since it started:
+	// a restarted instance, or a producer the client re-initialised after
+	// a failure. Under transactions version 1 an epoch moves only then.
+	EpochBumps int `json:"epoch_bumps"`
+}
+
+// producers asks the cluster every interval for the transactions of the
+// stages, by the prefix of their transactional IDs.
+type producers struct {
+	adm      *kadm.Client
+	prefixes []string
+	every    time.Duration
+	log      *slog.Logger
+
+	mu     sync.RWMutex
+	last   []Producer
+	epochs map[string]int16
+	bumps  map[string]int
+}
+
+func newProducers(adm *kadm.Client, every time.Duration, log *slog.Logger, prefixes ...string) *producers {
+	return &producers{adm: adm, prefixes: prefixes, every: every, log: log, last: []Producer{},
+		epochs: make(map[string]int16), bumps: make(map[string]int)}
+}
+
+func (p *producers) Run(ctx context.Context) error {
+	tick := time.NewTicker(p.every)
+	defer tick.Stop()
+	for {
+		p.refresh(ctx)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+func (p *producers) refresh(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, max(p.every, 2*time.Second))
+	defer cancel()
+	listed, err := p.adm.ListTransactions(ctx, nil, nil)
+	if err != nil && len(listed) == 0 {
+		p.log.Debug("listing the transactions failed", "err", err)
+		return
+	}
+	var ids []string
+	for _, id := range listed.TransactionalIDs() {
+		if slices.ContainsFunc(p.prefixes, func(pre string) bool { return strings.HasPrefix(id, pre) }) {
+			ids = append(ids, id)
+		}
+	}
+	if len(ids) == 0 {
+		return
+	}
+	described, err := p.adm.DescribeTransactions(ctx, ids...)
+	if err != nil && len(described) == 0 {
+		p.log.Debug("describing the transactions failed", "err", err)
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	next := make([]Producer, 0, len(described))
+	for _, d := range described.Sorted() {
+		if d.Err != nil {
+			continue
+		}
+		if old, seen := p.epochs[d.TxnID]; seen && d.ProducerEpoch != old {
+			p.bumps[d.TxnID]++
+		}
+		p.epochs[d.TxnID] = d.ProducerEpoch
+		pr := Producer{TransactionalID: d.TxnID, State: d.State, Epoch: d.ProducerEpoch, EpochBumps: p.bumps[d.TxnID]}
+		if d.State == "Ongoing" && d.StartTimestamp > 0 {
+			at := time.UnixMilli(d.StartTimestamp)
+			pr.OpenSince = &at
+		}
+		next = append(next, pr)
+	}
+	slices.SortFunc(next, func(a, b Producer) int { return cmp.Compare(a.TransactionalID, b.TransactionalID) })
+	p.last = next
+}
+
+func (p *producers) Last() []Producer {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return p.last
+}

@@ -1,0 +1,236 @@
+package order
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/blackfriday-kafka/shop/schemas"
+)
+
+// ordered is the order step's memory of the payments it has turned into
+// orders, per partition of payment-successful: the state store that lets it
+// drop a payment written twice (a retried request that raced on two payment
+// instances, a replayed producer) instead of ordering it twice.
+//
+// Its changelog is the output itself: payments and orders share the user
+// key and the partition count, so the orders of payment partition p are on
+// order-created partition p. When the group assigns p, ordered reads the
+// orders committed there within the window; a transaction's new orders are
+// kept when it commits, forgotten when it aborts.
+type ordered struct {
+	brokers []string
+	group   string // the order service's, whose offsets must be stable first
+	orders  *schemas.Codec[schemas.OrderCreated]
+	window  time.Duration
+	log     *slog.Logger
+	opts    []kgo.Opt
+
+	mu      sync.Mutex
+	parts   map[int32]map[uuid.UUID]orderAt
+	pending map[int32]map[uuid.UUID]*kgo.Record // orders of the open transaction
+}
+
+// orderAt is where a payment's order is, and when it was made.
+type orderAt struct {
+	offset int64 // on order-created
+	at     int64 // unix seconds, for the window
+}
+
+func newOrdered(brokers []string, group string, orders *schemas.Codec[schemas.OrderCreated], window time.Duration, log *slog.Logger, opts ...kgo.Opt) *ordered {
+	return &ordered{brokers: brokers, group: group, orders: orders, window: window, log: log, opts: opts,
+		parts: make(map[int32]map[uuid.UUID]orderAt), pending: make(map[int32]map[uuid.UUID]*kgo.Record)}
+}
+
+// seen returns where the order of payment id on partition p is, if the
+// step made one: committed (offset), or in the open transaction (-1).
+func (o *ordered) seen(p int32, id uuid.UUID) (int64, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if _, ok := o.pending[p][id]; ok {
+		return -1, true
+	}
+	at, ok := o.parts[p][id]
+	return at.offset, ok
+}
+
+// add notes the order made of payment id in the open transaction.
+func (o *ordered) add(p int32, id uuid.UUID, order *kgo.Record) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.pending[p] == nil {
+		o.pending[p] = make(map[uuid.UUID]*kgo.Record)
+	}
+	o.pending[p][id] = order
+}
+
+// Commit keeps the transaction's orders, where they landed.
+func (o *ordered) Commit([]*kgo.Record) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	now := time.Now().Unix()
+	for p, orders := range o.pending {
+		if o.parts[p] == nil {
+			continue // revoked meanwhile
+		}
+		for id, r := range orders {
+			o.parts[p][id] = orderAt{offset: r.Offset, at: now}
+		}
+	}
+	clear(o.pending)
+}
+
+// Abort forgets the transaction's orders: they were never written.
+func (o *ordered) Abort() {
+	o.mu.Lock()
+	clear(o.pending)
+	o.mu.Unlock()
+}
+
+// Drop forgets partitions the group took away.
+func (o *ordered) Drop(partitions []int32) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, p := range partitions {
+		delete(o.parts, p)
+		delete(o.pending, p)
+	}
+}
+
+// Restore reads, for each partition, the orders committed on order-created
+// within the window. It first waits until the group's offsets on the
+// partitions are stable: the previous owner's last transaction, orders and
+// offsets together, is then committed or aborted, so what is read is all
+// the orders of the payments before the offset this instance starts from.
+func (o *ordered) Restore(ctx context.Context, partitions []int32) {
+	start := time.Now()
+	for backoff := 100 * time.Millisecond; ctx.Err() == nil; backoff = min(2*backoff, 5*time.Second) {
+		got, err := o.read(ctx, partitions)
+		if err == nil {
+			o.mu.Lock()
+			n := 0
+			for p, m := range got {
+				o.parts[p] = m
+				n += len(m)
+			}
+			o.mu.Unlock()
+			o.log.Info("orders of the window restored", "topic", o.orders.Topic().Name, "partitions", partitions,
+				"payments", n, "took", time.Since(start).Round(time.Millisecond))
+			return
+		}
+		o.log.Warn("restoring the orders of the window failed, retrying", "partitions", partitions, "backoff", backoff, "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff):
+		}
+	}
+}
+
+func (o *ordered) read(ctx context.Context, partitions []int32) (map[int32]map[uuid.UUID]orderAt, error) {
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(o.brokers...)}, o.opts...)...)
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	if _, err := adm.FetchOffsets(kadm.RequireStable(ctx), o.group); err != nil {
+		return nil, err
+	}
+	topic := o.orders.Topic().Name
+	ends, err := adm.ListCommittedOffsets(ctx, topic) // the last stable offsets
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		return nil, err
+	}
+	from, err := adm.ListOffsetsAfterMilli(ctx, time.Now().Add(-o.window).UnixMilli(), topic)
+	if err == nil {
+		err = from.Error()
+	}
+	if err != nil {
+		return nil, err
+	}
+	got := make(map[int32]map[uuid.UUID]orderAt, len(partitions))
+	consume := make(map[int32]kgo.Offset)
+	want := make(map[int32]int64)
+	for _, p := range partitions {
+		got[p] = make(map[uuid.UUID]orderAt)
+		end, _ := ends.Lookup(topic, p)
+		start, _ := from.Lookup(topic, p)
+		if start.Offset < end.Offset {
+			consume[p] = kgo.NewOffset().At(start.Offset)
+			want[p] = end.Offset
+		}
+	}
+	if len(consume) == 0 {
+		return got, nil
+	}
+	rd, err := kgo.NewClient(append([]kgo.Opt{
+		kgo.SeedBrokers(o.brokers...),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: consume}),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.KeepControlRecords(), // markers take offsets: see when a partition is read to its end
+	}, o.opts...)...)
+	if err != nil {
+		return nil, err
+	}
+	defer rd.Close()
+	for len(want) > 0 {
+		fetches := rd.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if err := fetches.Err(); err != nil {
+			return nil, err
+		}
+		for _, r := range fetches.Records() {
+			end, reading := want[r.Partition]
+			if !reading || r.Offset >= end {
+				continue
+			}
+			if !r.Attrs.IsControl() {
+				ord, err := o.orders.Decode(ctx, r.Value)
+				if err != nil {
+					return nil, err
+				}
+				if id, err := uuid.Parse(ord.PaymentID); err == nil {
+					got[r.Partition][id] = orderAt{offset: r.Offset, at: ord.CreatedAt.Unix()}
+				}
+			}
+			if r.Offset >= end-1 {
+				delete(want, r.Partition)
+			}
+		}
+	}
+	return got, nil
+}
+
+// forget drops, every minute, the payments ordered before the window: a
+// duplicate older than the window is no longer told apart.
+func (o *ordered) forget(ctx context.Context) error {
+	tick := time.NewTicker(time.Minute)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case now := <-tick.C:
+			oldest := now.Add(-o.window).Unix()
+			o.mu.Lock()
+			for _, m := range o.parts {
+				for id, at := range m {
+					if at.at < oldest {
+						delete(m, id)
+					}
+				}
+			}
+			o.mu.Unlock()
+		}
+	}
+}

@@ -1,0 +1,174 @@
+package payment
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/blackfriday-kafka/shop/schemas"
+	"github.com/blackfriday-kafka/shop/services/view"
+)
+
+// HeaderIdempotencyKey names the request a client may retry: the same user,
+// key and body are one payment, charged once, whatever the number of tries
+// and the instance that gets each (Stripe's header, and the IETF HTTP API
+// working group's draft of it).
+const HeaderIdempotencyKey = "Idempotency-Key"
+
+// maxKey is the longest key: the draft leaves it to the server.
+const maxKey = 255
+
+// parseKey reads the header's value: 1 to 255 printable ASCII characters,
+// or the same quoted as a structured-field string ("…", with \" and \\),
+// as the draft writes it.
+func parseKey(v string) (string, *schemas.FieldError) {
+	bad := func(why string) (string, *schemas.FieldError) {
+		return "", &schemas.FieldError{Field: HeaderIdempotencyKey, Reason: why}
+	}
+	if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
+		var b strings.Builder
+		for i := 1; i < len(v)-1; i++ {
+			c := v[i]
+			if c == '"' {
+				return bad(`must escape a quote inside a quoted key as \"`)
+			}
+			if c == '\\' {
+				if i++; i == len(v)-1 || (v[i] != '"' && v[i] != '\\') {
+					return bad(`may escape only \" and \\ inside a quoted key`)
+				}
+				c = v[i]
+			}
+			b.WriteByte(c)
+		}
+		v = b.String()
+	}
+	switch {
+	case v == "":
+		return bad("must not be empty")
+	case len(v) > maxKey:
+		return bad("must be at most 255 characters, is " + strconv.Itoa(len(v)))
+	}
+	for i := 0; i < len(v); i++ {
+		if v[i] < 0x20 || v[i] > 0x7e {
+			return bad("must be printable ASCII; byte " + strconv.Itoa(i) + " is not")
+		}
+	}
+	return v, nil
+}
+
+// fingerprint identifies what a request asks for, whatever its JSON looks
+// like: the same user and cart give the same fingerprint.
+func fingerprint(req *Request) string {
+	h := sha256.New()
+	b := strconv.AppendInt(nil, req.UserID, 10)
+	for _, it := range req.Cart {
+		b = append(b, 0)
+		b = strconv.AppendQuote(b, it.Name)
+		b = strconv.AppendInt(append(b, ' '), it.UnitPriceCents, 10)
+		b = strconv.AppendInt(append(b, ' '), int64(it.Quantity), 10)
+	}
+	h.Write(b)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// ledger is what the payment service answered to each key: the table of
+// the state topic payment-requests, keyed by user and key, which every
+// instance reads to its end at start and then follows. An answer is written
+// (acks=all) before the client gets it, so any answered request is in the
+// ledger; a retry on any instance, or after a restart, gets the same
+// answer.
+type ledger struct {
+	table  *view.Table
+	window time.Duration
+	log    *slog.Logger
+
+	mu       sync.Mutex
+	inFlight map[string]string // key -> fingerprint, on this instance
+}
+
+// answer is a ledger entry.
+type answer struct {
+	Fingerprint string          `json:"fingerprint"`
+	Response    json.RawMessage `json:"response"` // the 200 body
+	At          time.Time       `json:"at"`
+}
+
+// claim decides what to do with a request for key: replay a past answer,
+// refuse (409: the first request is still waiting for Kafka; 422: another
+// body under this key), or go ahead, after which release must be called.
+func (l *ledger) claim(key, fp string) (replay []byte, status int) {
+	if b, ok := l.table.Get(key); ok {
+		var a answer
+		if err := json.Unmarshal(b, &a); err == nil && time.Since(a.At) < l.window {
+			if a.Fingerprint != fp {
+				return nil, 422
+			}
+			return a.Response, 200
+		}
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if other, ok := l.inFlight[key]; ok {
+		if other != fp {
+			return nil, 422
+		}
+		return nil, 409
+	}
+	l.inFlight[key] = fp
+	return nil, 0
+}
+
+func (l *ledger) release(key string) {
+	l.mu.Lock()
+	delete(l.inFlight, key)
+	l.mu.Unlock()
+}
+
+// record writes the answer to key.
+func (l *ledger) record(ctx context.Context, key, fp string, response []byte) error {
+	b, err := json.Marshal(answer{Fingerprint: fp, Response: response, At: time.Now().UTC()})
+	if err != nil {
+		return err
+	}
+	return l.table.Put(ctx, key, b)
+}
+
+// sweep forgets, every minute, the keys older than the window, with a
+// tombstone each: compaction then drops them from the topic too, so the
+// ledger's size is what the window holds.
+func (l *ledger) sweep(ctx context.Context) error {
+	tick := time.NewTicker(time.Minute)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+		var old []string
+		l.table.Range(func(key string, b []byte) bool {
+			var a answer
+			if json.Unmarshal(b, &a) != nil || time.Since(a.At) >= l.window {
+				old = append(old, key)
+			}
+			return true
+		})
+		for _, key := range old {
+			if err := l.table.Put(ctx, key, nil); err != nil {
+				if ctx.Err() == nil {
+					l.log.Warn("forgetting an expired Idempotency-Key failed", "err", err)
+				}
+				break
+			}
+		}
+	}
+}
+
+// ledgerKey is the ledger's key of a user's key: keys are the user's own.
+func ledgerKey(userID int64, key string) string { return strconv.FormatInt(userID, 10) + "/" + key }
