@@ -103,6 +103,9 @@ func (e *Engine) checkFetches(fetches kgo.Fetches) error {
 func (e *Engine) batch(ctx context.Context, records []*kgo.Record) (bool, error) {
 	start := time.Now()
 	if err := e.c.begin(); err != nil {
+		if fenced(err) {
+			return false, fmt.Errorf("%w: %v", ErrFenced, err)
+		}
 		return false, fmt.Errorf("txn: begin: %w", err)
 	}
 	var (
@@ -249,6 +252,9 @@ func (e *Engine) progressed() {
 	e.failing = Stall{}
 }
 
+// fenced reports whether a newer instance took over this one's
+// transactional ID, or its instance ID in the group.
 func fenced(err error) bool {
-	return errors.Is(err, kerr.ProducerFenced) || errors.Is(err, kerr.InvalidProducerEpoch) || errors.Is(err, kerr.TransactionalIDAuthorizationFailed)
+	return errors.Is(err, kerr.ProducerFenced) || errors.Is(err, kerr.InvalidProducerEpoch) ||
+		errors.Is(err, kerr.FencedInstanceID) || errors.Is(err, kerr.TransactionalIDAuthorizationFailed)
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -53,6 +54,36 @@ func TestSimulate(t *testing.T) {
 	ends.Each(func(o kadm.ListedOffset) { total += o.Offset })
 	if total != int64(rep.OK) {
 		t.Fatalf("%d payments accepted, %d on %s", rep.OK, total, schemas.Payments.Name)
+	}
+}
+
+// TestSimulateRetries: each payment posted three times with its key, two
+// of the tries at once, is accepted once and written once; every other try
+// is a replay or a 409 (its twin was still waiting for Kafka).
+func TestSimulateRetries(t *testing.T) {
+	env := shoptest.Start(t, shop.Options{Services: []string{"payment"}}, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	rep, err := Simulate(ctx, http.DefaultClient, Options{URL: env.Shop.URL("payment"), N: 100, C: 10, Retries: 2}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := rep.Answers
+	if rep.OK != 100 || a["accepted"] != 100 || a["replayed"]+a["HTTP 409 Conflict (Idempotency-Key)"] != 200 || a["replayed"] < 100 {
+		t.Fatalf("answers %v, %d accepted", a, rep.OK)
+	}
+	if !strings.Contains(rep.String(), "tries: HTTP 409 Conflict") && !strings.Contains(rep.String(), "tries: accepted=100") {
+		t.Fatalf("summary:\n%s", rep)
+	}
+	_, adm := shoptest.Clients(t, env.Stack)
+	ends, err := adm.ListEndOffsets(ctx, schemas.Payments.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total int64
+	ends.Each(func(o kadm.ListedOffset) { total += o.Offset })
+	if total != 100 {
+		t.Fatalf("%d payments written for 100 paid three times each", total)
 	}
 }
 

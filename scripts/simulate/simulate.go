@@ -7,12 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -31,6 +33,10 @@ type Options struct {
 	Timeout time.Duration // bound on the whole run; requests not done by then fail
 	Invalid float64       // share of deliberately invalid payments (expect HTTP 400)
 	Users   int           // user IDs are drawn from 1..Users
+	// Retries posts each payment that many more times with its
+	// Idempotency-Key, the first retry at the same time as the first try
+	// (a client that timed out and retried at once), the others after it.
+	Retries int
 
 	Progress time.Duration // how often to print progress; 0: never
 }
@@ -42,6 +48,9 @@ type Report struct {
 	Failures  map[string]int  // failed requests by cause
 	Elapsed   time.Duration   // from the first request to the last answer
 	Latencies []time.Duration // of accepted payments, sorted
+	// With retries: the answers to every try, by kind (accepted, replayed,
+	// or the refusal, such as HTTP 409 Conflict).
+	Answers map[string]int
 }
 
 // Throughput is accepted payments per second.
@@ -74,6 +83,14 @@ func (r Report) String() string {
 		fmt.Fprintf(&b, "  failed: %d × %s\n", r.Failures[c], c)
 	}
 	ms := func(d time.Duration) string { return fmt.Sprintf("%.1fms", float64(d)/float64(time.Millisecond)) }
+	if len(r.Answers) > 0 {
+		kinds := slices.Sorted(maps.Keys(r.Answers))
+		fmt.Fprintf(&b, "  tries:")
+		for _, k := range kinds {
+			fmt.Fprintf(&b, " %s=%d", k, r.Answers[k])
+		}
+		fmt.Fprintln(&b)
+	}
 	fmt.Fprintf(&b, "simulate: %d/%d payments accepted, %d failed, in %s: %.1f payments/s; latency p50=%s p95=%s p99=%s",
 		r.OK, r.N, r.N-r.OK, r.Elapsed.Round(time.Millisecond), r.Throughput(),
 		ms(r.Percentile(0.50)), ms(r.Percentile(0.95)), ms(r.Percentile(0.99)))
@@ -104,9 +121,10 @@ func CheckLoopback(ctx context.Context, raw string) error {
 
 // outcome is one request's fate.
 type outcome struct {
-	ok      bool
-	cause   string
-	latency time.Duration
+	ok       bool
+	replayed bool // the answer of an earlier try (Idempotent-Replayed)
+	cause    string
+	latency  time.Duration
 }
 
 // Simulate posts opts.N payments to opts.URL/payment, opts.C at a time,
@@ -132,8 +150,10 @@ func Simulate(ctx context.Context, client *http.Client, opts Options, out io.Wri
 		next     atomic.Int64 // requests handed out
 		done, ok atomic.Int64
 		results  = make([]outcome, opts.N)
+		tries    = make([][]outcome, opts.N)
 		wg       sync.WaitGroup
 		start    = time.Now()
+		run      = strconv.FormatInt(start.UnixNano(), 36) // keys of this run only
 	)
 	stop := progress.Every(opts.Progress, func() {
 		d, k := done.Load(), ok.Load()
@@ -154,7 +174,13 @@ func Simulate(ctx context.Context, client *http.Client, opts Options, out io.Wri
 					done.Add(1)
 					continue
 				}
-				results[i] = post(ctx, client, endpoint, body(rng, opts))
+				b := body(rng, opts)
+				if opts.Retries == 0 {
+					results[i] = post(ctx, client, endpoint, b, "")
+				} else {
+					tries[i] = retry(ctx, client, endpoint, b, "simulate-"+run+"-"+strconv.Itoa(i), opts.Retries)
+					results[i] = first(tries[i])
+				}
 				if results[i].ok {
 					ok.Add(1)
 				}
@@ -165,6 +191,21 @@ func Simulate(ctx context.Context, client *http.Client, opts Options, out io.Wri
 	wg.Wait()
 
 	rep := Report{N: opts.N, Failures: map[string]int{}, Elapsed: time.Since(start)}
+	if opts.Retries > 0 {
+		rep.Answers = map[string]int{}
+		for _, ts := range tries {
+			for _, o := range ts {
+				switch {
+				case o.replayed:
+					rep.Answers["replayed"]++
+				case o.ok:
+					rep.Answers["accepted"]++
+				default:
+					rep.Answers[o.cause]++
+				}
+			}
+		}
+	}
 	for _, o := range results {
 		if o.ok {
 			rep.OK++
@@ -211,13 +252,41 @@ func body(r *rand.Rand, opts Options) []byte {
 	return b
 }
 
-func post(ctx context.Context, client *http.Client, endpoint string, body []byte) outcome {
+// retry posts body with key 1+retries times: the first two tries at once,
+// the others one after the other.
+func retry(ctx context.Context, client *http.Client, endpoint string, body []byte, key string, retries int) []outcome {
+	out := make([]outcome, 1+retries)
+	var wg sync.WaitGroup
+	wg.Go(func() { out[0] = post(ctx, client, endpoint, body, key) })
+	out[1] = post(ctx, client, endpoint, body, key)
+	wg.Wait()
+	for i := 2; i < len(out); i++ {
+		out[i] = post(ctx, client, endpoint, body, key)
+	}
+	return out
+}
+
+// first is the outcome of a payment tried several times: accepted if any
+// try was, with the latency of the first that was.
+func first(tries []outcome) outcome {
+	for _, o := range tries {
+		if o.ok {
+			return o
+		}
+	}
+	return tries[0]
+}
+
+func post(ctx context.Context, client *http.Client, endpoint string, body []byte, key string) outcome {
 	start := time.Now()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, bytes.NewReader(body))
 	if err != nil {
 		return outcome{cause: err.Error()}
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if key != "" {
+		req.Header.Set("Idempotency-Key", key)
+	}
 	resp, err := client.Do(req)
 	if err != nil {
 		return outcome{cause: transportCause(ctx, err)}
@@ -225,7 +294,7 @@ func post(ctx context.Context, client *http.Client, endpoint string, body []byte
 	defer resp.Body.Close()
 	answer, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
 	if resp.StatusCode == http.StatusOK {
-		return outcome{ok: true, latency: time.Since(start)}
+		return outcome{ok: true, replayed: resp.Header.Get("Idempotent-Replayed") == "true", latency: time.Since(start)}
 	}
 	cause := fmt.Sprintf("HTTP %d %s", resp.StatusCode, http.StatusText(resp.StatusCode))
 	var e struct {
