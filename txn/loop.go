@@ -16,6 +16,17 @@ import (
 // MaxInterval even when each record is slow; the rest waits in the client.
 const pollChunk = 16
 
+// idleWait is how long a transaction waits for more records than the
+// client holds: a poll with no wait at all would return nothing (a done
+// context ends a poll before it looks at what is buffered).
+const idleWait = time.Millisecond
+
+// fetchMaxWait bounds how long a broker holds a fetch that finds nothing
+// new (Kafka's default is 500 ms): a read_committed reader learns of a
+// commit only from its next fetch, so this bounds how late the next stage
+// and the views see it, at the price of a few idle fetches a second.
+const fetchMaxWait = 50 * time.Millisecond
+
 // stallLogEvery is how often a stalled stage says so in the log.
 const stallLogEvery = time.Minute
 
@@ -142,7 +153,16 @@ func (e *Engine) batch(ctx context.Context, records []*kgo.Record) (bool, error)
 		if failed != nil || n >= e.cfg.MaxRecords || ctx.Err() != nil || !time.Now().Before(deadline) {
 			break
 		}
-		pollCtx, cancel := context.WithDeadline(ctx, deadline)
+		// Only what the client holds already: with nothing more
+		// waiting, the transaction ends now, one commit round trip
+		// after its records came. Under load the client buffers
+		// more while a transaction runs and commits, so the next
+		// one grows by itself, as a group commit does.
+		wait := time.Now().Add(idleWait)
+		if deadline.Before(wait) {
+			wait = deadline
+		}
+		pollCtx, cancel := context.WithDeadline(ctx, wait)
 		fetches := e.cl.PollRecords(pollCtx, min(pollChunk, e.cfg.MaxRecords-n))
 		cancel()
 		if fetches.IsClientClosed() {
@@ -152,7 +172,9 @@ func (e *Engine) batch(ctx context.Context, records []*kgo.Record) (bool, error)
 			failed, fencedNow = err, err
 			break
 		}
-		records = fetches.Records()
+		if records = fetches.Records(); len(records) == 0 {
+			break
+		}
 	}
 
 	if failed == nil {

@@ -51,6 +51,9 @@ func Follow(brokers []string, log *slog.Logger, topics []string, opts ...kgo.Opt
 		// The markers of transactions count in the position, so that a
 		// view knows when it has read to the end of a partition.
 		kgo.KeepControlRecords(),
+		// A commit shows on the next fetch: a broker that has nothing
+		// new answers after 50 ms, not Kafka's default 500 ms.
+		kgo.FetchMaxWait(50 * time.Millisecond),
 	}, opts...)...)
 	if err != nil {
 		return nil, err
