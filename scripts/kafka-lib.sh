@@ -22,6 +22,25 @@ die() { printf '%s: %s\n' "$PROG" "$*" >&2; exit 1; }
 node_dir() { echo "$RUN_DIR/node-$1"; }
 node_pidfile() { echo "$RUN_DIR/node-$1.pid"; }
 registry_pidfile() { echo "$RUN_DIR/registry.pid"; }
+apicurio_pidfile() { echo "$RUN_DIR/apicurio.pid"; }
+
+# Apicurio Registry (REGISTRY=apicurio): 3.3.3 needs Java 21 or newer,
+# which these machines have as Temurin 25; on Java 17 alone, 3.0.9.
+APICURIO_JAVA=/usr/lib/jvm/temurin-25-jdk-amd64/bin/java
+if [[ -x $APICURIO_JAVA ]]; then APICURIO_VERSION=3.3.3; else APICURIO_JAVA=java APICURIO_VERSION=3.0.9; fi
+APICURIO_DIR="$KAFKA_CACHE/apicurio-$APICURIO_VERSION"
+APICURIO_MANAGEMENT_PORT=8091 # its health endpoints live on a port of their own
+APICURIO_CCOMPAT=/apis/ccompat/v7
+apicurio_marker() { echo "$APICURIO_DIR/quarkus-run.jar"; }
+
+# Mailpit, the mail server the email service delivers to: SMTP on 1025, its
+# web UI and API on 8025; built with go install into the cache.
+MAILPIT_VERSION=v1.33.1
+MAILPIT_BIN="$KAFKA_CACHE/mailpit-$MAILPIT_VERSION/mailpit"
+MAILPIT_SMTP=127.0.0.1:1025
+MAILPIT_HTTP=127.0.0.1:8025
+mailpit_pidfile() { echo "$RUN_DIR/mailpit.pid"; }
+mailpit_marker() { echo "$MAILPIT_BIN --smtp"; }
 
 # cmdline PID prints the process's command line with spaces between the
 # arguments, or nothing when there is no such process.
