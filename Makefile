@@ -16,7 +16,7 @@ help: ## list the targets
 build: ## build the shop binary into bin/
 	@$(GO) build -o $(SHOP) ./services/cmd/shop
 
-run: build ## embedded 3-broker Kafka + registry + the four services, no Docker; data in .run/ (FRESH=1 starts empty)
+run: build ## embedded 3-broker Kafka + registry + mail server (inbox :8025) + the four services, no Docker; data in .run/ (FRESH=1 starts empty)
 	@FRESH="$(FRESH)" exec $(SHOP) run
 
 cluster: build ## embedded 3-broker Kafka + registry only; data in .run/ (FRESH=1 starts empty)
@@ -45,7 +45,7 @@ vet: ## go vet
 	$(GO) vet ./...
 
 .PHONY: kafka-up kafka-down
-kafka-up: ## real Apache Kafka without Docker: 3 KRaft JVMs on :9092-9094, registry on :8081, topics
+kafka-up: ## real Apache Kafka without Docker: 3 KRaft JVMs on :9092-9094, registry on :8081, topics, Mailpit on :1025/:8025
 	@scripts/kafka-up
 
 kafka-down: ## stop what kafka-up started, by PID (V=1 also deletes its data)
@@ -56,21 +56,22 @@ kafka-down: ## stop what kafka-up started, by PID (V=1 also deletes its data)
 COMPOSE := docker compose -f infra/docker-compose.yml
 
 .PHONY: up down logs ps
-up: ## Docker: 3 KRaft brokers, Schema Registry, Kafka UI and the services; waits until healthy
+up: ## Docker: 3 KRaft brokers, Schema Registry, Kafka UI, Mailpit and the services; waits until healthy
 	$(COMPOSE) up -d --build
 	@infra/wait-healthy.sh kafka1 kafka2 kafka3 schema-registry
 	@line=$$($(COMPOSE) logs --no-log-prefix topics 2>/dev/null | grep '^topics:' | tail -n 1); \
 	  if [ -z "$$line" ]; then echo "up: the topics job did not report; see: make logs S=topics" >&2; exit 1; fi; \
 	  echo "up: $$line"
-	@infra/wait-healthy.sh payment order email analytics kafka-ui
+	@infra/wait-healthy.sh payment order email analytics kafka-ui mailpit
 	@line=$$($(COMPOSE) logs --no-log-prefix schemas 2>/dev/null | grep '^schemas:' | tail -n 1); \
 	  if [ -z "$$line" ]; then echo "up: the schemas job did not report; see: make logs S=schemas" >&2; exit 1; fi; \
 	  echo "up: $$line"
 	@echo "up: Kafka UI        http://localhost:8080"
+	@echo "up: Mailpit         http://localhost:8025 (SMTP localhost:1025)"
 	@echo "up: Schema Registry http://localhost:8081"
 	@echo "up: Kafka           localhost:9092,localhost:9093,localhost:9094"
 	@echo "up: services        payment :8000  order :8001  email :8002  analytics :8003"
-	@echo "ready: kafka=localhost:9092,localhost:9093,localhost:9094 registry=http://localhost:8081 ui=http://localhost:8080 payment=http://localhost:8000 order=http://localhost:8001 email=http://localhost:8002 analytics=http://localhost:8003"
+	@echo "ready: kafka=localhost:9092,localhost:9093,localhost:9094 registry=http://localhost:8081 ui=http://localhost:8080 payment=http://localhost:8000 order=http://localhost:8001 email=http://localhost:8002 analytics=http://localhost:8003 smtp=localhost:1025 inbox=http://localhost:8025/"
 
 down: ## stop the Docker stack (V=1 also deletes its volumes, so the Kafka data)
 	$(COMPOSE) down --remove-orphans$(if $(filter 1,$(V)), -v)
@@ -88,8 +89,8 @@ ps: ## the Docker stack's containers and their health
 flood: ## write payments straight to Kafka: N=1000, or MODE=intense (5000) / MODE=extreme (10000)
 	@$(GO) run ./scripts/flood $(if $(MODE),--mode $(MODE)) $(if $(N),-n $(N))
 
-simulate: ## Black Friday over HTTP: N=100 payments to POST /payment, C=20 at a time
-	@$(GO) run ./scripts/simulate -n $(or $(N),100) -c $(or $(C),20)
+simulate: ## Black Friday over HTTP: N=100 payments to POST /payment, C=20 at a time (RETRIES=2: each again with its Idempotency-Key)
+	@$(GO) run ./scripts/simulate -n $(or $(N),100) -c $(or $(C),20) $(if $(RETRIES),-retries $(RETRIES))
 
 lag: ## lag per consumer group, topic and partition, with members (MONITOR=1 refreshes every 2s)
 	@$(GO) run ./scripts/lag $(if $(filter 1,$(MONITOR)),--monitor)

@@ -23,11 +23,14 @@ const (
 	// ProduceRefused: Kafka refused what the record was turned into for
 	// good (too large, invalid), so no retry could ever write it.
 	ProduceRefused ErrorClass = "produce-refused"
+	// SMTPRejected: the mail server refused a confirmation for good (a 5xx
+	// reply), so no retry could deliver it.
+	SMTPRejected ErrorClass = "smtp-rejected"
 )
 
 // ErrorClasses lists every class, so that each has a metric series from the
 // start, at zero, rather than appearing with its first dead letter.
-var ErrorClasses = []ErrorClass{BadMagicByte, UnknownSchemaID, WrongSubject, AvroDecode, Validation, EmptyValue, ProduceRefused}
+var ErrorClasses = []ErrorClass{BadMagicByte, UnknownSchemaID, WrongSubject, AvroDecode, Validation, EmptyValue, ProduceRefused, SMTPRejected}
 
 // RecordError is a record that will never be processed, however often it is
 // retried. Consumers route it to their dead letter queue.

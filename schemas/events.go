@@ -54,6 +54,10 @@ type EmailSent struct {
 	Subject string    `avro:"subject" json:"subject"`
 	Status  string    `avro:"status" json:"status"`
 	SentAt  time.Time `avro:"sent_at" json:"sent_at"`
+	// What the message says of the order (defaults of records written
+	// before the outbox carried them: no lines, 0).
+	Items      []OrderItem `avro:"items" json:"items"`
+	TotalCents int64       `avro:"total_cents" json:"total_cents"`
 }
 
 // DeadLetter keeps a record that a consumer could not process, byte for byte,
@@ -92,5 +96,7 @@ type PaymentDuplicate struct {
 // Order statuses and email statuses written by this version of the shop.
 const (
 	OrderConfirmed = "confirmed"
-	EmailDelivered = "sent"
+	// EmailQueued: an email the email stage committed, for its delivery
+	// loop to send over SMTP (versions before the loop wrote "sent").
+	EmailQueued = "queued"
 )

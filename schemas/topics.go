@@ -32,6 +32,9 @@ var (
 	AnalyticsCheckpoints = defineState("analytics-checkpoints", 1)
 	OrderViewCheckpoints = defineState("order-view-checkpoints", 1)
 	EmailViewCheckpoints = defineState("email-view-checkpoints", 1)
+	// EmailDeliveries is what became of each email on the mail server,
+	// by email_id: delivered or rejected (queued until then).
+	EmailDeliveries = defineState("email-deliveries", 3)
 	// PaymentRequests is what the payment service answered to each
 	// Idempotency-Key, by user and key.
 	PaymentRequests = defineState("payment-requests", 3)

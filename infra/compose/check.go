@@ -72,7 +72,17 @@ var stack = map[string]service{
 	"schemas": {area: "schemas", image: shopImage, command: "schemas", job: true, healthy: []string{"schema-registry"}, env: []setting{
 		{"SCHEMA_REGISTRY_URL", registryURL, "the one step that registers the schemas, before any service starts"},
 	}},
-	"payment": shop("payment", 8000), "order": shop("order", 8001), "email": shop("email", 8002), "analytics": shop("analytics", 8003),
+	"mailpit": {area: "mail", image: "axllent/mailpit", ports: []string{"127.0.0.1:1025:1025", "127.0.0.1:8025:8025"}, env: []setting{
+		{"MP_MAX_MESSAGES", "0", "every message stays: chaos and the tests count them by Message-ID"},
+	}},
+	"payment": shop("payment", 8000), "order": shop("order", 8001), "email": emailService(), "analytics": shop("analytics", 8003),
+}
+
+// emailService is the email service, delivering to the stack's Mailpit.
+func emailService() service {
+	s := shop("email", 8002)
+	s.env = append(s.env, setting{"SMTP_ADDR", "mailpit:1025", "the confirmations go to the stack's Mailpit; in a container, localhost is the container"})
+	return s
 }
 
 // broker is Kafka node n, a broker and a controller (KRaft combined mode).

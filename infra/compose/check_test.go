@@ -38,7 +38,7 @@ func TestStackKeepsItsInvariants(t *testing.T) {
 	}
 	want := map[string][]string{
 		"brokers": {"kafka1", "kafka2", "kafka3"}, "registry": {"schema-registry"}, "ui": {"kafka-ui"},
-		"topics": {"topics"}, "schemas": {"schemas"}, "services": {"analytics", "email", "order", "payment"},
+		"topics": {"topics"}, "schemas": {"schemas"}, "services": {"analytics", "email", "order", "payment"}, "mail": {"mailpit"},
 	}
 	if !maps.EqualFunc(roles, want, slices.Equal) {
 		t.Errorf("the stack's services by role = %v, want %v", roles, want)
@@ -49,7 +49,8 @@ func TestStackKeepsItsInvariants(t *testing.T) {
 	if want := "http://schema-registry:8081"; registryURL != want {
 		t.Errorf("registry URL = %s, want %s", registryURL, want)
 	}
-	for port, want := range map[int]string{8000: "payment", 8001: "order", 8002: "email", 8003: "analytics", 8080: "kafka-ui", 8081: "schema-registry", 9092: "kafka1", 9093: "kafka2", 9094: "kafka3"} {
+	for port, want := range map[int]string{8000: "payment", 8001: "order", 8002: "email", 8003: "analytics", 8080: "kafka-ui", 8081: "schema-registry", 9092: "kafka1", 9093: "kafka2", 9094: "kafka3",
+		1025: "mailpit", 8025: "mailpit"} {
 		if got := publishedBy(p, port); got != want {
 			t.Errorf("host port %d is published by %q, want %q", port, got, want)
 		}
@@ -362,6 +363,32 @@ func TestCheckReportsEachViolation(t *testing.T) {
 			delete(m.service(t, "email")["depends_on"].(map[string]any), "schemas")
 		},
 		want: []string{"services: email must depend on schemas with condition service_completed_successfully"},
+	}, {
+		name: "no mail server",
+		edit: func(t *testing.T, m model) { m.remove("mailpit") },
+		want: []string{"mail: no mailpit service"},
+	}, {
+		name: "emails delivered to the container itself",
+		edit: func(t *testing.T, m model) { m.setEnv(t, "localhost:1025", "SMTP_ADDR", "email") },
+		want: []string{`services: email has SMTP_ADDR="localhost:1025", want mailpit:1025`},
+	}, {
+		name: "Mailpit pruning the inbox",
+		edit: func(t *testing.T, m model) { delete(m.env(t, "mailpit"), "MP_MAX_MESSAGES") },
+		want: []string{`mail: mailpit has MP_MAX_MESSAGES="", want 0`},
+	}, {
+		name: "Mailpit's inbox open to the network",
+		edit: func(t *testing.T, m model) {
+			delete(m.service(t, "mailpit")["ports"].([]any)[1].(map[string]any), "host_ip")
+		},
+		want: []string{"ports: mailpit publishes [127.0.0.1:1025:1025 :8025:8025], want [127.0.0.1:1025:1025 127.0.0.1:8025:8025]"},
+	}, {
+		name: "Mailpit on latest",
+		edit: func(t *testing.T, m model) { m.service(t, "mailpit")["image"] = "axllent/mailpit:latest" },
+		want: []string{`images: mailpit image "axllent/mailpit:latest" is pinned to latest`},
+	}, {
+		name: "Mailpit without a health check",
+		edit: func(t *testing.T, m model) { delete(m.service(t, "mailpit"), "healthcheck") },
+		want: []string{"health: mailpit has no health check"},
 	}, {
 		name: "a schemas job that restarts",
 		edit: func(t *testing.T, m model) { m.service(t, "schemas")["restart"] = "unless-stopped" },

@@ -28,6 +28,11 @@ type Ledger struct {
 	AnalyticsOrders  int64
 	AnalyticsRevenue int64 // cents
 	AnalyticsChecked bool
+
+	// The mail server's inbox by Message-ID, once the instances stopped,
+	// if the run delivered.
+	Messages        map[string]int
+	MessagesChecked bool
 }
 
 // OrderSeen is one record of order-created.
@@ -52,6 +57,12 @@ type Verdict struct {
 	StrayOrders     []string // orders of no accepted payment, or with a wrong ID
 	StrayEmails     []string // emails of no order, or with a wrong ID
 	AnalyticsOff    string   // analytics disagreeing with the topics
+	LostMessages    []string // order IDs whose email never reached the mail server
+
+	// The boundary's price: messages of this run's orders, distinct by
+	// Message-ID and as the inbox holds them, resends included.
+	Messages, RawMessages int
+	MessagesChecked       bool
 
 	Aborted int // records written then aborted, hidden from read_committed
 
@@ -61,8 +72,12 @@ type Verdict struct {
 // Duplicates counts the records beyond the first for the same payment or order.
 func (v Verdict) Duplicates() int { return v.extra }
 
-// Lost counts records that should exist and do not.
-func (v Verdict) Lost() int { return len(v.LostOrders) + len(v.LostEmails) }
+// Lost counts records and messages that should exist and do not.
+func (v Verdict) Lost() int { return len(v.LostOrders) + len(v.LostEmails) + len(v.LostMessages) }
+
+// MessageDuplicates counts the messages the mail server got again, with the
+// Message-ID of one it had: at-least-once delivery, not a violation.
+func (v Verdict) MessageDuplicates() int { return v.RawMessages - v.Messages }
 
 // OK is true when the run was exactly-once.
 func (v Verdict) OK() bool {
@@ -70,9 +85,11 @@ func (v Verdict) OK() bool {
 }
 
 // Check holds the ledger to exactly-once: one order per accepted payment, one
-// email per order, nothing else, and analytics agreeing with the topics.
-// orderID and emailID are the derivations the services use.
-func Check(l Ledger, orderID, emailID func(string) string) Verdict {
+// email per order, nothing else, and analytics agreeing with the topics;
+// and, if the inbox was read, one distinct message per order on the mail
+// server, resends counted but no violation. orderID, emailID and messageID
+// are the derivations the services use.
+func Check(l Ledger, orderID, emailID, messageID func(string) string) Verdict {
 	v := Verdict{In: len(l.Accepted), Orders: len(l.Orders), Emails: len(l.Emails)}
 	v.Aborted = l.OrdersUncommitted - len(l.Orders) + l.EmailsUncommitted - len(l.Emails)
 
@@ -98,11 +115,27 @@ func Check(l Ledger, orderID, emailID func(string) string) Verdict {
 	}
 	v.LostEmails, v.DuplicateEmails = v.oneEach(maps.Keys(orderIDs), emailsOf)
 
+	if l.MessagesChecked {
+		v.MessagesChecked = true
+		for id := range orderIDs {
+			if emailsOf[id] == 0 {
+				continue // a lost email already
+			}
+			switch n := l.Messages[messageID(emailID(id))]; n {
+			case 0:
+				v.LostMessages = append(v.LostMessages, id)
+			default:
+				v.Messages++
+				v.RawMessages += n
+			}
+		}
+	}
+
 	if l.AnalyticsChecked && (l.AnalyticsOrders != l.TopicOrders || l.AnalyticsRevenue != l.TopicRevenue) {
 		v.AnalyticsOff = fmt.Sprintf("analytics counts %d orders and %d cents, the topic holds %d orders and %d cents",
 			l.AnalyticsOrders, l.AnalyticsRevenue, l.TopicOrders, l.TopicRevenue)
 	}
-	for _, ids := range [][]string{v.DuplicateOrders, v.DuplicateEmails, v.LostOrders, v.LostEmails, v.StrayOrders, v.StrayEmails} {
+	for _, ids := range [][]string{v.DuplicateOrders, v.DuplicateEmails, v.LostOrders, v.LostEmails, v.StrayOrders, v.StrayEmails, v.LostMessages} {
 		sort.Strings(ids)
 	}
 	return v
@@ -142,10 +175,15 @@ func (v Verdict) Report(w io.Writer) {
 	section("orders without an email", v.LostEmails)
 	section("orders of no accepted payment", v.StrayOrders)
 	section("emails of no order", v.StrayEmails)
+	section("orders whose email never reached the mail server", v.LostMessages)
 	if v.AnalyticsOff != "" {
 		fmt.Fprintf(w, "  %s\n", v.AnalyticsOff)
 	}
 	fmt.Fprintf(w, "  aborted records hidden from read_committed: %d\n", v.Aborted)
+	if v.MessagesChecked {
+		fmt.Fprintf(w, "  smtp: %d distinct messages for %d orders, %d in the inbox: %d duplicates (sent again, same Message-ID), %d missing\n",
+			v.Messages, v.Messages+len(v.LostMessages), v.RawMessages, v.MessageDuplicates(), len(v.LostMessages))
+	}
 }
 
 // Line is the last line of a run, the one checks read.

@@ -5,8 +5,9 @@ import (
 	"testing"
 )
 
-func orderOf(p string) string { return "o-" + p }
-func emailOf(o string) string { return "e-" + o }
+func orderOf(p string) string   { return "o-" + p }
+func emailOf(o string) string   { return "e-" + o }
+func messageOf(e string) string { return e + "@shop" }
 
 // clean is a ledger of n payments, each with its order and email.
 func clean(n int) Ledger {
@@ -19,6 +20,11 @@ func clean(n int) Ledger {
 	}
 	l.OrdersUncommitted, l.EmailsUncommitted = n, n
 	l.TopicOrders, l.TopicRevenue = int64(n), int64(100*n)
+	l.MessagesChecked, l.Messages = true, map[string]int{}
+	for _, e := range l.Emails {
+		l.Messages[messageOf(e.EmailID)] = 1
+	}
+	l.Messages["earlier-run@shop"] = 1 // another run's message in a shared inbox
 	return l
 }
 
@@ -49,11 +55,20 @@ func TestCheckCatchesEveryViolation(t *testing.T) {
 		{"analytics right", func(l *Ledger) {
 			l.AnalyticsChecked, l.AnalyticsOrders, l.AnalyticsRevenue = true, 3, 300
 		}, true, 0, 0, ""},
+		{"a message sent twice", func(l *Ledger) { l.Messages[messageOf(emailOf(orderOf("b")))] = 2 }, true, 0, 0,
+			"smtp: 3 distinct messages for 3 orders, 4 in the inbox: 1 duplicates (sent again, same Message-ID), 0 missing"},
+		{"a message missing", func(l *Ledger) { delete(l.Messages, messageOf(emailOf(orderOf("c")))) }, false, 0, 1,
+			"never reached the mail server (1): o-c"},
+		{"a message under a drawn Message-ID", func(l *Ledger) {
+			delete(l.Messages, messageOf(emailOf(orderOf("a"))))
+			l.Messages["random@shop"] = 1
+		}, false, 0, 1, "never reached the mail server (1): o-a"},
+		{"no inbox read", func(l *Ledger) { l.MessagesChecked, l.Messages = false, nil }, true, 0, 0, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			l := clean(3)
 			tc.spoil(&l)
-			v := Check(l, orderOf, emailOf)
+			v := Check(l, orderOf, emailOf, messageOf)
 			var report strings.Builder
 			v.Report(&report)
 			if v.OK() != tc.ok || v.Duplicates() != tc.dups || v.Lost() != tc.lost || !strings.Contains(report.String(), tc.report) {
@@ -61,7 +76,7 @@ func TestCheckCatchesEveryViolation(t *testing.T) {
 			}
 		})
 	}
-	if got := Check(clean(3), orderOf, emailOf).Line(4); got != "exactly-once: in=3 orders=3 emails=3 duplicates=0 lost=0 kills=4" {
+	if got := Check(clean(3), orderOf, emailOf, messageOf).Line(4); got != "exactly-once: in=3 orders=3 emails=3 duplicates=0 lost=0 kills=4" {
 		t.Fatalf("line = %q", got)
 	}
 }

@@ -22,11 +22,12 @@ type fleet struct {
 	o       Options
 	members []*instance
 	kills   int
+	killsOf map[string]int // by service
 	stopped bool
 }
 
 func newFleet(o Options) *fleet {
-	f := &fleet{o: o}
+	f := &fleet{o: o, killsOf: map[string]int{}}
 	for _, service := range []string{"order", "email"} {
 		for i := 1; i <= o.Instances; i++ {
 			f.members = append(f.members, &instance{service: service, id: fmt.Sprintf("chaos-%d", i)})
@@ -55,6 +56,9 @@ func (f *fleet) spawn(m *instance) error {
 	cmd.Env = append(os.Environ(),
 		"KAFKA_BROKERS="+joinBrokers(f.o.Brokers), "SCHEMA_REGISTRY_URL="+f.o.RegistryURL,
 		"PORT=0", "INSTANCE_ID="+m.id, "DELIVERY="+f.o.Mode, "LOG_LEVEL=warn", "LOG_FORMAT=text")
+	if f.o.DeliverTo != "" {
+		cmd.Env = append(cmd.Env, "SMTP_ADDR="+f.o.DeliverTo)
+	}
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
 		log.Close()
@@ -75,6 +79,7 @@ func (f *fleet) killOne(rng *rand.Rand) error {
 	_ = m.cmd.Process.Signal(syscall.SIGKILL)
 	<-m.exited
 	f.kills++
+	f.killsOf[m.service]++
 	return f.spawn(m)
 }
 

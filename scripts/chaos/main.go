@@ -4,12 +4,19 @@
 // to 2 seconds and restarts it. When the pipeline has drained it reads the
 // topics with read_committed from where the run began and checks that every
 // accepted payment has exactly one order, every order exactly one email, that
-// nothing else is there, and that analytics agrees.
+// nothing else is there, and that analytics agrees. The email instances
+// deliver over SMTP through a proxy that chaos cuts every 1 to 3 seconds
+// (one time in five an outage of 1 to 3 seconds); at the end chaos counts
+// the mail server's messages by Message-ID: one distinct message per order,
+// none missing, and the duplicates (resent after a kill or a cut) reported.
 //
 //	go run ./scripts/chaos [-n 10000] [-kills 20] [-seed 1] [-mode exactly-once|at-least-once] [-broker-kills=false]
 //
 // With KAFKA_BROKERS set it runs against that cluster and SCHEMA_REGISTRY_URL;
-// otherwise it starts its own embedded cluster on free ports. Against a
+// otherwise it starts its own embedded cluster on free ports, and its own
+// mail server (infra/mailbox); against KAFKA_BROKERS the mail server is
+// SMTP_ADDR (default localhost:1025, the Mailpit of make kafka-up) with its
+// inbox at MAILPIT_URL (default http://localhost:8025). Against a
 // cluster that scripts/kafka-up started (its PID files in .run/kafka) it also
 // kills brokers: one at a time, with SIGKILL, each restarted a few seconds
 // later by scripts/kafka-up in the background, the next kill only once the
@@ -36,6 +43,7 @@ import (
 	"github.com/blackfriday-kafka/shop/infra"
 	"github.com/blackfriday-kafka/shop/schemas"
 	"github.com/blackfriday-kafka/shop/scripts/target"
+	"github.com/blackfriday-kafka/shop/services/email"
 )
 
 // Options of a run.
@@ -52,6 +60,11 @@ type Options struct {
 	Brokers     []string
 	RegistryURL string
 	Embedded    bool
+
+	// Against KAFKA_BROKERS: the mail server and its inbox (Mailpit's
+	// API). DeliverTo is what the instances dial: chaos's proxy to it.
+	SMTPAddr, InboxURL string
+	DeliverTo          string
 
 	// BrokerKills kills and restarts the brokers of a cluster that
 	// KafkaUp started, whose PID files are in KafkaRunDir.
@@ -73,6 +86,8 @@ func main() {
 	flag.BoolVar(&o.BrokerKills, "broker-kills", true, "against a cluster of scripts/kafka-up, also kill brokers, one at a time")
 	flag.StringVar(&o.KafkaRunDir, "kafka-run", ".run/kafka", "where scripts/kafka-up keeps its PID files")
 	flag.StringVar(&o.KafkaUp, "kafka-up", "scripts/kafka-up", "what restarts a killed broker")
+	flag.StringVar(&o.SMTPAddr, "smtp", target.Env("SMTP_ADDR", "localhost:1025"), "against KAFKA_BROKERS, the mail server (env SMTP_ADDR)")
+	flag.StringVar(&o.InboxURL, "inbox", target.Env("MAILPIT_URL", "http://localhost:8025"), "against KAFKA_BROKERS, its inbox, Mailpit's API (env MAILPIT_URL)")
 	flag.Parse()
 	if o.Mode != "exactly-once" && o.Mode != "at-least-once" {
 		fail("-mode %q: want exactly-once or at-least-once", o.Mode)
@@ -132,6 +147,19 @@ func Run(ctx context.Context, o Options, out *os.File) (Verdict, int, error) {
 	if err := os.MkdirAll(o.LogDir, 0o755); err != nil {
 		return Verdict{}, 0, err
 	}
+	// A generator of its own, so that a seed kills as it did before
+	// chaos cut SMTP connections.
+	mail, err := startMailServer(ctx, o, rand.New(rand.NewPCG(o.Seed^0x5e7d, o.Seed^0xc0de)))
+	if err != nil {
+		return Verdict{}, 0, err
+	}
+	defer mail.close()
+	o.DeliverTo = mail.proxy.addr()
+	if mail.own != nil {
+		fmt.Fprintf(out, "chaos: emails to an in-process mail server on %s (inbox %s), through a proxy on %s that cuts connections\n", mail.upstream, mail.own.URL, o.DeliverTo)
+	} else {
+		fmt.Fprintf(out, "chaos: emails to the mail server on %s (inbox %s), through a proxy on %s that cuts connections\n", mail.upstream, o.InboxURL, o.DeliverTo)
+	}
 	fleet := newFleet(o)
 	if err := fleet.start(); err != nil {
 		return Verdict{}, 0, err
@@ -181,6 +209,7 @@ func Run(ctx context.Context, o Options, out *os.File) (Verdict, int, error) {
 	defer tick.Stop()
 	start, lastReport := time.Now(), time.Now()
 	sending := true
+	var drainedAt, inboxAt time.Time // when the topics drained; the last look at the inbox
 	for {
 		select {
 		case <-ctx.Done():
@@ -213,29 +242,61 @@ func Run(ctx context.Context, o Options, out *os.File) (Verdict, int, error) {
 				}
 				brokerStatus = brokers.status()
 			}
+			if !drained {
+				// Connections are cut while emails flow.
+				if did := mail.step(now); did != "" {
+					fmt.Fprintf(out, "  %5.1fs  %s\n", now.Sub(start).Seconds(), did)
+				}
+			}
 			if now.Sub(lastReport) >= 2*time.Second {
 				fmt.Fprintf(out, "  %5.1fs  sent %d/%d  %s  kills %d%s\n", now.Sub(start).Seconds(), sender.count(), o.N, watch.progress(), fleet.kills, brokerStatus)
 				lastReport = now
 			}
 			if drained && fleet.kills >= o.MinKills && (brokers == nil || (brokers.idle() && brokers.kills > 0)) {
-				fmt.Fprintf(out, "  drained after %.1fs and %d kills; stopping the instances\n", time.Since(start).Seconds(), kills())
+				if drainedAt.IsZero() {
+					drainedAt = now
+					fmt.Fprintf(out, "  drained after %.1fs and %d kills; waiting for the mail server to have every email\n", time.Since(start).Seconds(), kills())
+				}
+				if now.Sub(inboxAt) < time.Second {
+					continue
+				}
+				inboxAt = now
+				missing, err := watch.undelivered(ctx, mail)
+				if err != nil {
+					fmt.Fprintf(os.Stderr, "  inbox: %v\n", err)
+				}
+				if err != nil || (missing > 0 && now.Sub(drainedAt) < inboxWait) {
+					continue
+				}
+				fmt.Fprintf(out, "  every email on the mail server %.1fs later (%d missing); stopping the instances\n", now.Sub(drainedAt).Seconds(), missing)
 				fleet.stop()
 				ledger, err := collect(ctx, cat, o, from, sender.ids())
 				if err != nil {
 					return Verdict{}, kills(), err
 				}
-				v := Check(ledger, schemas.OrderID, schemas.EmailID)
+				if ledger.Messages, err = mail.messages(ctx); err != nil {
+					return Verdict{}, kills(), fmt.Errorf("reading the inbox: %w", err)
+				}
+				ledger.MessagesChecked = true
+				v := Check(ledger, schemas.OrderID, schemas.EmailID, func(id string) string { return email.MessageID(id) })
 				v.Report(out)
+				cuts, faults := mail.proxy.counts()
+				smtpKills := fmt.Sprintf("%d SMTP connections cut in %d faults; %d of the instance kills hit email (stage and delivery loop)",
+					cuts, faults, fleet.killsOf["email"])
 				if brokers != nil {
-					fmt.Fprintf(out, "  kills: %d of order and email instances, %d of brokers (kills=%d below counts both)\n", fleet.kills, brokers.kills, kills())
+					fmt.Fprintf(out, "  kills: %d of order and email instances, %d of brokers, %s (kills=%d below counts instances and brokers)\n", fleet.kills, brokers.kills, smtpKills, kills())
 				} else {
-					fmt.Fprintf(out, "  kills: %d of order and email instances, no broker\n", fleet.kills)
+					fmt.Fprintf(out, "  kills: %d of order and email instances, no broker, %s\n", fleet.kills, smtpKills)
 				}
 				return v, kills(), nil
 			}
 		}
 	}
 }
+
+// inboxWait bounds the wait for the mail server once the topics drained:
+// an email still missing then is reported lost.
+const inboxWait = 2 * time.Minute
 
 func killDelay(rng *rand.Rand) time.Duration {
 	return 500*time.Millisecond + time.Duration(rng.Int64N(int64(1500*time.Millisecond)))

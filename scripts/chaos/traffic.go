@@ -11,6 +11,7 @@ import (
 
 	"github.com/blackfriday-kafka/shop/schemas"
 	"github.com/blackfriday-kafka/shop/scripts/shoppers"
+	"github.com/blackfriday-kafka/shop/services/email"
 )
 
 // sender writes valid payments straight to payment-successful.
@@ -147,6 +148,24 @@ func (w *watch) drained(accepted map[string]int64) bool {
 		}
 	}
 	return true
+}
+
+// undelivered counts the orders seen whose email the mail server does not
+// have yet, by Message-ID.
+func (w *watch) undelivered(ctx context.Context, mail *mailServer) (int, error) {
+	counts, err := mail.messages(ctx)
+	if err != nil {
+		return 0, err
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	missing := 0
+	for _, o := range w.orders {
+		if counts[email.MessageID(schemas.EmailID(o))] == 0 {
+			missing++
+		}
+	}
+	return missing, nil
 }
 
 func (w *watch) progress() string {

@@ -87,6 +87,12 @@ var Table = map[string][]Grant{
 		topic(schemas.EmailViewCheckpoints.Name, readWrite),
 		transactionalIDs("email-service-", transact),
 		transactionalIDs(schemas.EmailViewCheckpoints.Name+"-", transact),
+		// The delivery loop: email-sent in a group of its own, the
+		// delivery records and smtp-rejected dead letters with an
+		// idempotent producer.
+		group("email-delivery-group", read),
+		topic(schemas.EmailDeliveries.Name, readWrite),
+		{Resource: kmsg.ACLResourceTypeCluster, Name: "kafka-cluster", Ops: []kmsg.ACLOperation{kmsg.ACLOperationIdempotentWrite}},
 	},
 	"analytics": {
 		topic(schemas.Payments.Name, read),
@@ -95,10 +101,12 @@ var Table = map[string][]Grant{
 		topic(schemas.PaymentDLQ.Name, read),
 		topic(schemas.OrderDLQ.Name, read),
 		topic(schemas.Duplicates.Name, read),
-		group("analytics-service-group", read), // it publishes its position there
+		topic(schemas.EmailDeliveries.Name, read), // the undelivered count
+		group("analytics-service-group", read),    // it publishes its position there
 		// The dashboard: the stages' groups and producers, seen, not touched.
 		group("order-service-group", describe),
 		group("email-service-group", describe),
+		group("email-delivery-group", describe),
 		transactionalIDs("order-service-", describe),
 		transactionalIDs("email-service-", describe),
 		// Its own state: the checkpoints of its figures.

@@ -20,6 +20,7 @@ import (
 	"github.com/blackfriday-kafka/shop/schemas"
 	"github.com/blackfriday-kafka/shop/services/config"
 	"github.com/blackfriday-kafka/shop/services/deadletter"
+	"github.com/blackfriday-kafka/shop/services/email"
 	"github.com/blackfriday-kafka/shop/services/lag"
 	"github.com/blackfriday-kafka/shop/services/metrics"
 	"github.com/blackfriday-kafka/shop/services/serve"
@@ -41,6 +42,7 @@ type Service struct {
 	stats     *Stats
 	groups    *lag.Watch           // the consumer groups, for the dashboard
 	producers *producers           // the stages' transactions, for the dashboard
+	emails    *email.Deliveries    // what became of the emails, for the dashboard
 	kafka     prometheus.Collector // the follower's client metrics
 }
 
@@ -67,7 +69,9 @@ func New(cfg config.Config, cat *schemas.Catalog) (*Service, error) {
 	kafka := metrics.Kafka("follower")
 	s.kafka = kafka
 	var err error
-	s.follow, err = view.Follow(cfg.Brokers, s.log, schemas.TopicNames(), kgo.WithHooks(kafka))
+	// And the email deliveries: the undelivered count the dashboard shows.
+	s.emails = email.NewDeliveries(schemas.Emails.Codec(cat), 0, s.log)
+	s.follow, err = view.Follow(cfg.Brokers, s.log, append(schemas.TopicNames(), schemas.EmailDeliveries.Name), kgo.WithHooks(kafka))
 	if err != nil {
 		return nil, err
 	}
@@ -76,7 +80,7 @@ func New(cfg config.Config, cat *schemas.Catalog) (*Service, error) {
 		if err != nil {
 			return nil, err
 		}
-		s.follow.Checkpointed(s.stats, cps, every)
+		s.follow.Checkpointed(view.Composite(s.stats, s.emails), cps, every)
 	}
 	s.groups = lag.NewWatch(kadm.NewClient(s.follow.Client()), groupsEvery, s.log, DashboardGroups...)
 	if cfg.StallAfter > 0 {
@@ -154,7 +158,13 @@ func (s *Service) Ready(ctx context.Context) error {
 // topic is skipped (the service that consumes it dead-letters it, and the
 // dead letter is counted).
 func (s *Service) apply(ctx context.Context, r *kgo.Record) error {
-	return s.folds[r.Topic](ctx, r)
+	if r.Topic == schemas.EmailDeliveries.Name {
+		return s.emails.Apply(ctx, r)
+	}
+	if err := s.folds[r.Topic](ctx, r); err != nil || r.Topic != schemas.Emails.Name {
+		return err
+	}
+	return s.emails.Apply(ctx, r)
 }
 
 // fold decodes the records of topic t and adds each to the figures; the

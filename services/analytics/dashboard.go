@@ -8,6 +8,7 @@ import (
 
 	"github.com/gorilla/mux"
 
+	"github.com/blackfriday-kafka/shop/services/email"
 	"github.com/blackfriday-kafka/shop/services/lag"
 	"github.com/blackfriday-kafka/shop/services/serve"
 	"github.com/blackfriday-kafka/shop/services/stage"
@@ -20,9 +21,10 @@ import (
 var web embed.FS
 
 // DashboardGroups are the consumer groups the dashboard shows: the two
-// exactly-once stages. (Analytics is no member of its group: it publishes
-// its position every few seconds for lag tools, and rebuilds from the log.)
-var DashboardGroups = []string{stage.Group("order"), stage.Group("email")}
+// exactly-once stages and the email delivery loop. (Analytics is no member
+// of its group: it publishes its position every few seconds for lag tools,
+// and rebuilds from the log.)
+var DashboardGroups = []string{stage.Group("order"), stage.Group("email"), email.DeliveryGroup}
 
 // groupsEvery is how often the dashboard's view of the groups is refreshed.
 const groupsEvery = 2 * time.Second
@@ -34,7 +36,10 @@ type Dashboard struct {
 	History   History      `json:"history"`
 	Groups    lag.Snapshot `json:"groups"`
 	Producers []Producer   `json:"producers"`
-	Now       time.Time    `json:"now"`
+	// Emails is the delivery queue: committed emails the mail server has
+	// not answered for yet.
+	Emails email.Undelivered `json:"emails"`
+	Now    time.Time         `json:"now"`
 }
 
 func (s *Service) dashboard(now time.Time) Dashboard {
@@ -43,6 +48,7 @@ func (s *Service) dashboard(now time.Time) Dashboard {
 		History:   s.stats.history(now),
 		Groups:    s.groups.Last(),
 		Producers: s.producers.Last(),
+		Emails:    s.emails.Undelivered(),
 		Now:       now,
 	}
 }

@@ -98,6 +98,12 @@ func TestDashboardShowsWhatAnalyticsReports(t *testing.T) {
 			.every(([sel, want]) => document.querySelector(sel).textContent === want)`,
 		revenue, report.TotalPayments, report.TotalOrders, report.TotalEmails, report.UniqueUsers, report.DLQMessages))
 
+	// No mail server in this shop: the three emails wait, and the tile
+	// says so.
+	waitFor(t, page, "three emails undelivered", 10*time.Second,
+		`document.querySelector("#emails-undelivered").dataset.undelivered === "3" &&
+		 document.querySelector("#emails-undelivered").textContent.startsWith("3 undelivered, oldest ")`)
+
 	// The groups panel names the instance holding each partition, and the
 	// charts are drawn.
 	waitFor(t, page, "each partition of both groups with its instance", 15*time.Second,

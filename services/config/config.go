@@ -6,6 +6,7 @@ package config
 import (
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"slices"
 	"strconv"
@@ -23,6 +24,7 @@ var (
 const (
 	DefaultBrokers     = "localhost:9092,localhost:9093,localhost:9094"
 	DefaultRegistryURL = "http://localhost:8081"
+	DefaultSMTPAddr    = "localhost:1025"
 )
 
 // Config is what the shop's commands are configured with.
@@ -55,6 +57,17 @@ type Config struct {
 	NoCheckpoints   bool
 
 	RegistryAddr string // REGISTRY_ADDR: where `shop registry` listens
+
+	// SMTPAddr (SMTP_ADDR, host:port, default localhost:1025, the dev
+	// stack's mail server) is where the email service delivers the
+	// confirmations; empty (a Config built in code, a test's) delivers
+	// none, the emails stay on the outbox. OwnSMTP is true when SMTP_ADDR
+	// was not set: `shop run` and `shop cluster` then start a mail server
+	// of their own on it. SMTPUsername and SMTPPassword (SMTP_USERNAME,
+	// SMTP_PASSWORD), when both are set, authenticate with AUTH PLAIN.
+	SMTPAddr                   string
+	OwnSMTP                    bool
+	SMTPUsername, SMTPPassword string
 
 	// DataDir (DATA_DIR, default .run/embedded) is where `shop run` and
 	// `shop cluster` keep the embedded cluster's data; Fresh (FRESH=1)
@@ -121,6 +134,11 @@ func FromEnv(getenv func(string) string, services ...string) (Config, error) {
 	}
 	if len(cfg.Brokers) == 0 {
 		return cfg, fmt.Errorf("KAFKA_BROKERS=%q: no broker", getenv("KAFKA_BROKERS"))
+	}
+	cfg.SMTPAddr, cfg.OwnSMTP = get("SMTP_ADDR", DefaultSMTPAddr), getenv("SMTP_ADDR") == ""
+	cfg.SMTPUsername, cfg.SMTPPassword = getenv("SMTP_USERNAME"), getenv("SMTP_PASSWORD")
+	if _, port, err := net.SplitHostPort(cfg.SMTPAddr); err != nil || port == "" {
+		return cfg, fmt.Errorf("SMTP_ADDR=%q: want host:port, such as localhost:1025", cfg.SMTPAddr)
 	}
 	logger, err := newLogger(getenv("LOG_LEVEL"), getenv("LOG_FORMAT"))
 	if err != nil {

@@ -1,45 +1,162 @@
-// Package email is the email service: it sends one confirmation email per
-// order on order-created, records it on email-sent, exactly once, and shows
-// the committed emails on /emails.
+// Package email is the email service: one confirmation email per order on
+// order-created, committed on email-sent exactly once (the outbox), then
+// delivered over SMTP by a loop of its own after the commit, at least once
+// with one Message-ID per email (the boundary no Kafka transaction covers);
+// /emails shows the committed emails with their delivery state.
 package email
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
 	"github.com/gorilla/mux"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/blackfriday-kafka/shop/schemas"
 	"github.com/blackfriday-kafka/shop/services/config"
+	"github.com/blackfriday-kafka/shop/services/metrics"
 	"github.com/blackfriday-kafka/shop/services/serve"
 	"github.com/blackfriday-kafka/shop/services/stage"
+	"github.com/blackfriday-kafka/shop/services/view"
 	"github.com/blackfriday-kafka/shop/txn"
 )
 
 // keepEmails is how many of the latest emails /emails can show.
 const keepEmails = 1000
 
-// Service is the email service.
+// Service is the email service: the exactly-once stage, the view of its
+// emails and their deliveries, and the delivery loop.
 type Service struct {
-	*stage.Service[schemas.EmailSent]
+	*stage.Stage
+	cat     *schemas.Catalog
+	emails  *Deliveries
+	follow  *view.Follower
+	kafka   prometheus.Collector // the view's client metrics
+	courier *Courier             // nil without an SMTP address: the outbox only
 }
 
-// New connects the email service.
+// New connects the email service. It delivers to cfg.SMTPAddr; a Config
+// without one (a test's) commits the outbox and delivers nothing.
 func New(cfg config.Config, cat *schemas.Catalog) (*Service, error) {
 	log := cfg.Log().With("service", "email", "instance", cfg.InstanceID)
-	s, err := stage.NewService(cfg, cat, stage.Spec{
+	st, err := stage.New(cfg, cat, stage.Spec{
 		Service: "email",
 		Input:   schemas.Orders.Spec,
 		DLQ:     schemas.OrderDLQ,
 		Writes:  []*schemas.Spec{schemas.Emails.Spec},
 		Handler: Transform(cat, log),
 		Outputs: "emails_sent",
-	}, schemas.Emails, keepEmails, schemas.EmailViewCheckpoints)
-	return &Service{s}, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	var connect []kgo.Opt // the cluster's connection options, the same as the stage's
+	s := &Service{Stage: st, cat: cat, emails: NewDeliveries(schemas.Emails.Codec(cat), keepEmails, log)}
+	kafka := metrics.Kafka("view")
+	s.kafka = kafka
+	if s.follow, err = view.Follow(cfg.Brokers, log, s.emails.Topics(), append(slices.Clone(connect), kgo.WithHooks(kafka))...); err != nil {
+		return nil, err
+	}
+	if every := cfg.Checkpoints(); every > 0 {
+		cps, err := view.OpenCheckpoints(cfg.Brokers, schemas.EmailViewCheckpoints.Name,
+			schemas.EmailViewCheckpoints.Name+"-"+cfg.InstanceID, connect...)
+		if err != nil {
+			return nil, err
+		}
+		s.follow.Checkpointed(s.emails, cps, every)
+	}
+	if cfg.SMTPAddr != "" {
+		s.courier, err = NewCourier(CourierConfig{
+			Brokers: cfg.Brokers, Connect: connect, InstanceID: cfg.InstanceID, Catalog: cat, Logger: log,
+			SMTP:       SMTP{Addr: cfg.SMTPAddr, Username: cfg.SMTPUsername, Password: cfg.SMTPPassword},
+			StallAfter: cfg.StallAfter,
+		})
+		if err != nil {
+			return nil, err
+		}
+	} else {
+		log.Warn("no SMTP address: emails are committed on the outbox and not delivered")
+	}
+	return s, nil
+}
+
+func (s *Service) Name() string { return "email" }
+
+// Run runs the stage, the view and the delivery loop until ctx is
+// cancelled.
+func (s *Service) Run(ctx context.Context) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return s.Stage.Run(ctx) })
+	g.Go(func() error {
+		if err := s.cat.Await(ctx, s.Logger(), schemas.Emails.Spec); err != nil {
+			return nil
+		}
+		return s.follow.Run(ctx, s.emails.Apply)
+	})
+	if s.courier != nil {
+		g.Go(func() error { return s.courier.Run(ctx) })
+	}
+	return g.Wait()
+}
+
+// Ready is nil once the stage is ready, the view shows everything
+// committed when it started, and the delivery loop reached the cluster.
+// The mail server is not asked: while it is down, the stage goes on and
+// the emails wait, queued.
+func (s *Service) Ready(ctx context.Context) error {
+	if err := s.Stage.Ready(ctx); err != nil {
+		return err
+	}
+	if !s.follow.CaughtUp() {
+		return errors.New("still reading the committed emails")
+	}
+	if s.courier != nil && !s.courier.Ready() {
+		return errors.New("the delivery loop has not reached the cluster yet")
+	}
+	return nil
+}
+
+// Healthy is nil unless the stage is stalled or deliveries have failed for
+// longer than STALL_AFTER.
+func (s *Service) Healthy() error {
+	if err := s.Stage.Healthy(); err != nil {
+		return err
+	}
+	if s.courier != nil {
+		return s.courier.Healthy()
+	}
+	return nil
+}
+
+// Collectors are the stage's metrics, the delivery loop's and the
+// undelivered queue.
+func (s *Service) Collectors() []prometheus.Collector {
+	cs := append(s.Stage.Collectors(), s.kafka,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "shop_email_undelivered",
+			Help: "Committed emails the mail server has neither taken nor refused yet (queued on /emails).",
+		}, func() float64 { return float64(s.emails.Undelivered().Count) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "shop_email_oldest_undelivered_age_seconds",
+			Help: "How long the oldest undelivered email has waited since its commit; 0 when none waits.",
+		}, func() float64 {
+			if u := s.emails.Undelivered(); u.Oldest != nil {
+				return time.Since(*u.Oldest).Seconds()
+			}
+			return 0
+		}),
+	)
+	if s.courier != nil {
+		cs = append(cs, s.courier.Collectors()...)
+	}
+	return cs
 }
 
 // emailStep is the business step and what it needs.
@@ -56,8 +173,6 @@ func Transform(cat *schemas.Catalog, log *slog.Logger) txn.Handler {
 	return s.sendConfirmation
 }
 
-func (s *Service) Name() string { return "email" }
-
 // Confirmation is the email of an order: to whom, and its subject line,
 // such as "user_42@example.com" and "Order 406a…cdc8 confirmed: 1999.00 EUR".
 // Built by appending into one buffer: it runs for every order.
@@ -71,8 +186,8 @@ func Confirmation(o *schemas.OrderCreated) (to, subject string) {
 }
 
 // sendConfirmation is the business step: an order gets its confirmation
-// email. The email is recorded on email-sent in the same transaction that
-// consumes the order; handing it to a mail server is out of scope.
+// email, committed on email-sent (the outbox) in the same transaction that
+// consumes the order, queued: the delivery loop sends it once it committed.
 func (s *emailStep) sendConfirmation(ctx context.Context, in *kgo.Record) ([]*kgo.Record, error) {
 	o, err := s.orders.Decode(ctx, in.Value)
 	if err != nil {
@@ -91,8 +206,11 @@ func (s *emailStep) sendConfirmation(ctx context.Context, in *kgo.Record) ([]*kg
 		UserID:  o.UserID,
 		To:      to,
 		Subject: subject,
-		Status:  schemas.EmailDelivered,
+		Status:  schemas.EmailQueued,
 		SentAt:  time.Now().UTC().Truncate(time.Millisecond),
+		// What the message body says.
+		Items:      o.Items,
+		TotalCents: o.TotalCents,
 	}
 	rec, err := s.emails.Record(&e)
 	if err != nil {
@@ -110,6 +228,6 @@ func (s *Service) list(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	count, emails := s.Outputs.Newest(limit)
-	serve.JSON(w, http.StatusOK, map[string]any{"count": count, "emails_sent": emails})
+	count, emails := s.emails.Newest(limit)
+	serve.JSON(w, http.StatusOK, map[string]any{"count": count, "emails_sent": emails, "delivery": s.emails.Undelivered()})
 }

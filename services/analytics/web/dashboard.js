@@ -102,7 +102,23 @@ const ratesChart = chart($("chart-rates"),
 
 // Panels ---------------------------------------------------------------
 
-function renderTiles(a, h) {
+// renderDelivery says what the mail server has not taken yet: the email
+// service delivers after the commit, so a mail server that is down or slow
+// shows here, with the age of the oldest email waiting.
+function renderDelivery(e) {
+  const box = $("emails-undelivered");
+  const n = (e && e.undelivered) || 0;
+  box.dataset.undelivered = String(n);
+  box.classList.toggle("waiting", n > 0);
+  if (n === 0) {
+    box.textContent = e && e.delivered ? "all delivered" + (e.rejected ? ", " + count(e.rejected) + " rejected" : "") : "\u00a0";
+    return;
+  }
+  const age = e.oldest_undelivered_at ? Math.max(0, (Date.now() - new Date(e.oldest_undelivered_at)) / 1000) : 0;
+  box.textContent = count(n) + " undelivered, oldest " + (age < 120 ? age.toFixed(0) + " s" : (age / 60).toFixed(0) + " min");
+}
+
+function renderTiles(a, h, e) {
   const last = h.revenue_per_minute.length - 1;
   $("revenue").textContent = euros(a.total_revenue);
   $("revenue").dataset.value = a.total_revenue.toFixed(2);
@@ -114,6 +130,7 @@ function renderTiles(a, h) {
   $("emails").textContent = count(a.total_emails);
   const waiting = a.total_orders - a.total_emails;
   $("emails-pending").textContent = waiting > 0 ? count(waiting) + " orders not confirmed yet" : "one per order";
+  renderDelivery(e);
   $("users").textContent = count(a.unique_users);
   $("dlq").textContent = count(a.dlq_messages);
   $("dlq").classList.toggle("nonzero", a.dlq_messages > 0);
@@ -231,7 +248,7 @@ async function poll() {
     const resp = await fetch("/analytics/dashboard", { cache: "no-store" });
     if (!resp.ok) throw new Error("HTTP " + resp.status);
     const d = await resp.json();
-    renderTiles(d.analytics, d.history);
+    renderTiles(d.analytics, d.history, d.emails);
     renderCharts(d.history);
     renderDeadLetters(d.analytics.dlq_by_class);
     renderGroups(d.groups);

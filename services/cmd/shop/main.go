@@ -1,8 +1,8 @@
 // Command shop runs the shop: its four services, and on machines without
 // Docker the embedded Kafka cluster and schema registry they need.
 //
-//	shop run        embedded cluster + registry + the four services (make run)
-//	shop cluster    embedded cluster + registry only (make cluster)
+//	shop run        embedded cluster + registry + mail server + the four services (make run)
+//	shop cluster    embedded cluster + registry + mail server only (make cluster)
 //	shop services   the four services against KAFKA_BROKERS (make services)
 //	shop payment|order|email|analytics   one service
 //	shop topics     create the topics (as make topics does)
@@ -22,6 +22,7 @@ import (
 	"syscall"
 
 	"github.com/blackfriday-kafka/shop/infra"
+	"github.com/blackfriday-kafka/shop/infra/mailbox"
 	"github.com/blackfriday-kafka/shop/schemas"
 	"github.com/blackfriday-kafka/shop/services/config"
 	"github.com/blackfriday-kafka/shop/services/shop"
@@ -30,7 +31,8 @@ import (
 const usage = `usage: shop <command>
 
   run        the embedded stack (3 Kafka brokers on 127.0.0.1:9092-9094, a schema
-             registry on :8081, topics, schemas) and the four services on :8000-:8003
+             registry on :8081, topics, schemas, a mail server on :1025 with its
+             inbox on :8025 unless SMTP_ADDR is set) and the four services on :8000-:8003
   cluster    the embedded stack alone
   services   the four services, against KAFKA_BROKERS and SCHEMA_REGISTRY_URL
   payment | order | email | analytics
@@ -95,13 +97,21 @@ func run(ctx context.Context, cmd string, cfg config.Config) error {
 		}
 		defer stack.Close()
 		cfg.Logger.Info("embedded stack started", "kafka", stack.BrokerList(), "registry", stack.RegistryURL, "data", cfg.DataDir)
+		mail, err := ownMailServer(cfg)
+		if err != nil {
+			return err
+		}
+		if mail != nil {
+			defer mail.Close()
+			cfg.SMTPAddr = mail.SMTPAddr
+		}
 		if cmd == "cluster" {
-			fmt.Printf("ready: kafka=%s registry=%s\n", stack.BrokerList(), stack.RegistryURL)
+			fmt.Printf("ready: kafka=%s registry=%s%s\n", stack.BrokerList(), stack.RegistryURL, inboxLine(mail))
 			<-ctx.Done()
 			return nil
 		}
 		cfg.Brokers, cfg.RegistryURL = stack.Brokers, stack.RegistryURL
-		return runServices(ctx, cfg, servicesOf(cmd), " kafka="+stack.BrokerList()+" registry="+stack.RegistryURL)
+		return runServices(ctx, cfg, servicesOf(cmd), " kafka="+stack.BrokerList()+" registry="+stack.RegistryURL+inboxLine(mail))
 	case "registry":
 		srv, err := infra.StartRegistry(ctx, cfg.RegistryAddr, cfg.Brokers)
 		if err != nil {
@@ -152,6 +162,30 @@ func runServices(ctx context.Context, cfg config.Config, names []string, extra s
 	}
 	fmt.Println(s.ReadyLine() + extra)
 	return s.Wait()
+}
+
+// ownMailServer starts the embedded stack's mail server, SMTP on
+// 127.0.0.1:1025 and its inbox on :8025, unless SMTP_ADDR names another:
+// then the services deliver there and none is started.
+func ownMailServer(cfg config.Config) (*mailbox.Server, error) {
+	if !cfg.OwnSMTP {
+		cfg.Logger.Info("delivering to the mail server of SMTP_ADDR; starting none", "smtp", cfg.SMTPAddr)
+		return nil, nil
+	}
+	mail, err := mailbox.Start(mailbox.Config{SMTPAddr: "127.0.0.1:1025", HTTPAddr: "127.0.0.1:8025", Logger: cfg.Logger})
+	if err != nil {
+		return nil, fmt.Errorf("%w (a mail server already there? SMTP_ADDR=localhost:1025 delivers to it instead)", err)
+	}
+	cfg.Logger.Info("mail server started", "smtp", mail.SMTPAddr, "inbox", mail.URL)
+	return mail, nil
+}
+
+// inboxLine is the part of the ready line that names the mail server.
+func inboxLine(mail *mailbox.Server) string {
+	if mail == nil {
+		return ""
+	}
+	return " smtp=" + mail.SMTPAddr + " inbox=" + strings.Replace(mail.URL, "127.0.0.1", "localhost", 1) + "/"
 }
 
 // dashboardURL is the analytics dashboard as a person opens it:

@@ -1,0 +1,492 @@
+package email
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/blackfriday-kafka/shop/schemas"
+	"github.com/blackfriday-kafka/shop/services/deadletter"
+	"github.com/blackfriday-kafka/shop/services/metrics"
+)
+
+// DeliveryGroup is the consumer group of the delivery loop: its committed
+// offsets on email-sent are how far delivery has provably got.
+const DeliveryGroup = "email-delivery-group"
+
+// CourierConfig configures the delivery loop. Brokers, SMTP.Addr and
+// Catalog are required.
+type CourierConfig struct {
+	Brokers []string
+	// Connect are the options any client needs to reach the cluster
+	// besides Brokers (credentials), the same as the stage's.
+	Connect    []kgo.Opt
+	InstanceID string // its static member name is email-delivery-<InstanceID>
+	SMTP       SMTP
+	Catalog    *schemas.Catalog
+	Logger     *slog.Logger
+
+	// Backoff after a failed delivery doubles from MinBackoff to
+	// MaxBackoff and resets after one that succeeds.
+	MinBackoff, MaxBackoff time.Duration // default 100ms, 5s
+	// Budget bounds the time one poll's emails take before the rest waits
+	// for the next poll, so that a slow server never holds up a
+	// rebalance or the progress commits for long.
+	Budget time.Duration // default 500ms
+	// StallAfter is how long delivery may fail before /healthz says so.
+	StallAfter     time.Duration // default 1m
+	SessionTimeout time.Duration // default 10s
+
+	// crashAfterSend, set by tests, is asked after each message the
+	// server took: true stops the loop there, as SIGKILL would, before
+	// the offset commits.
+	crashAfterSend func(*schemas.EmailSent) bool
+}
+
+func (c *CourierConfig) defaults() error {
+	if len(c.Brokers) == 0 || c.SMTP.Addr == "" || c.Catalog == nil {
+		return errors.New("email delivery: brokers, an SMTP address and a catalog are required")
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&c.MinBackoff, 100*time.Millisecond)
+	def(&c.MaxBackoff, 5*time.Second)
+	def(&c.Budget, 500*time.Millisecond)
+	def(&c.StallAfter, time.Minute)
+	def(&c.SessionTimeout, 10*time.Second)
+	if c.InstanceID == "" {
+		c.InstanceID = "1"
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return nil
+}
+
+// Courier is the delivery loop: after the email stage's transaction
+// commits, it reads the outbox (email-sent, read_committed, so nothing of
+// an aborted transaction is ever sent) in its own consumer group and hands
+// each queued email to the mail server over SMTP, in order per partition.
+// It commits an email's offset only once the email is proven delivered or
+// dead-lettered, and its delivery record written: a crash in between
+// sends it again, with the same Message-ID, which is the price of a
+// boundary no Kafka transaction covers. A server that is down, slow or
+// answers 4xx is retried with backoff, from the same email; a 5xx is a
+// dead letter of class smtp-rejected on dlq-order, and delivery goes on.
+type Courier struct {
+	cfg     CourierConfig
+	cl      *kgo.Client
+	smtp    *sender
+	codec   *schemas.Codec[schemas.EmailSent]
+	letters deadletter.Letters
+	log     *slog.Logger
+	member  string
+	ready   atomic.Bool
+
+	kafka    prometheus.Collector
+	outcomes *prometheus.CounterVec
+	took     prometheus.Histogram
+
+	mu      sync.Mutex
+	failing time.Time // since when deliveries fail; zero while they go through
+	reason  string
+	logged  time.Time // the last log line about it
+}
+
+// errCrash stops the loop where a test asked it to crash.
+var errCrash = errors.New("email delivery: crashed on purpose (test)")
+
+// pollMax is the most emails taken from the client at a time.
+const pollMax = 500
+
+// NewCourier connects the delivery loop; it starts when Run is called.
+func NewCourier(cfg CourierConfig) (*Courier, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	c := &Courier{
+		cfg:    cfg,
+		smtp:   newSender(cfg.SMTP),
+		codec:  schemas.Emails.Codec(cfg.Catalog),
+		log:    cfg.Logger.With("loop", "delivery"),
+		member: "email-delivery-" + cfg.InstanceID,
+		outcomes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "shop_email_deliveries_total",
+			Help: "Emails handed to the mail server by this instance, by outcome: delivered (250), rejected (5xx: a dead letter), retried (down, slow or 4xx: sent again later).",
+		}, []string{"outcome"}),
+		took: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "shop_email_smtp_seconds",
+			Help:    "Time the mail server takes to answer one message, MAIL to the reply after the final dot, connecting included when needed.",
+			Buckets: prometheus.ExponentialBuckets(0.0002, 2, 16), // 200µs to 6.5s
+		}),
+	}
+	for _, o := range []string{Delivered, Rejected, "retried"} {
+		c.outcomes.WithLabelValues(o)
+	}
+	c.letters = deadletter.Letters{Codec: schemas.OrderDLQ.Codec(cfg.Catalog), Service: "email", Logger: c.log}
+	kafka := metrics.Kafka("delivery")
+	c.kafka = kafka
+	var err error
+	c.cl, err = kgo.NewClient(append([]kgo.Opt{
+		kgo.SeedBrokers(cfg.Brokers...),
+		kgo.ConsumerGroup(DeliveryGroup),
+		kgo.ConsumeTopics(schemas.Emails.Name),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.DisableAutoCommit(),
+		kgo.BlockRebalanceOnPoll(),
+		// A restarted instance takes its partitions back at once.
+		kgo.InstanceID(c.member),
+		kgo.SessionTimeout(cfg.SessionTimeout),
+		kgo.HeartbeatInterval(cfg.SessionTimeout / 10),
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.WithHooks(kafka),
+		kgo.OnPartitionsAssigned(c.logAssignment("assigned")),
+		kgo.OnPartitionsRevoked(c.logAssignment("revoked")),
+		kgo.OnPartitionsLost(c.logAssignment("lost")),
+	}, cfg.Connect...)...)
+	if err != nil {
+		return nil, fmt.Errorf("email delivery: %w", err)
+	}
+	return c, nil
+}
+
+func (c *Courier) logAssignment(what string) func(context.Context, *kgo.Client, map[string][]int32) {
+	return func(_ context.Context, _ *kgo.Client, parts map[string][]int32) {
+		if len(parts) > 0 {
+			c.log.Info("partitions "+what, "group", DeliveryGroup, "topic", schemas.Emails.Name, "partitions", parts[schemas.Emails.Name])
+		}
+	}
+}
+
+// Run delivers until ctx is cancelled, then commits what it delivered,
+// leaves the group and returns nil. It returns an error only when it cannot
+// go on: another instance took its member name.
+func (c *Courier) Run(ctx context.Context) (err error) {
+	defer func() {
+		c.smtp.quit()
+		c.cl.Close()
+		if !errors.Is(err, errCrash) && !errors.Is(err, kerr.FencedInstanceID) {
+			c.leave()
+		}
+	}()
+	if err := c.cfg.Catalog.Await(ctx, c.log, schemas.Emails.Spec, schemas.OrderDLQ.Spec); err != nil {
+		return nil
+	}
+	if err := c.cl.Ping(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("email delivery: cluster unreachable: %w", err)
+	}
+	c.ready.Store(true)
+	defer c.ready.Store(false)
+	c.log.Info("delivering", "smtp", c.cfg.SMTP.Addr, "group", DeliveryGroup, "member", c.member)
+
+	backoff := c.cfg.MinBackoff
+	for ctx.Err() == nil {
+		fetches := c.cl.PollRecords(ctx, pollMax)
+		if fetches.IsClientClosed() {
+			return nil
+		}
+		var fenced error
+		fetches.EachError(func(topic string, partition int32, err error) {
+			switch {
+			case errors.Is(err, kerr.FencedInstanceID):
+				fenced = err
+			case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+			default:
+				c.log.Warn("fetch failed", "topic", topic, "partition", partition, "err", err)
+			}
+		})
+		if fenced != nil {
+			c.cl.AllowRebalance()
+			return fmt.Errorf("email delivery: another instance is %s: %w", c.member, fenced)
+		}
+		retry, err := c.cycle(ctx, fetches.Records())
+		c.cl.AllowRebalance()
+		if err != nil {
+			return err
+		}
+		if !retry {
+			backoff = c.cfg.MinBackoff
+			continue
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, c.cfg.MaxBackoff)
+	}
+	return nil
+}
+
+// partition is one partition's part of a cycle.
+type partition struct {
+	first int64 // the first offset polled
+	next  int64 // after the last email proven delivered or dead-lettered; -1: none
+	epoch int32
+	stop  int64 // the first email left for the next poll; -1: none
+}
+
+// cycle delivers the emails of one poll, in order per partition, until one
+// fails or the budget is spent, then writes their delivery records, commits
+// the offsets they prove and rewinds each partition to its first email
+// left. It reports whether an email failed, so that the next poll waits.
+func (c *Courier) cycle(ctx context.Context, recs []*kgo.Record) (retry bool, err error) {
+	if len(recs) == 0 {
+		return false, nil
+	}
+	start := time.Now()
+	parts := make(map[int32]*partition)
+	var (
+		produceMu  sync.Mutex
+		produceErr error
+	)
+	wctx := context.WithoutCancel(ctx) // what was delivered is recorded, also at shutdown
+	for _, r := range recs {
+		p := parts[r.Partition]
+		if p == nil {
+			p = &partition{first: r.Offset, next: -1, stop: -1}
+			parts[r.Partition] = p
+		}
+		if p.stop >= 0 {
+			continue
+		}
+		if retry || ctx.Err() != nil || time.Since(start) > c.cfg.Budget {
+			p.stop = r.Offset
+			continue
+		}
+		e, out, err := c.deliver(ctx, r)
+		if err != nil {
+			c.failed(err)
+			retry, p.stop = true, r.Offset
+			continue
+		}
+		if e != nil && c.cfg.crashAfterSend != nil && c.cfg.crashAfterSend(e) {
+			return false, errCrash
+		}
+		for _, o := range out {
+			c.cl.Produce(wctx, o, func(_ *kgo.Record, err error) {
+				if err != nil {
+					produceMu.Lock()
+					produceErr = errors.Join(produceErr, err)
+					produceMu.Unlock()
+				}
+			})
+		}
+		p.next, p.epoch = r.Offset+1, r.LeaderEpoch
+	}
+	if !retry {
+		c.progressed()
+	}
+
+	// The delivery records first: a commit never runs ahead of what
+	// /emails and the undelivered count show.
+	flushCtx, cancel := context.WithTimeout(wctx, 30*time.Second)
+	defer cancel()
+	if err := c.cl.Flush(flushCtx); err != nil {
+		produceErr = errors.Join(produceErr, err)
+	}
+	rewind := make(map[string]map[int32]kgo.EpochOffset)
+	at := func(p int32, off int64) {
+		if rewind[schemas.Emails.Name] == nil {
+			rewind[schemas.Emails.Name] = make(map[int32]kgo.EpochOffset)
+		}
+		rewind[schemas.Emails.Name][p] = kgo.EpochOffset{Epoch: -1, Offset: off}
+	}
+	if produceErr != nil {
+		// Nothing of this cycle is recorded: all of it is sent again.
+		c.log.Warn("delivery records not written; the emails of this poll will be sent again", "err", produceErr)
+		c.failed(produceErr)
+		for n, p := range parts {
+			at(n, p.first)
+		}
+		c.cl.SetOffsets(rewind)
+		return true, nil
+	}
+	commit := make(map[string]map[int32]kgo.EpochOffset)
+	for n, p := range parts {
+		if p.next >= 0 {
+			if commit[schemas.Emails.Name] == nil {
+				commit[schemas.Emails.Name] = make(map[int32]kgo.EpochOffset)
+			}
+			commit[schemas.Emails.Name][n] = kgo.EpochOffset{Epoch: p.epoch, Offset: p.next}
+		}
+		if p.stop >= 0 {
+			at(n, p.stop)
+		}
+	}
+	if len(commit) > 0 {
+		c.commit(flushCtx, commit)
+	}
+	c.cl.SetOffsets(rewind)
+	return retry, nil
+}
+
+// commit commits the offsets of delivered emails. A commit that fails is
+// logged: the next one covers the same emails, and a crash before it sends
+// them again.
+func (c *Courier) commit(ctx context.Context, offsets map[string]map[int32]kgo.EpochOffset) {
+	c.cl.CommitOffsetsSync(ctx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
+		if err == nil {
+			for _, t := range resp.Topics {
+				for _, p := range t.Partitions {
+					if perr := kerr.ErrorForCode(p.ErrorCode); perr != nil {
+						err = errors.Join(err, fmt.Errorf("partition %d: %w", p.Partition, perr))
+					}
+				}
+			}
+		}
+		if err != nil && ctx.Err() == nil {
+			c.log.Warn("committing delivered offsets failed; a crash now would send them again", "err", err)
+		}
+	})
+}
+
+// deliver hands one email to the mail server and returns what records its
+// outcome: the delivery record, and the dead letter of a rejection. e is
+// the email when the server took it. An error means the email is to be
+// sent again later.
+func (c *Courier) deliver(ctx context.Context, r *kgo.Record) (sent *schemas.EmailSent, out []*kgo.Record, err error) {
+	e, err := c.codec.Decode(ctx, r.Value)
+	if err != nil {
+		if p, ok := errors.AsType[deadletter.Poison](err); ok {
+			// The stage wrote it, so this does not happen; if it
+			// did, it would be no email to send.
+			dl, err := c.letters.Record(r, p.ErrorClass(), err)
+			if err != nil {
+				return nil, nil, err
+			}
+			return nil, []*kgo.Record{dl}, nil
+		}
+		return nil, nil, err // the registry is down, say
+	}
+	if e.Status != Queued {
+		return nil, nil, nil // recorded before the outbox ("sent"): not this loop's to send
+	}
+	t0 := time.Now()
+	err = c.smtp.send(ctx, From, e.To, Message(e))
+	c.took.Observe(time.Since(t0).Seconds())
+	del := Delivery{EmailID: e.EmailID, State: Delivered, Partition: r.Partition, Offset: r.Offset,
+		MessageID: MessageID(e.EmailID), At: time.Now().UTC().Truncate(time.Millisecond)}
+	var rejected *RejectedError
+	switch {
+	case err == nil:
+		c.outcomes.WithLabelValues(Delivered).Inc()
+		c.log.LogAttrs(ctx, slog.LevelInfo, "email delivered",
+			slog.String("topic", r.Topic), slog.Int("partition", int(r.Partition)), slog.Int64("offset", r.Offset),
+			slog.String("email_id", e.EmailID), slog.String("order_id", e.OrderID), slog.String("to", e.To))
+		sent = e
+	case errors.As(err, &rejected):
+		c.outcomes.WithLabelValues(Rejected).Inc()
+		c.log.Warn("email rejected by the mail server, to the dead letter queue",
+			"topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "email_id", e.EmailID, "to", e.To,
+			"error_class", schemas.SMTPRejected, "reply", rejected.Reply)
+		dl, err := c.letters.Record(r, string(schemas.SMTPRejected), err)
+		if err != nil {
+			return nil, nil, err
+		}
+		del.State, del.Reply = Rejected, rejected.Reply
+		out = append(out, dl)
+	default:
+		c.outcomes.WithLabelValues("retried").Inc()
+		return nil, nil, fmt.Errorf("email %s to %s: %w", e.EmailID, e.To, err)
+	}
+	value, err := json.Marshal(del)
+	if err != nil {
+		return nil, nil, err
+	}
+	return sent, append(out, &kgo.Record{Topic: schemas.EmailDeliveries.Name, Key: []byte(e.EmailID), Value: value}), nil
+}
+
+// failed notes a delivery that did not go through, and says so in the log:
+// at once the first time, then once a minute.
+func (c *Courier) failed(err error) {
+	now := time.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	first := c.failing.IsZero()
+	if first {
+		c.failing = now
+	}
+	c.reason = err.Error()
+	switch {
+	case first:
+		c.logged = now
+		c.log.Warn("delivery failing, retrying with backoff", "smtp", c.cfg.SMTP.Addr, "err", err)
+	case now.Sub(c.failing) >= c.cfg.StallAfter && now.Sub(c.logged) >= time.Minute:
+		c.logged = now
+		c.log.Error("delivery stalled", "smtp", c.cfg.SMTP.Addr, "since", c.failing, "err", err)
+	}
+}
+
+// progressed notes a cycle without failure.
+func (c *Courier) progressed() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.failing.IsZero() {
+		c.log.Info("delivery going again", "smtp", c.cfg.SMTP.Addr, "failed_for", time.Since(c.failing).Round(time.Millisecond))
+	}
+	c.failing, c.reason = time.Time{}, ""
+}
+
+// Healthy is nil unless deliveries have failed for longer than StallAfter.
+func (c *Courier) Healthy() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.failing.IsZero() && time.Since(c.failing) >= c.cfg.StallAfter {
+		return fmt.Errorf("email delivery to %s failing since %s: %s", c.cfg.SMTP.Addr, c.failing.UTC().Format(time.RFC3339), c.reason)
+	}
+	return nil
+}
+
+// Ready reports whether the loop has reached the cluster.
+func (c *Courier) Ready() bool { return c.ready.Load() }
+
+// Collectors are the loop's metrics.
+func (c *Courier) Collectors() []prometheus.Collector {
+	return []prometheus.Collector{
+		c.outcomes, c.took, c.kafka,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "shop_email_delivery_failing_since_seconds",
+			Help: "Unix time since which this instance's deliveries fail (the mail server is down, slow or answers 4xx); 0 while they go through.",
+		}, func() float64 {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			if c.failing.IsZero() {
+				return 0
+			}
+			return float64(c.failing.Unix())
+		}),
+	}
+}
+
+// leave takes the static member out of the group at a graceful stop, so
+// that its partitions move on at once.
+func (c *Courier) leave() {
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(c.cfg.Brokers...)}, c.cfg.Connect...)...)
+	if err != nil {
+		return
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := kadm.NewClient(cl).LeaveGroup(ctx, kadm.LeaveGroup(DeliveryGroup).InstanceIDs(c.member)); err != nil {
+		c.log.Warn("leaving the group", "group", DeliveryGroup, "member", c.member, "err", err)
+	}
+}
