@@ -75,16 +75,21 @@ func (t *transactional) recover(ctx context.Context) error {
 	return retry(ctx, cfg, "reading the group's committed offsets", func() error { return rewind(ctx, cfg, t.e.cl) })
 }
 
-// atLeastOnce ends a batch by committing the consumed offsets once the
-// outputs are written: a crash in between replays the batch, which is the
-// duplicate this mode exists to show.
+// atLeastOnce marks a batch's offsets once its outputs are written, and the
+// client commits what is marked every autoCommitEvery, as a consumer with
+// auto-commit does (Kafka's default: every 5 s): a crash replays what was
+// processed since the last commit, which is the duplicate this mode exists
+// to show.
 type atLeastOnce struct {
 	e  *Engine
 	cl *kgo.Client
 }
 
+// autoCommitEvery is the at-least-once control's commit interval.
+const autoCommitEvery = 100 * time.Millisecond
+
 func newAtLeastOnce(e *Engine, opts []kgo.Opt) (committer, *kgo.Client, error) {
-	cl, err := kgo.NewClient(append(opts, kgo.DisableAutoCommit())...)
+	cl, err := kgo.NewClient(append(opts, kgo.AutoCommitMarks(), kgo.AutoCommitInterval(autoCommitEvery))...)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -98,9 +103,7 @@ func (a *atLeastOnce) end(ctx context.Context, commit bool) (bool, error) {
 		// Read the batch again from where the group stands.
 		return false, a.recover(ctx)
 	}
-	if err := a.cl.CommitUncommittedOffsets(ctx); err != nil {
-		return false, err
-	}
+	a.cl.MarkCommitOffsets(a.cl.UncommittedOffsets())
 	return true, nil
 }
 
@@ -108,7 +111,16 @@ func (a *atLeastOnce) recover(ctx context.Context) error {
 	return retry(ctx, a.e.cfg, "reading the group's committed offsets", func() error { return rewind(ctx, a.e.cfg, a.cl) })
 }
 
-func (a *atLeastOnce) close() { a.cl.Close() }
+// close commits what was processed since the last commit: a graceful stop
+// replays nothing.
+func (a *atLeastOnce) close() {
+	ctx, cancel := context.WithTimeout(context.Background(), a.e.cfg.EndTimeout)
+	defer cancel()
+	if err := a.cl.CommitMarkedOffsets(ctx); err != nil {
+		a.e.cfg.Logger.Warn("committing the last offsets at shutdown failed", "topic", a.e.cfg.Topic, "err", err)
+	}
+	a.cl.Close()
+}
 
 // stop ends a retry with its error.
 type stop struct{ error }
