@@ -78,12 +78,21 @@ func (f *Follower) Run(ctx context.Context, apply func(context.Context, *kgo.Rec
 	if f.cps != nil {
 		defer f.cps.Close()
 	}
+	// Starting asks the cluster for the partitions' ends and the last
+	// checkpoint: a broker down or a leader just elected (a restart while
+	// the cluster heals) is waited out, not fatal.
 	ends, err := f.start(ctx)
-	if err != nil {
+	for backoff := 100 * time.Millisecond; err != nil; backoff = min(2*backoff, 5*time.Second) {
 		if ctx.Err() != nil {
 			return nil
 		}
-		return err
+		f.log.Warn("view not started yet, retrying", "topics", f.topics, "backoff", backoff, "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		ends, err = f.start(ctx)
 	}
 	saved := time.Now()
 	dirty := false
