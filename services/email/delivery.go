@@ -90,7 +90,7 @@ func (c *CourierConfig) defaults() error {
 type Courier struct {
 	cfg     CourierConfig
 	cl      *kgo.Client
-	smtp    *sender
+	smtp    map[int32]*sender // a connection per partition, so partitions go side by side
 	codec   *schemas.Codec[schemas.EmailSent]
 	letters deadletter.Letters
 	log     *slog.Logger
@@ -120,7 +120,7 @@ func NewCourier(cfg CourierConfig) (*Courier, error) {
 	}
 	c := &Courier{
 		cfg:    cfg,
-		smtp:   newSender(cfg.SMTP),
+		smtp:   make(map[int32]*sender),
 		codec:  schemas.Emails.Codec(cfg.Catalog),
 		log:    cfg.Logger.With("loop", "delivery"),
 		member: "email-delivery-" + cfg.InstanceID,
@@ -178,7 +178,9 @@ func (c *Courier) logAssignment(what string) func(context.Context, *kgo.Client, 
 // go on: another instance took its member name.
 func (c *Courier) Run(ctx context.Context) (err error) {
 	defer func() {
-		c.smtp.quit()
+		for _, conn := range c.smtp {
+			conn.quit()
+		}
 		c.cl.Close()
 		if !errors.Is(err, errCrash) && !errors.Is(err, kerr.FencedInstanceID) {
 			c.leave()
@@ -237,50 +239,59 @@ func (c *Courier) Run(ctx context.Context) (err error) {
 
 // partition is one partition's part of a cycle.
 type partition struct {
+	recs  []*kgo.Record
 	first int64 // the first offset polled
 	next  int64 // after the last email proven delivered or dead-lettered; -1: none
 	epoch int32
 	stop  int64 // the first email left for the next poll; -1: none
+	out   []*kgo.Record
+	retry bool // an email failed: the next poll waits
+	crash bool // a test's crash came
+	smtp  *sender
 }
 
-// cycle delivers the emails of one poll, in order per partition, until one
-// fails or the budget is spent, then writes their delivery records, commits
-// the offsets they prove and rewinds each partition to its first email
-// left. It reports whether an email failed, so that the next poll waits.
+// cycle delivers the emails of one poll, each partition on its own
+// connection, side by side, in order within a partition (so per user)
+// until one fails or the budget is spent; then it writes their delivery
+// records, commits the offsets they prove and rewinds each partition to its
+// first email left. It reports whether an email failed, so that the next
+// poll waits.
 func (c *Courier) cycle(ctx context.Context, recs []*kgo.Record) (retry bool, err error) {
 	if len(recs) == 0 {
 		return false, nil
 	}
 	start := time.Now()
 	parts := make(map[int32]*partition)
+	for _, r := range recs {
+		p := parts[r.Partition]
+		if p == nil {
+			conn := c.smtp[r.Partition]
+			if conn == nil {
+				conn = newSender(c.cfg.SMTP)
+				c.smtp[r.Partition] = conn
+			}
+			p = &partition{first: r.Offset, next: -1, stop: -1, smtp: conn}
+			parts[r.Partition] = p
+		}
+		p.recs = append(p.recs, r)
+	}
+	var wg sync.WaitGroup
+	for _, p := range parts {
+		wg.Go(func() { c.deliverAll(ctx, p, start) })
+	}
+	wg.Wait()
+
 	var (
 		produceMu  sync.Mutex
 		produceErr error
 	)
 	wctx := context.WithoutCancel(ctx) // what was delivered is recorded, also at shutdown
-	for _, r := range recs {
-		p := parts[r.Partition]
-		if p == nil {
-			p = &partition{first: r.Offset, next: -1, stop: -1}
-			parts[r.Partition] = p
-		}
-		if p.stop >= 0 {
-			continue
-		}
-		if retry || ctx.Err() != nil || time.Since(start) > c.cfg.Budget {
-			p.stop = r.Offset
-			continue
-		}
-		e, out, err := c.deliver(ctx, r)
-		if err != nil {
-			c.failed(err)
-			retry, p.stop = true, r.Offset
-			continue
-		}
-		if e != nil && c.cfg.crashAfterSend != nil && c.cfg.crashAfterSend(e) {
+	for _, p := range parts {
+		if p.crash {
 			return false, errCrash
 		}
-		for _, o := range out {
+		retry = retry || p.retry
+		for _, o := range p.out {
 			c.cl.Produce(wctx, o, func(_ *kgo.Record, err error) {
 				if err != nil {
 					produceMu.Lock()
@@ -289,7 +300,6 @@ func (c *Courier) cycle(ctx context.Context, recs []*kgo.Record) (retry bool, er
 				}
 			})
 		}
-		p.next, p.epoch = r.Offset+1, r.LeaderEpoch
 	}
 	if !retry {
 		c.progressed()
@@ -338,6 +348,29 @@ func (c *Courier) cycle(ctx context.Context, recs []*kgo.Record) (retry bool, er
 	return retry, nil
 }
 
+// deliverAll delivers p's emails in order until one fails, ctx ends or
+// the cycle's budget is spent; what is left waits for the next poll.
+func (c *Courier) deliverAll(ctx context.Context, p *partition, start time.Time) {
+	for _, r := range p.recs {
+		if ctx.Err() != nil || time.Since(start) > c.cfg.Budget {
+			p.stop = r.Offset
+			return
+		}
+		e, out, err := c.deliver(ctx, p.smtp, r)
+		if err != nil {
+			c.failed(err)
+			p.retry, p.stop = true, r.Offset
+			return
+		}
+		if e != nil && c.cfg.crashAfterSend != nil && c.cfg.crashAfterSend(e) {
+			p.crash = true
+			return
+		}
+		p.out = append(p.out, out...)
+		p.next, p.epoch = r.Offset+1, r.LeaderEpoch
+	}
+}
+
 // commit commits the offsets of delivered emails. A commit that fails is
 // logged: the next one covers the same emails, and a crash before it sends
 // them again.
@@ -362,7 +395,7 @@ func (c *Courier) commit(ctx context.Context, offsets map[string]map[int32]kgo.E
 // outcome: the delivery record, and the dead letter of a rejection. e is
 // the email when the server took it. An error means the email is to be
 // sent again later.
-func (c *Courier) deliver(ctx context.Context, r *kgo.Record) (sent *schemas.EmailSent, out []*kgo.Record, err error) {
+func (c *Courier) deliver(ctx context.Context, conn *sender, r *kgo.Record) (sent *schemas.EmailSent, out []*kgo.Record, err error) {
 	e, err := c.codec.Decode(ctx, r.Value)
 	if err != nil {
 		if p, ok := errors.AsType[deadletter.Poison](err); ok {
@@ -380,7 +413,7 @@ func (c *Courier) deliver(ctx context.Context, r *kgo.Record) (sent *schemas.Ema
 		return nil, nil, nil // recorded before the outbox ("sent"): not this loop's to send
 	}
 	t0 := time.Now()
-	err = c.smtp.send(ctx, From, e.To, Message(e))
+	err = conn.send(ctx, From, e.To, Message(e))
 	c.took.Observe(time.Since(t0).Seconds())
 	del := Delivery{EmailID: e.EmailID, State: Delivered, Partition: r.Partition, Offset: r.Offset,
 		MessageID: MessageID(e.EmailID), At: time.Now().UTC().Truncate(time.Millisecond)}
