@@ -34,8 +34,8 @@ schemas: ## register every schema, compatibility BACKWARD (idempotent; refuses a
 poison: ## send poison pills and prove each one reached the DLQ
 	@$(GO) run ./scripts/poison
 
-chaos: build ## exactly-once under SIGKILLs (N=10000 KILLS=20 SEED= MODE=at-least-once for the control; BROKER_KILLS=false on kafka-up)
-	@$(GO) run ./scripts/chaos $(if $(N),-n $(N)) $(if $(KILLS),-kills $(KILLS)) $(if $(SEED),-seed $(SEED)) $(if $(MODE),-mode $(MODE)) $(if $(BROKER_KILLS),-broker-kills=$(BROKER_KILLS))
+chaos: build ## exactly-once under SIGKILLs (N=10000 KILLS=20 SEED= MODE=at-least-once for the control; BROKER_KILLS=false on kafka-up; VIA=http through POST /payment, KEYS=0 its control)
+	@$(GO) run ./scripts/chaos $(if $(N),-n $(N)) $(if $(KILLS),-kills $(KILLS)) $(if $(SEED),-seed $(SEED)) $(if $(MODE),-mode $(MODE)) $(if $(BROKER_KILLS),-broker-kills=$(BROKER_KILLS)) $(if $(VIA),-via $(VIA)) $(if $(KEYS),-keys=$(if $(filter 0,$(KEYS)),false,true))
 
 test: ## every test that needs nothing but Go
 	$(GO) vet ./...
@@ -53,15 +53,20 @@ kafka-down: ## stop what kafka-up started, by PID (V=1 also deletes its data)
 
 # The Docker stack, infra/docker-compose.yml: the same host ports as `make run`,
 # so `make schemas`, `make poison` and the scripts work against it unchanged.
-COMPOSE := docker compose -f infra/docker-compose.yml
+COMPOSE := docker compose -f infra/docker-compose.yml$(if $(filter 1,$(SECURE)), -f infra/docker-compose.secure.yml)
 
 .PHONY: up down logs ps
-up: ## Docker: 3 KRaft brokers, Schema Registry, Kafka UI, Mailpit and the services; waits until healthy
+up: ## Docker: 3 KRaft brokers, Schema Registry, Kafka UI, Mailpit and the services; waits until healthy (SECURE=1: SASL/SCRAM and ACLs)
 	$(COMPOSE) up -d --build
 	@infra/wait-healthy.sh kafka1 kafka2 kafka3 schema-registry
 	@line=$$($(COMPOSE) logs --no-log-prefix topics 2>/dev/null | grep '^topics:' | tail -n 1); \
 	  if [ -z "$$line" ]; then echo "up: the topics job did not report; see: make logs S=topics" >&2; exit 1; fi; \
 	  echo "up: $$line"
+	@if [ "$(filter 1,$(SECURE))" = 1 ]; then \
+	  line=$$($(COMPOSE) logs --no-log-prefix acls 2>/dev/null | grep '^acls:' | tail -n 1); \
+	  if [ -z "$$line" ]; then echo "up: the acls job did not report; see: SECURE=1 make logs S=acls" >&2; exit 1; fi; \
+	  echo "up: $$line"; \
+	fi
 	@infra/wait-healthy.sh payment order email analytics kafka-ui mailpit
 	@line=$$($(COMPOSE) logs --no-log-prefix schemas 2>/dev/null | grep '^schemas:' | tail -n 1); \
 	  if [ -z "$$line" ]; then echo "up: the schemas job did not report; see: make logs S=schemas" >&2; exit 1; fi; \
@@ -71,7 +76,8 @@ up: ## Docker: 3 KRaft brokers, Schema Registry, Kafka UI, Mailpit and the servi
 	@echo "up: Schema Registry http://localhost:8081"
 	@echo "up: Kafka           localhost:9092,localhost:9093,localhost:9094"
 	@echo "up: services        payment :8000  order :8001  email :8002  analytics :8003"
-	@echo "ready: kafka=localhost:9092,localhost:9093,localhost:9094 registry=http://localhost:8081 ui=http://localhost:8080 payment=http://localhost:8000 order=http://localhost:8001 email=http://localhost:8002 analytics=http://localhost:8003 smtp=localhost:1025 inbox=http://localhost:8025/"
+	@if [ "$(filter 1,$(SECURE))" = 1 ]; then echo "up: security        SASL/SCRAM-SHA-512 and ACLs on Kafka, basic auth on the registry; host tools need SECURE=1"; fi
+	@echo "ready: kafka=localhost:9092,localhost:9093,localhost:9094 registry=http://localhost:8081 ui=http://localhost:8080 payment=http://localhost:8000 order=http://localhost:8001 email=http://localhost:8002 analytics=http://localhost:8003 smtp=localhost:1025 inbox=http://localhost:8025/$(if $(filter 1,$(SECURE)), security=SASL/SCRAM-SHA-512+ACLs)"
 
 down: ## stop the Docker stack (V=1 also deletes its volumes, so the Kafka data)
 	$(COMPOSE) down --remove-orphans$(if $(filter 1,$(V)), -v)

@@ -11,8 +11,10 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/twmb/franz-go/pkg/kversion"
+	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/blackfriday-kafka/shop/infra/registry"
 )
@@ -29,6 +31,18 @@ type EmbeddedConfig struct {
 	// Kafka keeps its log.dirs: a new stack on it continues where the last
 	// one stopped. Empty keeps everything in memory.
 	DataDir string
+	// Secure, if set, is the secure mode: SASL and ACLs on the brokers,
+	// basic auth on the registry.
+	Secure *Secure
+}
+
+// Secure is what a stack needs in secure mode, from the table of who may
+// do what (services/access).
+type Secure struct {
+	Cluster  []kfake.Opt       // the brokers' SASL users and ACLs
+	Admin    []kgo.Opt         // the admin's SASL, for the stack's own clients
+	Registry []sr.ClientOpt    // the admin's basic auth at the registry
+	Users    map[string]string // the registry's users and their passwords
 }
 
 // Embedded is a 3-broker Kafka cluster and a schema registry in this process.
@@ -61,6 +75,14 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 		}),
 	}
 	opts = append(opts, kfake.MaxVersions(javaToolsVersions()))
+	var admin []kgo.Opt
+	var registryAuth []sr.ClientOpt
+	var registryOpts []func(*registry.Config)
+	if s := cfg.Secure; s != nil {
+		opts = append(opts, s.Cluster...)
+		admin, registryAuth = s.Admin, s.Registry
+		registryOpts = append(registryOpts, func(c *registry.Config) { c.Connect, c.Users = s.Admin, s.Users })
+	}
 	if cfg.DataDir != "" {
 		// Written through the page cache, as Kafka writes by default:
 		// a killed process loses nothing the OS got.
@@ -72,19 +94,19 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 	}
 	e := &Embedded{Brokers: cluster.ListenAddrs(), cluster: cluster}
 
-	e.registry, err = StartRegistry(ctx, cfg.RegistryAddr, e.Brokers)
+	e.registry, err = StartRegistry(ctx, cfg.RegistryAddr, e.Brokers, registryOpts...)
 	if err != nil {
 		cluster.Close()
 		return nil, err
 	}
 	e.RegistryURL = e.registry.URL
 
-	if err := CreateTopics(ctx, e.Brokers); err != nil {
+	if err := CreateTopics(ctx, e.Brokers, admin...); err != nil {
 		e.Close()
 		return nil, err
 	}
 	if !cfg.NoSchemas {
-		if err := RegisterSchemas(ctx, e.RegistryURL); err != nil {
+		if err := RegisterSchemas(ctx, e.RegistryURL, registryAuth...); err != nil {
 			e.Close()
 			return nil, err
 		}
@@ -183,26 +205,37 @@ type Cluster struct {
 	Brokers     []string
 	RegistryURL string
 	Embedded    bool
-	stack       *Embedded
+	// In secure mode, the admin's credentials: for the brokers and for
+	// the registry.
+	Connect  []kgo.Opt
+	Registry []sr.ClientOpt
+	stack    *Embedded
 }
 
-// ConnectOrEmbed returns the cluster a tool such as chaos or bench runs on.
-func ConnectOrEmbed(ctx context.Context, brokers []string, registryURL string) (*Cluster, error) {
+// ConnectOrEmbed returns the cluster a tool such as chaos or bench runs on,
+// in secure mode when sec is not nil.
+func ConnectOrEmbed(ctx context.Context, brokers []string, registryURL string, sec *Secure) (*Cluster, error) {
+	var admin []kgo.Opt
+	var auth []sr.ClientOpt
+	if sec != nil {
+		admin, auth = sec.Admin, sec.Registry
+	}
 	if len(brokers) > 0 {
-		c := &Cluster{Brokers: brokers, RegistryURL: registryURL}
-		if err := CreateTopics(ctx, c.Brokers); err != nil {
+		c := &Cluster{Brokers: brokers, RegistryURL: registryURL, Connect: admin, Registry: auth}
+		if err := CreateTopics(ctx, c.Brokers, admin...); err != nil {
 			return nil, err
 		}
-		if err := RegisterSchemas(ctx, c.RegistryURL); err != nil {
+		if err := RegisterSchemas(ctx, c.RegistryURL, auth...); err != nil {
 			return nil, err
 		}
 		return c, nil
 	}
-	stack, err := StartEmbedded(ctx, EmbeddedConfig{})
+	stack, err := StartEmbedded(ctx, EmbeddedConfig{Secure: sec})
 	if err != nil {
 		return nil, err
 	}
-	return &Cluster{Brokers: stack.Brokers, RegistryURL: stack.RegistryURL, Embedded: true, stack: stack}, nil
+	return &Cluster{Brokers: stack.Brokers, RegistryURL: stack.RegistryURL, Embedded: true,
+		Connect: admin, Registry: auth, stack: stack}, nil
 }
 
 // Close stops the embedded stack, if there is one.

@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/blackfriday-kafka/shop/schemas"
 )
@@ -36,8 +37,8 @@ func TopicSettings(brokers int) (replicas int16, configs map[string]*string) {
 
 // CreateTopics creates every topic of the shop that does not exist yet.
 // Existing topics are left as they are.
-func CreateTopics(ctx context.Context, brokers []string) error {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+func CreateTopics(ctx context.Context, brokers []string, opts ...kgo.Opt) error {
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, opts...)...)
 	if err != nil {
 		return err
 	}
@@ -83,8 +84,8 @@ var StateSettings = map[string]string{
 
 // RegisterSchemas registers the schema of every topic (idempotent): the one
 // step that writes the shop's schemas, run before any service starts.
-func RegisterSchemas(ctx context.Context, registryURL string) error {
-	cl, err := schemas.NewRegistryClient(registryURL)
+func RegisterSchemas(ctx context.Context, registryURL string, opts ...sr.ClientOpt) error {
+	cl, err := schemas.NewRegistryClient(registryURL, opts...)
 	if err != nil {
 		return err
 	}
@@ -98,8 +99,8 @@ func RegisterSchemas(ctx context.Context, registryURL string) error {
 
 // EndOffsets are where topics end now, per partition: where a run that
 // judges only its own records starts reading.
-func EndOffsets(ctx context.Context, brokers []string, topics ...string) (map[string]map[int32]kgo.Offset, error) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+func EndOffsets(ctx context.Context, brokers []string, topics []string, opts ...kgo.Opt) (map[string]map[int32]kgo.Offset, error) {
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, opts...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -122,9 +123,9 @@ func EndOffsets(ctx context.Context, brokers []string, topics ...string) (map[st
 // until a poll has waited idle without a record. Everything committed is
 // readable at once, so the idle wait is only there to let extras show: use
 // it on topics nothing writes to any more.
-func ReadTopic(ctx context.Context, brokers []string, topic string, iso kgo.IsolationLevel, idle time.Duration) ([]*kgo.Record, error) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(iso))
+func ReadTopic(ctx context.Context, brokers []string, topic string, iso kgo.IsolationLevel, idle time.Duration, opts ...kgo.Opt) ([]*kgo.Record, error) {
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(iso)}, opts...)...)
 	if err != nil {
 		return nil, err
 	}

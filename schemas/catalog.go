@@ -42,8 +42,8 @@ func Resolved(ctx context.Context, registry *sr.Client) (*Catalog, error) {
 }
 
 // Connect is Resolved with the registry at url.
-func Connect(ctx context.Context, url string) (*Catalog, error) {
-	reg, err := NewRegistryClient(url)
+func Connect(ctx context.Context, url string, opts ...sr.ClientOpt) (*Catalog, error) {
+	reg, err := NewRegistryClient(url, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -140,7 +140,8 @@ func (c *Catalog) Missing(topics ...*Spec) error {
 }
 
 // NewRegistryClient is a registry client with timeouts, so that a registry
-// that hangs fails a request instead of a whole service.
-func NewRegistryClient(url string) (*sr.Client, error) {
-	return sr.NewClient(sr.URLs(url), sr.HTTPClient(&http.Client{Timeout: 10 * time.Second}))
+// that hangs fails a request instead of a whole service; opts add the
+// principal's credentials, in secure mode.
+func NewRegistryClient(url string, opts ...sr.ClientOpt) (*sr.Client, error) {
+	return sr.NewClient(append([]sr.ClientOpt{sr.URLs(url), sr.HTTPClient(&http.Client{Timeout: 10 * time.Second})}, opts...)...)
 }

@@ -1,13 +1,16 @@
 // Package compose checks infra/docker-compose.yml, the shop's Docker stack,
-// without Docker. It loads the file with the loader Docker Compose itself
-// uses and compares it with the stack stated below: every service, what it
-// must say and why. The stack is never started where the project is built
-// and tested, so this check is what keeps a hand edit of the file honest.
+// and infra/docker-compose.secure.yml, its secure variant over it, without
+// Docker. It loads the files with the loader Docker Compose itself uses and
+// compares them with the stacks stated below (secure.go for the secure
+// one): every service, what it must say and why. The stack is never started
+// where the project is built and tested, so this check is what keeps a hand
+// edit of the files honest.
 package compose
 
 import (
 	"cmp"
 	"context"
+	"encoding/base64"
 	"fmt"
 	"maps"
 	"os"
@@ -19,6 +22,8 @@ import (
 
 	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/compose-spec/compose-go/v2/types"
+
+	"github.com/blackfriday-kafka/shop/services/access"
 )
 
 // The addresses the README, the Makefile and the scripts use.
@@ -49,6 +54,25 @@ type service struct {
 	done    []string  // the jobs it starts after, once they completed
 	mounts  []string  // what it mounts, as type source:target
 	env     []setting // what its environment must say
+	also    []check   // what else it must do, beyond what a table says
+}
+
+// check reports what service name, svc in the file, breaks of one rule.
+type check func(c *checker, name string, svc types.ServiceConfig)
+
+// with is s with the settings env in place of its own of the same names,
+// and the others added.
+func (s service) with(env ...setting) service {
+	out := slices.Clone(s.env)
+	for _, set := range env {
+		if i := slices.IndexFunc(out, func(o setting) bool { return o.name == set.name }); i >= 0 {
+			out[i] = set
+		} else {
+			out = append(out, set)
+		}
+	}
+	s.env = out
+	return s
 }
 
 // setting is an environment variable and its value; a list's items may come
@@ -87,13 +111,19 @@ func emailService() service {
 
 // broker is Kafka node n, a broker and a controller (KRaft combined mode).
 func broker(n int) service {
-	name, host := fmt.Sprintf("kafka%d", n), splitList(HostBrokers)[n-1]
-	port, _ := strconv.Atoi(host[strings.LastIndex(host, ":")+1:])
+	name, host, port := node(n)
 	return service{area: "brokers", image: "confluentinc/cp-kafka", ports: local(port), mounts: []string{"volume " + name + "-data:/var/lib/kafka/data"}, env: append([]setting{
 		{"KAFKA_NODE_ID", strconv.Itoa(n), "the quorum names the nodes by ID"},
 		{"KAFKA_LISTENERS", fmt.Sprintf("PLAINTEXT://%s:29092,CONTROLLER://%[1]s:29093,PLAINTEXT_HOST://0.0.0.0:%d", name, port), "the network's, the quorum's, the host's"},
 		{"KAFKA_ADVERTISED_LISTENERS", fmt.Sprintf("PLAINTEXT://%s:29092,PLAINTEXT_HOST://%s", name, host), "containers reach a node by name, the host on localhost"},
 	}, brokerSettings...)}
+}
+
+// node is Kafka node n's name, its host listener's address and port.
+func node(n int) (name, host string, port int) {
+	name, host = fmt.Sprintf("kafka%d", n), splitList(HostBrokers)[n-1]
+	port, _ = strconv.Atoi(host[strings.LastIndex(host, ":")+1:])
+	return name, host, port
 }
 
 // brokerSettings are the same on every node, as the Confluent image spells them.
@@ -124,14 +154,22 @@ func shop(name string, port int) service {
 // local publishes port on the host's loopback interface only: nothing here has a password.
 func local(port int) []string { return []string{fmt.Sprintf("127.0.0.1:%d:%d", port, port)} }
 
-// Load reads a compose file the way `docker compose -f path` does, with an
-// empty environment so the result does not depend on the caller's shell.
-func Load(ctx context.Context, path string) (*types.Project, error) {
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		return nil, err
+// Load reads compose files the way `docker compose -f path -f ...` does,
+// each over the ones before it, with an empty environment so the result
+// does not depend on the caller's shell.
+func Load(ctx context.Context, paths ...string) (*types.Project, error) {
+	var abs []string
+	for _, path := range paths {
+		a, err := filepath.Abs(path)
+		if err != nil {
+			return nil, err
+		}
+		abs = append(abs, a)
 	}
-	opts, err := cli.NewProjectOptions([]string{abs}, cli.WithWorkingDirectory(filepath.Dir(abs)))
+	if len(abs) == 0 {
+		return nil, fmt.Errorf("no compose file")
+	}
+	opts, err := cli.NewProjectOptions(abs, cli.WithWorkingDirectory(filepath.Dir(abs[0])))
 	if err != nil {
 		return nil, err
 	}
@@ -140,14 +178,20 @@ func Load(ctx context.Context, path string) (*types.Project, error) {
 
 // Check returns what p breaks of the stack, one sentence each, sorted;
 // none means the stack is what the README promises.
-func Check(p *types.Project) []string {
+func Check(p *types.Project) []string { return checkStack(p, stack) }
+
+// CheckSecure is Check for the secure stack: docker-compose.secure.yml over
+// docker-compose.yml, as `SECURE=1 make up` runs them.
+func CheckSecure(p *types.Project) []string { return checkStack(p, secureStack) }
+
+func checkStack(p *types.Project, stated map[string]service) []string {
 	c := &checker{Project: p}
-	for name, want := range stack {
+	for name, want := range stated {
 		c.compare(name, want)
 	}
 	confluent := map[string][]string{} // tag -> services
 	for _, name := range slices.Sorted(maps.Keys(p.Services)) {
-		if _, ok := stack[name]; !ok {
+		if _, ok := stated[name]; !ok {
 			c.fail("services", "%s is not part of the stack: state what it needs in infra/compose/check.go", name)
 		}
 		if repo, tag := splitImage(p.Services[name].Image); strings.HasPrefix(repo, "confluentinc/") {
@@ -157,8 +201,9 @@ func Check(p *types.Project) []string {
 	if len(confluent) > 1 {
 		c.fail("images", "Confluent images must share one platform version, found %v (Confluent releases them as one platform)", confluent)
 	}
+	c.passwords()
 	slices.Sort(c.problems) // grouped by area, the same on every run
-	return c.problems
+	return slices.Compact(c.problems)
 }
 
 type checker struct {
@@ -193,7 +238,7 @@ func (c *checker) compare(name string, want service) {
 	}
 	for _, set := range want.env {
 		if got := env(svc, set.name); !sameItems(got, set.value) {
-			c.fail(want.area, "%s has %s=%q, want %s (%s)", name, set.name, got, cmp.Or(set.value, "it unset"), set.why)
+			c.fail(want.area, "%s has %s=%q, want %s (%s)", name, set.name, redact(set.name, got), cmp.Or(set.value, "it unset"), set.why)
 		}
 	}
 	var ports []string
@@ -225,6 +270,115 @@ func (c *checker) compare(name string, want service) {
 	}
 	if slices.Sort(mounts); !slices.Equal(mounts, want.mounts) {
 		c.fail("volumes", "%s mounts %v, want %v (a node's data survives `make down` on a volume of its own)", name, mounts, want.mounts)
+	}
+	for _, also := range want.also {
+		also(c, name, svc)
+	}
+}
+
+// mounted is the content of the config svc mounts at target.
+func (c *checker) mounted(svc types.ServiceConfig, target string) (string, error) {
+	for _, ref := range svc.Configs {
+		if cmp.Or(ref.Target, "/"+ref.Source) != target {
+			continue
+		}
+		cfg, ok := c.Configs[ref.Source]
+		switch {
+		case !ok:
+			return "", fmt.Errorf("config %s, mounted at %s, is not defined", ref.Source, target)
+		case cfg.File != "":
+			data, err := os.ReadFile(cfg.File)
+			return string(data), err
+		}
+		return cfg.Content, nil
+	}
+	return "", fmt.Errorf("no config is mounted at %s", target)
+}
+
+// Credentials as the files spell them: a JAAS login, a SCRAM credential at
+// format, an HTTP basic auth header; then any password left.
+var (
+	jaasLogin   = regexp.MustCompile(`username\s*=\s*"([^"]*)"\s+password\s*=\s*"([^"]*)"`)
+	scramLogin  = regexp.MustCompile(`name=([^,\]\s'"]+),password=([^,\]\s'"]+)`)
+	basicLogin  = regexp.MustCompile(`Basic\s+([A-Za-z0-9+/]+=*)`)
+	anyPassword = regexp.MustCompile(`(?i)password\s*[=:]\s*"?([^"\s,;\]']+)`)
+)
+
+// passwords reports every password the files hold that is not a dev one, a
+// principal's <name>-secret (services/access), that principal's where the
+// file says whose. A real deployment passes its own through the
+// environment; none belongs in these files. The reports never say the
+// password.
+func (c *checker) passwords() {
+	for _, name := range slices.Sorted(maps.Keys(c.Services)) {
+		svc := c.Services[name]
+		texts := map[string]string{
+			"command":    strings.Join(svc.Command, " "),
+			"entrypoint": strings.Join(svc.Entrypoint, " "),
+		}
+		if svc.HealthCheck != nil {
+			texts["health check"] = strings.Join(svc.HealthCheck.Test, " ")
+		}
+		for key, value := range svc.Environment {
+			if value == nil {
+				continue
+			}
+			texts["environment "+key] = *value
+			if base, ok := strings.CutSuffix(strings.ToUpper(key), "PASSWORD"); ok && *value != "" {
+				c.credential(name, "environment "+key, env(svc, base+"USERNAME"), *value)
+			}
+		}
+		c.scan(name, texts)
+	}
+	for _, name := range slices.Sorted(maps.Keys(c.Configs)) {
+		c.scan("config "+name, map[string]string{"content": c.Configs[name].Content})
+	}
+}
+
+func (c *checker) scan(owner string, texts map[string]string) {
+	for _, where := range slices.Sorted(maps.Keys(texts)) {
+		text := texts[where]
+		for _, login := range []*regexp.Regexp{jaasLogin, scramLogin} {
+			for _, m := range login.FindAllStringSubmatch(text, -1) {
+				c.credential(owner, where, m[1], m[2])
+			}
+			text = login.ReplaceAllString(text, "")
+		}
+		for _, m := range basicLogin.FindAllStringSubmatch(text, -1) {
+			if raw, err := base64.StdEncoding.DecodeString(m[1]); err == nil {
+				user, pass, _ := strings.Cut(string(raw), ":")
+				c.credential(owner, where+" (basic auth)", user, pass)
+			}
+		}
+		for _, m := range anyPassword.FindAllStringSubmatch(text, -1) {
+			c.credential(owner, where, "", m[1])
+		}
+	}
+}
+
+// redact is the value of variable name with its passwords hidden, for a
+// report: the files' dev passwords are no secret, but one that is wrong may
+// be real.
+func redact(name, value string) string {
+	if strings.HasSuffix(strings.ToUpper(name), "PASSWORD") && value != "" {
+		return "***"
+	}
+	return anyPassword.ReplaceAllStringFunc(value, func(m string) string {
+		return m[:len(m)-len(anyPassword.FindStringSubmatch(m)[1])] + "***"
+	})
+}
+
+// credential reports pass unless it is user's dev password, or, for no
+// user, some principal's.
+func (c *checker) credential(owner, where, user, pass string) {
+	principals := access.Principals()
+	switch {
+	case user != "" && !slices.Contains(principals, user):
+		c.fail("passwords", "%s signs in as %q in its %s, which is no principal of services/access %v", owner, user, where, principals)
+	case user != "" && pass != access.DevPassword(user):
+		c.fail("passwords", "%s has a password for %s in its %s that is not %[2]s's dev one (%[2]s-secret): a real deployment passes its own through the environment (KAFKA_USERNAME, KAFKA_PASSWORD), never in this file", owner, user, where)
+	case user == "" && !slices.ContainsFunc(principals, func(p string) bool { return pass == access.DevPassword(p) }):
+		c.fail("passwords", "%s has a password in its %s that is no principal's dev one (<name>-secret): a real deployment passes its own through the environment, never in this file", owner, where)
 	}
 }
 

@@ -17,11 +17,11 @@ import (
 
 const composeFile = "../docker-compose.yml"
 
-func load(t *testing.T, path string) *types.Project {
+func load(t *testing.T, paths ...string) *types.Project {
 	t.Helper()
-	p, err := Load(t.Context(), path)
+	p, err := Load(t.Context(), paths...)
 	if err != nil {
-		t.Fatalf("load %s: %v", path, err)
+		t.Fatalf("load %v: %v", paths, err)
 	}
 	return p
 }
@@ -72,19 +72,44 @@ func publishedBy(p *types.Project, port int) string {
 // model is the canonical YAML tree of a compose file, to edit a copy of.
 type model map[string]any
 
-func loadModel(t *testing.T) model {
+// loadModel is the model of files, each over the ones before it; of
+// composeFile if none.
+func loadModel(t *testing.T, files ...string) model {
 	t.Helper()
-	abs, err := filepath.Abs(composeFile)
-	if err != nil {
-		t.Fatal(err)
+	if len(files) == 0 {
+		files = []string{composeFile}
 	}
-	opts, err := cli.NewProjectOptions([]string{abs}, cli.WithWorkingDirectory(filepath.Dir(abs)))
+	var abs []string
+	for _, f := range files {
+		a, err := filepath.Abs(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		abs = append(abs, a)
+	}
+	opts, err := cli.NewProjectOptions(abs, cli.WithWorkingDirectory(filepath.Dir(abs[0])))
 	if err != nil {
 		t.Fatal(err)
 	}
 	m, err := opts.LoadModel(t.Context()) // anchors merged, variables substituted, paths absolute
 	if err != nil {
 		t.Fatalf("load model: %v", err)
+	}
+	// Files merged give environments as lists of NAME=value: as maps, the
+	// edits below read and set them alike.
+	for _, svc := range model(m).services() {
+		svc := svc.(map[string]any)
+		if list, ok := svc["environment"].([]any); ok {
+			env := map[string]any{}
+			for _, item := range list {
+				name, value, ok := strings.Cut(item.(string), "=")
+				env[name] = value
+				if !ok {
+					env[name] = nil
+				}
+			}
+			svc["environment"] = env
+		}
 	}
 	return m
 }
@@ -129,7 +154,7 @@ func (m model) setEnv(t *testing.T, value string, name string, services ...strin
 // project writes m to a compose file of its own and loads it back.
 func (m model) project(t *testing.T) *types.Project {
 	t.Helper()
-	data, err := json.Marshal(m) // JSON is YAML
+	data, err := json.Marshal(escape(map[string]any(m))) // JSON is YAML
 	if err != nil {
 		t.Fatalf("marshal edited model: %v", err)
 	}
@@ -138,6 +163,28 @@ func (m model) project(t *testing.T) *types.Project {
 		t.Fatal(err)
 	}
 	return load(t, path)
+}
+
+// escape is v with every $ of its strings written $$, as in a compose file:
+// the model holds them substituted, and loading the copy substitutes again.
+func escape(v any) any {
+	switch v := v.(type) {
+	case string:
+		return strings.ReplaceAll(v, "$", "$$")
+	case map[string]any:
+		out := make(map[string]any, len(v))
+		for k, item := range v {
+			out[k] = escape(item)
+		}
+		return out
+	case []any:
+		out := make([]any, len(v))
+		for i, item := range v {
+			out[i] = escape(item)
+		}
+		return out
+	}
+	return v
 }
 
 // The copy is faithful: unedited, it passes like the original. Without this

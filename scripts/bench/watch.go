@@ -33,7 +33,7 @@ type watcher struct {
 }
 
 func newWatcher(ctx context.Context, cat *schemas.Catalog, brokers []string) (*watcher, error) {
-	from, err := infra.EndOffsets(ctx, brokers, schemas.Emails.Name)
+	from, err := infra.EndOffsets(ctx, brokers, []string{schemas.Emails.Name})
 	if err != nil {
 		return nil, err
 	}
@@ -169,7 +169,7 @@ type partOffset struct {
 }
 
 func newRecordTimes(ctx context.Context, brokers []string, topic string) (*recordTimes, error) {
-	from, err := infra.EndOffsets(ctx, brokers, topic)
+	from, err := infra.EndOffsets(ctx, brokers, []string{topic})
 	if err != nil {
 		return nil, err
 	}

@@ -81,7 +81,7 @@ func nodePID(runDir string, id int) (int, error) {
 	return pid, nil
 }
 
-var listenerPort = regexp.MustCompile(`^listeners=PLAINTEXT://[^:]*:(\d+)`)
+var listenerPort = regexp.MustCompile(`^listeners=(?:SASL_)?PLAINTEXT://[^:]*:(\d+)`)
 
 // clientPort reads the client port of a node from its server.properties.
 func clientPort(config string) string {

@@ -12,7 +12,7 @@ import (
 // Ledger is what the topics hold at the end of a run, read with
 // read_committed from the beginning, next to what the run sent.
 type Ledger struct {
-	Accepted map[string]int64 // payment ID -> total cents, every payment Kafka acknowledged
+	Accepted map[string]int64 // payment (ID, or marker in HTTP mode) -> total cents, every payment acknowledged
 	Orders   []OrderSeen      // order-created, in log order
 	Emails   []EmailSeen      // email-sent, in log order
 
@@ -39,6 +39,18 @@ type Ledger struct {
 type OrderSeen struct {
 	OrderID, PaymentID string
 	TotalCents         int64
+	// Payment is the payment the client meant, the key of Accepted: its
+	// marker in HTTP mode, where a retry without an Idempotency-Key makes
+	// a payment ID of its own; "" is PaymentID.
+	Payment string
+}
+
+// payment is the key of o's payment in Ledger.Accepted.
+func (o OrderSeen) payment() string {
+	if o.Payment != "" {
+		return o.Payment
+	}
+	return o.PaymentID
 }
 
 // EmailSeen is one record of email-sent.
@@ -50,7 +62,7 @@ type EmailSeen struct {
 type Verdict struct {
 	In, Orders, Emails int
 
-	DuplicateOrders []string // payment IDs with more than one order
+	DuplicateOrders []string // payments with more than one order
 	DuplicateEmails []string // order IDs with more than one email
 	LostOrders      []string // accepted payment IDs without an order
 	LostEmails      []string // order IDs without an email
@@ -96,11 +108,11 @@ func Check(l Ledger, orderID, emailID, messageID func(string) string) Verdict {
 	ordersOf := make(map[string]int, len(l.Orders))
 	orderIDs := make(map[string]bool, len(l.Orders))
 	for _, o := range l.Orders {
-		if _, ok := l.Accepted[o.PaymentID]; !ok || o.OrderID != orderID(o.PaymentID) {
+		if _, ok := l.Accepted[o.payment()]; !ok || o.OrderID != orderID(o.PaymentID) {
 			v.StrayOrders = append(v.StrayOrders, o.OrderID)
 			continue
 		}
-		ordersOf[o.PaymentID]++
+		ordersOf[o.payment()]++
 		orderIDs[o.OrderID] = true
 	}
 	v.LostOrders, v.DuplicateOrders = v.oneEach(maps.Keys(l.Accepted), ordersOf)

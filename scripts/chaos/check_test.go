@@ -45,6 +45,14 @@ func TestCheckCatchesEveryViolation(t *testing.T) {
 		{"an email three times", func(l *Ledger) { l.Emails = append(l.Emails, l.Emails[0], l.Emails[0]) }, false, 2, 0, "more than one email (1): o-a"},
 		{"an order lost", func(l *Ledger) { l.Orders = l.Orders[1:]; l.Emails = l.Emails[1:] }, false, 0, 1, "without an order (1): a"},
 		{"an email lost", func(l *Ledger) { l.Emails = l.Emails[:2] }, false, 0, 1, "without an email (1): o-c"},
+		{"a retry without a key, a second payment ID", func(l *Ledger) {
+			for i := range l.Orders {
+				l.Orders[i].Payment = l.Orders[i].PaymentID
+			}
+			l.Orders = append(l.Orders, OrderSeen{OrderID: orderOf("b2"), PaymentID: "b2", TotalCents: 100, Payment: "b"})
+			l.Emails = append(l.Emails, EmailSeen{EmailID: emailOf(orderOf("b2")), OrderID: orderOf("b2")})
+			l.Messages[messageOf(emailOf(orderOf("b2")))] = 1
+		}, false, 1, 0, "more than one order (1): b"},
 		{"an order of no payment", func(l *Ledger) {
 			l.Orders = append(l.Orders, OrderSeen{OrderID: orderOf("zz"), PaymentID: "zz"})
 		}, false, 0, 0, "orders of no accepted payment (1): o-zz"},

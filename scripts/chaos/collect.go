@@ -21,7 +21,7 @@ import (
 // stopped and nothing writes any more, and replays it through analytics.
 func collect(ctx context.Context, cat *schemas.Catalog, o Options, from map[string]map[int32]kgo.Offset, accepted map[string]int64) (Ledger, error) {
 	l := Ledger{Accepted: accepted}
-	err := readTopic(ctx, o.Brokers, schemas.Orders.Name, kgo.ReadCommitted(), func(r *kgo.Record) error {
+	err := readTopic(ctx, o, schemas.Orders.Name, kgo.ReadCommitted(), func(r *kgo.Record) error {
 		ord, err := schemas.Orders.Codec(cat).Decode(ctx, r.Value)
 		if err != nil {
 			return fmt.Errorf("order-created %d/%d: %w", r.Partition, r.Offset, err)
@@ -29,14 +29,15 @@ func collect(ctx context.Context, cat *schemas.Catalog, o Options, from map[stri
 		l.TopicOrders++
 		l.TopicRevenue += ord.TotalCents
 		if r.Offset >= from[r.Topic][r.Partition].EpochOffset().Offset {
-			l.Orders = append(l.Orders, OrderSeen{OrderID: ord.OrderID, PaymentID: ord.PaymentID, TotalCents: ord.TotalCents})
+			l.Orders = append(l.Orders, OrderSeen{OrderID: ord.OrderID, PaymentID: ord.PaymentID, TotalCents: ord.TotalCents,
+				Payment: o.paymentOf(ord)})
 		}
 		return nil
 	})
 	if err != nil {
 		return l, err
 	}
-	err = readTopic(ctx, o.Brokers, schemas.Emails.Name, kgo.ReadCommitted(), func(r *kgo.Record) error {
+	err = readTopic(ctx, o, schemas.Emails.Name, kgo.ReadCommitted(), func(r *kgo.Record) error {
 		if r.Offset < from[r.Topic][r.Partition].EpochOffset().Offset {
 			return nil
 		}
@@ -51,7 +52,7 @@ func collect(ctx context.Context, cat *schemas.Catalog, o Options, from map[stri
 		return l, err
 	}
 	for topic, count := range map[string]*int{schemas.Orders.Name: &l.OrdersUncommitted, schemas.Emails.Name: &l.EmailsUncommitted} {
-		if err := readTopic(ctx, o.Brokers, topic, kgo.ReadUncommitted(), func(r *kgo.Record) error {
+		if err := readTopic(ctx, o, topic, kgo.ReadUncommitted(), func(r *kgo.Record) error {
 			if r.Offset >= from[r.Topic][r.Partition].EpochOffset().Offset {
 				*count++
 			}
@@ -65,8 +66,8 @@ func collect(ctx context.Context, cat *schemas.Catalog, o Options, from map[stri
 
 // readTopic reads a whole topic. Nothing writes to it any more, so an idle
 // two seconds means the end.
-func readTopic(ctx context.Context, brokers []string, topic string, iso kgo.IsolationLevel, each func(*kgo.Record) error) error {
-	recs, err := infra.ReadTopic(ctx, brokers, topic, iso, 2*time.Second)
+func readTopic(ctx context.Context, o Options, topic string, iso kgo.IsolationLevel, each func(*kgo.Record) error) error {
+	recs, err := infra.ReadTopic(ctx, o.Brokers, topic, iso, 2*time.Second, o.Connect...)
 	if err != nil {
 		return err
 	}
@@ -81,7 +82,7 @@ func readTopic(ctx context.Context, brokers []string, topic string, iso kgo.Isol
 // replayAnalytics starts a fresh analytics service, which rebuilds its
 // figures from the log, and records what it reports.
 func replayAnalytics(ctx context.Context, cat *schemas.Catalog, o Options, l *Ledger) error {
-	cfg := config.Config{Brokers: o.Brokers, RegistryURL: o.RegistryURL, Addr: "127.0.0.1:0", InstanceID: "chaos",
+	cfg := config.Config{Brokers: o.Brokers, RegistryURL: o.RegistryURL, Addr: "127.0.0.1:0", InstanceID: "chaos", Secure: o.Secure,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	s, err := shop.Start(ctx, cfg, cat, shop.Options{Services: []string{"analytics"}})
 	if err != nil {

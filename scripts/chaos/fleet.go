@@ -1,17 +1,22 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
+	"strings"
 	"syscall"
 	"time"
 )
 
-// instance is one order or email process.
+// instance is one payment, order or email process.
 type instance struct {
 	service, id string
+	port        int // a payment instance's, the same across restarts; 0 picks one
 	cmd         *exec.Cmd
 	exited      chan struct{}
 	err         error
@@ -26,14 +31,67 @@ type fleet struct {
 	stopped bool
 }
 
-func newFleet(o Options) *fleet {
+// paymentInstances is how many payment instances an HTTP run kills among.
+const paymentInstances = 2
+
+func newFleet(o Options) (*fleet, error) {
 	f := &fleet{o: o, killsOf: map[string]int{}}
+	if o.Via == "http" {
+		for i := 1; i <= paymentInstances; i++ {
+			port, err := freePort()
+			if err != nil {
+				return nil, err
+			}
+			f.members = append(f.members, &instance{service: "payment", id: fmt.Sprintf("chaos-%d", i), port: port})
+		}
+	}
 	for _, service := range []string{"order", "email"} {
 		for i := 1; i <= o.Instances; i++ {
 			f.members = append(f.members, &instance{service: service, id: fmt.Sprintf("chaos-%d", i)})
 		}
 	}
-	return f
+	return f, nil
+}
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// paymentURLs are where the payment instances listen.
+func (f *fleet) paymentURLs() []string {
+	var urls []string
+	for _, m := range f.members {
+		if m.port != 0 {
+			urls = append(urls, fmt.Sprintf("http://127.0.0.1:%d", m.port))
+		}
+	}
+	return urls
+}
+
+// waitPayments waits until every payment instance answers /readyz.
+func (f *fleet) waitPayments(ctx context.Context) error {
+	for _, url := range f.paymentURLs() {
+		for {
+			resp, err := http.Get(url + "/readyz")
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					break
+				}
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("payment instance at %s not ready: %w", url, ctx.Err())
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}
+	return nil
 }
 
 func (f *fleet) start() error {
@@ -53,9 +111,9 @@ func (f *fleet) spawn(m *instance) error {
 		return err
 	}
 	cmd := exec.Command(f.o.Shop, m.service)
-	cmd.Env = append(os.Environ(),
+	cmd.Env = append(serviceEnv(),
 		"KAFKA_BROKERS="+joinBrokers(f.o.Brokers), "SCHEMA_REGISTRY_URL="+f.o.RegistryURL,
-		"PORT=0", "INSTANCE_ID="+m.id, "DELIVERY="+f.o.Mode, "LOG_LEVEL=warn", "LOG_FORMAT=text")
+		fmt.Sprintf("PORT=%d", m.port), "INSTANCE_ID="+m.id, "DELIVERY="+f.o.Mode, "LOG_LEVEL=warn", "LOG_FORMAT=text")
 	if f.o.DeliverTo != "" {
 		cmd.Env = append(cmd.Env, "SMTP_ADDR="+f.o.DeliverTo)
 	}
@@ -118,6 +176,18 @@ func (f *fleet) stop() {
 			<-m.exited
 		}
 	}
+}
+
+// serviceEnv is chaos's environment without the admin's credentials: in
+// secure mode each instance signs in as its own service's principal.
+func serviceEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "KAFKA_USERNAME=") && !strings.HasPrefix(kv, "KAFKA_PASSWORD=") {
+			env = append(env, kv)
+		}
+	}
+	return env
 }
 
 func joinBrokers(bs []string) string {

@@ -10,7 +10,15 @@
 // the mail server's messages by Message-ID: one distinct message per order,
 // none missing, and the duplicates (resent after a kill or a cut) reported.
 //
-//	go run ./scripts/chaos [-n 10000] [-kills 20] [-seed 1] [-mode exactly-once|at-least-once] [-broker-kills=false]
+//	go run ./scripts/chaos [-n 10000] [-kills 20] [-seed 1] [-mode exactly-once|at-least-once] [-broker-kills=false] [-via kafka|http] [-keys=false]
+//
+// With -via http the payments go through POST /payment to two payment
+// instances, which are killed too: each payment is tried again after 400 ms
+// without an answer (and one in five is posted to both instances at once)
+// until a 200, with its Idempotency-Key; its cart's first item is named
+// after it, so the check counts orders per payment whatever payment ID a
+// try got. -keys=false sends no key: the control, whose retries must show
+// as duplicates.
 //
 // With KAFKA_BROKERS set it runs against that cluster and SCHEMA_REGISTRY_URL;
 // otherwise it starts its own embedded cluster on free ports, and its own
@@ -40,6 +48,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sr"
+
 	"github.com/blackfriday-kafka/shop/infra"
 	"github.com/blackfriday-kafka/shop/schemas"
 	"github.com/blackfriday-kafka/shop/scripts/target"
@@ -54,12 +65,23 @@ type Options struct {
 	Mode      string // exactly-once or at-least-once
 	Shop      string // path of the shop binary
 	Instances int
-	LogDir    string
-	Timeout   time.Duration
+	// Via is how payments come in: "kafka", written straight to
+	// payment-successful, or "http", through POST /payment to payment
+	// instances that are killed too, each payment retried until a 200,
+	// with its Idempotency-Key unless Keys is false (the control).
+	Via     string
+	Keys    bool
+	LogDir  string
+	Timeout time.Duration
 
 	Brokers     []string
 	RegistryURL string
 	Embedded    bool
+	// Secure is SECURE=1: chaos's own clients are the admin (Connect,
+	// RegistryAuth), each instance its service's principal.
+	Secure       bool
+	Connect      []kgo.Opt
+	RegistryAuth []sr.ClientOpt
 
 	// Against KAFKA_BROKERS: the mail server and its inbox (Mailpit's
 	// API). DeliverTo is what the instances dial: chaos's proxy to it.
@@ -81,6 +103,8 @@ func main() {
 	flag.StringVar(&o.Mode, "mode", target.Env("MODE", "exactly-once"), "exactly-once, or at-least-once for the control (env MODE)")
 	flag.StringVar(&o.Shop, "shop", "bin/shop", "the shop binary (make build)")
 	flag.IntVar(&o.Instances, "instances", 3, "order and email instances each")
+	flag.StringVar(&o.Via, "via", target.Env("VIA", "kafka"), "kafka: payments straight to Kafka; http: through POST /payment, two payment instances killed too (env VIA)")
+	flag.BoolVar(&o.Keys, "keys", target.Env("KEYS", "1") == "1", "with -via http, send an Idempotency-Key; -keys=false is the control (env KEYS=0)")
 	flag.StringVar(&o.LogDir, "logs", ".run/chaos", "where the instances' logs go")
 	flag.DurationVar(&o.Timeout, "timeout", 10*time.Minute, "give up after this long")
 	flag.BoolVar(&o.BrokerKills, "broker-kills", true, "against a cluster of scripts/kafka-up, also kill brokers, one at a time")
@@ -91,6 +115,9 @@ func main() {
 	flag.Parse()
 	if o.Mode != "exactly-once" && o.Mode != "at-least-once" {
 		fail("-mode %q: want exactly-once or at-least-once", o.Mode)
+	}
+	if o.Via != "kafka" && o.Via != "http" {
+		fail("-via %q: want kafka or http", o.Via)
 	}
 	o.Seed = uint64(*seed)
 	if o.Seed == 0 {
@@ -108,6 +135,7 @@ func main() {
 	}
 	defer cluster.Close()
 	o.Brokers, o.RegistryURL, o.Embedded = cluster.Brokers, cluster.RegistryURL, cluster.Embedded
+	o.Secure, o.Connect, o.RegistryAuth = target.FromEnv().Config.Secure, cluster.Connect, cluster.Registry
 
 	v, kills, err := Run(ctx, o, os.Stdout)
 	if err != nil {
@@ -125,11 +153,22 @@ func Run(ctx context.Context, o Options, out *os.File) (Verdict, int, error) {
 	if !o.Embedded {
 		where = "cluster " + strings.Join(o.Brokers, ",")
 	}
+	if o.Secure {
+		where += " in secure mode (SASL/SCRAM, ACLs; each instance its service's principal)"
+	}
 	fmt.Fprintf(out, "chaos: %d payments, %d order and %d email instances, %s, seed %d, on the %s\n",
 		o.N, o.Instances, o.Instances, o.Mode, o.Seed, where)
+	if o.Via == "http" {
+		keys := "each with its Idempotency-Key"
+		if !o.Keys {
+			keys = "without Idempotency-Key (the control)"
+		}
+		fmt.Fprintf(out, "chaos: payments through POST /payment to %d payment instances, killed too, %s, tried again after %s without an answer\n",
+			paymentInstances, keys, attemptTimeout)
+	}
 	rng := rand.New(rand.NewPCG(o.Seed, o.Seed^0x5eed))
 
-	reg, err := schemas.NewRegistryClient(o.RegistryURL)
+	reg, err := schemas.NewRegistryClient(o.RegistryURL, o.RegistryAuth...)
 	if err != nil {
 		return Verdict{}, 0, err
 	}
@@ -139,7 +178,7 @@ func Run(ctx context.Context, o Options, out *os.File) (Verdict, int, error) {
 	}
 	// Only what this run writes is judged: the output topics are read
 	// from where they end now.
-	from, err := infra.EndOffsets(ctx, o.Brokers, schemas.Orders.Name, schemas.Emails.Name)
+	from, err := infra.EndOffsets(ctx, o.Brokers, []string{schemas.Orders.Name, schemas.Emails.Name}, o.Connect...)
 	if err != nil {
 		return Verdict{}, 0, err
 	}
@@ -160,7 +199,10 @@ func Run(ctx context.Context, o Options, out *os.File) (Verdict, int, error) {
 	} else {
 		fmt.Fprintf(out, "chaos: emails to the mail server on %s (inbox %s), through a proxy on %s that cuts connections\n", mail.upstream, o.InboxURL, o.DeliverTo)
 	}
-	fleet := newFleet(o)
+	fleet, err := newFleet(o)
+	if err != nil {
+		return Verdict{}, 0, err
+	}
 	if err := fleet.start(); err != nil {
 		return Verdict{}, 0, err
 	}
@@ -192,12 +234,18 @@ func Run(ctx context.Context, o Options, out *os.File) (Verdict, int, error) {
 	// 1.25 s on average, MinKills of them, with a fifth to spare.
 	duration := time.Duration(float64(o.MinKills) * 1.25 * 1.2 * float64(time.Second))
 	duration = max(duration, time.Duration(o.N)*time.Second/2000)
-	sender := newSender(cat, o.Brokers)
+	var sender payments = newSender(cat, o)
+	if o.Via == "http" {
+		if err := fleet.waitPayments(ctx); err != nil {
+			return Verdict{}, 0, err
+		}
+		sender = newHTTPSender(fleet.paymentURLs(), o.Keys)
+	}
 	defer sender.close()
 	sendDone := make(chan error, 1)
 	go func() { sendDone <- sender.send(ctx, o.N, duration, rng.Uint64()) }()
 
-	watch, err := newWatch(ctx, cat, o.Brokers, from)
+	watch, err := newWatch(ctx, cat, o, from)
 	if err != nil {
 		return Verdict{}, 0, err
 	}
@@ -270,6 +318,9 @@ func Run(ctx context.Context, o Options, out *os.File) (Verdict, int, error) {
 				}
 				fmt.Fprintf(out, "  every email on the mail server %.1fs later (%d missing); stopping the instances\n", now.Sub(drainedAt).Seconds(), missing)
 				fleet.stop()
+				if h, ok := sender.(*httpSender); ok {
+					fmt.Fprintf(out, "  http: %s\n", h.summary())
+				}
 				ledger, err := collect(ctx, cat, o, from, sender.ids())
 				if err != nil {
 					return Verdict{}, kills(), err
@@ -283,15 +334,38 @@ func Run(ctx context.Context, o Options, out *os.File) (Verdict, int, error) {
 				cuts, faults := mail.proxy.counts()
 				smtpKills := fmt.Sprintf("%d SMTP connections cut in %d faults; %d of the instance kills hit email (stage and delivery loop)",
 					cuts, faults, fleet.killsOf["email"])
+				instances := "order and email instances"
+				if o.Via == "http" {
+					instances = fmt.Sprintf("payment, order and email instances (%d of payment)", fleet.killsOf["payment"])
+				}
 				if brokers != nil {
-					fmt.Fprintf(out, "  kills: %d of order and email instances, %d of brokers, %s (kills=%d below counts instances and brokers)\n", fleet.kills, brokers.kills, smtpKills, kills())
+					fmt.Fprintf(out, "  kills: %d of %s, %d of brokers, %s (kills=%d below counts instances and brokers)\n", fleet.kills, instances, brokers.kills, smtpKills, kills())
 				} else {
-					fmt.Fprintf(out, "  kills: %d of order and email instances, no broker, %s\n", fleet.kills, smtpKills)
+					fmt.Fprintf(out, "  kills: %d of %s, no broker, %s\n", fleet.kills, instances, smtpKills)
 				}
 				return v, kills(), nil
 			}
 		}
 	}
+}
+
+// payments sends the run's payments and says which were accepted: straight
+// to Kafka (sender) or through POST /payment (httpSender).
+type payments interface {
+	send(ctx context.Context, n int, d time.Duration, seed uint64) error
+	count() int
+	ids() map[string]int64 // accepted payments, by the key orders are counted under
+	close()
+}
+
+// paymentOf is the key under which an order is counted: the payment ID, or
+// in HTTP mode the marker its cart's first item carries, the payment the
+// client meant whatever ID a retry without a key gave it.
+func (o Options) paymentOf(ord *schemas.OrderCreated) string {
+	if o.Via == "http" && len(ord.Items) > 0 {
+		return ord.Items[0].Name
+	}
+	return ord.PaymentID
 }
 
 // inboxWait bounds the wait for the mail server once the topics drained:

@@ -24,8 +24,8 @@ type sender struct {
 	accepted map[string]int64 // payment ID -> total cents, once acknowledged
 }
 
-func newSender(cat *schemas.Catalog, brokers []string) *sender {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RecordDeliveryTimeout(time.Minute))
+func newSender(cat *schemas.Catalog, o Options) *sender {
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(o.Brokers...), kgo.RecordDeliveryTimeout(time.Minute)}, o.Connect...)...)
 	return &sender{cat: cat, cl: cl, err: err, accepted: make(map[string]int64)}
 }
 
@@ -94,23 +94,25 @@ func (s *sender) close() {
 
 // watch follows the output topics while the run goes on, to see it drain.
 type watch struct {
-	cat    *schemas.Catalog
-	cl     *kgo.Client
-	cancel context.CancelFunc
-	done   chan struct{}
+	cat       *schemas.Catalog
+	paymentOf func(*schemas.OrderCreated) string
+	cl        *kgo.Client
+	cancel    context.CancelFunc
+	done      chan struct{}
 
 	mu      sync.Mutex
-	orders  map[string]string // payment ID -> order ID
+	orders  map[string]string // payment (as paymentOf says) -> order ID
 	emailed map[string]bool   // order IDs with an email
 }
 
-func newWatch(ctx context.Context, cat *schemas.Catalog, brokers []string, from map[string]map[int32]kgo.Offset) (*watch, error) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumePartitions(from), kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+func newWatch(ctx context.Context, cat *schemas.Catalog, o Options, from map[string]map[int32]kgo.Offset) (*watch, error) {
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(o.Brokers...), kgo.ConsumePartitions(from),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted())}, o.Connect...)...)
 	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	w := &watch{cat: cat, cl: cl, cancel: cancel, done: make(chan struct{}), orders: map[string]string{}, emailed: map[string]bool{}}
+	w := &watch{cat: cat, paymentOf: o.paymentOf, cl: cl, cancel: cancel, done: make(chan struct{}), orders: map[string]string{}, emailed: map[string]bool{}}
 	go func() {
 		defer close(w.done)
 		for ctx.Err() == nil {
@@ -128,7 +130,7 @@ func (w *watch) see(ctx context.Context, r *kgo.Record) {
 	switch r.Topic {
 	case schemas.Orders.Name:
 		if o, err := schemas.Orders.Codec(w.cat).Decode(ctx, r.Value); err == nil {
-			w.orders[o.PaymentID] = o.OrderID
+			w.orders[w.paymentOf(o)] = o.OrderID
 		}
 	case schemas.Emails.Name:
 		if e, err := schemas.Emails.Codec(w.cat).Decode(ctx, r.Value); err == nil {

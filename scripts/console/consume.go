@@ -29,6 +29,7 @@ import (
 // ConsumeOptions say what to read and how to print it.
 type ConsumeOptions struct {
 	Brokers []string
+	Connect []kgo.Opt // credentials, in secure mode
 	Topics  []string
 
 	// Group, if set, reads as a member of this consumer group and commits
@@ -94,12 +95,12 @@ func Consume(ctx context.Context, reg *sr.Client, opts ConsumeOptions, out io.Wr
 	if opts.ReadUncommitted {
 		isolation = kgo.ReadUncommitted()
 	}
-	kopts := []kgo.Opt{
+	kopts := append([]kgo.Opt{
 		kgo.SeedBrokers(opts.Brokers...),
 		kgo.ConsumeTopics(opts.Topics...),
 		kgo.ConsumeResetOffset(start),
 		kgo.FetchIsolationLevel(isolation),
-	}
+	}, opts.Connect...)
 	assigned := make(chan struct{})
 	if opts.Group != "" {
 		// Commit only what was printed: records polled but not

@@ -23,6 +23,7 @@ import (
 // ProduceOptions say where lines go and how they become records.
 type ProduceOptions struct {
 	Brokers []string
+	Connect []kgo.Opt // credentials, in secure mode
 	Topic   string
 
 	// Schema is the writer schema: "latest" (the subject's latest version,
@@ -110,7 +111,7 @@ func Produce(ctx context.Context, reg *sr.Client, opts ProduceOptions, in io.Rea
 		return res, nil
 	}
 
-	cl, err := kgo.NewClient(kgo.SeedBrokers(opts.Brokers...), kgo.RequiredAcks(kgo.AllISRAcks()))
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(opts.Brokers...), kgo.RequiredAcks(kgo.AllISRAcks())}, opts.Connect...)...)
 	if err != nil {
 		return res, err
 	}

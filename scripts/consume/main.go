@@ -58,7 +58,7 @@ func main() {
 	if opts.Bytes, err = console.ParseBytes(bytes, console.Base64, console.Hex); err != nil {
 		fail(err)
 	}
-	opts.Brokers, opts.Topics = t.Brokers, topics
+	opts.Brokers, opts.Connect, opts.Topics = t.Brokers, t.Config.Connect(), topics
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

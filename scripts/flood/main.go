@@ -68,7 +68,7 @@ func main() {
 	if err != nil {
 		fail(fmt.Errorf("schema registry at %s: %w", t.RegistryURL, err))
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(t.Brokers...), kgo.RequiredAcks(kgo.AllISRAcks()))
+	cl, err := kgo.NewClient(append(t.Kafka(), kgo.RequiredAcks(kgo.AllISRAcks()))...)
 	if err != nil {
 		fail(err)
 	}

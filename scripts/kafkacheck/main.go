@@ -24,6 +24,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/blackfriday-kafka/shop/schemas"
+	"github.com/blackfriday-kafka/shop/scripts/target"
 )
 
 func main() {
@@ -34,10 +35,9 @@ func main() {
 	timeout := flag.Duration("timeout", 3*time.Minute, "give up after this long")
 	flag.Parse()
 
-	seeds := strings.Split("localhost:9092,localhost:9093,localhost:9094", ",")
-	if v := os.Getenv("KAFKA_BROKERS"); v != "" {
-		seeds = strings.Split(v, ",")
-	}
+	t := target.FromEnv() // the admin's credentials too, in secure mode
+	seeds := t.Brokers
+	connect = t.Config.Connect()
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
 
@@ -90,8 +90,11 @@ func waitFor(ctx context.Context, name string, seeds []string, fn func(context.C
 	}
 }
 
+// connect are the options every client of the check needs besides the seeds.
+var connect []kgo.Opt
+
 func admin(seeds []string, opts ...kgo.Opt) (*kgo.Client, *kadm.Client, error) {
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(seeds...)}, opts...)...)
+	cl, err := kgo.NewClient(append(append([]kgo.Opt{kgo.SeedBrokers(seeds...)}, connect...), opts...)...)
 	if err != nil {
 		return nil, nil, err
 	}

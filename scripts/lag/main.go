@@ -55,7 +55,7 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(t.Brokers...))
+	cl, err := kgo.NewClient(t.Kafka()...)
 	if err != nil {
 		fail(err)
 	}

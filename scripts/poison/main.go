@@ -28,12 +28,13 @@ import (
 
 	"github.com/blackfriday-kafka/shop/schemas"
 	"github.com/blackfriday-kafka/shop/scripts/poison/pills"
+	"github.com/blackfriday-kafka/shop/scripts/target"
 )
 
-// Target is where the shop runs.
+// Target is where the shop runs: its cluster and registry (in secure mode
+// as the admin), and its services.
 type Target struct {
-	Brokers     []string
-	RegistryURL string
+	target.Target
 	ServiceURLs map[string]string // payment, order, email, analytics
 }
 
@@ -41,8 +42,7 @@ func main() {
 	timeout := flag.Duration("timeout", 60*time.Second, "how long to wait for dead letters, the order and the email")
 	flag.Parse()
 	target := Target{
-		Brokers:     strings.Split(env("KAFKA_BROKERS", "localhost:9092,localhost:9093,localhost:9094"), ","),
-		RegistryURL: env("SCHEMA_REGISTRY_URL", "http://localhost:8081"),
+		Target: target.FromEnv(),
 		ServiceURLs: map[string]string{
 			"payment":   env("PAYMENT_URL", "http://localhost:8000"),
 			"order":     env("ORDER_URL", "http://localhost:8001"),
@@ -78,7 +78,7 @@ type sent struct {
 // Run sends the pills and checks the outcome, writing progress to out. It
 // returns the summary line, or an error naming every failure.
 func Run(ctx context.Context, t Target, out io.Writer) (string, error) {
-	reg, err := schemas.NewRegistryClient(t.RegistryURL)
+	reg, err := t.Registry()
 	if err != nil {
 		return "", err
 	}
@@ -90,7 +90,7 @@ func Run(ctx context.Context, t Target, out io.Writer) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(t.Brokers...))
+	cl, err := kgo.NewClient(t.Kafka()...)
 	if err != nil {
 		return "", err
 	}
@@ -113,7 +113,7 @@ func Run(ctx context.Context, t Target, out io.Writer) (string, error) {
 	}
 
 	var problems []string
-	if err := findDeadLetters(ctx, t.Brokers, cat, pending); err != nil {
+	if err := findDeadLetters(ctx, t.Kafka(), cat, pending); err != nil {
 		problems = append(problems, err.Error())
 	}
 	routed := 0
@@ -133,14 +133,14 @@ func Run(ctx context.Context, t Target, out io.Writer) (string, error) {
 	}
 
 	orderID := schemas.OrderID(paymentID)
-	if err := findOnTopic(ctx, t.Brokers, cat, schemas.Orders, func(o *schemas.OrderCreated) bool {
+	if err := findOnTopic(ctx, t.Kafka(), cat, schemas.Orders, func(o *schemas.OrderCreated) bool {
 		return o.PaymentID == paymentID
 	}); err != nil {
 		problems = append(problems, fmt.Sprintf("valid payment %s has no order: %v", paymentID, err))
 	} else {
 		fmt.Fprintf(out, "  ok   valid payment %s became order %s\n", paymentID, orderID)
 	}
-	if err := findOnTopic(ctx, t.Brokers, cat, schemas.Emails, func(e *schemas.EmailSent) bool {
+	if err := findOnTopic(ctx, t.Kafka(), cat, schemas.Emails, func(e *schemas.EmailSent) bool {
 		return e.OrderID == orderID
 	}); err != nil {
 		problems = append(problems, fmt.Sprintf("order %s has no email: %v", orderID, err))
@@ -181,13 +181,13 @@ func pay(ctx context.Context, paymentURL string) (string, error) {
 
 // findDeadLetters reads dlq-payment from the beginning until every pending
 // pill has its dead letter, matched by source partition and offset.
-func findDeadLetters(ctx context.Context, brokers []string, cat *schemas.Catalog, pending []*sent) error {
+func findDeadLetters(ctx context.Context, conn []kgo.Opt, cat *schemas.Catalog, pending []*sent) error {
 	want := make(map[[2]int64]*sent, len(pending))
 	for _, s := range pending {
 		want[[2]int64{int64(s.partition), s.offset}] = s
 	}
 	left := len(want)
-	return follow(ctx, brokers, schemas.PaymentDLQ.Name, func(r *kgo.Record) bool {
+	return follow(ctx, conn, schemas.PaymentDLQ.Name, func(r *kgo.Record) bool {
 		dl, err := schemas.PaymentDLQ.Codec(cat).Decode(ctx, r.Value)
 		if err != nil || dl.SourceTopic != schemas.Payments.Name {
 			return false
@@ -208,8 +208,8 @@ func findDeadLetters(ctx context.Context, brokers []string, cat *schemas.Catalog
 
 // findOnTopic reads topic from the beginning until match says yes to a
 // record's value.
-func findOnTopic[V any](ctx context.Context, brokers []string, cat *schemas.Catalog, topic schemas.Topic[V], match func(*V) bool) error {
-	return follow(ctx, brokers, topic.Name, func(r *kgo.Record) bool {
+func findOnTopic[V any](ctx context.Context, conn []kgo.Opt, cat *schemas.Catalog, topic schemas.Topic[V], match func(*V) bool) error {
+	return follow(ctx, conn, topic.Name, func(r *kgo.Record) bool {
 		v, err := topic.Codec(cat).Decode(ctx, r.Value)
 		return err == nil && match(v)
 	})
@@ -217,9 +217,9 @@ func findOnTopic[V any](ctx context.Context, brokers []string, cat *schemas.Cata
 
 // follow reads topic with read_committed from the beginning and calls done
 // for each record until it says true or ctx expires.
-func follow(ctx context.Context, brokers []string, topic string, done func(*kgo.Record) bool) error {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+func follow(ctx context.Context, conn []kgo.Opt, topic string, done func(*kgo.Record) bool) error {
+	cl, err := kgo.NewClient(append(conn, kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()))...)
 	if err != nil {
 		return err
 	}

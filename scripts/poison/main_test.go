@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/blackfriday-kafka/shop/scripts/target"
 	"github.com/blackfriday-kafka/shop/services/config"
 	"github.com/blackfriday-kafka/shop/services/shop"
 	"github.com/blackfriday-kafka/shop/services/shop/shoptest"
@@ -15,7 +16,7 @@ import (
 // TestPoison runs `make poison` against a shop booted in the test.
 func TestPoison(t *testing.T) {
 	env := shoptest.Start(t, shop.Options{}, nil)
-	target := Target{Brokers: env.Stack.Brokers, RegistryURL: env.Stack.RegistryURL, ServiceURLs: map[string]string{}}
+	target := Target{Target: target.Target{Brokers: env.Stack.Brokers, RegistryURL: env.Stack.RegistryURL}, ServiceURLs: map[string]string{}}
 	for _, name := range config.Services {
 		target.ServiceURLs[name] = env.Shop.URL(name)
 	}

@@ -56,7 +56,7 @@ func main() {
 	if opts.Bytes, err = console.ParseBytes(bytes, console.Text, console.Base64, console.Hex); err != nil {
 		fail(err)
 	}
-	opts.Brokers = t.Brokers
+	opts.Brokers, opts.Connect = t.Brokers, t.Config.Connect()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -13,10 +13,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/blackfriday-kafka/shop/infra"
 	"github.com/blackfriday-kafka/shop/schemas"
+	"github.com/blackfriday-kafka/shop/services/access"
 	"github.com/blackfriday-kafka/shop/services/config"
 )
 
@@ -24,15 +26,25 @@ import (
 type Target struct {
 	Brokers     []string
 	RegistryURL string
+	// Config is the tools' configuration, as the admin: SECURE=1 and the
+	// KAFKA_SASL_* credentials apply.
+	Config config.Config
 }
 
-// FromEnv reads KAFKA_BROKERS and SCHEMA_REGISTRY_URL, as the services do.
+// FromEnv reads KAFKA_BROKERS and SCHEMA_REGISTRY_URL, and in secure mode
+// the credentials, as the services do.
 func FromEnv() Target {
 	cfg, err := config.FromEnv(os.Getenv)
 	if err != nil {
 		badEnv("KAFKA_BROKERS", os.Getenv("KAFKA_BROKERS"), err.Error())
 	}
-	return Target{Brokers: cfg.Brokers, RegistryURL: cfg.RegistryURL}
+	return Target{Brokers: cfg.Brokers, RegistryURL: cfg.RegistryURL, Config: cfg}
+}
+
+// Kafka are the options of a client of the target: its brokers, and the
+// admin's credentials in secure mode.
+func (t *Target) Kafka() []kgo.Opt {
+	return append([]kgo.Opt{kgo.SeedBrokers(t.Brokers...)}, t.Config.Connect()...)
 }
 
 // Explicit is the target when KAFKA_BROKERS is set in the environment, and
@@ -49,11 +61,18 @@ func Explicit() *Target {
 // Cluster is where chaos and bench run: the Explicit target, or else an
 // embedded cluster of their own on free ports; Close stops it.
 func Cluster(ctx context.Context) (*infra.Cluster, error) {
-	var on Target // none: an embedded cluster of its own
-	if t := Explicit(); t != nil {
-		on = *t
+	on := FromEnv()
+	var secure *infra.Secure
+	if on.Config.Secure {
+		secure = &infra.Secure{Admin: on.Config.Connect(), Registry: on.Config.Registry()}
 	}
-	return infra.ConnectOrEmbed(ctx, on.Brokers, on.RegistryURL)
+	if Explicit() == nil { // an embedded cluster of its own
+		on.Brokers = nil
+		if secure != nil {
+			secure = access.Stack(access.DevPassword)
+		}
+	}
+	return infra.ConnectOrEmbed(ctx, on.Brokers, on.RegistryURL, secure)
 }
 
 // Flags adds --brokers and --registry to fs, defaulting to the environment.
@@ -73,7 +92,7 @@ func Flags(fs *flag.FlagSet) *Target {
 
 // Registry is a client of the target's schema registry.
 func (t *Target) Registry() (*sr.Client, error) {
-	return schemas.NewRegistryClient(t.RegistryURL)
+	return schemas.NewRegistryClient(t.RegistryURL, t.Config.Registry()...)
 }
 
 // Usage makes fs print a synopsis and a description before its flags, so

@@ -78,7 +78,7 @@ func main() {
 	defer stop()
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(t.Brokers...))
+	cl, err := kgo.NewClient(t.Kafka()...)
 	if err != nil {
 		fail(cmd, err)
 	}

@@ -15,8 +15,12 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
+	"github.com/twmb/franz-go/pkg/sr"
 
+	"github.com/blackfriday-kafka/shop/infra"
 	"github.com/blackfriday-kafka/shop/schemas"
 )
 
@@ -223,4 +227,20 @@ func Print(w io.Writer) error {
 		}
 	}
 	return tw.Flush()
+}
+
+// Stack is what the embedded stack needs in secure mode, its principals'
+// passwords from password: the brokers' users and ACLs, the admin's
+// credentials for its own clients, the registry's users.
+func Stack(password func(principal string) string) *infra.Secure {
+	users := make(map[string]string)
+	for _, p := range Principals() {
+		users[p] = password(p)
+	}
+	return &infra.Secure{
+		Cluster:  Embedded(password),
+		Admin:    []kgo.Opt{kgo.SASL(scram.Auth{User: Admin, Pass: password(Admin)}.AsSha512Mechanism())},
+		Registry: []sr.ClientOpt{sr.BasicAuth(Admin, password(Admin))},
+		Users:    users,
+	}
 }

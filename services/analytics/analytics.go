@@ -71,12 +71,12 @@ func New(cfg config.Config, cat *schemas.Catalog) (*Service, error) {
 	var err error
 	// And the email deliveries: the undelivered count the dashboard shows.
 	s.emails = email.NewDeliveries(schemas.Emails.Codec(cat), 0, s.log)
-	s.follow, err = view.Follow(cfg.Brokers, s.log, append(schemas.TopicNames(), schemas.EmailDeliveries.Name), kgo.WithHooks(kafka))
+	s.follow, err = view.Follow(cfg.Brokers, s.log, append(schemas.TopicNames(), schemas.EmailDeliveries.Name), append(cfg.Connect(), kgo.WithHooks(kafka))...)
 	if err != nil {
 		return nil, err
 	}
 	if every := cfg.Checkpoints(); every > 0 {
-		cps, err := view.OpenCheckpoints(cfg.Brokers, schemas.AnalyticsCheckpoints.Name, "analytics-checkpoints-"+cfg.InstanceID)
+		cps, err := view.OpenCheckpoints(cfg.Brokers, schemas.AnalyticsCheckpoints.Name, "analytics-checkpoints-"+cfg.InstanceID, cfg.Connect()...)
 		if err != nil {
 			return nil, err
 		}

@@ -58,6 +58,17 @@ type Config struct {
 
 	RegistryAddr string // REGISTRY_ADDR: where `shop registry` listens
 
+	// Secure (SECURE=1) is the secure mode: SASL to Kafka, HTTP basic
+	// auth to the project's registry. SASL holds what the environment
+	// says (KAFKA_SASL_MECHANISM, KAFKA_USERNAME, KAFKA_PASSWORD); what it
+	// leaves empty takes the defaults of Principal: SCRAM-SHA-512, the
+	// principal's name, its dev password.
+	Secure bool
+	SASL   Credentials
+	// Principal is who a service or tool is: the service's name, set by
+	// shop.Start for each service; "" is the admin (the tools).
+	Principal string
+
 	// SMTPAddr (SMTP_ADDR, host:port, default localhost:1025, the dev
 	// stack's mail server) is where the email service delivers the
 	// confirmations; empty (a Config built in code, a test's) delivers
@@ -131,6 +142,16 @@ func FromEnv(getenv func(string) string, services ...string) (Config, error) {
 		RegistryAddr: get("REGISTRY_ADDR", "127.0.0.1:8081"),
 		DataDir:      get("DATA_DIR", ".run/embedded"),
 		Fresh:        getenv("FRESH") == "1",
+		Secure:       getenv("SECURE") == "1",
+		SASL:         Credentials{Mechanism: getenv("KAFKA_SASL_MECHANISM"), Username: getenv("KAFKA_USERNAME"), Password: getenv("KAFKA_PASSWORD")},
+	}
+	switch cfg.SASL.Mechanism {
+	case "", "SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN":
+	default:
+		return cfg, fmt.Errorf("KAFKA_SASL_MECHANISM=%q: want SCRAM-SHA-512, SCRAM-SHA-256 or PLAIN", cfg.SASL.Mechanism)
+	}
+	if (cfg.SASL.Username == "") != (cfg.SASL.Password == "") {
+		return cfg, fmt.Errorf("KAFKA_USERNAME and KAFKA_PASSWORD go together: give both, or neither for the dev principals")
 	}
 	if len(cfg.Brokers) == 0 {
 		return cfg, fmt.Errorf("KAFKA_BROKERS=%q: no broker", getenv("KAFKA_BROKERS"))

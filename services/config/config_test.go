@@ -1,6 +1,8 @@
 package config_test
 
 import (
+	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -64,5 +66,51 @@ func TestBadValuesFailOnlyTheCommandsThatUseThem(t *testing.T) {
 	// shop topics runs no service: only the cluster's address matters.
 	if _, err := config.FromEnv(env(map[string]string{"PROCESSING_DELAY": "fast"})); err != nil {
 		t.Fatalf("shop topics with a bad PROCESSING_DELAY: %v", err)
+	}
+}
+
+// Secure mode: each service its own principal with the dev password unless
+// the environment names one; the password never printed.
+func TestCredentials(t *testing.T) {
+	cfg, err := config.FromEnv(env(map[string]string{"SECURE": "1"}), "order")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, ok := cfg.As("order").Credentials(); !ok || c != (config.Credentials{Mechanism: "SCRAM-SHA-512", Username: "order", Password: "order-secret"}) {
+		t.Fatalf("order in secure mode: %v %v", c, ok)
+	}
+	if c, _ := cfg.Credentials(); c.Username != "admin" {
+		t.Fatalf("the tools sign in as %q, want admin", c.Username)
+	}
+	if _, ok := (config.Config{}).Credentials(); ok {
+		t.Fatal("the open stack has credentials")
+	}
+
+	cfg, err = config.FromEnv(env(map[string]string{"SECURE": "1", "KAFKA_USERNAME": "svc-order", "KAFKA_PASSWORD": "s3cr3t-from-vault"}), "order")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := cfg.As("order").Credentials()
+	if c.Username != "svc-order" || c.Password != "s3cr3t-from-vault" {
+		t.Fatalf("given credentials: %v", c)
+	}
+	var logged strings.Builder
+	slog.New(slog.NewTextHandler(&logged, nil)).Info("config", "sasl", cfg.SASL, "credentials", c)
+	for _, shown := range []string{fmt.Sprintf("%v", cfg), fmt.Sprintf("%+v", cfg), fmt.Sprintf("%#v", cfg), logged.String()} {
+		if strings.Contains(shown, "s3cr3t") {
+			t.Fatalf("the password shows: %s", shown)
+		}
+	}
+	if !strings.Contains(logged.String(), "svc-order") { // the control: the credentials were printed
+		t.Fatalf("log without the user: %s", logged.String())
+	}
+
+	for _, bad := range []map[string]string{
+		{"KAFKA_SASL_MECHANISM": "GSSAPI"},
+		{"KAFKA_USERNAME": "order"},
+	} {
+		if _, err := config.FromEnv(env(bad), "order"); err == nil {
+			t.Fatalf("%v accepted", bad)
+		}
 	}
 }

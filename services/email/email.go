@@ -57,7 +57,7 @@ func New(cfg config.Config, cat *schemas.Catalog) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	var connect []kgo.Opt // the cluster's connection options, the same as the stage's
+	connect := cfg.Connect() // the principal's credentials, in secure mode, as the stage's
 	s := &Service{Stage: st, cat: cat, emails: NewDeliveries(schemas.Emails.Codec(cat), keepEmails, log)}
 	kafka := metrics.Kafka("view")
 	s.kafka = kafka

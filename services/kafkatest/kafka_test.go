@@ -40,7 +40,14 @@ var (
 	catalog     *schemas.Catalog
 	root        string // the repository, where scripts/ and .run/ are
 	binDir      string // a temporary folder for the shop binary
+	// tools is the tests' own configuration, as the admin: SECURE=1 and
+	// KAFKA_SASL_* apply, as they do to the operators' tools.
+	tools config.Config
 )
+
+// adminOpts are the options of a test's own client: the brokers, the
+// admin's credentials in secure mode, then opts.
+func adminOpts(opts ...kgo.Opt) []kgo.Opt { return append(tools.Kafka(), opts...) }
 
 func TestMain(m *testing.M) {
 	list := os.Getenv("KAFKA_BROKERS")
@@ -48,12 +55,12 @@ func TestMain(m *testing.M) {
 		fmt.Println("kafkatest: KAFKA_BROKERS is not set, so there is no real cluster to test: skipped (make kafka-up, then make test-kafka)")
 		os.Exit(0)
 	}
-	brokers = strings.Split(list, ",")
-	registryURL = os.Getenv("SCHEMA_REGISTRY_URL")
-	if registryURL == "" {
-		registryURL = "http://localhost:8081"
-	}
 	var err error
+	if tools, err = config.FromEnv(os.Getenv); err != nil {
+		fmt.Fprintln(os.Stderr, "kafkatest:", err)
+		os.Exit(1)
+	}
+	brokers, registryURL = tools.Brokers, tools.RegistryURL
 	if root, err = filepath.Abs("../.."); err != nil {
 		fmt.Fprintln(os.Stderr, "kafkatest:", err)
 		os.Exit(1)
@@ -75,7 +82,7 @@ func TestMain(m *testing.M) {
 // setup checks that a 3-broker cluster answers at KAFKA_BROKERS and that
 // the topics and schemas are there.
 func setup(ctx context.Context) error {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	cl, err := kgo.NewClient(adminOpts()...)
 	if err != nil {
 		return err
 	}
@@ -87,13 +94,13 @@ func setup(ctx context.Context) error {
 	if len(meta.Brokers) < 3 {
 		return fmt.Errorf("the suite needs 3 brokers, the cluster at %s has %d", strings.Join(brokers, ","), len(meta.Brokers))
 	}
-	if err := infra.CreateTopics(ctx, brokers); err != nil {
+	if err := infra.CreateTopics(ctx, brokers, tools.Connect()...); err != nil {
 		return err
 	}
-	if err := infra.RegisterSchemas(ctx, registryURL); err != nil {
+	if err := infra.RegisterSchemas(ctx, registryURL, tools.Registry()...); err != nil {
 		return fmt.Errorf("schema registry at SCHEMA_REGISTRY_URL=%s: %w", registryURL, err)
 	}
-	reg, err := schemas.NewRegistryClient(registryURL)
+	reg, err := schemas.NewRegistryClient(registryURL, tools.Registry()...)
 	if err != nil {
 		return err
 	}
@@ -104,7 +111,7 @@ func setup(ctx context.Context) error {
 // admin is a Kafka admin client closed at the end of the test.
 func admin(t testing.TB) *kadm.Client {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	cl, err := kgo.NewClient(adminOpts()...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,7 +234,11 @@ func eventually(t testing.TB, timeout time.Duration, check func() error) {
 func startShop(t testing.TB, names []string, instance string, delay time.Duration) *shop.Shop {
 	t.Helper()
 	cfg := config.Config{
-		Brokers: brokers, RegistryURL: registryURL, Addr: "127.0.0.1:0",
+		Brokers: brokers, RegistryURL: registryURL, Addr: "127.0.0.1:0", Secure: tools.Secure,
+		// The email service delivers, as in production, to the Mailpit of
+		// make kafka-up: a test that left its emails undelivered would
+		// leave them to the next one's delivery loop.
+		SMTPAddr:   tools.SMTPAddr,
 		InstanceID: instance, ProcessingDelay: delay, Logger: shoptest.Logger(),
 	}
 	s, err := shop.Start(context.Background(), cfg, catalog, shop.Options{Services: names})
@@ -303,7 +314,7 @@ func (p *Paid) snapshot() map[string]int64 {
 // with an idempotent producer (acks=all), and records each acknowledged one
 // in paid. It returns when every record is acknowledged.
 func produceStream(ctx context.Context, t testing.TB, paid *Paid, n int, d time.Duration, seed uint64) error {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RecordDeliveryTimeout(2*time.Minute), kgo.ProducerLinger(0))
+	cl, err := kgo.NewClient(adminOpts(kgo.RecordDeliveryTimeout(2*time.Minute), kgo.ProducerLinger(0))...)
 	if err != nil {
 		return err
 	}
@@ -416,8 +427,8 @@ type watch struct {
 
 func newWatch(t testing.TB, from Offsets) *watch {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumePartitions(from.consume()),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	cl, err := kgo.NewClient(adminOpts(kgo.ConsumePartitions(from.consume()),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()))...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -489,7 +500,7 @@ func (w *watch) close() {
 // new comes for idle.
 func readFrom(t testing.TB, from Offsets, iso kgo.IsolationLevel, idle time.Duration) []*kgo.Record {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumePartitions(from.consume()), kgo.FetchIsolationLevel(iso))
+	cl, err := kgo.NewClient(adminOpts(kgo.ConsumePartitions(from.consume()), kgo.FetchIsolationLevel(iso))...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,10 +24,7 @@ import (
 // payment's confirmation is in Mailpit's inbox once, under the Message-ID
 // derived from its email_id, with the order's total in its text.
 func TestConfirmationsReachMailpit(t *testing.T) {
-	smtpAddr, inboxURL := os.Getenv("SMTP_ADDR"), os.Getenv("MAILPIT_URL")
-	if smtpAddr == "" {
-		smtpAddr = config.DefaultSMTPAddr
-	}
+	smtpAddr, inboxURL := tools.SMTPAddr, os.Getenv("MAILPIT_URL")
 	if inboxURL == "" {
 		inboxURL = "http://localhost:8025"
 	}
@@ -36,7 +33,7 @@ func TestConfirmationsReachMailpit(t *testing.T) {
 	if err := inbox.Ready(ctx); err != nil {
 		t.Fatalf("no mail server's inbox: %v (make kafka-up starts Mailpit)", err)
 	}
-	cfg := config.Config{Brokers: brokers, RegistryURL: registryURL, Addr: "127.0.0.1:0", InstanceID: fmt.Sprintf("mail-%d", time.Now().UnixNano()),
+	cfg := config.Config{Brokers: brokers, RegistryURL: registryURL, Secure: tools.Secure, Addr: "127.0.0.1:0", InstanceID: fmt.Sprintf("mail-%d", time.Now().UnixNano()),
 		Logger: shoptest.Logger(), SMTPAddr: smtpAddr}
 	s, err := shop.Start(ctx, cfg, catalog, shop.Options{Services: []string{"payment", "order", "email"}})
 	if err != nil {

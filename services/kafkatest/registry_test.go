@@ -43,13 +43,13 @@ func TestSchemasSurviveARegistryKill(t *testing.T) {
 	}
 	paymentID := fmt.Sprintf("9b2e6f0a-3c4d-4e5f-8a7b-%012d", time.Now().UnixNano()%1e12)
 	body, err := avro.Marshal(v2, map[string]any{"payment_id": paymentID, "user_id": int64(77),
-		"cart": []map[string]any{{"name": "Kindle", "unit_price_cents": int64(8999), "quantity": 1}},
+		"cart":        []map[string]any{{"name": "Kindle", "unit_price_cents": int64(8999), "quantity": 1}},
 		"total_cents": int64(8999), "currency": "EUR", "paid_at": time.Now().UTC().Truncate(time.Millisecond)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	from := endOffsets(t, schemas.Orders.Name, schemas.PaymentDLQ.Name)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	cl, err := kgo.NewClient(adminOpts()...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +70,7 @@ func TestSchemasSurviveARegistryKill(t *testing.T) {
 	}
 
 	// New services: their codecs learn the schema from the restarted registry.
-	cat, err := schemas.Connect(ctx, registryURL)
+	cat, err := schemas.Connect(ctx, registryURL, tools.Registry()...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +89,9 @@ func TestSchemasSurviveARegistryKill(t *testing.T) {
 		t.Fatalf("%d dead letters since the test began, want none", len(dead))
 	}
 	eventually(t, 60*time.Second, func() error {
-		var a struct{ TotalPayments int64 `json:"total_payments"` }
+		var a struct {
+			TotalPayments int64 `json:"total_payments"`
+		}
 		if err := getJSON(s.URL("analytics")+"/analytics", &a); err != nil || a.TotalPayments == 0 {
 			return fmt.Errorf("analytics: %+v %v", a, err)
 		}

@@ -25,7 +25,12 @@ import (
 // cluster, transactions version 2 stood the pipeline still for seconds at
 // a time, and the brokers refused the stages' produce batches with
 // OutOfOrderSequence: the test fails on any such refusal in the brokers'
-// logs (which make kafka-up keeps in .run/kafka), or on a p99 over 1 s.
+// logs (which make kafka-up keeps in .run/kafka), or when no email is
+// committed for 2 s while payments wait for theirs. The latencies are
+// reported, not held to a figure: a busy machine is slower, not stalled
+// (make bench measures them).
+const stillFor = 2 * time.Second
+
 func TestSteadyLoadNeverStalls(t *testing.T) {
 	const rate, span = 1000, 20 * time.Second
 	logs, _ := filepath.Glob(filepath.Join(root, ".run", "kafka", "node-*", "server.log"))
@@ -42,7 +47,7 @@ func TestSteadyLoadNeverStalls(t *testing.T) {
 	emails := newEmailTimes(t, endOffsets(t, schemas.Emails.Name))
 	startShop(t, []string{"order", "email"}, "steady", 0)
 
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RequiredAcks(kgo.AllISRAcks()), kgo.ProducerLinger(0))
+	cl, err := kgo.NewClient(adminOpts(kgo.RequiredAcks(kgo.AllISRAcks()), kgo.ProducerLinger(0))...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,8 +100,10 @@ func TestSteadyLoadNeverStalls(t *testing.T) {
 	p50, p99 := lat[len(lat)/2], lat[len(lat)*99/100]
 	t.Logf("%d payments at %d/s: payment to committed email p50 %v, p99 %v, max %v", len(sentAt), rate, p50.Round(time.Millisecond),
 		p99.Round(time.Millisecond), lat[len(lat)-1].Round(time.Millisecond))
-	if p99 > time.Second {
-		t.Errorf("p99 %v: the pipeline stood still (over 1 s from payment to committed email)", p99)
+	gap, at := longestGap(seen)
+	t.Logf("the longest time without a committed email: %v", gap.Round(time.Millisecond))
+	if gap > stillFor {
+		t.Errorf("no email committed for %v, %v into the run, while payments waited: the pipeline stood still", gap.Round(time.Millisecond), at.Sub(start).Round(time.Millisecond))
 	}
 	for _, l := range logs {
 		b, err := os.ReadFile(l)
@@ -112,6 +119,21 @@ func TestSteadyLoadNeverStalls(t *testing.T) {
 	}
 }
 
+// longestGap is the longest time between two committed emails, and when
+// it began. Payments come all the time until the last email, so some
+// payment waits through every such gap.
+func longestGap(seen map[string]time.Time) (time.Duration, time.Time) {
+	commits := slices.SortedFunc(maps.Values(seen), time.Time.Compare)
+	var gap time.Duration
+	var at time.Time
+	for i := 1; i < len(commits); i++ {
+		if d := commits[i].Sub(commits[i-1]); d > gap {
+			gap, at = d, commits[i-1]
+		}
+	}
+	return gap, at
+}
+
 // emailTimes notes when each email becomes readable with read_committed.
 type emailTimes struct {
 	mu   sync.Mutex
@@ -120,8 +142,8 @@ type emailTimes struct {
 
 func newEmailTimes(t *testing.T, from Offsets) *emailTimes {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumePartitions(from.consume()),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.FetchMaxWait(50*time.Millisecond))
+	cl, err := kgo.NewClient(adminOpts(kgo.ConsumePartitions(from.consume()),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.FetchMaxWait(50*time.Millisecond))...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -43,7 +43,7 @@ func New(cfg config.Config, cat *schemas.Catalog) (*Service, error) {
 		Outputs: "orders_created",
 	}
 	if !cfg.AtLeastOnce {
-		step.ordered = newOrdered(cfg.Brokers, stage.Group("order"), step.orders, cfg.Window(), log)
+		step.ordered = newOrdered(cfg.Brokers, stage.Group("order"), step.orders, cfg.Window(), log, cfg.Connect()...)
 		spec.Store = step.ordered
 	}
 	s, err := stage.NewService(cfg, cat, spec, schemas.Orders, keepOrders, schemas.OrderViewCheckpoints)

@@ -57,18 +57,18 @@ func New(cfg config.Config, cat *schemas.Catalog, opts Options) (*Service, error
 		opts.DeliveryTimeout = 10 * time.Second
 	}
 	kafka := metrics.Kafka("producer")
-	producer, err := kgo.NewClient(
+	producer, err := kgo.NewClient(append([]kgo.Opt{
 		kgo.WithHooks(kafka),
 		kgo.SeedBrokers(cfg.Brokers...),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.RecordDeliveryTimeout(opts.DeliveryTimeout),
 		kgo.ProducerLinger(0),
-	)
+	}, cfg.Connect()...)...)
 	if err != nil {
 		return nil, err
 	}
 	log := cfg.Log().With("service", "payment", "instance", cfg.InstanceID)
-	requests, err := view.OpenTable(cfg.Brokers, schemas.PaymentRequests.Name, log)
+	requests, err := view.OpenTable(cfg.Brokers, schemas.PaymentRequests.Name, log, cfg.Connect()...)
 	if err != nil {
 		producer.Close()
 		return nil, err

@@ -34,14 +34,25 @@ type Shop struct {
 	done    chan error
 }
 
-// Start builds and starts the services, each configured by cfg. They run
-// until ctx is cancelled or Stop is called.
+// Start builds and starts the services, each configured by cfg as its own
+// principal. They share cat; with none, each gets a catalog of its own on
+// cfg's registry, as its principal. They run until ctx is cancelled or Stop
+// is called.
 func Start(ctx context.Context, cfg config.Config, cat *schemas.Catalog, opts Options) (*Shop, error) {
 	if len(opts.Services) == 0 {
 		opts.Services = config.Services
 	}
 	s := &Shop{names: opts.Services, servers: make(map[string]*serve.Server), done: make(chan error, 1)}
 	for _, name := range opts.Services {
+		cfg := cfg.As(name)
+		cat := cat
+		if cat == nil {
+			reg, err := schemas.NewRegistryClient(cfg.RegistryURL, cfg.Registry()...)
+			if err != nil {
+				return nil, err
+			}
+			cat = schemas.NewCatalog(reg)
+		}
 		svc, err := build(name, cfg, cat, opts)
 		if err != nil {
 			return nil, fmt.Errorf("%s service: %w", name, err)

@@ -132,6 +132,7 @@ func New(cfg config.Config, cat *schemas.Catalog, spec Spec) (*Stage, error) {
 	var err error
 	s.engine, err = txn.New(txn.Config{
 		Brokers:         cfg.Brokers,
+		Connect:         cfg.Connect(),
 		Group:           Group(spec.Service),
 		Topic:           spec.Input.Name,
 		TransactionalID: id,
@@ -361,11 +362,11 @@ func NewService[Out any](cfg config.Config, cat *schemas.Catalog, spec Spec, out
 	}
 	var cps *view.Checkpoints
 	if cfg.Checkpoints() > 0 {
-		if cps, err = view.OpenCheckpoints(cfg.Brokers, checkpoints.Name, checkpoints.Name+"-"+cfg.InstanceID); err != nil {
+		if cps, err = view.OpenCheckpoints(cfg.Brokers, checkpoints.Name, checkpoints.Name+"-"+cfg.InstanceID, cfg.Connect()...); err != nil {
 			return nil, err
 		}
 	}
-	outputs, err := view.NewLatest(cfg.Brokers, output.Codec(cat), keep, st.log, cps, cfg.Checkpoints())
+	outputs, err := view.NewLatest(cfg.Brokers, output.Codec(cat), keep, st.log, cps, cfg.Checkpoints(), cfg.Connect()...)
 	if err != nil {
 		return nil, err
 	}

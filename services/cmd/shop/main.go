@@ -21,9 +21,14 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/blackfriday-kafka/shop/infra"
 	"github.com/blackfriday-kafka/shop/infra/mailbox"
+	"github.com/blackfriday-kafka/shop/infra/registry"
 	"github.com/blackfriday-kafka/shop/schemas"
+	"github.com/blackfriday-kafka/shop/services/access"
 	"github.com/blackfriday-kafka/shop/services/config"
 	"github.com/blackfriday-kafka/shop/services/shop"
 )
@@ -39,6 +44,7 @@ const usage = `usage: shop <command>
              one service (PORT, INSTANCE_ID and PROCESSING_DELAY apply)
   topics     create the topics on KAFKA_BROKERS
   schemas    register the schemas with SCHEMA_REGISTRY_URL
+  acls       create the principals' ACLs on KAFKA_BROKERS (secure mode), and print them
   registry   the Confluent-compatible schema registry alone, on REGISTRY_ADDR
              (default 127.0.0.1:8081), its state in the _schemas topic of
              KAFKA_BROKERS, a Kafka cluster started another way
@@ -87,16 +93,21 @@ func run(ctx context.Context, cmd string, cfg config.Config) error {
 			}
 			cfg.Logger.Info("starting empty: removed the data of the last run", "dir", cfg.DataDir)
 		}
+		var secure *infra.Secure
+		if cfg.Secure {
+			secure = access.Stack(access.DevPassword)
+		}
 		stack, err := infra.StartEmbedded(ctx, infra.EmbeddedConfig{
 			BrokerPorts:  []int{9092, 9093, 9094},
 			RegistryAddr: "127.0.0.1:8081",
 			DataDir:      cfg.DataDir,
+			Secure:       secure,
 		})
 		if err != nil {
 			return err
 		}
 		defer stack.Close()
-		cfg.Logger.Info("embedded stack started", "kafka", stack.BrokerList(), "registry", stack.RegistryURL, "data", cfg.DataDir)
+		cfg.Logger.Info("embedded stack started", "kafka", stack.BrokerList(), "registry", stack.RegistryURL, "data", cfg.DataDir, "secure", cfg.Secure)
 		mail, err := ownMailServer(cfg)
 		if err != nil {
 			return err
@@ -106,35 +117,54 @@ func run(ctx context.Context, cmd string, cfg config.Config) error {
 			cfg.SMTPAddr = mail.SMTPAddr
 		}
 		if cmd == "cluster" {
-			fmt.Printf("ready: kafka=%s registry=%s%s\n", stack.BrokerList(), stack.RegistryURL, inboxLine(mail))
+			fmt.Printf("ready: kafka=%s registry=%s%s%s\n", stack.BrokerList(), stack.RegistryURL, inboxLine(mail), secureLine(cfg))
 			<-ctx.Done()
 			return nil
 		}
 		cfg.Brokers, cfg.RegistryURL = stack.Brokers, stack.RegistryURL
-		return runServices(ctx, cfg, servicesOf(cmd), " kafka="+stack.BrokerList()+" registry="+stack.RegistryURL+inboxLine(mail))
+		return runServices(ctx, cfg, servicesOf(cmd), " kafka="+stack.BrokerList()+" registry="+stack.RegistryURL+inboxLine(mail)+secureLine(cfg))
 	case "registry":
-		srv, err := infra.StartRegistry(ctx, cfg.RegistryAddr, cfg.Brokers)
+		var opts []func(*registry.Config)
+		if cfg.Secure {
+			// Its own Kafka client is the admin's; its users are the
+			// principals, with the passwords of the dev stacks.
+			users := access.Stack(access.DevPassword).Users
+			opts = append(opts, func(c *registry.Config) { c.Connect, c.Users = cfg.Connect(), users })
+		}
+		srv, err := infra.StartRegistry(ctx, cfg.RegistryAddr, cfg.Brokers, opts...)
 		if err != nil {
 			return err
 		}
-		fmt.Printf("ready: registry=%s kafka=%s\n", srv.URL, strings.Join(cfg.Brokers, ","))
+		fmt.Printf("ready: registry=%s kafka=%s%s\n", srv.URL, strings.Join(cfg.Brokers, ","), secureLine(cfg))
 		<-ctx.Done()
 		return srv.Shutdown(context.WithoutCancel(ctx))
 	case "topics":
-		if err := infra.CreateTopics(ctx, cfg.Brokers); err != nil {
+		if err := infra.CreateTopics(ctx, cfg.Brokers, cfg.Connect()...); err != nil {
 			return err
 		}
 		fmt.Printf("topics: %s ready on %s\n", strings.Join(schemas.TopicNames(), ", "), strings.Join(cfg.Brokers, ","))
 		return nil
+	case "acls":
+		cl, err := kgo.NewClient(cfg.Kafka()...)
+		if err != nil {
+			return err
+		}
+		defer cl.Close()
+		if err := access.Apply(ctx, kadm.NewClient(cl)); err != nil {
+			return err
+		}
+		_ = access.Print(os.Stdout)
+		fmt.Printf("acls: the principals' ACLs are on %s\n", strings.Join(cfg.Brokers, ","))
+		return nil
 	case "schemas":
-		if err := infra.RegisterSchemas(ctx, cfg.RegistryURL); err != nil {
+		if err := infra.RegisterSchemas(ctx, cfg.RegistryURL, cfg.Registry()...); err != nil {
 			return err
 		}
 		fmt.Printf("schemas: %d subjects registered with %s, compatibility BACKWARD or stricter\n", len(schemas.Topics()), cfg.RegistryURL)
 		return nil
 	}
 	if names := servicesOf(cmd); names != nil {
-		return runServices(ctx, cfg, names, "")
+		return runServices(ctx, cfg, names, secureLine(cfg))
 	}
 	fmt.Fprint(os.Stderr, usage)
 	return fmt.Errorf("unknown command %q", cmd)
@@ -143,11 +173,7 @@ func run(ctx context.Context, cmd string, cfg config.Config) error {
 // runServices starts the named services, prints "ready:" once each answers
 // /readyz, and stops them all when ctx is cancelled or one fails.
 func runServices(ctx context.Context, cfg config.Config, names []string, extra string) error {
-	reg, err := schemas.NewRegistryClient(cfg.RegistryURL)
-	if err != nil {
-		return err
-	}
-	s, err := shop.Start(ctx, cfg, schemas.NewCatalog(reg), shop.Options{Services: names})
+	s, err := shop.Start(ctx, cfg, nil, shop.Options{Services: names})
 	if err != nil {
 		return err
 	}
@@ -186,6 +212,15 @@ func inboxLine(mail *mailbox.Server) string {
 		return ""
 	}
 	return " smtp=" + mail.SMTPAddr + " inbox=" + strings.Replace(mail.URL, "127.0.0.1", "localhost", 1) + "/"
+}
+
+// secureLine says, in a ready line, that the stack is secure (and never
+// with what credentials).
+func secureLine(cfg config.Config) string {
+	if !cfg.Secure {
+		return ""
+	}
+	return " security=SASL/SCRAM-SHA-512+ACLs"
 }
 
 // dashboardURL is the analytics dashboard as a person opens it:

@@ -17,10 +17,12 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/blackfriday-kafka/shop/infra"
 	"github.com/blackfriday-kafka/shop/schemas"
 	"github.com/blackfriday-kafka/shop/schemas/schemastest"
+	"github.com/blackfriday-kafka/shop/services/access"
 	"github.com/blackfriday-kafka/shop/services/config"
 	"github.com/blackfriday-kafka/shop/services/shop"
 	"github.com/blackfriday-kafka/shop/txn"
@@ -38,18 +40,44 @@ type Env struct {
 // and stops them when the test ends.
 func Cluster(t testing.TB) (*infra.Embedded, *schemas.Catalog) {
 	t.Helper()
+	return cluster(t, nil)
+}
+
+func cluster(t testing.TB, sec *infra.Secure) (*infra.Embedded, *schemas.Catalog) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	stack, err := infra.StartEmbedded(ctx, infra.EmbeddedConfig{})
+	stack, err := infra.StartEmbedded(ctx, infra.EmbeddedConfig{Secure: sec})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(stack.Close)
-	cat, err := schemas.Connect(ctx, stack.RegistryURL)
+	var auth []sr.ClientOpt
+	if sec != nil {
+		auth = sec.Registry
+	}
+	cat, err := schemas.Connect(ctx, stack.RegistryURL, auth...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return stack, cat
+}
+
+// StartSecure is Start in secure mode, as SECURE=1 make run: SASL and the
+// ACLs of services/access on the brokers, basic auth on the registry, each
+// service signed in as its own principal with the dev stacks' password.
+// The catalog is the admin's.
+func StartSecure(t testing.TB, opts shop.Options) *Env {
+	t.Helper()
+	stack, cat := cluster(t, access.Stack(access.DevPassword))
+	cfg := Config(stack)
+	cfg.Secure = true
+	// Each service its own registry client, as its principal.
+	s, err := shop.Start(context.Background(), cfg, nil, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return started(t, &Env{Stack: stack, Catalog: cat, Config: cfg, Shop: s})
 }
 
 // Config is the configuration of services on stack: its brokers and
@@ -78,17 +106,24 @@ func Start(t testing.TB, opts shop.Options, adjust func(cfg *config.Config)) *En
 	if err != nil {
 		t.Fatal(err)
 	}
+	return started(t, &Env{Stack: stack, Catalog: cat, Config: cfg, Shop: s})
+}
+
+// started stops env's services when the test ends, and returns env once
+// they are ready.
+func started(t testing.TB, env *Env) *Env {
+	t.Helper()
 	t.Cleanup(func() {
-		if err := s.Stop(); err != nil {
+		if err := env.Shop.Stop(); err != nil {
 			t.Errorf("services stopped with: %v", err)
 		}
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := s.WaitReady(ctx); err != nil {
+	if err := env.Shop.WaitReady(ctx); err != nil {
 		t.Fatal(err)
 	}
-	return &Env{Stack: stack, Catalog: cat, Config: cfg, Shop: s}
+	return env
 }
 
 // Logger is quiet unless SHOP_TEST_LOGS=1.
