@@ -37,7 +37,7 @@ type EmbeddedConfig struct {
 }
 
 // Secure is what a stack needs in secure mode, from the table of who may
-// do what (services/access).
+// do what (infra/access).
 type Secure struct {
 	Cluster  []kfake.Opt       // the brokers' SASL users and ACLs
 	Admin    []kgo.Opt         // the admin's SASL, for the stack's own clients

@@ -23,7 +23,7 @@ import (
 	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/compose-spec/compose-go/v2/types"
 
-	"github.com/blackfriday-kafka/shop/services/access"
+	"github.com/blackfriday-kafka/shop/infra/access"
 )
 
 // The addresses the README, the Makefile and the scripts use.
@@ -305,7 +305,7 @@ var (
 )
 
 // passwords reports every password the files hold that is not a dev one, a
-// principal's <name>-secret (services/access), that principal's where the
+// principal's <name>-secret (infra/access), that principal's where the
 // file says whose. A real deployment passes its own through the
 // environment; none belongs in these files. The reports never say the
 // password.
@@ -374,7 +374,7 @@ func (c *checker) credential(owner, where, user, pass string) {
 	principals := access.Principals()
 	switch {
 	case user != "" && !slices.Contains(principals, user):
-		c.fail("passwords", "%s signs in as %q in its %s, which is no principal of services/access %v", owner, user, where, principals)
+		c.fail("passwords", "%s signs in as %q in its %s, which is no principal of infra/access %v", owner, user, where, principals)
 	case user != "" && pass != access.DevPassword(user):
 		c.fail("passwords", "%s has a password for %s in its %s that is not %[2]s's dev one (%[2]s-secret): a real deployment passes its own through the environment (KAFKA_USERNAME, KAFKA_PASSWORD), never in this file", owner, user, where)
 	case user == "" && !slices.ContainsFunc(principals, func(p string) bool { return pass == access.DevPassword(p) }):

@@ -12,12 +12,12 @@ import (
 
 	"github.com/compose-spec/compose-go/v2/types"
 
-	"github.com/blackfriday-kafka/shop/services/access"
+	"github.com/blackfriday-kafka/shop/infra/access"
 )
 
 // The secure stack: docker-compose.secure.yml over docker-compose.yml
 // (SECURE=1 make up). The same services, and a job that creates the ACLs;
-// every client signs in with SASL as a principal of services/access, whose
+// every client signs in with SASL as a principal of infra/access, whose
 // credentials the brokers get when they format their storage, and the
 // brokers check the ACLs.
 var secureStack = secured()
@@ -68,7 +68,7 @@ func secured() map[string]service {
 		s[job] = j
 	}
 	s["acls"] = service{area: "acls", image: shopImage, command: "acls", job: true, healthy: brokers, env: []setting{
-		{"KAFKA_BROKERS", inNetwork, "the ACLs of services/access go to the cluster"},
+		{"KAFKA_BROKERS", inNetwork, "the ACLs of infra/access go to the cluster"},
 		secureMode,
 	}, also: []check{signsInAs(access.Admin)}}
 	for _, name := range slices.Sorted(maps.Keys(stack)) {
@@ -265,7 +265,7 @@ func registryUsers(c *checker, name string, svc types.ServiceConfig) {
 	}
 	for _, user := range slices.Sorted(maps.Keys(listed)) {
 		if !slices.Contains(access.Principals(), user) {
-			c.fail("security", "%s's users list %q, who is no principal of services/access", name, user)
+			c.fail("security", "%s's users list %q, who is no principal of infra/access", name, user)
 		}
 	}
 }
@@ -287,7 +287,7 @@ func registryHealthSignsIn(c *checker, name string, svc types.ServiceConfig) {
 func signsInAs(principal string) check {
 	return func(c *checker, name string, svc types.ServiceConfig) {
 		if user := env(svc, "KAFKA_USERNAME"); user != "" && user != principal {
-			c.fail("security", "%s signs in as %s (KAFKA_USERNAME), want %s: its own principal, whose rights are what it needs (services/access)", name, user, principal)
+			c.fail("security", "%s signs in as %s (KAFKA_USERNAME), want %s: its own principal, whose rights are what it needs (infra/access)", name, user, principal)
 		}
 	}
 }

@@ -303,7 +303,7 @@ func TestSecureCheckReportsEachViolation(t *testing.T) {
 		edit: func(t *testing.T, m model) {
 			m.editConfig(t, "registry-users", func(s string) string { return s + "guest: guest-secret,user\n" })
 		},
-		want: []string{`security: schema-registry's users list "guest", who is no principal of services/access`},
+		want: []string{`security: schema-registry's users list "guest", who is no principal of infra/access`},
 	}, {
 		name: "a registry health check without credentials",
 		edit: func(t *testing.T, m model) {

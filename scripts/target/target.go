@@ -17,8 +17,8 @@ import (
 	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/blackfriday-kafka/shop/infra"
+	"github.com/blackfriday-kafka/shop/infra/access"
 	"github.com/blackfriday-kafka/shop/schemas"
-	"github.com/blackfriday-kafka/shop/services/access"
 	"github.com/blackfriday-kafka/shop/services/config"
 )
 

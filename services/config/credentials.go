@@ -8,7 +8,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 	"github.com/twmb/franz-go/pkg/sr"
 
-	"github.com/blackfriday-kafka/shop/services/access"
+	"github.com/blackfriday-kafka/shop/infra/access"
 )
 
 // Credentials are a client's SASL credentials.

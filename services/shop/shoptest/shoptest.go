@@ -20,9 +20,9 @@ import (
 	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/blackfriday-kafka/shop/infra"
+	"github.com/blackfriday-kafka/shop/infra/access"
 	"github.com/blackfriday-kafka/shop/schemas"
 	"github.com/blackfriday-kafka/shop/schemas/schemastest"
-	"github.com/blackfriday-kafka/shop/services/access"
 	"github.com/blackfriday-kafka/shop/services/config"
 	"github.com/blackfriday-kafka/shop/services/shop"
 	"github.com/blackfriday-kafka/shop/txn"
@@ -64,7 +64,7 @@ func cluster(t testing.TB, sec *infra.Secure) (*infra.Embedded, *schemas.Catalog
 }
 
 // StartSecure is Start in secure mode, as SECURE=1 make run: SASL and the
-// ACLs of services/access on the brokers, basic auth on the registry, each
+// ACLs of infra/access on the brokers, basic auth on the registry, each
 // service signed in as its own principal with the dev stacks' password.
 // The catalog is the admin's.
 func StartSecure(t testing.TB, opts shop.Options) *Env {
