@@ -43,10 +43,18 @@ func CreateTopics(ctx context.Context, brokers []string, opts ...kgo.Opt) error 
 		return err
 	}
 	defer cl.Close()
-	adm := kadm.NewClient(cl)
+	if err := CreateTopicsWith(ctx, kadm.NewClient(cl)); err != nil {
+		return fmt.Errorf("brokers %v: %w", brokers, err)
+	}
+	return nil
+}
+
+// CreateTopicsWith is CreateTopics through an admin client of the
+// caller's, with the caller's credentials.
+func CreateTopicsWith(ctx context.Context, adm *kadm.Client) error {
 	meta, err := adm.BrokerMetadata(ctx)
 	if err != nil {
-		return fmt.Errorf("reach brokers %v: %w", brokers, err)
+		return fmt.Errorf("reach brokers: %w", err)
 	}
 	replicas, configs := TopicSettings(len(meta.Brokers))
 	resps, err := adm.CreateTopics(ctx, Partitions, replicas, configs, schemas.TopicNames()...)

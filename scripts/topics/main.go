@@ -1,7 +1,7 @@
 // Command topics creates, lists, describes and deletes Kafka topics: the
 // part of Kafka's kafka-topics.sh the tutorial uses, for the shop.
 //
-//	go run ./scripts/topics create                 the shop's five topics (make topics)
+//	go run ./scripts/topics create                 the shop's topics (make topics)
 //	go run ./scripts/topics create -partitions 6 test
 //	go run ./scripts/topics list
 //	go run ./scripts/topics describe               leaders, replicas, ISR, configs, offsets
@@ -26,7 +26,7 @@ import (
 
 const description = `
 commands:
-  create [TOPIC...]    create the topics; without names, the shop's five topics
+  create [TOPIC...]    create the topics; without names, the shop's topics
                        (3 partitions, replication 3 and min.insync.replicas=2
                        on a 3-broker cluster). Idempotent: an existing topic is
                        left as it is.

@@ -11,6 +11,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/blackfriday-kafka/shop/infra"
+	"github.com/blackfriday-kafka/shop/infra/access"
 	"github.com/blackfriday-kafka/shop/schemas"
 	"github.com/blackfriday-kafka/shop/services/shop/shoptest"
 )
@@ -115,4 +117,38 @@ func section(out, topic string) string {
 		}
 	}
 	return ""
+}
+
+// TestCreateSecure: on a cluster with SASL and ACLs, the admin's client
+// creates the shop's topics (they are there already: nothing changes), and
+// a client without credentials is refused.
+func TestCreateSecure(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	sec := access.Stack(access.DevPassword)
+	stack, err := infra.StartEmbedded(ctx, infra.EmbeddedConfig{Secure: sec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stack.Close)
+	client := func(opts ...kgo.Opt) *kadm.Client {
+		cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(stack.Brokers...)}, opts...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(cl.Close)
+		return kadm.NewClient(cl)
+	}
+	var out bytes.Buffer
+	if err := Create(ctx, client(sec.Admin...), stack.Brokers, nil, NewTopics{}, &out); err != nil {
+		t.Fatalf("create as admin: %v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "already there: ") {
+		t.Fatalf("create as admin:\n%s", out.String())
+	}
+	short, cancelShort := context.WithTimeout(ctx, 3*time.Second)
+	defer cancelShort()
+	if err := Create(short, client(), stack.Brokers, nil, NewTopics{}, &bytes.Buffer{}); err == nil {
+		t.Fatal("create without credentials: no error")
+	}
 }

@@ -40,7 +40,7 @@ func Create(ctx context.Context, adm *kadm.Client, brokers []string, names []str
 	if shop {
 		// One definition of the shop's topics: the one services and
 		// `make run` use.
-		if err := infra.CreateTopics(ctx, brokers); err != nil {
+		if err := infra.CreateTopicsWith(ctx, adm); err != nil {
 			return err
 		}
 	} else {
