@@ -7,6 +7,8 @@ import (
 	"maps"
 	"sort"
 	"strings"
+
+	"github.com/blackfriday-kafka/shop/schemas"
 )
 
 // Ledger is what the topics hold at the end of a run, read with
@@ -68,6 +70,7 @@ type Verdict struct {
 	LostEmails      []string // order IDs without an email
 	StrayOrders     []string // orders of no accepted payment, or with a wrong ID
 	StrayEmails     []string // emails of no order, or with a wrong ID
+	WrongTotals     []string // orders whose total is not their payment's cart
 	AnalyticsOff    string   // analytics disagreeing with the topics
 	LostMessages    []string // order IDs whose email never reached the mail server
 
@@ -77,6 +80,10 @@ type Verdict struct {
 	MessagesChecked       bool
 
 	Aborted int // records written then aborted, hidden from read_committed
+
+	// The run's revenue: its orders' totals, and the carts of the
+	// payments accepted; equal when every payment has one right order.
+	OrderRevenue, CartRevenue int64 // cents
 
 	extra int // records beyond the first of their kind
 }
@@ -93,7 +100,7 @@ func (v Verdict) MessageDuplicates() int { return v.RawMessages - v.Messages }
 
 // OK is true when the run was exactly-once.
 func (v Verdict) OK() bool {
-	return v.Duplicates() == 0 && v.Lost() == 0 && len(v.StrayOrders) == 0 && len(v.StrayEmails) == 0 && v.AnalyticsOff == ""
+	return v.Duplicates() == 0 && v.Lost() == 0 && len(v.StrayOrders) == 0 && len(v.StrayEmails) == 0 && len(v.WrongTotals) == 0 && v.AnalyticsOff == ""
 }
 
 // Check holds the ledger to exactly-once: one order per accepted payment, one
@@ -114,6 +121,13 @@ func Check(l Ledger, orderID, emailID, messageID func(string) string) Verdict {
 		}
 		ordersOf[o.payment()]++
 		orderIDs[o.OrderID] = true
+		v.OrderRevenue += o.TotalCents
+		if o.TotalCents != l.Accepted[o.payment()] {
+			v.WrongTotals = append(v.WrongTotals, o.OrderID)
+		}
+	}
+	for _, total := range l.Accepted {
+		v.CartRevenue += total
 	}
 	v.LostOrders, v.DuplicateOrders = v.oneEach(maps.Keys(l.Accepted), ordersOf)
 
@@ -147,7 +161,7 @@ func Check(l Ledger, orderID, emailID, messageID func(string) string) Verdict {
 		v.AnalyticsOff = fmt.Sprintf("analytics counts %d orders and %d cents, the topic holds %d orders and %d cents",
 			l.AnalyticsOrders, l.AnalyticsRevenue, l.TopicOrders, l.TopicRevenue)
 	}
-	for _, ids := range [][]string{v.DuplicateOrders, v.DuplicateEmails, v.LostOrders, v.LostEmails, v.StrayOrders, v.StrayEmails, v.LostMessages} {
+	for _, ids := range [][]string{v.DuplicateOrders, v.DuplicateEmails, v.LostOrders, v.LostEmails, v.StrayOrders, v.StrayEmails, v.WrongTotals, v.LostMessages} {
 		sort.Strings(ids)
 	}
 	return v
@@ -187,10 +201,12 @@ func (v Verdict) Report(w io.Writer) {
 	section("orders without an email", v.LostEmails)
 	section("orders of no accepted payment", v.StrayOrders)
 	section("emails of no order", v.StrayEmails)
+	section("orders whose total is not their payment's cart", v.WrongTotals)
 	section("orders whose email never reached the mail server", v.LostMessages)
 	if v.AnalyticsOff != "" {
 		fmt.Fprintf(w, "  %s\n", v.AnalyticsOff)
 	}
+	fmt.Fprintf(w, "  revenue of the run's orders: %s, of the accepted carts: %s\n", schemas.Euros(v.OrderRevenue), schemas.Euros(v.CartRevenue))
 	fmt.Fprintf(w, "  aborted records hidden from read_committed: %d\n", v.Aborted)
 	if v.MessagesChecked {
 		fmt.Fprintf(w, "  smtp: %d distinct messages for %d orders, %d in the inbox: %d duplicates (sent again, same Message-ID), %d missing\n",

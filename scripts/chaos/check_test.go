@@ -57,6 +57,9 @@ func TestCheckCatchesEveryViolation(t *testing.T) {
 			l.Orders = append(l.Orders, OrderSeen{OrderID: orderOf("zz"), PaymentID: "zz"})
 		}, false, 0, 0, "orders of no accepted payment (1): o-zz"},
 		{"an order with a drawn ID", func(l *Ledger) { l.Orders[0].OrderID = "random" }, false, 0, 1, "orders of no accepted payment (1): random"},
+		{"an order of the wrong total", func(l *Ledger) { l.Orders[2].TotalCents = 99 }, false, 0, 0,
+			"total is not their payment's cart (1): o-c\n  revenue of the run's orders: 2.99, of the accepted carts: 3.00"},
+		{"revenue of a clean run", func(*Ledger) {}, true, 0, 0, "revenue of the run's orders: 3.00, of the accepted carts: 3.00"},
 		{"analytics off by a cent", func(l *Ledger) {
 			l.AnalyticsChecked, l.AnalyticsOrders, l.AnalyticsRevenue = true, 3, 299
 		}, false, 0, 0, "analytics counts 3 orders and 299 cents"},

@@ -79,10 +79,11 @@ func readTopic(ctx context.Context, o Options, topic string, iso kgo.IsolationLe
 	return nil
 }
 
-// replayAnalytics starts a fresh analytics service, which rebuilds its
-// figures from the log, and records what it reports.
+// replayAnalytics starts a fresh analytics service without checkpoints, so
+// that it rebuilds its figures from the whole log, and records what it
+// reports.
 func replayAnalytics(ctx context.Context, cat *schemas.Catalog, o Options, l *Ledger) error {
-	cfg := config.Config{Brokers: o.Brokers, RegistryURL: o.RegistryURL, Addr: "127.0.0.1:0", InstanceID: "chaos", Secure: o.Secure,
+	cfg := config.Config{Brokers: o.Brokers, RegistryURL: o.RegistryURL, Addr: "127.0.0.1:0", InstanceID: "chaos", Secure: o.Secure, NoCheckpoints: true,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	s, err := shop.Start(ctx, cfg, cat, shop.Options{Services: []string{"analytics"}})
 	if err != nil {

@@ -24,6 +24,7 @@ import (
 type httpSender struct {
 	urls   []string
 	keys   bool
+	posts  int // posts of each payment at once; 1: one in five twice
 	client *http.Client
 
 	mu       sync.Mutex
@@ -36,8 +37,8 @@ type httpSender struct {
 // payment is still on its way, and tries again, is what idempotency is for.
 const attemptTimeout = 400 * time.Millisecond
 
-func newHTTPSender(urls []string, keys bool) *httpSender {
-	return &httpSender{urls: urls, keys: keys, client: &http.Client{Timeout: attemptTimeout},
+func newHTTPSender(urls []string, keys bool, posts int) *httpSender {
+	return &httpSender{urls: urls, keys: keys, posts: posts, client: &http.Client{Timeout: attemptTimeout},
 		accepted: make(map[string]int64), answers: make(map[string]int)}
 }
 
@@ -103,11 +104,15 @@ const doubleClick = 5 // one in five
 func (s *httpSender) pay(ctx context.Context, marker string, body []byte, total int64, rng *rand.Rand) error {
 	giveUp := time.Now().Add(2 * time.Minute)
 	first := rng.IntN(len(s.urls))
-	if rng.IntN(doubleClick) == 0 {
-		var wg sync.WaitGroup
-		defer wg.Wait()
-		other := s.urls[(first+1)%len(s.urls)]
-		wg.Go(func() { s.record(ctx, marker, total, other, body) })
+	extra := s.posts - 1
+	if s.posts == 1 && rng.IntN(doubleClick) == 0 {
+		extra = 1
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for i := 1; i <= extra; i++ {
+		url := s.urls[(first+i)%len(s.urls)]
+		wg.Go(func() { s.record(ctx, marker, total, url, body) })
 	}
 	for try := 0; ; try++ {
 		url := s.urls[first]

@@ -10,15 +10,16 @@
 // the mail server's messages by Message-ID: one distinct message per order,
 // none missing, and the duplicates (resent after a kill or a cut) reported.
 //
-//	go run ./scripts/chaos [-n 10000] [-kills 20] [-seed 1] [-mode exactly-once|at-least-once] [-broker-kills=false] [-via kafka|http] [-keys=false]
+//	go run ./scripts/chaos [-n 10000] [-kills 20] [-seed 1] [-mode exactly-once|at-least-once] [-broker-kills=false] [-via kafka|http] [-keys=false] [-posts 3]
 //
 // With -via http the payments go through POST /payment to two payment
 // instances, which are killed too: each payment is tried again after 400 ms
 // without an answer (and one in five is posted to both instances at once)
 // until a 200, with its Idempotency-Key; its cart's first item is named
 // after it, so the check counts orders per payment whatever payment ID a
-// try got. -keys=false sends no key: the control, whose retries must show
-// as duplicates.
+// try got. -posts 3 posts every payment three times at once, alternately
+// to the two instances, before any retry. -keys=false sends no key: the
+// control, whose retries must show as duplicates.
 //
 // With KAFKA_BROKERS set it runs against that cluster and SCHEMA_REGISTRY_URL;
 // otherwise it starts its own embedded cluster on free ports, and its own
@@ -69,8 +70,11 @@ type Options struct {
 	// payment-successful, or "http", through POST /payment to payment
 	// instances that are killed too, each payment retried until a 200,
 	// with its Idempotency-Key unless Keys is false (the control).
-	Via     string
-	Keys    bool
+	Via  string
+	Keys bool
+	// Posts is how often each payment is posted at once over HTTP, to the
+	// instances in turn; 1 posts one in five twice.
+	Posts   int
 	LogDir  string
 	Timeout time.Duration
 
@@ -105,6 +109,7 @@ func main() {
 	flag.IntVar(&o.Instances, "instances", 3, "order and email instances each")
 	flag.StringVar(&o.Via, "via", target.Env("VIA", "kafka"), "kafka: payments straight to Kafka; http: through POST /payment, two payment instances killed too (env VIA)")
 	flag.BoolVar(&o.Keys, "keys", target.Env("KEYS", "1") == "1", "with -via http, send an Idempotency-Key; -keys=false is the control (env KEYS=0)")
+	flag.IntVar(&o.Posts, "posts", target.EnvInt("POSTS", 1), "with -via http, post each payment this many times at once, to the instances in turn; 1 posts one in five twice (env POSTS)")
 	flag.StringVar(&o.LogDir, "logs", ".run/chaos", "where the instances' logs go")
 	flag.DurationVar(&o.Timeout, "timeout", 10*time.Minute, "give up after this long")
 	flag.BoolVar(&o.BrokerKills, "broker-kills", true, "against a cluster of scripts/kafka-up, also kill brokers, one at a time")
@@ -115,6 +120,9 @@ func main() {
 	flag.Parse()
 	if o.Mode != "exactly-once" && o.Mode != "at-least-once" {
 		fail("-mode %q: want exactly-once or at-least-once", o.Mode)
+	}
+	if o.Posts < 1 {
+		fail("-posts %d: want 1 or more", o.Posts)
 	}
 	if o.Via != "kafka" && o.Via != "http" {
 		fail("-via %q: want kafka or http", o.Via)
@@ -163,8 +171,12 @@ func Run(ctx context.Context, o Options, out *os.File) (Verdict, int, error) {
 		if !o.Keys {
 			keys = "without Idempotency-Key (the control)"
 		}
-		fmt.Fprintf(out, "chaos: payments through POST /payment to %d payment instances, killed too, %s, tried again after %s without an answer\n",
-			paymentInstances, keys, attemptTimeout)
+		posts := "one in five posted twice at once"
+		if o.Posts > 1 {
+			posts = fmt.Sprintf("each posted %d times at once", o.Posts)
+		}
+		fmt.Fprintf(out, "chaos: payments through POST /payment to %d payment instances, killed too, %s, %s, tried again after %s without an answer\n",
+			paymentInstances, keys, posts, attemptTimeout)
 	}
 	rng := rand.New(rand.NewPCG(o.Seed, o.Seed^0x5eed))
 
@@ -239,7 +251,7 @@ func Run(ctx context.Context, o Options, out *os.File) (Verdict, int, error) {
 		if err := fleet.waitPayments(ctx); err != nil {
 			return Verdict{}, 0, err
 		}
-		sender = newHTTPSender(fleet.paymentURLs(), o.Keys)
+		sender = newHTTPSender(fleet.paymentURLs(), o.Keys, o.Posts)
 	}
 	defer sender.close()
 	sendDone := make(chan error, 1)
