@@ -32,6 +32,7 @@ func main() {
 	group := flag.Bool("group", false, "also wait until a group coordinator answers (creates __consumer_offsets)")
 	txn := flag.Bool("txn", false, "also wait until a transactional producer can initialise")
 	topics := flag.Bool("topics", false, "also wait until every partition of the shop's topics has a leader and a full ISR")
+	warmFor := flag.Duration("warm", 0, "then run transactions for this long, so the brokers' JIT compiles their path (warm.go)")
 	timeout := flag.Duration("timeout", 3*time.Minute, "give up after this long")
 	flag.Parse()
 
@@ -60,6 +61,12 @@ func main() {
 		}
 		if err := waitFor(ctx, c.name, seeds, c.fn); err != nil {
 			fmt.Fprintf(os.Stderr, "kafkacheck: %s: %v after %s\n", c.name, err, time.Since(start).Round(time.Second))
+			os.Exit(1)
+		}
+	}
+	if *warmFor > 0 {
+		if err := warm(context.Background(), seeds, *warmFor); err != nil {
+			fmt.Fprintf(os.Stderr, "kafkacheck: warm-up: %v\n", err)
 			os.Exit(1)
 		}
 	}
