@@ -36,6 +36,7 @@ type fleet struct {
 	procs  []*proc
 	orders []*proc
 	peakKB map[string]int64
+	smtp   string // SMTP_ADDR of the email instances: the run's mail sink
 }
 
 func newFleet(o Options) *fleet { return &fleet{o: o, peakKB: map[string]int64{}} }
@@ -54,6 +55,9 @@ func (f *fleet) start(ctx context.Context, service, id string, env ...string) (*
 		"PORT=0", "INSTANCE_ID="+id, "DELIVERY=exactly-once", "PROCESSING_DELAY=0s",
 		"LOG_LEVEL="+f.o.LogLevel, "LOG_FORMAT=json",
 		"TXN_MAX_RECORDS="+orEmpty(f.o.TxnRecords), "TXN_MAX_INTERVAL="+orEmptyDuration(f.o.TxnInterval))
+	if f.smtp != "" {
+		cmd.Env = append(cmd.Env, "SMTP_ADDR="+f.smtp)
+	}
 	cmd.Env = append(cmd.Env, env...) // later entries win
 	cmd.Stderr = log
 	stdout, err := cmd.StdoutPipe()
@@ -216,26 +220,89 @@ const clockTicks = 100
 // cpuTicks is the CPU time used so far by the running service processes.
 func (f *fleet) cpuTicks() int64 {
 	var total int64
+	for service, ticks := range f.cpuByService() {
+		if service != "bench" && service != "machine" {
+			total += ticks
+		}
+	}
+	return total
+}
+
+// cpuByService is the CPU time used so far by the running processes of
+// each service, by this process ("bench": the embedded brokers when there
+// are, and the load's clients), and by the whole machine ("machine").
+func (f *fleet) cpuByService() map[string]int64 {
+	by := map[string]int64{"bench": procTicks("self"), "machine": machineTicks()}
 	for _, p := range f.procs {
 		select {
 		case <-p.exited:
 			continue
 		default:
 		}
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
-		if err != nil {
-			continue
-		}
-		// The command name, field 2, is in parentheses and may hold
-		// spaces: count fields after its closing parenthesis.
-		fields := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
-		if len(fields) > 12 {
-			utime, _ := strconv.ParseInt(fields[11], 10, 64)
-			stime, _ := strconv.ParseInt(fields[12], 10, 64)
-			total += utime + stime
+		by[p.service] += procTicks(strconv.Itoa(p.cmd.Process.Pid))
+	}
+	return by
+}
+
+// machineTicks is the CPU time all the machine's CPUs spent busy (not
+// idle, not waiting for I/O), in clock ticks.
+func machineTicks() int64 {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	fields := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal ...
+	var busy int64
+	for i, v := range fields[1:] {
+		n, _ := strconv.ParseInt(v, 10, 64)
+		if i != 3 && i != 4 && i < 8 { // not idle, not iowait; guest time is in user already
+			busy += n
 		}
 	}
-	return total
+	return busy
+}
+
+// procTicks is the user and system CPU time of process pid ("self" for
+// this one), in clock ticks; 0 if it cannot be read.
+func procTicks(pid string) int64 {
+	b, err := os.ReadFile("/proc/" + pid + "/stat")
+	if err != nil {
+		return 0
+	}
+	// The command name, field 2, is in parentheses and may hold
+	// spaces: count fields after its closing parenthesis.
+	fields := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	if len(fields) <= 12 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(fields[11], 10, 64)
+	stime, _ := strconv.ParseInt(fields[12], 10, 64)
+	return utime + stime
+}
+
+// cpuSpent says how much CPU each service spent between two readings of
+// cpuByService, per unit of work: "payment 41µs, order 20µs, …".
+func cpuSpent(before, after map[string]int64, units int) string {
+	if units <= 0 {
+		return "no work done"
+	}
+	var parts []string
+	per := func(ticks int64) string {
+		return time.Duration(float64(ticks) / clockTicks * float64(time.Second) / float64(units)).Round(time.Microsecond).String()
+	}
+	ours := int64(0)
+	for _, s := range []string{"payment", "order", "email", "analytics", "bench"} {
+		if _, ok := after[s]; !ok {
+			continue
+		}
+		ours += after[s] - before[s]
+		parts = append(parts, s+" "+per(after[s]-before[s]))
+	}
+	if m := after["machine"] - before["machine"]; m > 0 {
+		parts = append(parts, "everything else on the machine (a real cluster's brokers, other people's work) "+per(max(0, m-ours)))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // peakRSS is a process's VmHWM, its peak resident set, in KiB.

@@ -1,28 +1,72 @@
 // Command bench measures the shop, on a cluster of its own or on the one
-// KAFKA_BROKERS names:
+// KAFKA_BROKERS names. The sections, in the order they run:
 //
-//  1. ingest: POST /payment from a fixed number of clients for a fixed time;
-//     only 200s count, and the payment service answers 200 only after Kafka
-//     acknowledged the record on all in-sync replicas (ingest_rps, p50, p99).
-//  2. eos: the order transform on the exactly-once engine against the same
-//     engine in at-least-once mode, on the same records, alternating rounds
-//     so that drift (other load on the machine) hits both alike (eos_rps,
-//     alos_rps, eos_over_alos).
-//  3. e2e: from payment accepted (the payment record's timestamp) to its
+//   - e2e: from payment accepted (the payment record's timestamp) to its
 //     email on email-sent, committed and readable with read_committed, at a
-//     steady rate of payments over HTTP (e2e_p50_ms, e2e_p99_ms).
-//  4. drain: a flood of payments written straight to Kafka, and the time
+//     steady rate of payments over HTTP, one run per rate of -rates
+//     (default 100, 1,000 and 5,000/s): e2e_p50_ms and e2e_p99_ms at
+//     1,000/s, e2e_<rate>_p50_ms and e2e_<rate>_p99_ms at the others.
+//   - ingest: POST /payment from a fixed number of clients for a fixed time,
+//     each client posting its next payment once the last is answered, one
+//     level per count of -c (default 64 and 256): ingest_rps, ingest_p50_ms
+//     and ingest_p99_ms at 64, ingest_<n>_rps, _p50_ms and _p99_ms at the
+//     others. Only 200s count, and the payment service answers 200 only
+//     after Kafka acknowledged the record on all in-sync replicas. The
+//     clients are lean (-http lean: a connection each, one write and a
+//     buffered read per payment) so that the load takes the 2 cores from
+//     the shop as little as it can; -http std uses net/http's client. Each
+//     level says how much CPU each process spent per payment.
+//   - drain: a flood of payments written straight to Kafka, and the time
 //     until every one has its email, with 1 and 3 order instances and each
 //     PROCESSING_DELAY (drain_<instances>x<delay>_s).
-//  5. the peak RSS (VmHWM) of each service process (rss_<service>_mb).
+//   - raw: the raw produce limit of the same cluster: franz-go producing the
+//     ingest's payment records (same bodies, encoded as the payment service
+//     does, keyed by user) with acks=all and the idempotent producer, to a
+//     topic of the run's own, from enough goroutines and records in flight
+//     to saturate it, for the ingest's duration (raw_produce_rps), and
+//     ingest_256_over_raw, the ingest at 256 clients over it; then one
+//     transactional producer alone, transaction after transaction, the
+//     floor of an exactly-once hop (raw_txn_p50_ms, raw_txn_p99_ms,
+//     raw_txn_per_s).
+//   - restore (only with -only): analytics started on a history of
+//     100,000 and 1,000,000 payments (-restore-sizes; 10,000,000 on
+//     request), with their orders, emails and deliveries, written straight to
+//     the shop's topics: from the exec to /readyz 200, with /analytics then
+//     reporting the history's totals, and the peak RSS; without checkpoints,
+//     a full replay (restore_<n>_replay_s, restore_<n>_replay_rss_mb), and
+//     after a first instance checkpointed and stopped
+//     (restore_<n>_checkpoint_s, restore_<n>_checkpoint_rss_mb).
+//   - dedup (only with -only): the order service started with 1,000,000
+//     orders of history in its IDEMPOTENCY_WINDOW (-dedup-orders), which it
+//     reads into its memory of past payments: until its log says they are
+//     restored, until /readyz, until a new payment is an order, and its peak
+//     RSS (dedup_restore_s, dedup_ready_s, dedup_first_order_s,
+//     dedup_rss_mb).
+//   - eos: the order transform on the exactly-once engine against the same
+//     engine in at-least-once mode, on the same records, alternating rounds
+//     so that drift (other load on the machine) hits both alike (eos_rps,
+//     alos_rps, eos_over_alos); last, because on real brokers its millions
+//     of records keep the disks busy for a while.
+//
+// And the peak RSS (VmHWM) of each service process of e2e, ingest and
+// drain (rss_<service>_mb). The default sections are e2e, ingest, drain,
+// raw and eos: about 7 minutes on the embedded cluster of a busy 2-core
+// machine, 4.5 of them in drain (its 10 ms delays, and the wait before each
+// flood for the services to go idle: the email delivery loops still send
+// the emails of e2e and ingest over SMTP). restore and dedup take about
+// 100 s more there (most of it the full replay of 1,000,000 payments), and
+// write 4 records per payment of history to the
+// shop's topics for good: on a shared cluster every later replay reads
+// them; they refuse to run while a service of the shop is running on the
+// cluster, or has work left, because they move its groups to the end.
 //
 // The services run as bin/shop processes (make build), so that their memory
-// is their own; the embedded cluster, when there is one, runs in this process.
-// Sections run in the order e2e, ingest, drain, eos: e2e on an idle
-// pipeline, eos last because on real brokers its millions of records keep
-// the disks busy for a while.
+// is their own; the embedded cluster, when there is one, runs in this
+// process, and the email instances deliver to a mail sink of this process
+// that keeps nothing.
 //
-//	go run ./scripts/bench [-only e2e,ingest,drain,eos] [-flood 10000] [-delays 0,10ms] ...
+//	go run ./scripts/bench [-only e2e,ingest,drain,raw,eos] [-c 64,256] [-rates 100,1000,5000] ...
+//	go run ./scripts/bench -only restore,dedup [-restore-sizes 100000,1000000]
 //
 // Progress goes to stdout as it runs; the last line is "bench: " followed by
 // name=value pairs. The exit status is 1 when a section could not measure.
@@ -37,6 +81,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -55,15 +100,20 @@ type Options struct {
 	TxnRecords  int
 	TxnInterval time.Duration
 
-	Concurrency int
+	Clients     []int // ingest: one level per count of clients
 	IngestFor   time.Duration
+	RawBuffered int    // raw: records in flight
+	HTTPClient  string // ingest: lean or std
 
 	EOSRecords  int
 	EOSRounds   int
 	EOSRoundFor time.Duration
 
-	Rate   int
+	Rates  []int // e2e: payments per second, one run each
 	E2EFor time.Duration
+
+	RestoreSizes []int // restore: payments of history, one measure each
+	DedupOrders  int   // dedup: orders of history in the window
 
 	Flood     int
 	Instances []int
@@ -74,29 +124,75 @@ type Options struct {
 	Embedded    bool
 }
 
-var allSections = []string{"e2e", "ingest", "drain", "eos"}
+// allSections are the sections there are, in the order they run;
+// defaultSections those a run without -only runs.
+var (
+	allSections     = []string{"e2e", "ingest", "drain", "raw", "restore", "dedup", "eos"}
+	defaultSections = []string{"e2e", "ingest", "drain", "raw", "eos"}
+)
 
 func main() {
 	var o Options
-	only := flag.String("only", strings.Join(allSections, ","), "sections to run, comma-separated: "+strings.Join(allSections, ", "))
+	only := flag.String("only", strings.Join(defaultSections, ","), "sections to run, comma-separated: "+strings.Join(allSections, ", ")+"; restore and dedup only when named")
 	flag.StringVar(&o.Shop, "shop", "bin/shop", "the shop binary (make build)")
 	flag.StringVar(&o.LogDir, "logs", ".run/bench", "where the service processes' logs go")
 	flag.StringVar(&o.LogLevel, "log-level", "info", "LOG_LEVEL of the service processes")
 	flag.IntVar(&o.TxnRecords, "txn-records", target.EnvInt("TXN_MAX_RECORDS", 0), "most records per transaction, 0 for the default (env TXN_MAX_RECORDS)")
 	flag.DurationVar(&o.TxnInterval, "txn-interval", target.EnvDuration("TXN_MAX_INTERVAL", 0), "commit interval, 0 for the default (env TXN_MAX_INTERVAL)")
-	flag.IntVar(&o.Concurrency, "c", 64, "ingest: concurrent HTTP clients")
-	flag.DurationVar(&o.IngestFor, "ingest-for", 10*time.Second, "ingest: how long")
+	clients := flag.String("c", "64,256", "ingest: concurrent HTTP clients, one level each, comma-separated (64 is ingest_rps, n is ingest_<n>_rps)")
+	flag.DurationVar(&o.IngestFor, "ingest-for", 10*time.Second, "ingest and raw: how long each level")
+	flag.StringVar(&o.HTTPClient, "http", "lean", "ingest: the clients' HTTP client: lean (one connection each, one write and a buffered read per payment, as wrk does) or std (net/http's)")
+	flag.IntVar(&o.RawBuffered, "raw-inflight", 20_000, "raw: records in flight (the producer's MaxBufferedRecords)")
 	flag.IntVar(&o.EOSRecords, "eos-records", 600_000, "eos: records per round")
 	flag.IntVar(&o.EOSRounds, "eos-rounds", 7, "eos: rounds of each mode; the figures are medians")
 	flag.DurationVar(&o.EOSRoundFor, "eos-round-for", 3*time.Second, "eos: a round ends this long after its first commit, if it has not read every record by then")
-	flag.IntVar(&o.Rate, "rate", 1000, "e2e: payments per second")
+	rates := flag.String("rates", "100,1000,5000", "e2e: payments per second, one run each, comma-separated (1000 is e2e_p50_ms, n is e2e_<n>_p50_ms)")
 	flag.DurationVar(&o.E2EFor, "e2e-for", 15*time.Second, "e2e: how long")
+	restoreSizes := flag.String("restore-sizes", "100000,1000000", "restore: payments of history written before each measure, comma-separated, growing (10000000 on request: about 10 GB of memory on the embedded cluster, and a long replay)")
+	flag.IntVar(&o.DedupOrders, "dedup-orders", 1_000_000, "dedup: orders of history in the order service's window")
 	flag.IntVar(&o.Flood, "flood", 10_000, "drain: payments in the flood")
 	instances := flag.String("instances", "1,3", "drain: order instance counts")
 	delays := flag.String("delays", "0,10ms", "drain: PROCESSING_DELAY values")
 	timeout := flag.Duration("timeout", 15*time.Minute, "give up after this long")
+	flag.Usage = func() {
+		out := flag.CommandLine.Output()
+		fmt.Fprint(out, `usage: go run ./scripts/bench [flags]    (make bench ARGS="flags")
+
+Measures the shop on an embedded cluster of its own, or on KAFKA_BROKERS and
+SCHEMA_REGISTRY_URL when they are set, and ends with one line, "bench: " and
+name=value pairs. Sections, in the order they run (-only picks them):
+
+  e2e      payment to committed email at each rate of -rates: e2e_p50_ms and
+           e2e_p99_ms at 1,000/s, e2e_<rate>_p50_ms and e2e_<rate>_p99_ms
+  ingest   POST /payment from each count of clients of -c: ingest_rps (64),
+           ingest_<n>_rps (ingest_256_rps), with p50 and p99, and the CPU each
+           process spent per payment
+  drain    a flood straight to Kafka drained by 1 and 3 order instances:
+           drain_<n>x<delay>_s
+  raw      franz-go alone producing the same records, acks=all, idempotent:
+           raw_produce_rps, and ingest_256_over_raw
+  restore  analytics started on a history of each size of -restore-sizes,
+           full replay and from a checkpoint: restore_<n>_replay_s and _rss_mb,
+           restore_<n>_checkpoint_s and _rss_mb (not by default: about 100 s
+           here, and it leaves its history on the cluster)
+  dedup    the order service started with -dedup-orders orders in its window:
+           dedup_restore_s, dedup_ready_s, dedup_first_order_s, dedup_rss_mb
+           (not by default, as restore)
+  eos      exactly-once against at-least-once on the same engine: eos_rps,
+           alos_rps, eos_over_alos
+
+The default, e2e,ingest,drain,raw,eos, takes about 7 minutes on the embedded
+cluster (4.5 in drain); restore,dedup about 100 s more.
+
+flags:
+`)
+		flag.PrintDefaults()
+	}
 	flag.Parse()
 
+	if o.HTTPClient != "lean" && o.HTTPClient != "std" {
+		fail("-http: %q is neither lean nor std", o.HTTPClient)
+	}
 	o.Sections = map[string]bool{}
 	for _, s := range strings.Split(*only, ",") {
 		if !contains(allSections, s) {
@@ -104,12 +200,12 @@ func main() {
 		}
 		o.Sections[s] = true
 	}
-	for _, s := range strings.Split(*instances, ",") {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 {
-			fail("-instances: %q is not a count", s)
-		}
-		o.Instances = append(o.Instances, n)
+	o.Instances = counts("instances", *instances)
+	o.Clients = counts("c", *clients)
+	o.Rates = counts("rates", *rates)
+	o.RestoreSizes = counts("restore-sizes", *restoreSizes)
+	if !slices.IsSorted(o.RestoreSizes) {
+		fail("-restore-sizes: %s: each size is the history so far, so they grow", *restoreSizes)
 	}
 	for _, s := range strings.Split(*delays, ",") {
 		if s == "0" {
@@ -177,6 +273,23 @@ func Run(ctx context.Context, o Options, out io.Writer) (*Results, error) {
 			return res, err
 		}
 	}
+	if o.Sections["raw"] {
+		if err := runRaw(ctx, o, cat, p, res); err != nil {
+			return res, fmt.Errorf("raw: %w", err)
+		}
+	}
+	if o.Sections["restore"] || o.Sections["dedup"] {
+		if err := runHistory(ctx, o, cat, p, res); err != nil {
+			return res, err
+		}
+	}
+	if ingest, raw := res.Get(ingestName(256, "rps")), res.Get("raw_produce_rps"); ingest != "" && raw != "" {
+		i, _ := strconv.ParseFloat(ingest, 64)
+		r, _ := strconv.ParseFloat(raw, 64)
+		if r > 0 {
+			res.Add("ingest_256_over_raw", fmt.Sprintf("%.3f", i/r))
+		}
+	}
 	// Last: on real brokers its millions of records load the disks, which
 	// the other sections would then feel.
 	if o.Sections["eos"] {
@@ -193,7 +306,13 @@ func runServices(ctx context.Context, o Options, cat *schemas.Catalog, p *progre
 	if err := os.MkdirAll(o.LogDir, 0o755); err != nil {
 		return err
 	}
+	sink, err := startMailSink()
+	if err != nil {
+		return err
+	}
+	defer sink.Close()
 	f := newFleet(o)
+	f.smtp = sink.Addr()
 	defer func() {
 		p.Printf("peak RSS (VmHWM) per process: %s", f.stopAll())
 		for _, s := range []string{"payment", "order", "email", "analytics"} {
@@ -208,7 +327,7 @@ func runServices(ctx context.Context, o Options, cat *schemas.Catalog, p *progre
 	}
 	defer w.close()
 
-	p.Printf("starting payment, order, email and analytics as %s processes (logs in %s)", o.Shop, o.LogDir)
+	p.Printf("starting payment, order, email and analytics as %s processes (logs in %s; the emails go to a mail sink on %s)", o.Shop, o.LogDir, sink.Addr())
 	for _, s := range []string{"payment", "email", "analytics"} {
 		if _, err := f.start(ctx, s, "bench-1"); err != nil {
 			return err
@@ -224,12 +343,12 @@ func runServices(ctx context.Context, o Options, cat *schemas.Catalog, p *progre
 	payURL := f.url("payment")
 
 	if o.Sections["e2e"] {
-		if err := runE2E(ctx, o, payURL, w, p, res); err != nil {
+		if err := runE2E(ctx, o, f, payURL, w, p, res); err != nil {
 			return fmt.Errorf("e2e: %w", err)
 		}
 	}
 	if o.Sections["ingest"] {
-		if err := runIngest(ctx, o, payURL, w, p, res); err != nil {
+		if err := runIngest(ctx, o, f, payURL, w, p, res); err != nil {
 			return fmt.Errorf("ingest: %w", err)
 		}
 	}
@@ -238,6 +357,35 @@ func runServices(ctx context.Context, o Options, cat *schemas.Catalog, p *progre
 			return fmt.Errorf("drain: %w", err)
 		}
 	}
+	return nil
+}
+
+// runHistory runs the sections that start a service on a history written
+// straight to the shop's topics: restore, then dedup, on the same history.
+func runHistory(ctx context.Context, o Options, cat *schemas.Catalog, p *progress, res *Results) error {
+	if err := os.MkdirAll(o.LogDir, 0o755); err != nil {
+		return err
+	}
+	h, err := newHistory(o, cat)
+	if err != nil {
+		return err
+	}
+	defer h.close()
+	if err := h.check(ctx); err != nil {
+		return fmt.Errorf("history: %w", err)
+	}
+	began := time.Now()
+	if o.Sections["restore"] {
+		if err := runRestore(ctx, o, h, p, res); err != nil {
+			return fmt.Errorf("restore: %w", err)
+		}
+	}
+	if o.Sections["dedup"] {
+		if err := runDedup(ctx, o, h, p, res); err != nil {
+			return fmt.Errorf("dedup: %w", err)
+		}
+	}
+	p.Printf("history sections done in %s", time.Since(began).Round(time.Second))
 	return nil
 }
 
@@ -271,6 +419,19 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// counts parses a flag's comma-separated list of positive whole numbers.
+func counts(name, list string) []int {
+	var out []int
+	for _, s := range strings.Split(list, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 {
+			fail("-%s: %q is not a positive whole number", name, s)
+		}
+		out = append(out, n)
+	}
+	return out
 }
 
 func fail(format string, args ...any) {

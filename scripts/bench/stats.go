@@ -10,6 +10,14 @@ import (
 	"time"
 )
 
+// contractFigures are the figures CONTRACTS.md says the last line holds
+// ("Output lines"): checks read them.
+var contractFigures = []string{
+	ingestName(64, "rps"), ingestName(256, "rps"), "raw_produce_rps",
+	"eos_rps", "alos_rps", "eos_over_alos",
+	e2eName(1000, "p50_ms"), e2eName(1000, "p99_ms"),
+}
+
 // Results are the figures of a run, in the order they were measured.
 type Results struct {
 	mu    sync.Mutex

@@ -34,7 +34,7 @@ func TestPercentile(t *testing.T) {
 // the figures CONTRACTS.md names, each once.
 func TestResultLine(t *testing.T) {
 	var r Results
-	for _, n := range []string{"ingest_rps", "eos_rps", "alos_rps", "eos_over_alos", "e2e_p50_ms", "e2e_p99_ms"} {
+	for _, n := range contractFigures {
 		r.Add(n, "1")
 	}
 	r.Add("eos_rps", "2")
@@ -43,12 +43,43 @@ func TestResultLine(t *testing.T) {
 		t.Fatalf("line %q does not start with \"bench: \"", line)
 	}
 	fields := strings.Fields(strings.TrimPrefix(line, "bench: "))
-	if len(fields) != 6 || fields[1] != "eos_rps=2" {
-		t.Fatalf("fields %q: want six pairs, eos_rps=2 in second place", fields)
+	if len(fields) != len(contractFigures) || fields[3] != "eos_rps=2" {
+		t.Fatalf("fields %q: want %d pairs, eos_rps=2 in fourth place", fields, len(contractFigures))
 	}
 	for _, f := range fields {
 		if name, value, ok := strings.Cut(f, "="); !ok || name == "" || value == "" {
 			t.Errorf("%q is not name=value", f)
+		}
+	}
+}
+
+// The names CONTRACTS.md gives ("Output lines"): ingest_rps at 64 clients,
+// ingest_256_rps, raw_produce_rps, eos_rps, alos_rps, eos_over_alos, and
+// e2e_p50_ms and e2e_p99_ms at 1,000 payments/s, are the names the sections
+// give their figures.
+func TestFigureNamesOfTheContract(t *testing.T) {
+	want := []string{"ingest_rps", "ingest_256_rps", "raw_produce_rps", "eos_rps", "alos_rps", "eos_over_alos", "e2e_p50_ms", "e2e_p99_ms"}
+	if strings.Join(contractFigures, " ") != strings.Join(want, " ") {
+		t.Fatalf("contract figures %q, want %q", contractFigures, want)
+	}
+	for _, tc := range []struct{ got, want string }{
+		{ingestName(64, "rps"), "ingest_rps"},
+		{ingestName(64, "p99_ms"), "ingest_p99_ms"},
+		{ingestName(256, "rps"), "ingest_256_rps"},
+		{ingestName(256, "p50_ms"), "ingest_256_p50_ms"},
+		{e2eName(1000, "p50_ms"), "e2e_p50_ms"},
+		{e2eName(1000, "p99_ms"), "e2e_p99_ms"},
+		{e2eName(100, "p99_ms"), "e2e_100_p99_ms"},
+		{e2eName(5000, "p50_ms"), "e2e_5000_p50_ms"},
+	} {
+		if tc.got != tc.want {
+			t.Errorf("figure %q, want %q", tc.got, tc.want)
+		}
+	}
+	// The sections run by default measure every one of them.
+	for _, s := range []string{"e2e", "ingest", "raw", "eos"} {
+		if !contains(defaultSections, s) {
+			t.Errorf("section %s, which measures a figure of the contract, is not run by default", s)
 		}
 	}
 }

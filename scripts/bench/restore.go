@@ -1,0 +1,438 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/blackfriday-kafka/shop/infra"
+	"github.com/blackfriday-kafka/shop/schemas"
+	"github.com/blackfriday-kafka/shop/scripts/shoppers"
+)
+
+// timed is a service process started for a measure of its start-up: on a
+// port chosen beforehand, so that its /readyz can be polled from the
+// moment it is executed.
+type timed struct {
+	service string
+	cmd     *exec.Cmd
+	url     string
+	start   time.Time
+	exited  chan struct{}
+	err     error
+	lines   chan string // its log lines, when asked for
+}
+
+// startTimed executes `shop <service>` with the environment of the
+// bench's services and env on top, its log in o.LogDir.
+func startTimed(o Options, service, id string, withLines bool, env ...string) (*timed, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	logPath := filepath.Join(o.LogDir, service+"-"+id+".log")
+	log, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(o.Shop, service)
+	cmd.Env = append(os.Environ(),
+		"KAFKA_BROKERS="+strings.Join(o.Brokers, ","), "SCHEMA_REGISTRY_URL="+o.RegistryURL,
+		"PORT="+strconv.Itoa(port), "INSTANCE_ID="+id, "DELIVERY=exactly-once", "PROCESSING_DELAY=0s",
+		"LOG_LEVEL=info", "LOG_FORMAT=json", "CHECKPOINT_EVERY=", "IDEMPOTENCY_WINDOW=",
+		"TXN_MAX_RECORDS="+orEmpty(o.TxnRecords), "TXN_MAX_INTERVAL="+orEmptyDuration(o.TxnInterval))
+	cmd.Env = append(cmd.Env, env...)
+	cmd.Stdout = log
+	t := &timed{service: service, cmd: cmd, url: "http://127.0.0.1:" + strconv.Itoa(port), exited: make(chan struct{})}
+	var stderr io.ReadCloser
+	if withLines {
+		t.lines = make(chan string, 1024)
+		if stderr, err = cmd.StderrPipe(); err != nil {
+			log.Close()
+			return nil, err
+		}
+	} else {
+		cmd.Stderr = log
+	}
+	t.start = time.Now()
+	if err := cmd.Start(); err != nil {
+		log.Close()
+		return nil, fmt.Errorf("start %s %s: %w (build it with make build)", o.Shop, service, err)
+	}
+	copied := make(chan struct{})
+	if withLines {
+		go func() {
+			defer close(copied)
+			defer close(t.lines)
+			sc := bufio.NewScanner(stderr)
+			sc.Buffer(make([]byte, 64<<10), 4<<20)
+			for sc.Scan() {
+				fmt.Fprintln(log, sc.Text())
+				select {
+				case t.lines <- sc.Text():
+				default: // nobody reads: the file has it
+				}
+			}
+		}()
+	} else {
+		close(copied)
+	}
+	go func() {
+		<-copied
+		t.err = cmd.Wait()
+		log.Close()
+		close(t.exited)
+	}()
+	return t, nil
+}
+
+// freePort is a TCP port nothing listens on, now.
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// waitReady polls /readyz every 5 ms until it answers 200, and returns
+// how long after the exec that was.
+func (t *timed) waitReady(ctx context.Context, within time.Duration) (time.Duration, error) {
+	client := &http.Client{Timeout: time.Second}
+	deadline := time.Now().Add(within)
+	for {
+		resp, err := client.Get(t.url + "/readyz")
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return time.Since(t.start), nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-t.exited:
+			return 0, fmt.Errorf("%s exited before it was ready: %v", t.service, t.err)
+		case <-time.After(5 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return 0, fmt.Errorf("%s not ready after %s", t.service, within)
+		}
+	}
+}
+
+// stop reads the process's peak RSS, in KiB, then stops it with SIGTERM
+// and waits, killing it after a minute.
+func (t *timed) stop() int64 {
+	kb, _ := peakRSS(t.cmd.Process.Pid)
+	_ = t.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-t.exited:
+	case <-time.After(time.Minute):
+		_ = t.cmd.Process.Kill()
+		<-t.exited
+	}
+	return kb
+}
+
+// totals are the figures of /analytics that a history fixes.
+type totals struct {
+	Payments, Orders, Emails int64
+	RevenueCents             int64
+	Users                    int64
+}
+
+func (a totals) String() string {
+	return fmt.Sprintf("%d payments, %d orders, %d emails, revenue %s, %d users", a.Payments, a.Orders, a.Emails, schemas.Euros(a.RevenueCents), a.Users)
+}
+
+// sameCounts compares all but the users, which a history does not fix.
+func (a totals) sameCounts(b totals) bool {
+	return a.Payments == b.Payments && a.Orders == b.Orders && a.Emails == b.Emails && a.RevenueCents == b.RevenueCents
+}
+
+func analyticsTotals(url string) (totals, error) {
+	resp, err := http.Get(url + "/analytics")
+	if err != nil {
+		return totals{}, err
+	}
+	defer resp.Body.Close()
+	var r struct {
+		Payments int64       `json:"total_payments"`
+		Orders   int64       `json:"total_orders"`
+		Emails   int64       `json:"total_emails"`
+		Revenue  json.Number `json:"total_revenue"`
+		Users    int64       `json:"unique_users"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+		return totals{}, err
+	}
+	cents, err := schemas.ParseEuros(r.Revenue.String())
+	if err != nil {
+		return totals{}, fmt.Errorf("total_revenue %q: %w", r.Revenue, err)
+	}
+	return totals{r.Payments, r.Orders, r.Emails, int64(cents), r.Users}, nil
+}
+
+// analyticsStart is one start of analytics on the history: how long until
+// /readyz answered 200, its peak RSS and what /analytics said then.
+type analyticsStart struct {
+	ready  time.Duration
+	peakKB int64
+	totals totals
+}
+
+// startAnalytics starts analytics, with checkpoints or without (a full
+// replay of the five topics), and measures its start.
+func startAnalytics(ctx context.Context, o Options, id string, checkpoints bool) (analyticsStart, error) {
+	every := "CHECKPOINT_EVERY=0"
+	if checkpoints {
+		every = "CHECKPOINT_EVERY=10s"
+	}
+	t, err := startTimed(o, "analytics", id, false, every)
+	if err != nil {
+		return analyticsStart{}, err
+	}
+	var s analyticsStart
+	s.ready, err = t.waitReady(ctx, 10*time.Minute)
+	if err == nil {
+		s.totals, err = analyticsTotals(t.url)
+	}
+	s.peakKB = t.stop() // a graceful stop: with checkpoints, one covering everything read
+	return s, err
+}
+
+// runRestore measures analytics' start-up on a history of each size of
+// o.RestoreSizes: written by this run (history), on top of what the topics
+// held before. For each size: a start without checkpoints, which replays
+// the five topics from their first offsets ("replay"); a start with
+// checkpoints, which reads the history since the last checkpoint and stops
+// gracefully, saving a checkpoint of everything; and a second start with
+// checkpoints, which loads it and reads the tail ("checkpoint"). Each is
+// timed from the exec to /readyz answering 200 (analytics is ready only
+// once it has read everything committed when it started), and /analytics
+// must then report the history's totals.
+func runRestore(ctx context.Context, o Options, h *history, p *progress, res *Results) error {
+	p.Printf("restore: analytics starting on a history of %s payments, without and with checkpoints; load average %s", joinInts(o.RestoreSizes), loadAverage())
+	base, err := startAnalytics(ctx, o, "bench-restore", true)
+	if err != nil {
+		return fmt.Errorf("analytics before the history: %w", err)
+	}
+	p.Printf("restore: before the history: %s (ready after %s)", base.totals, base.ready.Round(time.Millisecond))
+	writtenBefore, centsBefore := h.written, h.cents
+	for _, n := range o.RestoreSizes {
+		if err := h.grow(ctx, n, p); err != nil {
+			return err
+		}
+		want := base.totals
+		want.Payments += int64(h.written - writtenBefore)
+		want.Orders += int64(h.written - writtenBefore)
+		want.Emails += int64(h.written - writtenBefore)
+		want.RevenueCents += h.cents - centsBefore
+		name := "restore_" + strconv.Itoa(n)
+
+		replay, err := startAnalytics(ctx, o, "bench-restore", false)
+		if err != nil {
+			return fmt.Errorf("%s replay: %w", name, err)
+		}
+		p.Printf("%s: full replay (CHECKPOINT_EVERY=0): ready %s after the exec, peak RSS %.0f MB; %s; load average %s",
+			name, replay.ready.Round(time.Millisecond), float64(replay.peakKB)/1024, replay.totals, loadAverage())
+		first, err := startAnalytics(ctx, o, "bench-restore", true)
+		if err != nil {
+			return fmt.Errorf("%s first start with checkpoints: %w", name, err)
+		}
+		p.Printf("%s: a first instance with checkpoints read the history since the last one in %s and saved one as it stopped",
+			name, first.ready.Round(time.Millisecond))
+		again, err := startAnalytics(ctx, o, "bench-restore", true)
+		if err != nil {
+			return fmt.Errorf("%s from a checkpoint: %w", name, err)
+		}
+		p.Printf("%s: from the checkpoint: ready %s after the exec, peak RSS %.0f MB; %s; load average %s",
+			name, again.ready.Round(time.Millisecond), float64(again.peakKB)/1024, again.totals, loadAverage())
+		for _, s := range []struct {
+			what string
+			got  totals
+		}{{"the full replay", replay.totals}, {"the first start with checkpoints", first.totals}, {"the start from a checkpoint", again.totals}} {
+			if !s.got.sameCounts(want) || s.got.Users != replay.totals.Users {
+				msg := fmt.Sprintf("%s: %s reports %s, want %s (and the replay's users)", name, s.what, s.got, want)
+				if o.Embedded {
+					return errors.New(msg)
+				}
+				p.Printf("%s; on a shared cluster, others may have written meanwhile", msg) // not a failure there
+			}
+		}
+		res.Add(name+"_payments", strconv.FormatInt(replay.totals.Payments, 10))
+		res.Add(name+"_replay_s", fmt.Sprintf("%.2f", replay.ready.Seconds()))
+		res.Add(name+"_replay_rss_mb", fmt.Sprintf("%.0f", float64(replay.peakKB)/1024))
+		res.Add(name+"_checkpoint_s", fmt.Sprintf("%.2f", again.ready.Seconds()))
+		res.Add(name+"_checkpoint_rss_mb", fmt.Sprintf("%.0f", float64(again.peakKB)/1024))
+	}
+	return nil
+}
+
+// runDedup measures the order service's memory of past payments: a
+// `shop order` process started on a history of o.DedupOrders orders
+// within its IDEMPOTENCY_WINDOW (the window reaches back to the history's
+// first order), which it reads into memory from order-created when the
+// group assigns it the partitions. Timed from the exec: until its log says
+// "orders of the window restored" for all three partitions, until /readyz
+// answers 200, and until a new payment written then has become an order;
+// then its peak RSS.
+func runDedup(ctx context.Context, o Options, h *history, p *progress, res *Results) error {
+	if err := h.grow(ctx, o.DedupOrders, p); err != nil {
+		return err
+	}
+	window := (time.Since(h.start) + 2*time.Minute).Truncate(time.Minute)
+	p.Printf("dedup: an order service with IDEMPOTENCY_WINDOW=%s, reaching back to the %d orders of the history; load average %s", window, h.written, loadAverage())
+	watch, err := newOrderWatch(ctx, o.Brokers, h.cat)
+	if err != nil {
+		return err
+	}
+	defer watch.close()
+	t, err := startTimed(o, "order", "bench-dedup", true, "IDEMPOTENCY_WINDOW="+window.String())
+	if err != nil {
+		return err
+	}
+	stopped := false
+	defer func() {
+		if !stopped {
+			t.stop()
+		}
+	}()
+
+	// The restore log lines, as they come.
+	var restored time.Duration
+	var restoredOrders int64
+	parts := map[int32]bool{}
+	gotLines := make(chan struct{})
+	go func() {
+		defer close(gotLines)
+		for line := range t.lines {
+			var l struct {
+				Msg        string  `json:"msg"`
+				Partitions []int32 `json:"partitions"`
+				Payments   int64   `json:"payments"`
+			}
+			if json.Unmarshal([]byte(line), &l) != nil || l.Msg != "orders of the window restored" {
+				continue
+			}
+			restoredOrders += l.Payments
+			for _, pt := range l.Partitions {
+				parts[pt] = true
+			}
+			if len(parts) == infra.Partitions && restored == 0 {
+				restored = time.Since(t.start)
+				return
+			}
+		}
+	}()
+	ready, err := t.waitReady(ctx, 10*time.Minute)
+	if err != nil {
+		return err
+	}
+	select {
+	case <-gotLines:
+	case <-time.After(5 * time.Minute):
+		return errors.New("no log line says the orders of all three partitions are restored")
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if restored == 0 {
+		return fmt.Errorf("the order service's log said the orders of partitions %v only were restored", slices.Sorted(maps.Keys(parts)))
+	}
+
+	// A new payment, now, becomes an order.
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 19))
+	pay := shoppers.Payment(rng, 100_000)
+	r, err := schemas.Payments.Codec(h.cat).Record(&pay)
+	if err != nil {
+		return err
+	}
+	if err := h.payments.ProduceSync(ctx, r).FirstErr(); err != nil {
+		return err
+	}
+	if err := watch.wait(ctx, schemas.OrderID(pay.PaymentID), time.Minute); err != nil {
+		return err
+	}
+	firstOrder := time.Since(t.start)
+	kb := t.stop()
+	stopped = true
+	// The group has consumed the new payment; the email stage has one
+	// order more to read, as after any payment.
+	p.Printf("dedup: %d orders of the window restored %s after the exec; ready after %s; a new payment was an order %s after the exec; peak RSS %.0f MB; load average %s",
+		restoredOrders, restored.Round(time.Millisecond), ready.Round(time.Millisecond), firstOrder.Round(time.Millisecond), float64(kb)/1024, loadAverage())
+	res.Add("dedup_orders", strconv.FormatInt(restoredOrders, 10))
+	res.Add("dedup_restore_s", fmt.Sprintf("%.2f", restored.Seconds()))
+	res.Add("dedup_ready_s", fmt.Sprintf("%.2f", ready.Seconds()))
+	res.Add("dedup_first_order_s", fmt.Sprintf("%.2f", firstOrder.Seconds()))
+	res.Add("dedup_rss_mb", fmt.Sprintf("%.0f", float64(kb)/1024))
+	return nil
+}
+
+// orderWatch follows order-created with read_committed from its end.
+type orderWatch struct {
+	cl     *kgo.Client
+	orders *schemas.Codec[schemas.OrderCreated]
+}
+
+func newOrderWatch(ctx context.Context, brokers []string, cat *schemas.Catalog) (*orderWatch, error) {
+	from, err := infra.EndOffsets(ctx, brokers, []string{schemas.Orders.Name})
+	if err != nil {
+		return nil, err
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumePartitions(from), kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	if err != nil {
+		return nil, err
+	}
+	return &orderWatch{cl: cl, orders: schemas.Orders.Codec(cat)}, nil
+}
+
+// wait waits until the order orderID is committed.
+func (w *orderWatch) wait(ctx context.Context, orderID string, within time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, within)
+	defer cancel()
+	for {
+		fetches := w.cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			return fmt.Errorf("order %s not committed after %s", orderID, within)
+		}
+		found := false
+		fetches.EachRecord(func(r *kgo.Record) {
+			if o, err := w.orders.Decode(ctx, r.Value); err == nil && o.OrderID == orderID {
+				found = true
+			}
+		})
+		if found {
+			return nil
+		}
+	}
+}
+
+func (w *orderWatch) close() { w.cl.Close() }
+
+func joinInts(ns []int) string {
+	s := make([]string, len(ns))
+	for i, n := range ns {
+		s[i] = strconv.Itoa(n)
+	}
+	return strings.Join(s, ", ")
+}
