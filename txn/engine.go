@@ -72,9 +72,11 @@ type Config struct {
 	Handler         Handler
 	Mode            Mode
 
-	// A transaction covers at most MaxRecords records and lasts about
-	// MaxInterval, whichever comes first. Larger batches amortise the
-	// commit; shorter intervals lower end-to-end latency. MaxInterval is
+	// A transaction ends once the records in hand are processed and
+	// nothing more waits in the client, and at the latest after
+	// MaxRecords records or MaxInterval, whichever comes first. Larger
+	// batches amortise the commit; shorter intervals lower end-to-end
+	// latency. MaxInterval is
 	// meant to be the bound that holds under load: a transaction costs a
 	// fixed price on top of an at-least-once commit (a few round trips on
 	// the embedded cluster; on real brokers also the replicated writes of

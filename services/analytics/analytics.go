@@ -30,10 +30,11 @@ import (
 
 // Service is the analytics service.
 //
-// It rebuilds its figures from the beginning of the log at every start, so
-// they stay exact across restarts without a store of their own. It still
-// commits its position to analytics-service-group, so that lag tools show
-// how far behind it is.
+// At start it loads its latest checkpoint (the figures and the offsets
+// they cover, on analytics-checkpoints) and reads only the log after it,
+// or the whole log without one, so the figures stay exact across restarts.
+// It still commits its position to analytics-service-group, so that lag
+// tools show how far behind it is.
 type Service struct {
 	cat       *schemas.Catalog
 	log       *slog.Logger
