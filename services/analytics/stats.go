@@ -289,8 +289,10 @@ type snapshot struct {
 
 // Snapshot encodes the figures for a checkpoint.
 func (s *Stats) Snapshot() ([]byte, error) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
+	// The write lock: RunOptimize rewrites the bitmap's containers in
+	// place, under readers of /analytics and /metrics otherwise.
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.users.RunOptimize()
 	users, err := s.users.ToBytes()
 	if err != nil {
