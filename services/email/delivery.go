@@ -301,9 +301,6 @@ func (c *Courier) cycle(ctx context.Context, recs []*kgo.Record) (retry bool, er
 			})
 		}
 	}
-	if !retry {
-		c.progressed()
-	}
 
 	// The delivery records first: a commit never runs ahead of what
 	// /emails and the undelivered count show.
@@ -328,6 +325,12 @@ func (c *Courier) cycle(ctx context.Context, recs []*kgo.Record) (retry bool, er
 		}
 		c.cl.SetOffsets(rewind)
 		return true, nil
+	}
+	// Progress only once the delivery records are written too: a loop
+	// that sends but cannot record is failing, and says so once it has
+	// failed for StallAfter.
+	if !retry {
+		c.progressed()
 	}
 	commit := make(map[string]map[int32]kgo.EpochOffset)
 	for n, p := range parts {
