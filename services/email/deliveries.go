@@ -219,6 +219,14 @@ func (d *Deliveries) Undelivered() Undelivered {
 	return u
 }
 
+// Pending counts the committed emails not delivered or refused yet: what
+// Undelivered counts, without looking for the oldest.
+func (d *Deliveries) Pending() int {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	return len(d.pending)
+}
+
 // deliveriesVersion changes whenever the snapshot does: a checkpoint of
 // another version is not restored (the view reads the log from the start).
 const deliveriesVersion = 1

@@ -142,7 +142,7 @@ func (s *Service) Collectors() []prometheus.Collector {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "shop_email_undelivered",
 			Help: "Committed emails the mail server has neither taken nor refused yet (queued on /emails).",
-		}, func() float64 { return float64(s.emails.Undelivered().Count) }),
+		}, func() float64 { return float64(s.emails.Pending()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "shop_email_oldest_undelivered_age_seconds",
 			Help: "How long the oldest undelivered email has waited since its commit; 0 when none waits.",
