@@ -27,6 +27,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -128,7 +130,11 @@ type Config struct {
 	// partitions of Topic, before any of their records reach the handler:
 	// where a handler restores the state it keeps per partition. It may
 	// block (the group keeps its heartbeat), and should return once ctx
-	// is done. OnRevoked is called when partitions are taken away.
+	// is done. OnRevoked is called when partitions are taken away. After
+	// a transaction whose end failed, when no one can say whether it
+	// committed, the engine reads again from the group's offsets and
+	// calls OnRevoked then OnAssigned for the partitions it holds: state
+	// kept per partition is restored from Kafka, as at an assignment.
 	OnAssigned func(ctx context.Context, partitions []int32)
 	OnRevoked  func(partitions []int32)
 }
@@ -222,8 +228,9 @@ type Engine struct {
 	refused map[position]error
 
 	mu       sync.Mutex
-	failing  Stall     // Since is zero while transactions commit
-	loggedAt time.Time // the last stall log line
+	failing  Stall          // Since is zero while transactions commit
+	loggedAt time.Time      // the last stall log line
+	held     map[int32]bool // the partitions of Topic assigned to this instance
 }
 
 type position struct {
@@ -275,6 +282,14 @@ func (e *Engine) assigned(ctx context.Context, _ *kgo.Client, parts map[string][
 		return
 	}
 	e.cfg.Logger.Info("partitions assigned", "topic", e.cfg.Topic, "partitions", parts[e.cfg.Topic])
+	e.mu.Lock()
+	if e.held == nil {
+		e.held = make(map[int32]bool)
+	}
+	for _, p := range parts[e.cfg.Topic] {
+		e.held[p] = true
+	}
+	e.mu.Unlock()
 	if e.cfg.OnAssigned != nil {
 		e.cfg.OnAssigned(ctx, parts[e.cfg.Topic])
 	}
@@ -286,10 +301,33 @@ func (e *Engine) revoked(what string) func(context.Context, *kgo.Client, map[str
 			return
 		}
 		e.cfg.Logger.Info("partitions "+what, "topic", e.cfg.Topic, "partitions", parts[e.cfg.Topic])
+		e.mu.Lock()
+		for _, p := range parts[e.cfg.Topic] {
+			delete(e.held, p)
+		}
+		e.mu.Unlock()
 		if e.cfg.OnRevoked != nil {
 			e.cfg.OnRevoked(parts[e.cfg.Topic])
 		}
 	}
+}
+
+// restoreHeld has the handler's state restored for the partitions this
+// instance holds, after a recovery made it unknown (see OnAssigned).
+func (e *Engine) restoreHeld(ctx context.Context) {
+	if e.cfg.OnAssigned == nil {
+		return
+	}
+	e.mu.Lock()
+	parts := slices.Sorted(maps.Keys(e.held))
+	e.mu.Unlock()
+	if len(parts) == 0 {
+		return
+	}
+	if e.cfg.OnRevoked != nil {
+		e.cfg.OnRevoked(parts)
+	}
+	e.cfg.OnAssigned(ctx, parts)
 }
 
 // Stats returns the counters.

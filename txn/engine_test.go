@@ -364,6 +364,11 @@ func TestUnconfirmedCommitIsNeitherRepeatedNorLost(t *testing.T) {
 	}
 	cfg := config(brokers, "1", counting)
 	cfg.EndTimeout = time.Second
+	// State kept per partition is restored again after the unconfirmed
+	// commit: it may or may not hold that transaction's outputs.
+	var restores, drops atomic.Int32
+	cfg.OnAssigned = func(context.Context, []int32) { restores.Add(1) }
+	cfg.OnRevoked = func([]int32) { drops.Add(1) }
 	e, done := start(t, cfg)
 	waitCommitted(t, brokers)
 	select {
@@ -376,6 +381,9 @@ func TestUnconfirmedCommitIsNeitherRepeatedNorLost(t *testing.T) {
 	}
 	if st := e.Stats(); st.Aborted == 0 {
 		t.Fatalf("stats = %+v: the held commit should count as not committed", st)
+	}
+	if r, d := restores.Load(), drops.Load(); r < 2 || d < 1 {
+		t.Fatalf("partition state restored %d times and dropped %d: want a restore after the unconfirmed commit too", r, d)
 	}
 	exactlyDoubled(t, readAll(t, brokers, out, kgo.ReadCommitted()), 300)
 }

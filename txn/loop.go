@@ -209,6 +209,7 @@ func (e *Engine) batch(ctx context.Context, records []*kgo.Record) (bool, error)
 		if err := e.c.recover(ctx); err != nil {
 			return false, err
 		}
+		e.restoreHeld(ctx)
 	}
 	if !committed {
 		e.aborted.Add(1)
