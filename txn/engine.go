@@ -255,7 +255,7 @@ func New(cfg Config) (*Engine, error) {
 		kgo.ConsumeTopics(cfg.Topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.FetchMaxWait(fetchMaxWait),
+		kgo.FetchMaxWait(FetchMaxWait),
 		kgo.SessionTimeout(cfg.SessionTimeout),
 		kgo.HeartbeatInterval(cfg.SessionTimeout / 10),
 		kgo.OnPartitionsAssigned(e.assigned),
@@ -339,7 +339,7 @@ func (e *Engine) Stats() Stats {
 		Produced:       e.produced.Load(),
 		RefusedBatches: e.rec.refused.Load(),
 		ProducerResets: e.rec.resets.Load(),
-		EpochBumps:     e.rec.epochs.Load(),
+		EpochBumps:     max(0, e.rec.inits.Load()-1),
 		RetriedEnds:    e.retriedEnds.Load(),
 		AddPartitions:  e.rec.addsParts.Load(),
 	}

@@ -21,11 +21,11 @@ const pollChunk = 16
 // context ends a poll before it looks at what is buffered).
 const idleWait = time.Millisecond
 
-// fetchMaxWait bounds how long a broker holds a fetch that finds nothing
+// FetchMaxWait bounds how long a broker holds a fetch that finds nothing
 // new (Kafka's default is 500 ms): a read_committed reader learns of a
 // commit only from its next fetch, so this bounds how late the next stage
 // and the views see it, at the price of a few idle fetches a second.
-const fetchMaxWait = 50 * time.Millisecond
+const FetchMaxWait = 50 * time.Millisecond
 
 // stallLogEvery is how often a stalled stage says so in the log.
 const stallLogEvery = time.Minute

@@ -44,8 +44,7 @@ type recoveries struct {
 
 	refused   atomic.Int64 // produce batches held for a metadata refresh before they are resent
 	resets    atomic.Int64 // batch errors that failed the producer ID: the transaction aborts
-	epochs    atomic.Int64 // producer IDs or epochs initialised after the first
-	inits     atomic.Int64
+	inits     atomic.Int64 // producer IDs or epochs initialised; all but the first are recoveries
 	addsParts atomic.Int64 // AddPartitionsToTxn requests, CONCURRENT_TRANSACTIONS retries included
 }
 
@@ -64,7 +63,6 @@ func (r *recoveries) Log(level kgo.LogLevel, msg string, kv ...any) {
 			"topic", value(kv, "topic"), "partition", value(kv, "partition"), "producer_epoch", value(kv, "producer_epoch"), "err", value(kv, "err"))
 	case "producer id initialization success":
 		if r.inits.Add(1) > 1 {
-			r.epochs.Add(1)
 			r.log.Warn("producer re-initialised after a failure", "producer_id", value(kv, "id"), "epoch", value(kv, "epoch"))
 		}
 	}

@@ -96,8 +96,15 @@ func (s *orderStep) createOrder(ctx context.Context, in *kgo.Record) ([]*kgo.Rec
 	if fe := schemas.ValidatePayment(p); fe != nil {
 		return nil, &schemas.RecordError{Class: schemas.Validation, Err: fe}
 	}
-	id, idErr := uuid.Parse(p.PaymentID)
-	if s.ordered != nil && idErr == nil {
+	// The memory of ordered payments, if kept, knows them by their ID.
+	var id uuid.UUID
+	remember := false
+	if s.ordered != nil {
+		var err error
+		id, err = uuid.Parse(p.PaymentID)
+		remember = err == nil
+	}
+	if remember {
 		if orderOffset, dup := s.ordered.seen(in.Partition, id); dup {
 			return s.dropDuplicate(ctx, in, p, orderOffset)
 		}
@@ -131,7 +138,7 @@ func (s *orderStep) createOrder(ctx context.Context, in *kgo.Record) ([]*kgo.Rec
 	if err != nil {
 		return nil, err
 	}
-	if s.ordered != nil && idErr == nil {
+	if remember {
 		s.ordered.add(in.Partition, id, rec)
 	}
 	return []*kgo.Record{rec}, nil

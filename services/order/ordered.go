@@ -70,7 +70,7 @@ func (o *ordered) add(p int32, id uuid.UUID, order *kgo.Record) {
 }
 
 // Commit keeps the transaction's orders, where they landed.
-func (o *ordered) Commit([]*kgo.Record) {
+func (o *ordered) Commit() {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	now := time.Now().Unix()

@@ -54,9 +54,8 @@ type Spec struct {
 type Store interface {
 	Restore(ctx context.Context, partitions []int32)
 	Drop(partitions []int32)
-	// Commit keeps what the transaction added; outputs are its committed
-	// records, their offsets known.
-	Commit(outputs []*kgo.Record)
+	// Commit keeps what the transaction added.
+	Commit()
 	Abort()
 }
 
@@ -233,7 +232,7 @@ func (s *Stage) drop(partitions []int32) {
 func (s *Stage) observe(b txn.Batch) {
 	if st := s.spec.Store; st != nil {
 		if b.Committed {
-			st.Commit(b.Outputs)
+			st.Commit()
 		} else {
 			st.Abort()
 		}

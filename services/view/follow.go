@@ -17,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/blackfriday-kafka/shop/schemas"
+	"github.com/blackfriday-kafka/shop/txn"
 )
 
 // State is a view that can be checkpointed: Snapshot and Restore run on the
@@ -38,7 +39,6 @@ type Follower struct {
 
 	mu       sync.Mutex
 	position map[string]map[int32]int64 // next offset to read
-	restored bool                       // started from a checkpoint
 	caughtUp bool                       // reached the ends it saw at the start
 }
 
@@ -51,9 +51,8 @@ func Follow(brokers []string, log *slog.Logger, topics []string, opts ...kgo.Opt
 		// The markers of transactions count in the position, so that a
 		// view knows when it has read to the end of a partition.
 		kgo.KeepControlRecords(),
-		// A commit shows on the next fetch: a broker that has nothing
-		// new answers after 50 ms, not Kafka's default 500 ms.
-		kgo.FetchMaxWait(50 * time.Millisecond),
+		// As the stages' consumers: see txn.FetchMaxWait.
+		kgo.FetchMaxWait(txn.FetchMaxWait),
 	}, opts...)...)
 	if err != nil {
 		return nil, err
@@ -137,6 +136,7 @@ func (f *Follower) start(ctx context.Context) (map[string]map[int32]int64, error
 		return nil, err
 	}
 	var offsets map[string]map[int32]int64
+	restored := false // started from a checkpoint
 	if f.cps != nil {
 		cp, err := f.cps.Load(ctx)
 		switch {
@@ -148,7 +148,7 @@ func (f *Follower) start(ctx context.Context) (map[string]map[int32]int64, error
 				break
 			}
 			offsets = cp.Offsets
-			f.restored = true
+			restored = true
 		}
 	}
 	ends := make(map[string]map[int32]int64)
@@ -169,7 +169,7 @@ func (f *Follower) start(ctx context.Context) (map[string]map[int32]int64, error
 	f.mu.Lock()
 	f.caughtUp = f.reached(ends)
 	f.mu.Unlock()
-	f.log.Info("view started", "topics", f.topics, "from_checkpoint", f.restored, "offsets", offsets)
+	f.log.Info("view started", "topics", f.topics, "from_checkpoint", restored, "offsets", offsets)
 	return ends, nil
 }
 
