@@ -3,6 +3,7 @@ package txn
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -130,25 +131,36 @@ type stop struct{ error }
 // timeout, and the next owner of the partitions reads the committed
 // offsets).
 func retry(ctx context.Context, cfg Config, what string, fn func() error) error {
-	backoff := cfg.MinBackoff
-	for {
+	var stopped error
+	Retry(ctx, cfg.Logger, what+" failed, retrying", cfg.MinBackoff, cfg.MaxBackoff, func() error {
+		err := fn()
+		if s, ok := err.(stop); ok {
+			stopped = s.error
+			return nil
+		}
+		return err
+	}, "topic", cfg.Topic)
+	return stopped
+}
+
+// Retry runs fn until it succeeds or ctx ends, waiting from first, doubling
+// up to most, between tries, and logging each failure at warn as msg with
+// attrs, the backoff and the error. It reports whether fn succeeded.
+func Retry(ctx context.Context, log *slog.Logger, msg string, first, most time.Duration, fn func() error, attrs ...any) bool {
+	for backoff := first; ; backoff = min(2*backoff, most) {
 		err := fn()
 		if err == nil {
-			return nil
-		}
-		if s, ok := err.(stop); ok {
-			return s.error
+			return true
 		}
 		if ctx.Err() != nil {
-			return nil
+			return false
 		}
-		cfg.Logger.Warn(what+" failed, retrying", "topic", cfg.Topic, "backoff", backoff, "err", err)
+		log.Warn(msg, append(attrs, "backoff", backoff, "err", err)...)
 		select {
 		case <-ctx.Done():
-			return nil
+			return false
 		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, cfg.MaxBackoff)
 	}
 }
 

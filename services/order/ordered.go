@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/blackfriday-kafka/shop/schemas"
+	"github.com/blackfriday-kafka/shop/txn"
 )
 
 // ordered is the order step's memory of the payments it has turned into
@@ -109,26 +110,22 @@ func (o *ordered) Drop(partitions []int32) {
 // the orders of the payments before the offset this instance starts from.
 func (o *ordered) Restore(ctx context.Context, partitions []int32) {
 	start := time.Now()
-	for backoff := 100 * time.Millisecond; ctx.Err() == nil; backoff = min(2*backoff, 5*time.Second) {
-		got, err := o.read(ctx, partitions)
-		if err == nil {
-			o.mu.Lock()
-			n := 0
-			for p, m := range got {
-				o.parts[p] = m
-				n += len(m)
-			}
-			o.mu.Unlock()
-			o.log.Info("orders of the window restored", "topic", o.orders.Topic().Name, "partitions", partitions,
-				"payments", n, "took", time.Since(start).Round(time.Millisecond))
-			return
-		}
-		o.log.Warn("restoring the orders of the window failed, retrying", "partitions", partitions, "backoff", backoff, "err", err)
-		select {
-		case <-ctx.Done():
-		case <-time.After(backoff):
-		}
+	var got map[int32]map[uuid.UUID]orderAt
+	if !txn.Retry(ctx, o.log, "restoring the orders of the window failed, retrying", 100*time.Millisecond, 5*time.Second, func() (err error) {
+		got, err = o.read(ctx, partitions)
+		return err
+	}, "partitions", partitions) {
+		return
 	}
+	o.mu.Lock()
+	n := 0
+	for p, m := range got {
+		o.parts[p] = m
+		n += len(m)
+	}
+	o.mu.Unlock()
+	o.log.Info("orders of the window restored", "topic", o.orders.Topic().Name, "partitions", partitions,
+		"payments", n, "took", time.Since(start).Round(time.Millisecond))
 }
 
 func (o *ordered) read(ctx context.Context, partitions []int32) (map[int32]map[uuid.UUID]orderAt, error) {

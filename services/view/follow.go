@@ -80,18 +80,12 @@ func (f *Follower) Run(ctx context.Context, apply func(context.Context, *kgo.Rec
 	// Starting asks the cluster for the partitions' ends and the last
 	// checkpoint: a broker down or a leader just elected (a restart while
 	// the cluster heals) is waited out, not fatal.
-	ends, err := f.start(ctx)
-	for backoff := 100 * time.Millisecond; err != nil; backoff = min(2*backoff, 5*time.Second) {
-		if ctx.Err() != nil {
-			return nil
-		}
-		f.log.Warn("view not started yet, retrying", "topics", f.topics, "backoff", backoff, "err", err)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(backoff):
-		}
+	var ends map[string]map[int32]int64
+	if !txn.Retry(ctx, f.log, "view not started yet, retrying", 100*time.Millisecond, 5*time.Second, func() (err error) {
 		ends, err = f.start(ctx)
+		return err
+	}, "topics", f.topics) {
+		return nil
 	}
 	saved := time.Now()
 	dirty := false
