@@ -193,18 +193,22 @@ func rewind(ctx context.Context, cfg Config, cl *kgo.Client) error {
 	return nil
 }
 
-// leaveGroup takes a static member out of its group: a static member's
+func leaveGroup(cfg Config) {
+	LeaveGroup(cfg.Brokers, cfg.Connect, cfg.Group, cfg.InstanceID, cfg.Logger)
+}
+
+// LeaveGroup takes a static member out of its group: a static member's
 // client does not leave on close, which would strand its partitions until
 // the session times out.
-func leaveGroup(cfg Config) {
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(cfg.Brokers...)}, cfg.Connect...)...)
+func LeaveGroup(brokers []string, connect []kgo.Opt, group, instanceID string, log *slog.Logger) {
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, connect...)...)
 	if err != nil {
 		return
 	}
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if _, err := kadm.NewClient(cl).LeaveGroup(ctx, kadm.LeaveGroup(cfg.Group).InstanceIDs(cfg.InstanceID)); err != nil {
-		cfg.Logger.Warn("leaving the group", "group", cfg.Group, "instance", cfg.InstanceID, "err", err)
+	if _, err := kadm.NewClient(cl).LeaveGroup(ctx, kadm.LeaveGroup(group).InstanceIDs(instanceID)); err != nil {
+		log.Warn("leaving the group", "group", group, "instance", instanceID, "err", err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -86,11 +87,13 @@ func (e *Engine) close(leave bool) {
 	}
 }
 
-// checkFetches logs the errors of a poll. It returns ErrFenced when the
+func (e *Engine) checkFetches(fetches kgo.Fetches) error { return CheckFetches(fetches, e.cfg.Logger) }
+
+// CheckFetches logs the errors of a poll. It returns ErrFenced when the
 // group refused this member because another one joined with the same
 // instance ID: the newer instance has the partitions for good, and this one
 // would otherwise try to join again forever, holding nothing.
-func (e *Engine) checkFetches(fetches kgo.Fetches) error {
+func CheckFetches(fetches kgo.Fetches, log *slog.Logger) error {
 	var fencedErr error
 	fetches.EachError(func(topic string, partition int32, err error) {
 		switch {
@@ -99,7 +102,7 @@ func (e *Engine) checkFetches(fetches kgo.Fetches) error {
 		case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 			// A poll that reaches its deadline or shutdown is not a failure.
 		default:
-			e.cfg.Logger.Warn("fetch failed", "topic", topic, "partition", partition, "err", err)
+			log.Warn("fetch failed", "topic", topic, "partition", partition, "err", err)
 		}
 	})
 	if fencedErr != nil {

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -19,6 +18,7 @@ import (
 	"github.com/blackfriday-kafka/shop/schemas"
 	"github.com/blackfriday-kafka/shop/services/deadletter"
 	"github.com/blackfriday-kafka/shop/services/metrics"
+	"github.com/blackfriday-kafka/shop/txn"
 )
 
 // DeliveryGroup is the consumer group of the delivery loop: its committed
@@ -182,8 +182,8 @@ func (c *Courier) Run(ctx context.Context) (err error) {
 			conn.quit()
 		}
 		c.cl.Close()
-		if !errors.Is(err, errCrash) && !errors.Is(err, kerr.FencedInstanceID) {
-			c.leave()
+		if !errors.Is(err, errCrash) && !errors.Is(err, txn.ErrFenced) {
+			txn.LeaveGroup(c.cfg.Brokers, c.cfg.Connect, DeliveryGroup, c.member, c.log)
 		}
 	}()
 	if err := c.cfg.Catalog.Await(ctx, c.log, schemas.Emails.Spec, schemas.OrderDLQ.Spec); err != nil {
@@ -205,17 +205,7 @@ func (c *Courier) Run(ctx context.Context) (err error) {
 		if fetches.IsClientClosed() {
 			return nil
 		}
-		var fenced error
-		fetches.EachError(func(topic string, partition int32, err error) {
-			switch {
-			case errors.Is(err, kerr.FencedInstanceID):
-				fenced = err
-			case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-			default:
-				c.log.Warn("fetch failed", "topic", topic, "partition", partition, "err", err)
-			}
-		})
-		if fenced != nil {
+		if fenced := txn.CheckFetches(fetches, c.log); fenced != nil {
 			c.cl.AllowRebalance()
 			return fmt.Errorf("email delivery: another instance is %s: %w", c.member, fenced)
 		}
@@ -509,20 +499,5 @@ func (c *Courier) Collectors() []prometheus.Collector {
 			}
 			return float64(c.failing.Unix())
 		}),
-	}
-}
-
-// leave takes the static member out of the group at a graceful stop, so
-// that its partitions move on at once.
-func (c *Courier) leave() {
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(c.cfg.Brokers...)}, c.cfg.Connect...)...)
-	if err != nil {
-		return
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if _, err := kadm.NewClient(cl).LeaveGroup(ctx, kadm.LeaveGroup(DeliveryGroup).InstanceIDs(c.member)); err != nil {
-		c.log.Warn("leaving the group", "group", DeliveryGroup, "member", c.member, "err", err)
 	}
 }
