@@ -56,13 +56,17 @@ func New(cfg config.Config, cat *schemas.Catalog) (*Service, error) {
 	}
 	// Each topic is read through its own entry of the table.
 	s.folds = map[string]func(context.Context, *kgo.Record) error{
-		schemas.Payments.Name: fold(cat, schemas.Payments, s.log, "payment counted", s.addPayment,
+		schemas.Payments.Name: fold(cat, schemas.Payments, s.log, "payment counted", only(s.addPayment),
 			func(p *schemas.PaymentSucceeded) slog.Attr { return slog.String("payment_id", p.PaymentID) }),
-		schemas.Orders.Name: fold(cat, schemas.Orders, s.log, "order counted", s.stats.addOrder,
+		schemas.Orders.Name: fold(cat, schemas.Orders, s.log, "order counted", only(s.stats.addOrder),
 			func(o *schemas.OrderCreated) slog.Attr { return slog.String("order_id", o.OrderID) }),
-		schemas.Emails.Name: fold(cat, schemas.Emails, s.log, "email counted", s.stats.addEmail,
-			func(e *schemas.EmailSent) slog.Attr { return slog.String("email_id", e.EmailID) }),
-		schemas.Duplicates.Name: fold(cat, schemas.Duplicates, s.log, "duplicate payment taken back", s.stats.addDuplicate,
+		// An email counts, and joins the delivery states, from one decode.
+		schemas.Emails.Name: fold(cat, schemas.Emails, s.log, "email counted", func(r *kgo.Record, e *schemas.EmailSent) {
+			s.stats.addEmail(e)
+			s.emails.AddEmail(r.Partition, r.Offset, e)
+		}, func(e *schemas.EmailSent) slog.Attr { return slog.String("email_id", e.EmailID) }),
+		schemas.EmailDeliveries.Name: func(ctx context.Context, r *kgo.Record) error { return s.emails.Apply(ctx, r) },
+		schemas.Duplicates.Name: fold(cat, schemas.Duplicates, s.log, "duplicate payment taken back", only(s.stats.addDuplicate),
 			func(d *schemas.PaymentDuplicate) slog.Attr { return slog.String("payment_id", d.PaymentID) }),
 		schemas.PaymentDLQ.Name: s.deadLetter(schemas.PaymentDLQ.Codec(cat)),
 		schemas.OrderDLQ.Name:   s.deadLetter(schemas.OrderDLQ.Codec(cat)),
@@ -159,30 +163,27 @@ func (s *Service) Ready(ctx context.Context) error {
 // topic is skipped (the service that consumes it dead-letters it, and the
 // dead letter is counted).
 func (s *Service) apply(ctx context.Context, r *kgo.Record) error {
-	if r.Topic == schemas.EmailDeliveries.Name {
-		return s.emails.Apply(ctx, r)
-	}
-	if err := s.folds[r.Topic](ctx, r); err != nil || r.Topic != schemas.Emails.Name {
-		return err
-	}
-	return s.emails.Apply(ctx, r)
+	return s.folds[r.Topic](ctx, r)
 }
 
 // fold decodes the records of topic t and adds each to the figures; the
 // debug line names the event by id.
-func fold[V any](cat *schemas.Catalog, t schemas.Topic[V], log *slog.Logger, msg string, add func(*V), id func(*V) slog.Attr) func(context.Context, *kgo.Record) error {
+func fold[V any](cat *schemas.Catalog, t schemas.Topic[V], log *slog.Logger, msg string, add func(*kgo.Record, *V), id func(*V) slog.Attr) func(context.Context, *kgo.Record) error {
 	codec := t.Codec(cat)
 	return func(ctx context.Context, r *kgo.Record) error {
 		v, err := codec.Decode(ctx, r.Value)
 		if err != nil {
 			return err
 		}
-		add(v)
+		add(r, v)
 		log.LogAttrs(ctx, slog.LevelDebug, msg, slog.String("topic", r.Topic), slog.Int("partition", int(r.Partition)),
 			slog.Int64("offset", r.Offset), id(v))
 		return nil
 	}
 }
+
+// only is add for fold, which needs nothing of the record but its value.
+func only[V any](add func(*V)) func(*kgo.Record, *V) { return func(_ *kgo.Record, v *V) { add(v) } }
 
 // addPayment counts a valid payment; an invalid one is refused by the order
 // service and counted as a dead letter.

@@ -116,7 +116,7 @@ func (d *Deliveries) Apply(ctx context.Context, r *kgo.Record) error {
 		if err != nil {
 			return err
 		}
-		d.email(r.Partition, r.Offset, e)
+		d.AddEmail(r.Partition, r.Offset, e)
 	case schemas.EmailDeliveries.Name:
 		var del Delivery
 		if err := json.Unmarshal(r.Value, &del); err != nil || del.EmailID == "" {
@@ -129,7 +129,9 @@ func (d *Deliveries) Apply(ctx context.Context, r *kgo.Record) error {
 	return nil
 }
 
-func (d *Deliveries) email(partition int32, offset int64, e *schemas.EmailSent) {
+// AddEmail is Apply for a record of email-sent at partition and offset,
+// already decoded.
+func (d *Deliveries) AddEmail(partition int32, offset int64, e *schemas.EmailSent) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.pos[partition] = offset + 1
