@@ -124,9 +124,7 @@ func byMessageID(mb *mailbox.Server) map[string]int {
 
 // committed is the delivery group's committed offset of each partition of
 // email-sent.
-func committed(t *testing.T, stack *infra.Embedded) (map[int32]int64, error) {
-	t.Helper()
-	_, adm := shoptest.Clients(t, stack)
+func committed(adm *kadm.Client) (map[int32]int64, error) {
 	offs, err := adm.FetchOffsets(context.Background(), email.DeliveryGroup)
 	if err != nil {
 		return nil, err
@@ -138,9 +136,8 @@ func committed(t *testing.T, stack *infra.Embedded) (map[int32]int64, error) {
 
 // ends is where each partition of email-sent ends, its last commit marker
 // included.
-func ends(t *testing.T, stack *infra.Embedded) map[int32]int64 {
+func ends(t *testing.T, adm *kadm.Client) map[int32]int64 {
 	t.Helper()
-	_, adm := shoptest.Clients(t, stack)
 	listed, err := adm.ListEndOffsets(context.Background(), schemas.Emails.Name)
 	if err != nil {
 		t.Fatal(err)
@@ -154,12 +151,13 @@ func ends(t *testing.T, stack *infra.Embedded) map[int32]int64 {
 // record of email-sent: whatever it was going to send, it has sent.
 func drained(t *testing.T, stack *infra.Embedded, within time.Duration) {
 	t.Helper()
+	_, adm := shoptest.Clients(t, stack) // one client for every look
 	shoptest.Eventually(t, within, 50*time.Millisecond, func() error {
-		c, err := committed(t, stack)
+		c, err := committed(adm)
 		if err != nil {
 			return err
 		}
-		e := ends(t, stack)
+		e := ends(t, adm)
 		for p, end := range e {
 			// A group that read everything stays before the last
 			// commit marker.
