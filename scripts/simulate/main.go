@@ -13,6 +13,8 @@ import (
 	"os/signal"
 	"syscall"
 	"time"
+
+	"github.com/blackfriday-kafka/shop/scripts/target"
 )
 
 const description = `
@@ -40,12 +42,13 @@ func main() {
 	requestTimeout := fs.Duration("request-timeout", 15*time.Second, "give up on one request after this long")
 	fs.Float64Var(&opts.Invalid, "invalid", 0, "share of deliberately invalid payments, 0 to 1 (expect HTTP 400)")
 	fs.IntVar(&opts.Users, "users", 1000, "user IDs are drawn from 1 to this")
-	fs.IntVar(&opts.Retries, "retries", 0, "post each payment again this many times with its Idempotency-Key, the first retry at once (env RETRIES)")
+	fs.IntVar(&opts.Retries, "retries", target.EnvInt("RETRIES", 0), "post each payment again this many times with its Idempotency-Key, the first retry at once (env RETRIES)")
 	fs.DurationVar(&opts.Progress, "progress", time.Second, "how often to print progress (0: never)")
-	if v := os.Getenv("RETRIES"); v != "" {
-		fmt.Sscan(v, &opts.Retries)
-	}
 	fs.Parse(os.Args[1:])
+	if opts.Retries < 0 {
+		fmt.Fprintf(os.Stderr, "simulate: -retries %d: want 0 or more\n", opts.Retries)
+		os.Exit(2)
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
