@@ -47,26 +47,16 @@ func (t *Target) Kafka() []kgo.Opt {
 	return append([]kgo.Opt{kgo.SeedBrokers(t.Brokers...)}, t.Config.Connect()...)
 }
 
-// Explicit is the target when KAFKA_BROKERS is set in the environment, and
-// nil otherwise: chaos and bench then run on an embedded cluster of their
-// own.
-func Explicit() *Target {
-	if os.Getenv("KAFKA_BROKERS") == "" {
-		return nil
-	}
-	t := FromEnv()
-	return &t
-}
-
-// Cluster is where chaos and bench run: the Explicit target, or else an
-// embedded cluster of their own on free ports; Close stops it.
+// Cluster is where chaos and bench run: the cluster KAFKA_BROKERS names,
+// or without it an embedded cluster of their own on free ports; Close
+// stops it.
 func Cluster(ctx context.Context) (*infra.Cluster, error) {
 	on := FromEnv()
 	var secure *infra.Secure
 	if on.Config.Secure {
 		secure = &infra.Secure{Admin: on.Config.Connect(), Registry: on.Config.Registry()}
 	}
-	if Explicit() == nil { // an embedded cluster of its own
+	if os.Getenv("KAFKA_BROKERS") == "" { // an embedded cluster of its own
 		on.Brokers = nil
 		if secure != nil {
 			secure = access.Stack(access.DevPassword)
