@@ -51,7 +51,6 @@ type history struct {
 	o       Options
 	cat     *schemas.Catalog
 	rng     *rand.Rand
-	run     string
 	start   time.Time // the date of the first payment
 	written int       // payments written
 	cents   int64     // their revenue
@@ -81,7 +80,7 @@ func newHistory(o Options, cat *schemas.Catalog) (*history, error) {
 	// No RecordDeliveryTimeout: franz-go counts it from a record's timestamp,
 	// and the history's are a day old.
 	opts := []kgo.Opt{kgo.SeedBrokers(o.Brokers...), kgo.MaxBufferedRecords(historyTxn)}
-	h := &history{o: o, cat: cat, rng: rand.New(rand.NewPCG(13, 17)), run: run,
+	h := &history{o: o, cat: cat, rng: rand.New(rand.NewPCG(13, 17)),
 		start: time.Now().Add(-25 * time.Hour).UTC().Truncate(time.Millisecond)}
 	var err error
 	if h.payments, err = kgo.NewClient(opts...); err != nil {

@@ -57,11 +57,12 @@ func runIngestLevel(ctx context.Context, o Options, f *fleet, clients int, payme
 			c()
 		}
 	}()
-	var clientOf func(c int) func(ctx context.Context, i int) (int, error)
+	// newClient is a client of its own for each of the clients.
+	var newClient func() func(ctx context.Context, i int) (int, error)
 	if o.HTTPClient == "std" {
 		pay := newPayer(paymentURL, clients)
 		closers = append(closers, pay.close)
-		clientOf = func(int) func(ctx context.Context, i int) (int, error) {
+		newClient = func() func(ctx context.Context, i int) (int, error) {
 			return func(ctx context.Context, i int) (int, error) { return pay.pay(ctx, i, nil) }
 		}
 	} else {
@@ -69,7 +70,7 @@ func runIngestLevel(ctx context.Context, o Options, f *fleet, clients int, payme
 		if err != nil {
 			return err
 		}
-		clientOf = func(int) func(ctx context.Context, i int) (int, error) {
+		newClient = func() func(ctx context.Context, i int) (int, error) {
 			c := lean.conn()
 			closers = append(closers, c.close)
 			return c.pay
@@ -89,7 +90,7 @@ func runIngestLevel(ctx context.Context, o Options, f *fleet, clients int, payme
 	var wg sync.WaitGroup
 	for c := range clients {
 		wg.Add(1)
-		pay := clientOf(c)
+		pay := newClient()
 		go func() {
 			defer wg.Done()
 			t := &tallies[c]

@@ -4,7 +4,6 @@ import (
 	"io"
 	"log"
 	"net"
-	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -15,9 +14,8 @@ import (
 // loops do their work as deployed without filling anyone's inbox (make
 // kafka-up's Mailpit on :1025 is other people's) or this process's memory.
 type mailSink struct {
-	srv      *smtp.Server
-	ln       net.Listener
-	messages atomic.Int64
+	srv *smtp.Server
+	ln  net.Listener
 }
 
 func startMailSink() (*mailSink, error) {
@@ -52,6 +50,5 @@ func (sinkSession) Mail(string, *smtp.MailOptions) error { return nil }
 func (sinkSession) Rcpt(string, *smtp.RcptOptions) error { return nil }
 func (s sinkSession) Data(r io.Reader) error {
 	_, err := io.Copy(io.Discard, r)
-	s.m.messages.Add(1)
 	return err
 }

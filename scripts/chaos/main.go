@@ -341,7 +341,7 @@ func Run(ctx context.Context, o Options, out *os.File) (Verdict, int, error) {
 					return Verdict{}, kills(), fmt.Errorf("reading the inbox: %w", err)
 				}
 				ledger.MessagesChecked = true
-				v := Check(ledger, schemas.OrderID, schemas.EmailID, func(id string) string { return email.MessageID(id) })
+				v := Check(ledger, schemas.OrderID, schemas.EmailID, email.MessageID)
 				v.Report(out)
 				cuts, faults := mail.proxy.counts()
 				smtpKills := fmt.Sprintf("%d SMTP connections cut in %d faults; %d of the instance kills hit email (stage and delivery loop)",
