@@ -45,6 +45,7 @@ const usage = `usage: shop <command>
   topics     create the topics on KAFKA_BROKERS
   schemas    register the schemas with SCHEMA_REGISTRY_URL
   acls       create the principals' ACLs on KAFKA_BROKERS (secure mode), and print them
+  principals print the principals of secure mode, one a line (for make kafka-up)
   registry   the Confluent-compatible schema registry alone, on REGISTRY_ADDR
              (default 127.0.0.1:8081), its state in the _schemas topic of
              KAFKA_BROKERS, a Kafka cluster started another way
@@ -143,6 +144,11 @@ func run(ctx context.Context, cmd string, cfg config.Config) error {
 			return err
 		}
 		fmt.Printf("topics: %s ready on %s\n", strings.Join(schemas.TopicNames(), ", "), strings.Join(cfg.Brokers, ","))
+		return nil
+	case "principals":
+		for _, p := range access.Principals() {
+			fmt.Println(p)
+		}
 		return nil
 	case "acls":
 		cl, err := kgo.NewClient(cfg.Kafka()...)
