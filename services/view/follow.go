@@ -102,16 +102,17 @@ func (f *Follower) Run(ctx context.Context, apply func(context.Context, *kgo.Rec
 		})
 		for _, r := range fetches.Records() {
 			if r.Attrs.IsControl() {
-				f.advance(r, ends)
+				f.setPosition(r.Topic, r.Partition, r.Offset+1)
 				continue
 			}
 			if !f.apply(ctx, r, apply) {
 				f.save(ctx, dirty)
 				return nil
 			}
-			f.advance(r, ends)
+			f.setPosition(r.Topic, r.Partition, r.Offset+1)
 			dirty = true
 		}
+		f.noteCaughtUp(ends)
 		if dirty && f.cps != nil && time.Since(saved) >= f.every && f.save(ctx, true) {
 			saved, dirty = time.Now(), false
 		}
@@ -198,16 +199,13 @@ func (f *Follower) setPosition(topic string, partition int32, next int64) {
 	f.position[topic][partition] = next
 }
 
-// advance moves the position past r and notes when the view has caught up
-// with the ends it saw at the start.
-func (f *Follower) advance(r *kgo.Record, ends map[string]map[int32]int64) {
-	f.setPosition(r.Topic, r.Partition, r.Offset+1)
+// noteCaughtUp notes, once a poll's records are applied, when the view has
+// caught up with the ends it saw at the start: once a poll, not once a
+// record, since it looks at every partition.
+func (f *Follower) noteCaughtUp(ends map[string]map[int32]int64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.caughtUp {
-		return
-	}
-	if f.reached(ends) {
+	if !f.caughtUp && f.reached(ends) {
 		f.caughtUp = true
 	}
 }
