@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
-	"strings"
 
 	"github.com/hamba/avro/v2"
 	"github.com/twmb/franz-go/pkg/sr"
@@ -123,9 +122,6 @@ func loadReferences(st *state, refs []sr.SchemaReference, cache *avro.SchemaCach
 // every reference must name a live version. Only Avro is checked for
 // compatibility; the parsed Avro schema is returned for that.
 func validate(st *state, s sr.Schema) (avro.Schema, error) {
-	if strings.TrimSpace(s.Schema) == "" {
-		return nil, errf(422, sr.ErrInvalidSchema.Code, "Empty schema")
-	}
 	for _, ref := range s.References {
 		if ref.Name == "" || st.version(ref.Subject, ref.Version, false) == nil {
 			return nil, errf(422, sr.ErrInvalidSchema.Code, "Invalid schema: reference %q: subject %q version %d not found",

@@ -499,9 +499,6 @@ func readWrite(*http.Request) (any, error) {
 // level.
 func (r *Registry) checkVersion(req *http.Request) (any, error) {
 	subject, name := req.PathValue("subject"), req.PathValue("version")
-	if _, _, err := parseVersion(name); err != nil {
-		return nil, err
-	}
 	s, _, err := readSchema(req)
 	r.mu.RLock()
 	defer r.mu.RUnlock()
@@ -684,14 +681,14 @@ func (r *Registry) deleteSubject(req *http.Request) (any, error) {
 // soft delete, or with ?permanent=true, after a soft delete, a tombstone.
 func (r *Registry) deleteVersion(req *http.Request) (any, error) {
 	subject, name, permanent := req.PathValue("subject"), req.PathValue("version"), flag(req, "permanent")
-	if _, _, err := parseVersion(name); err != nil {
+	_, latest, err := parseVersion(name)
+	if err != nil {
 		return nil, err
 	}
 	var version int
-	err := r.write(req.Context(), func(st *state) ([]*kgo.Record, error) {
+	err = r.write(req.Context(), func(st *state) ([]*kgo.Record, error) {
 		// A soft-deleted version is found too, to say so; "latest" is
 		// the latest live one for a soft delete.
-		_, latest, _ := parseVersion(name)
 		var v *stored
 		var err error
 		if version, v, err = resolve(st, subject, name, permanent || !latest); err != nil {

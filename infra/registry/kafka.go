@@ -44,10 +44,7 @@ func (r *Registry) createTopic(ctx context.Context) error {
 	if replicas == 3 {
 		configs["min.insync.replicas"] = &minISR
 	}
-	resp, err := r.adm.CreateTopic(ctx, 1, replicas, configs, r.cfg.Topic)
-	if err == nil {
-		err = resp.Err
-	}
+	_, err = r.adm.CreateTopic(ctx, 1, replicas, configs, r.cfg.Topic) // the topic's error, if any
 	if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
 		return fmt.Errorf("schema registry: create topic %s: %w", r.cfg.Topic, err)
 	}

@@ -136,8 +136,7 @@ type Registry struct {
 
 	ctx      context.Context // cancelled by Close
 	cancel   context.CancelFunc
-	admin    *kgo.Client // topic creation and end offsets
-	adm      *kadm.Client
+	adm      *kadm.Client  // topic creation and end offsets
 	consumer *kgo.Client   // the follower's
 	followed chan struct{} // closed when the follower stops
 
@@ -184,13 +183,13 @@ func Open(ctx context.Context, cfg Config) (*Registry, error) {
 		target:   -1,
 		readyCh:  make(chan struct{}),
 	}
-	var err error
-	if r.admin, err = kgo.NewClient(r.clientOpts()...); err != nil {
+	admin, err := kgo.NewClient(r.clientOpts()...)
+	if err != nil {
 		return nil, fmt.Errorf("schema registry: %w", err)
 	}
-	r.adm = kadm.NewClient(r.admin)
+	r.adm = kadm.NewClient(admin)
 	if err := r.createTopic(ctx); err != nil {
-		r.admin.Close()
+		r.adm.Close()
 		return nil, err
 	}
 	r.consumer, err = kgo.NewClient(r.clientOpts(
@@ -202,7 +201,7 @@ func Open(ctx context.Context, cfg Config) (*Registry, error) {
 		kgo.FetchMaxWait(time.Second),
 	)...)
 	if err != nil {
-		r.admin.Close()
+		r.adm.Close()
 		return nil, fmt.Errorf("schema registry: %w", err)
 	}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
@@ -264,6 +263,6 @@ func (r *Registry) Close() {
 		r.wmu.Unlock()
 		r.consumer.Close()
 		<-r.followed
-		r.admin.Close()
+		r.adm.Close()
 	})
 }
