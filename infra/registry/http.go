@@ -31,6 +31,15 @@ type handler func(req *http.Request) (any, error)
 type rawText string
 
 // routes is the REST surface. Writes need a writer when auth is on.
+// reading runs a handler that only reads the state, under the read lock.
+func (r *Registry) reading(h handler) handler {
+	return func(req *http.Request) (any, error) {
+		r.mu.RLock()
+		defer r.mu.RUnlock()
+		return h(req)
+	}
+}
+
 func (r *Registry) routes() http.Handler {
 	mux := http.NewServeMux()
 	for _, rt := range []struct {
@@ -66,7 +75,11 @@ func (r *Registry) routes() http.Handler {
 		{"GET /mode/{subject}", false, readWrite},
 		{"GET /contexts", false, func(*http.Request) (any, error) { return []string{"."}, nil }},
 	} {
-		mux.Handle(rt.pattern, r.serve(rt.write, rt.h))
+		h := rt.h
+		if strings.HasPrefix(rt.pattern, "GET ") {
+			h = r.reading(h)
+		}
+		mux.Handle(rt.pattern, r.serve(rt.write, h))
 	}
 	mux.Handle("/", r.serve(false, func(*http.Request) (any, error) {
 		return nil, errf(http.StatusNotFound, http.StatusNotFound, "HTTP 404 Not Found")
@@ -274,8 +287,6 @@ func resolve(st *state, subject, name string, deleted bool) (int, *stored, error
 
 func (r *Registry) listSubjects(req *http.Request) (any, error) {
 	deleted, only, prefix := flag(req, "deleted"), flag(req, "deletedOnly"), req.URL.Query().Get("subjectPrefix")
-	r.mu.RLock()
-	defer r.mu.RUnlock()
 	out := []string{}
 	for name := range r.st.subjects {
 		live := len(r.st.versions(name, false)) > 0
@@ -292,8 +303,6 @@ func (r *Registry) listSubjects(req *http.Request) (any, error) {
 func (r *Registry) listVersions(req *http.Request) (any, error) {
 	subject := req.PathValue("subject")
 	deleted, only := flag(req, "deleted"), flag(req, "deletedOnly")
-	r.mu.RLock()
-	defer r.mu.RUnlock()
 	versions := r.st.versions(subject, deleted || only)
 	if len(versions) == 0 {
 		return nil, subjectNotFound(subject)
@@ -306,8 +315,6 @@ func (r *Registry) listVersions(req *http.Request) (any, error) {
 
 func (r *Registry) getVersion(req *http.Request) (any, error) {
 	subject := req.PathValue("subject")
-	r.mu.RLock()
-	defer r.mu.RUnlock()
 	version, v, err := resolve(r.st, subject, req.PathValue("version"), flag(req, "deleted"))
 	if err != nil {
 		return nil, err
@@ -316,8 +323,6 @@ func (r *Registry) getVersion(req *http.Request) (any, error) {
 }
 
 func (r *Registry) getVersionText(req *http.Request) (any, error) {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
 	_, v, err := resolve(r.st, req.PathValue("subject"), req.PathValue("version"), flag(req, "deleted"))
 	if err != nil {
 		return nil, err
@@ -327,8 +332,6 @@ func (r *Registry) getVersionText(req *http.Request) (any, error) {
 
 func (r *Registry) getReferencedBy(req *http.Request) (any, error) {
 	subject := req.PathValue("subject")
-	r.mu.RLock()
-	defer r.mu.RUnlock()
 	version, _, err := resolve(r.st, subject, req.PathValue("version"), flag(req, "deleted"))
 	if err != nil {
 		return nil, err
@@ -362,8 +365,6 @@ func (r *Registry) lookup(req *http.Request) (any, error) {
 
 func (r *Registry) listSchemas(req *http.Request) (any, error) {
 	deleted, latestOnly, prefix := flag(req, "deleted"), flag(req, "latestOnly"), req.URL.Query().Get("subjectPrefix")
-	r.mu.RLock()
-	defer r.mu.RUnlock()
 	names := make([]string, 0, len(r.st.subjects))
 	for name := range r.st.subjects {
 		if strings.HasPrefix(name, prefix) {
@@ -401,8 +402,6 @@ func (r *Registry) byID(req *http.Request) (int, sr.Schema, error) {
 }
 
 func (r *Registry) getByID(req *http.Request) (any, error) {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
 	_, s, err := r.byID(req)
 	if err != nil {
 		return nil, err
@@ -419,8 +418,6 @@ func (r *Registry) getByID(req *http.Request) (any, error) {
 }
 
 func (r *Registry) getTextByID(req *http.Request) (any, error) {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
 	_, s, err := r.byID(req)
 	if err != nil {
 		return nil, err
@@ -429,8 +426,6 @@ func (r *Registry) getTextByID(req *http.Request) (any, error) {
 }
 
 func (r *Registry) getVersionsByID(req *http.Request) (any, error) {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
 	id, _, err := r.byID(req)
 	if err != nil {
 		return nil, err
@@ -447,8 +442,6 @@ func (r *Registry) getVersionsByID(req *http.Request) (any, error) {
 }
 
 func (r *Registry) getSubjectsByID(req *http.Request) (any, error) {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
 	id, _, err := r.byID(req)
 	if err != nil {
 		return nil, err
@@ -463,8 +456,6 @@ func (r *Registry) getSubjectsByID(req *http.Request) (any, error) {
 }
 
 func (r *Registry) getGlobalConfig(*http.Request) (any, error) {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
 	return levelAnswer{r.st.globalLevel().String()}, nil
 }
 
@@ -472,8 +463,6 @@ func (r *Registry) getGlobalConfig(*http.Request) (any, error) {
 // the global level with ?defaultToGlobal=true.
 func (r *Registry) getSubjectConfig(req *http.Request) (any, error) {
 	subject := req.PathValue("subject")
-	r.mu.RLock()
-	defer r.mu.RUnlock()
 	if subj := r.st.subjects[subject]; subj != nil && subj.level != nil {
 		return levelAnswer{subj.level.String()}, nil
 	}
