@@ -249,17 +249,14 @@ type subjectSchema struct {
 	Subject    string               `json:"subject"`
 	Version    int                  `json:"version"`
 	ID         int                  `json:"id"`
-	SchemaType string               `json:"schemaType,omitempty"`
+	SchemaType sr.SchemaType        `json:"schemaType,omitempty"` // omitted for Avro, which is 0
 	References []sr.SchemaReference `json:"references,omitempty"`
 	Schema     string               `json:"schema"`
 }
 
 func showVersion(subject string, version int, v *stored) subjectSchema {
-	out := subjectSchema{Subject: subject, Version: version, ID: v.id, References: v.schema.References, Schema: v.schema.Schema}
-	if v.schema.Type != sr.TypeAvro {
-		out.SchemaType = v.schema.Type.String()
-	}
-	return out
+	return subjectSchema{Subject: subject, Version: version, ID: v.id, SchemaType: v.schema.Type,
+		References: v.schema.References, Schema: v.schema.Schema}
 }
 
 // resolve finds a subject's version named in the path: 40401 when the
@@ -406,15 +403,11 @@ func (r *Registry) getByID(req *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := struct {
-		SchemaType string               `json:"schemaType,omitempty"`
+	return struct {
+		SchemaType sr.SchemaType        `json:"schemaType,omitempty"`
 		References []sr.SchemaReference `json:"references,omitempty"`
 		Schema     string               `json:"schema"`
-	}{References: s.References, Schema: s.Schema}
-	if s.Type != sr.TypeAvro {
-		out.SchemaType = s.Type.String()
-	}
-	return out, nil
+	}{s.Type, s.References, s.Schema}, nil
 }
 
 func (r *Registry) getTextByID(req *http.Request) (any, error) {

@@ -57,21 +57,16 @@ type anyKey struct {
 	Version int     `json:"version"`
 }
 
-// schemaValue is the value of a SCHEMA record, in Confluent's field order.
-// schemaType is omitted for Avro, as Confluent does.
+// schemaValue is the value of a SCHEMA record, in Confluent's field order:
+// the version as the API shows it, and whether it is deleted.
 type schemaValue struct {
-	Subject    string               `json:"subject"`
-	Version    int                  `json:"version"`
-	ID         int                  `json:"id"`
-	SchemaType string               `json:"schemaType,omitempty"`
-	References []sr.SchemaReference `json:"references,omitempty"`
-	Schema     string               `json:"schema"`
-	Deleted    bool                 `json:"deleted"`
+	subjectSchema
+	Deleted bool `json:"deleted"`
 }
 
 // configValue is the value of a CONFIG record.
 type configValue struct {
-	CompatibilityLevel string `json:"compatibilityLevel"`
+	CompatibilityLevel sr.CompatibilityLevel `json:"compatibilityLevel"`
 }
 
 // marshal encodes v as Confluent's Jackson does: without escaping <, >
@@ -98,12 +93,7 @@ func encodeConfigKey(subject string) []byte {
 }
 
 func encodeSchemaValue(subject string, version int, v *stored) []byte {
-	sv := schemaValue{Subject: subject, Version: version, ID: v.id, References: v.schema.References,
-		Schema: v.schema.Schema, Deleted: v.deleted}
-	if v.schema.Type != sr.TypeAvro {
-		sv.SchemaType = v.schema.Type.String()
-	}
-	return marshal(sv)
+	return marshal(schemaValue{showVersion(subject, version, v), v.deleted})
 }
 
 // maxIDRecord keeps the highest ID given so far past compaction.
@@ -112,7 +102,7 @@ func maxIDRecord(st *state) *kgo.Record {
 }
 
 func encodeConfigValue(level sr.CompatibilityLevel) []byte {
-	return marshal(configValue{CompatibilityLevel: level.String()})
+	return marshal(configValue{CompatibilityLevel: level})
 }
 
 // stored is one version of a subject.
@@ -165,10 +155,6 @@ func (s *state) apply(key, value []byte) error {
 		if err := json.Unmarshal(value, &v); err != nil {
 			return fmt.Errorf("value of %s version %d: %w", *k.Subject, k.Version, err)
 		}
-		var typ sr.SchemaType
-		if err := typ.UnmarshalText([]byte(v.SchemaType)); err != nil {
-			return fmt.Errorf("value of %s version %d: %w", *k.Subject, k.Version, err)
-		}
 		s.dropVersion(*k.Subject, k.Version)
 		subj := s.subjects[*k.Subject]
 		if subj == nil {
@@ -176,7 +162,7 @@ func (s *state) apply(key, value []byte) error {
 			s.subjects[*k.Subject] = subj
 		}
 		subj.versions[k.Version] = &stored{id: v.ID, deleted: v.Deleted,
-			schema: sr.Schema{Schema: v.Schema, Type: typ, References: v.References}}
+			schema: sr.Schema{Schema: v.Schema, Type: v.SchemaType, References: v.References}}
 		if s.uses[v.ID] == nil {
 			s.uses[v.ID] = map[svKey]bool{}
 		}
@@ -197,11 +183,7 @@ func (s *state) apply(key, value []byte) error {
 			if err := json.Unmarshal(value, &v); err != nil {
 				return fmt.Errorf("config value %q: %w", value, err)
 			}
-			var l sr.CompatibilityLevel
-			if err := l.UnmarshalText([]byte(v.CompatibilityLevel)); err != nil {
-				return fmt.Errorf("config value %q: %w", value, err)
-			}
-			level = &l
+			level = &v.CompatibilityLevel
 		}
 		if k.Subject == nil {
 			s.global = level
