@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/blackfriday-kafka/shop/schemas"
+	"github.com/blackfriday-kafka/shop/services/view"
 	"github.com/blackfriday-kafka/shop/txn"
 )
 
@@ -154,56 +155,25 @@ func (o *ordered) read(ctx context.Context, partitions []int32) (map[int32]map[u
 		return nil, err
 	}
 	got := make(map[int32]map[uuid.UUID]orderAt, len(partitions))
-	consume := make(map[int32]kgo.Offset)
-	want := make(map[int32]int64)
+	ranges := make(map[int32][2]int64, len(partitions))
 	for _, p := range partitions {
 		got[p] = make(map[uuid.UUID]orderAt)
 		end, _ := ends.Lookup(topic, p)
 		start, _ := from.Lookup(topic, p)
-		if start.Offset < end.Offset {
-			consume[p] = kgo.NewOffset().At(start.Offset)
-			want[p] = end.Offset
+		ranges[p] = [2]int64{start.Offset, end.Offset}
+	}
+	err = view.ReadRanges(ctx, o.brokers, o.opts, topic, ranges, func(r *kgo.Record) error {
+		ord, err := o.orders.Decode(ctx, r.Value)
+		if err != nil {
+			return err
 		}
-	}
-	if len(consume) == 0 {
-		return got, nil
-	}
-	rd, err := kgo.NewClient(append([]kgo.Opt{
-		kgo.SeedBrokers(o.brokers...),
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: consume}),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.KeepControlRecords(), // markers take offsets: see when a partition is read to its end
-	}, o.opts...)...)
+		if id, err := uuid.Parse(ord.PaymentID); err == nil {
+			got[r.Partition][id] = orderAt{offset: r.Offset, at: ord.CreatedAt.Unix()}
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, err
-	}
-	defer rd.Close()
-	for len(want) > 0 {
-		fetches := rd.PollFetches(ctx)
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		if err := fetches.Err(); err != nil {
-			return nil, err
-		}
-		for _, r := range fetches.Records() {
-			end, reading := want[r.Partition]
-			if !reading || r.Offset >= end {
-				continue
-			}
-			if !r.Attrs.IsControl() {
-				ord, err := o.orders.Decode(ctx, r.Value)
-				if err != nil {
-					return nil, err
-				}
-				if id, err := uuid.Parse(ord.PaymentID); err == nil {
-					got[r.Partition][id] = orderAt{offset: r.Offset, at: ord.CreatedAt.Unix()}
-				}
-			}
-			if r.Offset >= end-1 {
-				delete(want, r.Partition)
-			}
-		}
 	}
 	return got, nil
 }

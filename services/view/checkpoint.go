@@ -185,43 +185,66 @@ func (c *Checkpoints) chunks(ctx context.Context, m manifest, at int64) (*Checkp
 }
 
 // readRange reads the committed records at offsets [from, to) of partition
-// 0 of topic, where to is at most the last stable offset. Every write to a
-// checkpoint topic is transactional, so the offset before to is a commit
-// or abort marker: with the markers kept, reading until it is seen reads
-// the whole range, aborted records aside.
+// 0 of topic, where to is at most the last stable offset (see ReadRanges).
 func readRange(ctx context.Context, brokers []string, opts []kgo.Opt, topic string, from, to int64) ([]*kgo.Record, error) {
-	if from >= to {
-		return nil, nil
+	var recs []*kgo.Record
+	err := ReadRanges(ctx, brokers, opts, topic, map[int32][2]int64{0: {from, to}}, func(r *kgo.Record) error {
+		recs = append(recs, r)
+		return nil
+	})
+	return recs, err
+}
+
+// ReadRanges reads the committed records at offsets [from, to) of each
+// partition of topic in ranges, to at most the partition's last stable
+// offset, and hands each to each, in order within a partition. The topic
+// is written in transactions only, so the offset before to is a commit or
+// abort marker: with the markers kept, reading until it is seen reads the
+// whole range, aborted records aside.
+func ReadRanges(ctx context.Context, brokers []string, opts []kgo.Opt, topic string, ranges map[int32][2]int64, each func(*kgo.Record) error) error {
+	consume := make(map[int32]kgo.Offset)
+	want := make(map[int32]int64) // the partitions still to read, and where they end
+	for p, r := range ranges {
+		if r[0] < r[1] {
+			consume[p], want[p] = kgo.NewOffset().At(r[0]), r[1]
+		}
+	}
+	if len(want) == 0 {
+		return nil
 	}
 	cl, err := kgo.NewClient(append([]kgo.Opt{
 		kgo.SeedBrokers(brokers...),
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {0: kgo.NewOffset().At(from)}}),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: consume}),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.KeepControlRecords(),
 		kgo.FetchMaxBytes(64 << 20),
 	}, opts...)...)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer cl.Close()
-	var recs []*kgo.Record
-	for {
+	for len(want) > 0 {
 		fetches := cl.PollFetches(ctx)
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return err
 		}
 		if err := fetches.Err(); err != nil {
-			return nil, fmt.Errorf("read %s: %w", topic, err)
+			return fmt.Errorf("read %s: %w", topic, err)
 		}
-		reached := false
-		fetches.EachRecord(func(r *kgo.Record) {
-			if !r.Attrs.IsControl() && r.Offset < to {
-				recs = append(recs, r)
+		for _, r := range fetches.Records() {
+			end, reading := want[r.Partition]
+			if !reading || r.Offset >= end {
+				continue
 			}
-			reached = reached || r.Offset >= to-1
-		})
-		if reached {
-			return recs, nil
+			if !r.Attrs.IsControl() {
+				if err := each(r); err != nil {
+					return err
+				}
+			}
+			if r.Offset >= end-1 {
+				delete(want, r.Partition)
+			}
 		}
 	}
+	return nil
 }
