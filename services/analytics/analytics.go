@@ -81,7 +81,7 @@ func New(cfg config.Config, cat *schemas.Catalog) (*Service, error) {
 		return nil, err
 	}
 	if every := cfg.Checkpoints(); every > 0 {
-		cps, err := view.OpenCheckpoints(cfg.Brokers, schemas.AnalyticsCheckpoints.Name, "analytics-checkpoints-"+cfg.InstanceID, cfg.Connect()...)
+		cps, err := view.OpenCheckpoints(cfg.Brokers, schemas.AnalyticsCheckpoints.Name, cfg.InstanceID, cfg.Connect()...)
 		if err != nil {
 			return nil, err
 		}

@@ -65,8 +65,7 @@ func New(cfg config.Config, cat *schemas.Catalog) (*Service, error) {
 		return nil, err
 	}
 	if every := cfg.Checkpoints(); every > 0 {
-		cps, err := view.OpenCheckpoints(cfg.Brokers, schemas.EmailViewCheckpoints.Name,
-			schemas.EmailViewCheckpoints.Name+"-"+cfg.InstanceID, connect...)
+		cps, err := view.OpenCheckpoints(cfg.Brokers, schemas.EmailViewCheckpoints.Name, cfg.InstanceID, connect...)
 		if err != nil {
 			return nil, err
 		}

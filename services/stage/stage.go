@@ -361,7 +361,7 @@ func NewService[Out any](cfg config.Config, cat *schemas.Catalog, spec Spec, out
 	}
 	var cps *view.Checkpoints
 	if cfg.Checkpoints() > 0 {
-		if cps, err = view.OpenCheckpoints(cfg.Brokers, checkpoints.Name, checkpoints.Name+"-"+cfg.InstanceID, cfg.Connect()...); err != nil {
+		if cps, err = view.OpenCheckpoints(cfg.Brokers, checkpoints.Name, cfg.InstanceID, cfg.Connect()...); err != nil {
 			return nil, err
 		}
 	}

@@ -52,10 +52,12 @@ type manifest struct {
 
 const manifestKey = "manifest"
 
-// OpenCheckpoints connects to the checkpoint topic of a view. writerID is
-// the transactional ID of this instance's writes (two instances of a view
-// write their own, equally valid, checkpoints).
-func OpenCheckpoints(brokers []string, topic, writerID string, opts ...kgo.Opt) (*Checkpoints, error) {
+// OpenCheckpoints connects to the checkpoint topic of a view, for the view
+// of instance. Its writes are transactions of the ID <topic>-<instance>,
+// the prefix infra/access grants (two instances of a view write their own,
+// equally valid, checkpoints).
+func OpenCheckpoints(brokers []string, topic, instance string, opts ...kgo.Opt) (*Checkpoints, error) {
+	writerID := topic + "-" + instance
 	w, err := kgo.NewClient(append([]kgo.Opt{
 		kgo.SeedBrokers(brokers...),
 		kgo.TransactionalID(writerID),

@@ -28,7 +28,7 @@ func TestCheckpointsLoadTheLatestCommitted(t *testing.T) {
 	const topic = "view-checkpoints"
 	brokers := cluster(t, topic)
 	ctx := context.Background()
-	cps, err := view.OpenCheckpoints(brokers, topic, "view-1")
+	cps, err := view.OpenCheckpoints(brokers, topic, "1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +69,7 @@ func TestCheckpointsLoadTheLatestCommitted(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	again, err := view.OpenCheckpoints(brokers, topic, "view-1")
+	again, err := view.OpenCheckpoints(brokers, topic, "1")
 	if err != nil {
 		t.Fatal(err)
 	}
