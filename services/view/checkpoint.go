@@ -158,7 +158,14 @@ func (c *Checkpoints) Load(ctx context.Context) (*Checkpoint, error) {
 			if err := json.Unmarshal(recs[i].Value, &m); err != nil {
 				return nil, fmt.Errorf("checkpoint manifest at %s offset %d: %w", c.topic, recs[i].Offset, err)
 			}
-			return c.chunks(ctx, m, recs[i].Offset)
+			if m.First >= from { // the look-back holds the whole checkpoint already
+				return m.assemble(c.topic, recs[:i])
+			}
+			chunks, err := readRange(ctx, c.brokers, c.opts, c.topic, m.First, recs[i].Offset)
+			if err != nil {
+				return nil, err
+			}
+			return m.assemble(c.topic, chunks)
 		}
 		if from == start.Offset {
 			return nil, nil // no checkpoint yet
@@ -166,12 +173,9 @@ func (c *Checkpoints) Load(ctx context.Context) (*Checkpoint, error) {
 	}
 }
 
-// chunks reads the state a manifest at offset at names.
-func (c *Checkpoints) chunks(ctx context.Context, m manifest, at int64) (*Checkpoint, error) {
-	recs, err := readRange(ctx, c.brokers, c.opts, c.topic, m.First, at)
-	if err != nil {
-		return nil, err
-	}
+// assemble puts together the state the manifest names from its chunks
+// among recs, the records before the manifest.
+func (m manifest) assemble(topic string, recs []*kgo.Record) (*Checkpoint, error) {
 	cp := &Checkpoint{Offsets: m.Offsets}
 	n := 0
 	for _, r := range recs {
@@ -181,7 +185,7 @@ func (c *Checkpoints) chunks(ctx context.Context, m manifest, at int64) (*Checkp
 		}
 	}
 	if n != m.Chunks {
-		return nil, fmt.Errorf("checkpoint %s on %s: %d of %d chunks", m.Save, c.topic, n, m.Chunks)
+		return nil, fmt.Errorf("checkpoint %s on %s: %d of %d chunks", m.Save, topic, n, m.Chunks)
 	}
 	return cp, nil
 }
