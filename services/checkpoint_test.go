@@ -73,17 +73,7 @@ func TestViewsFromCheckpointsAgreeWithAFullReplay(t *testing.T) {
 		cfg := env.Config
 		cfg.Logger = slog.New(slog.NewJSONHandler(logs, nil))
 		adjust(&cfg)
-		s, err := shop.Start(ctx, cfg, env.Catalog, shop.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Stop() })
-		waitCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		defer cancel()
-		if err := s.WaitReady(waitCtx); err != nil {
-			t.Fatal(err)
-		}
-		return s
+		return shoptest.Services(t, cfg, env.Catalog, shop.Options{})
 	}
 	again := restarted(func(*config.Config) {})
 	fromCheckpoint := totals(again.URL("analytics"), 500)

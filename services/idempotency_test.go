@@ -151,16 +151,7 @@ func TestRestartedPaymentServiceReplaysItsAnswers(t *testing.T) {
 	}
 	cfg := env.Config
 	cfg.InstanceID = "2"
-	again, err := shop.Start(context.Background(), cfg, env.Catalog, shop.Options{Services: []string{"payment"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer again.Stop()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := again.WaitReady(ctx); err != nil {
-		t.Fatal(err)
-	}
+	again := shoptest.Services(t, cfg, env.Catalog, shop.Options{Services: []string{"payment"}})
 	code, replay, replayed := pay(t, again.URL("payment"), "order-2002", lamp)
 	if code != 200 || !replayed || replay != first {
 		t.Fatalf("after the restart: %d %s (replayed %v); before: %s", code, replay, replayed, first)
@@ -214,17 +205,7 @@ func TestDuplicatePaymentsBecomeOneOrder(t *testing.T) {
 	}
 	cfg := env.Config
 	cfg.InstanceID = "2"
-	s, err := shop.Start(ctx, cfg, env.Catalog, shop.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Stop()
-	readyCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if err := s.WaitReady(readyCtx); err != nil {
-		t.Fatal(err)
-	}
-	env.Shop = s
+	env.Shop = shoptest.Services(t, cfg, env.Catalog, shop.Options{})
 	write(p) // after the restart
 	analytics("payments=1 orders=1 emails=1 revenue=25.00 duplicates=2")
 

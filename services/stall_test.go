@@ -50,16 +50,7 @@ func TestStalledStageSaysSo(t *testing.T) {
 	}
 	cfg := shoptest.Config(stack)
 	cfg.RegistryURL, cfg.StallAfter = registry.URL, time.Second
-	s, err := shop.Start(ctx, cfg, cat, shop.Options{Services: []string{"order", "analytics"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Stop()
-	readyCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if err := s.WaitReady(readyCtx); err != nil {
-		t.Fatal(err)
-	}
+	s := shoptest.Services(t, cfg, cat, shop.Options{Services: []string{"order", "analytics"}})
 
 	// A payment in version 2 of the schema, which the order service has
 	// never met; then the registry goes down.

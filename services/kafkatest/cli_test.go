@@ -37,22 +37,13 @@ func TestKafkaToolsOnTheEmbeddedCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer stack.Close()
+	t.Cleanup(stack.Close) // after the services, which stop first
 	cat, err := schemas.Connect(ctx, stack.RegistryURL)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg := config.Config{Brokers: stack.Brokers, RegistryURL: stack.RegistryURL, Addr: "127.0.0.1:0", InstanceID: "cli", Logger: shoptest.Logger()}
-	s, err := shop.Start(ctx, cfg, cat, shop.Options{Services: []string{"payment", "order", "email"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Stop()
-	readyCtx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	if err := s.WaitReady(readyCtx); err != nil {
-		t.Fatal(err)
-	}
+	s := shoptest.Services(t, cfg, cat, shop.Options{Services: []string{"payment", "order", "email"}})
 	for i := range 6 {
 		p := schemas.PaymentSucceeded{UserID: int64(i + 1), Cart: []schemas.CartItem{{Name: "Lamp", UnitPriceCents: 1250, Quantity: 1}}}
 		if _, _, _, err := postPayment(ctx, s.URL("payment"), p); err != nil {

@@ -5,17 +5,14 @@ package kafkatest
 import (
 	"context"
 	"fmt"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/blackfriday-kafka/shop/infra/mailbox"
 	"github.com/blackfriday-kafka/shop/schemas"
-	"github.com/blackfriday-kafka/shop/services/config"
+	"github.com/blackfriday-kafka/shop/scripts/target"
 	"github.com/blackfriday-kafka/shop/services/email"
-	"github.com/blackfriday-kafka/shop/services/shop"
-	"github.com/blackfriday-kafka/shop/services/shop/shoptest"
 )
 
 // TestConfirmationsReachMailpit runs the shop on the real cluster with the
@@ -24,27 +21,12 @@ import (
 // payment's confirmation is in Mailpit's inbox once, under the Message-ID
 // derived from its email_id, with the order's total in its text.
 func TestConfirmationsReachMailpit(t *testing.T) {
-	smtpAddr, inboxURL := tools.SMTPAddr, os.Getenv("MAILPIT_URL")
-	if inboxURL == "" {
-		inboxURL = "http://localhost:8025"
-	}
-	inbox := mailbox.NewClient(inboxURL)
+	inbox := mailbox.NewClient(target.Env("MAILPIT_URL", "http://localhost:8025"))
 	ctx := context.Background()
 	if err := inbox.Ready(ctx); err != nil {
 		t.Fatalf("no mail server's inbox: %v (make kafka-up starts Mailpit)", err)
 	}
-	cfg := config.Config{Brokers: brokers, RegistryURL: registryURL, Secure: tools.Secure, Addr: "127.0.0.1:0", InstanceID: fmt.Sprintf("mail-%d", time.Now().UnixNano()),
-		Logger: shoptest.Logger(), SMTPAddr: smtpAddr}
-	s, err := shop.Start(ctx, cfg, catalog, shop.Options{Services: []string{"payment", "order", "email"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Stop()
-	readyCtx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	if err := s.WaitReady(readyCtx); err != nil {
-		t.Fatal(err)
-	}
+	s := startShop(t, []string{"payment", "order", "email"}, fmt.Sprintf("mail-%d", time.Now().UnixNano()), 0)
 	want := map[string]int64{} // Message-ID -> total cents
 	for i := range 5 {
 		p := schemas.PaymentSucceeded{UserID: int64(900 + i), Cart: []schemas.CartItem{{Name: "Kettle", UnitPriceCents: 2999, Quantity: int32(i + 1)}}}

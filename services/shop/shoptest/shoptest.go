@@ -111,6 +111,18 @@ func Start(t testing.TB, opts shop.Options, adjust func(cfg *config.Config)) *En
 
 // started stops env's services when the test ends, and returns env once
 // they are ready.
+// Services starts the services opts names with cfg and cat, as Start does
+// on a cluster of the test's own, waits until they are ready, and stops
+// them when the test ends: another instance, or the same after a restart.
+func Services(t testing.TB, cfg config.Config, cat *schemas.Catalog, opts shop.Options) *shop.Shop {
+	t.Helper()
+	s, err := shop.Start(context.Background(), cfg, cat, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return started(t, &Env{Config: cfg, Catalog: cat, Shop: s}).Shop
+}
+
 func started(t testing.TB, env *Env) *Env {
 	t.Helper()
 	t.Cleanup(func() {
