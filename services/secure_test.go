@@ -11,10 +11,9 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sasl/scram"
 
-	"github.com/blackfriday-kafka/shop/infra/access"
 	"github.com/blackfriday-kafka/shop/schemas"
+	"github.com/blackfriday-kafka/shop/services/config"
 	"github.com/blackfriday-kafka/shop/services/shop"
 	"github.com/blackfriday-kafka/shop/services/shop/shoptest"
 )
@@ -59,8 +58,8 @@ func TestSecureShop(t *testing.T) {
 		}
 	})
 	t.Run("the payment principal cannot write an order", func(t *testing.T) {
-		cl, err := kgo.NewClient(kgo.SeedBrokers(env.Stack.Brokers...), kgo.RequestRetries(0),
-			kgo.SASL(scram.Auth{User: "payment", Pass: access.DevPassword("payment")}.AsSha512Mechanism()))
+		cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(env.Stack.Brokers...), kgo.RequestRetries(0)},
+			config.Config{Secure: true}.As("payment").Connect()...)...)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -15,11 +15,10 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sasl/scram"
 
-	"github.com/blackfriday-kafka/shop/infra/access"
 	"github.com/blackfriday-kafka/shop/schemas"
 	"github.com/blackfriday-kafka/shop/scripts/shoppers"
+	"github.com/blackfriday-kafka/shop/services/config"
 )
 
 // principal is a client of the cluster as a service's principal, with the
@@ -28,7 +27,7 @@ func principal(t *testing.T, name string, opts ...kgo.Opt) *kgo.Client {
 	t.Helper()
 	opts = append([]kgo.Opt{kgo.SeedBrokers(brokers...), kgo.RequestRetries(0), kgo.RetryTimeout(5 * time.Second)}, opts...)
 	if name != "" {
-		opts = append(opts, kgo.SASL(scram.Auth{User: name, Pass: access.DevPassword(name)}.AsSha512Mechanism()))
+		opts = append(opts, config.Config{Secure: true}.As(name).Connect()...)
 	}
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
