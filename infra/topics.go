@@ -97,12 +97,7 @@ func RegisterSchemas(ctx context.Context, registryURL string, opts ...sr.ClientO
 	if err != nil {
 		return err
 	}
-	for _, s := range schemas.Topics() {
-		if _, err := schemas.Register(ctx, cl, s); err != nil {
-			return err
-		}
-	}
-	return nil
+	return schemas.RegisterAll(ctx, cl)
 }
 
 // EndOffsets are where topics end now, per partition: where a run that

@@ -15,6 +15,17 @@ func Register(ctx context.Context, registry *sr.Client, s *Spec) (sr.SubjectSche
 	return RegisterText(ctx, registry, s.Subject, s.text)
 }
 
+// RegisterAll registers the schema of every topic of the table under its
+// subject: the one step of make schemas.
+func RegisterAll(ctx context.Context, registry *sr.Client) error {
+	for _, s := range Topics() {
+		if _, err := Register(ctx, registry, s); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // RegisterText is Register with an Avro schema of the caller's, such as a
 // new version read from a file. The registry refuses it (HTTP 409) if it
 // breaks the subject's compatibility level with earlier versions.

@@ -52,13 +52,11 @@ func Catalog(t testing.TB) *schemas.Catalog {
 	t.Helper()
 	reg := Registry(t)
 	ctx := context.Background()
-	for _, s := range schemas.Topics() {
-		if _, err := schemas.Register(ctx, reg, s); err != nil {
-			t.Fatal(err)
-		}
+	if err := schemas.RegisterAll(ctx, reg); err != nil {
+		t.Fatal(err)
 	}
-	cat := schemas.NewCatalog(reg)
-	if err := cat.Resolve(ctx, schemas.Topics()...); err != nil {
+	cat, err := schemas.Resolved(ctx, reg)
+	if err != nil {
 		t.Fatal(err)
 	}
 	return cat
