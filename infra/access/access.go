@@ -130,25 +130,6 @@ func Principals() []string {
 	return append(names, Admin)
 }
 
-// acl is one ACL of the table, as Kafka stores it.
-type acl struct {
-	principal string
-	grant     Grant
-	op        kmsg.ACLOperation
-}
-
-func acls() []acl {
-	var out []acl
-	for _, p := range Principals() {
-		for _, g := range Table[p] {
-			for _, op := range g.Ops {
-				out = append(out, acl{principal: p, grant: g, op: op})
-			}
-		}
-	}
-	return out
-}
-
 // Embedded are the options of a kfake cluster in secure mode: SASL, ACLs
 // checked, a user per principal with its ACLs, admin a super user.
 func Embedded(password func(principal string) string) []kfake.Opt {
@@ -158,16 +139,14 @@ func Embedded(password func(principal string) string) []kfake.Opt {
 			continue
 		}
 		var seeded []kfake.ACL
-		for _, a := range acls() {
-			if a.principal != p {
-				continue
-			}
+		for _, g := range Table[p] {
 			pattern := kmsg.ACLResourcePatternTypeLiteral
-			if a.grant.Prefixed {
+			if g.Prefixed {
 				pattern = kmsg.ACLResourcePatternTypePrefixed
 			}
-			seeded = append(seeded, kfake.ACL{Resource: a.grant.Resource, Name: a.grant.Name, Pattern: pattern,
-				Operation: a.op, Allow: true})
+			for _, op := range g.Ops {
+				seeded = append(seeded, kfake.ACL{Resource: g.Resource, Name: g.Name, Pattern: pattern, Operation: op, Allow: true})
+			}
 		}
 		opts = append(opts, kfake.User(Mechanism, p, password(p), seeded...))
 	}
@@ -177,28 +156,30 @@ func Embedded(password func(principal string) string) []kfake.Opt {
 // Apply creates the table's ACLs on a cluster, as adm (the admin). Kafka
 // keeps one copy of an ACL created twice: running it again changes nothing.
 func Apply(ctx context.Context, adm *kadm.Client) error {
-	for _, a := range acls() {
-		ab := kadm.NewACLs().Allow("User:" + a.principal).AllowHosts("*").Operations(a.op)
-		if a.grant.Prefixed {
-			ab = ab.ResourcePatternType(kadm.ACLPatternPrefixed)
-		}
-		switch a.grant.Resource {
-		case kmsg.ACLResourceTypeTopic:
-			ab = ab.Topics(a.grant.Name)
-		case kmsg.ACLResourceTypeGroup:
-			ab = ab.Groups(a.grant.Name)
-		case kmsg.ACLResourceTypeTransactionalId:
-			ab = ab.TransactionalIDs(a.grant.Name)
-		case kmsg.ACLResourceTypeCluster:
-			ab = ab.Clusters()
-		}
-		results, err := adm.CreateACLs(ctx, ab)
-		if err != nil {
-			return fmt.Errorf("create the ACLs of %s: %w", a.principal, err)
-		}
-		for _, r := range results {
-			if r.Err != nil {
-				return fmt.Errorf("create an ACL of %s on %s %s: %w", a.principal, a.grant.Resource, a.grant.Name, r.Err)
+	for _, p := range Principals() {
+		for _, g := range Table[p] { // a request a grant, all its operations
+			ab := kadm.NewACLs().Allow("User:" + p).AllowHosts("*").Operations(g.Ops...)
+			if g.Prefixed {
+				ab = ab.ResourcePatternType(kadm.ACLPatternPrefixed)
+			}
+			switch g.Resource {
+			case kmsg.ACLResourceTypeTopic:
+				ab = ab.Topics(g.Name)
+			case kmsg.ACLResourceTypeGroup:
+				ab = ab.Groups(g.Name)
+			case kmsg.ACLResourceTypeTransactionalId:
+				ab = ab.TransactionalIDs(g.Name)
+			case kmsg.ACLResourceTypeCluster:
+				ab = ab.Clusters()
+			}
+			results, err := adm.CreateACLs(ctx, ab)
+			if err != nil {
+				return fmt.Errorf("create the ACLs of %s: %w", p, err)
+			}
+			for _, r := range results {
+				if r.Err != nil {
+					return fmt.Errorf("create an ACL of %s on %s %s: %w", p, g.Resource, g.Name, r.Err)
+				}
 			}
 		}
 	}

@@ -138,3 +138,53 @@ func TestPrincipalsDoTheirJobOnly(t *testing.T) {
 		}
 	})
 }
+
+// TestApplyCreatesTheTable: Apply, as shop acls runs it on a real cluster,
+// leaves on the brokers exactly one ACL per principal, resource and
+// operation of the table, however often it runs; the embedded cluster
+// seeded with the same table holds the same ACLs.
+func TestApplyCreatesTheTable(t *testing.T) {
+	want := 0
+	for _, p := range access.Principals() {
+		for _, g := range access.Table[p] {
+			want += len(g.Ops)
+		}
+	}
+	count := func(adm *kadm.Client) int {
+		t.Helper()
+		results, err := adm.DescribeACLs(context.Background(), kadm.NewACLs().AnyResource().Allow().AllowHosts().Operations(kadm.OpAny).ResourcePatternType(kadm.ACLPatternAny))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, r := range results {
+			if r.Err != nil {
+				t.Fatal(r.Err)
+			}
+			n += len(r.Described)
+		}
+		return n
+	}
+	// A cluster with ACLs on and only the admin: Apply creates them.
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.EnableSASL(), kfake.EnableACLs(),
+		kfake.Superuser(access.Mechanism, access.Admin, access.DevPassword(access.Admin)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	adm := kadm.NewClient(client(t, c.ListenAddrs(), access.Admin))
+	if n := count(adm); n != 0 {
+		t.Fatalf("%d ACLs before Apply", n)
+	}
+	for range 2 {
+		if err := access.Apply(context.Background(), adm); err != nil {
+			t.Fatal(err)
+		}
+		if n := count(adm); n != want {
+			t.Fatalf("%d ACLs after Apply, want %d (one per operation of the table)", n, want)
+		}
+	}
+	if n := count(kadm.NewClient(client(t, secure(t), access.Admin))); n != want {
+		t.Fatalf("the embedded cluster holds %d ACLs, want %d", n, want)
+	}
+}
