@@ -304,6 +304,18 @@ var (
 	anyPassword = regexp.MustCompile(`(?i)password\s*[=:]\s*"?([^"\s,;\]']+)`)
 )
 
+// basicLogins are the user and password of each HTTP basic auth in text.
+func basicLogins(text string) [][2]string {
+	var out [][2]string
+	for _, m := range basicLogin.FindAllStringSubmatch(text, -1) {
+		if raw, err := base64.StdEncoding.DecodeString(m[1]); err == nil {
+			user, pass, _ := strings.Cut(string(raw), ":")
+			out = append(out, [2]string{user, pass})
+		}
+	}
+	return out
+}
+
 // passwords reports every password the files hold that is not a dev one, a
 // principal's <name>-secret (infra/access), that principal's where the
 // file says whose. A real deployment passes its own through the
@@ -344,11 +356,8 @@ func (c *checker) scan(owner string, texts map[string]string) {
 			}
 			text = login.ReplaceAllString(text, "")
 		}
-		for _, m := range basicLogin.FindAllStringSubmatch(text, -1) {
-			if raw, err := base64.StdEncoding.DecodeString(m[1]); err == nil {
-				user, pass, _ := strings.Cut(string(raw), ":")
-				c.credential(owner, where+" (basic auth)", user, pass)
-			}
+		for _, login := range basicLogins(text) {
+			c.credential(owner, where+" (basic auth)", login[0], login[1])
 		}
 		for _, m := range anyPassword.FindAllStringSubmatch(text, -1) {
 			c.credential(owner, where, "", m[1])

@@ -2,7 +2,6 @@ package compose
 
 import (
 	"cmp"
-	"encoding/base64"
 	"fmt"
 	"maps"
 	"regexp"
@@ -146,6 +145,13 @@ func clientListenersSignIn(c *checker, name string, svc types.ServiceConfig) {
 }
 
 // addSCRAM is a SCRAM credential that `kafka-storage format` writes.
+// The patterns the secure stack's checks look for, compiled once.
+var (
+	commandConfig = regexp.MustCompile(`--command-config[ =](\S+)`)
+	passwordFile  = regexp.MustCompile(`file\s*=\s*"([^"]+)"`)
+	jaasConfig    = regexp.MustCompile(`-Djava\.security\.auth\.login\.config=(\S+)`)
+)
+
 var addSCRAM = regexp.MustCompile(`--add-scram[ =]+['"]?(SCRAM-SHA-(?:256|512))=\[name=([^,\]]+),password=([^,\]'"]*)\]`)
 
 // formatsCredentials: the node formats an empty volume with every
@@ -203,7 +209,7 @@ func brokerHealthSignsIn(c *checker, name string, svc types.ServiceConfig) {
 	if !strings.Contains(test, "--bootstrap-server "+name+":29092") {
 		c.fail("health", "%s's health check does not ask %s:29092, its in-network listener", name, name)
 	}
-	m := regexp.MustCompile(`--command-config[ =](\S+)`).FindStringSubmatch(test)
+	m := commandConfig.FindStringSubmatch(test)
 	if m == nil {
 		c.fail("health", "%s's health check does not sign in (--command-config): on a SASL listener it never passes", name)
 		return
@@ -236,7 +242,7 @@ func registryUsers(c *checker, name string, svc types.ServiceConfig) {
 	if !strings.Contains(section, propertyFileLogin) {
 		c.fail("security", "%s's login is not %s, the login module of Jetty 12, the registry's Jetty", name, propertyFileLogin)
 	}
-	file := regexp.MustCompile(`file\s*=\s*"([^"]+)"`).FindStringSubmatch(section)
+	file := passwordFile.FindStringSubmatch(section)
 	if file == nil {
 		c.fail("security", "%s's login names no password file (file=\"...\")", name)
 		return
@@ -273,10 +279,8 @@ func registryUsers(c *checker, name string, svc types.ServiceConfig) {
 // registryHealthSignsIn: with basic auth on, a health check that does not
 // sign in gets 401 and the registry is never healthy.
 func registryHealthSignsIn(c *checker, name string, svc types.ServiceConfig) {
-	m := regexp.MustCompile(`Authorization: Basic ([A-Za-z0-9+/]+=*)`).FindStringSubmatch(healthTest(svc))
-	if m != nil {
-		raw, _ := base64.StdEncoding.DecodeString(m[1])
-		if user, _, _ := strings.Cut(string(raw), ":"); slices.Contains(access.Principals(), user) {
+	for _, login := range basicLogins(healthTest(svc)) {
+		if slices.Contains(access.Principals(), login[0]) {
 			return
 		}
 	}
@@ -295,7 +299,7 @@ func signsInAs(principal string) check {
 // loginFile is the content of the JAAS file that the JVM options in
 // variable key name, mounted in svc.
 func (c *checker) loginFile(name string, svc types.ServiceConfig, key string) (string, bool) {
-	m := regexp.MustCompile(`-Djava\.security\.auth\.login\.config=(\S+)`).FindStringSubmatch(env(svc, key))
+	m := jaasConfig.FindStringSubmatch(env(svc, key))
 	if m == nil {
 		c.fail("security", "%s's %s names no JAAS file (-Djava.security.auth.login.config=...)", name, key)
 		return "", false
