@@ -73,11 +73,17 @@ func (f *fleet) paymentURLs() []string {
 	return urls
 }
 
-// waitPayments waits until every payment instance answers /readyz.
+// waitPayments waits until every payment instance answers /readyz, and
+// fails at once if one exits meanwhile.
 func (f *fleet) waitPayments(ctx context.Context) error {
-	for _, url := range f.paymentURLs() {
+	client := &http.Client{Timeout: time.Second}
+	for _, m := range f.members {
+		if m.port == 0 {
+			continue
+		}
+		url := fmt.Sprintf("http://127.0.0.1:%d/readyz", m.port)
 		for {
-			resp, err := http.Get(url + "/readyz")
+			resp, err := client.Get(url)
 			if err == nil {
 				resp.Body.Close()
 				if resp.StatusCode == http.StatusOK {
@@ -87,6 +93,8 @@ func (f *fleet) waitPayments(ctx context.Context) error {
 			select {
 			case <-ctx.Done():
 				return fmt.Errorf("payment instance at %s not ready: %w", url, ctx.Err())
+			case <-m.exited:
+				return fmt.Errorf("payment instance %s exited before it was ready: %v (its log is in .run/chaos)", m.id, m.err)
 			case <-time.After(100 * time.Millisecond):
 			}
 		}
