@@ -1,6 +1,10 @@
 package email
 
-import "github.com/blackfriday-kafka/shop/schemas"
+import (
+	"context"
+
+	"github.com/blackfriday-kafka/shop/schemas"
+)
 
 // CrashAfterSend makes the loop of cfg stop, as SIGKILL would, right
 // after the mail server took an email that crash names, before the offset
@@ -11,3 +15,13 @@ func CrashAfterSend(cfg *CourierConfig, crash func(*schemas.EmailSent) bool) {
 
 // ErrCrash is what Run returns after such a crash.
 var ErrCrash = errCrash
+
+// Send sends one message as the delivery loop does, on a connection kept
+// across calls of the same Sender.
+type Sender struct{ s *sender }
+
+func NewSender(cfg SMTP) *Sender { return &Sender{newSender(cfg)} }
+
+func (s *Sender) Send(ctx context.Context, from, to string, msg []byte) error {
+	return s.s.send(ctx, from, to, msg)
+}

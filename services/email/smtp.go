@@ -64,16 +64,28 @@ func newSender(cfg SMTP) *sender {
 // refused it for good; any other error may pass (the server is down, slow
 // or answered 4xx), and the message is to be sent again.
 func (s *sender) send(ctx context.Context, from, to string, msg []byte) error {
-	if s.c == nil {
+	reused := s.c != nil
+	if !reused {
 		if err := s.dial(ctx); err != nil {
 			return err
 		}
 	}
 	err := s.transaction(from, to, msg)
+	var se *smtp.SMTPError
+	if err != nil && reused && !errors.As(err, &se) {
+		// A kept connection gone without a reply, most often closed by
+		// the server while it idled: one new connection before this
+		// counts as a failure. What the old one may have delivered is
+		// sent again under the same Message-ID, as any retry would.
+		s.close()
+		if err := s.dial(ctx); err != nil {
+			return err
+		}
+		err = s.transaction(from, to, msg)
+	}
 	if err == nil {
 		return nil
 	}
-	var se *smtp.SMTPError
 	if !errors.As(err, &se) || se.Code == 421 {
 		// The connection is gone or going (421: the server is
 		// shutting the channel): dial again next time.
