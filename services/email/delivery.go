@@ -156,8 +156,8 @@ func NewCourier(cfg CourierConfig) (*Courier, error) {
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.WithHooks(kafka),
 		kgo.OnPartitionsAssigned(c.logAssignment("assigned")),
-		kgo.OnPartitionsRevoked(c.logAssignment("revoked")),
-		kgo.OnPartitionsLost(c.logAssignment("lost")),
+		kgo.OnPartitionsRevoked(c.handOver("revoked")),
+		kgo.OnPartitionsLost(c.handOver("lost")),
 	}, cfg.Connect...)...)
 	if err != nil {
 		return nil, fmt.Errorf("email delivery: %w", err)
@@ -169,6 +169,22 @@ func (c *Courier) logAssignment(what string) func(context.Context, *kgo.Client, 
 	return func(_ context.Context, _ *kgo.Client, parts map[string][]int32) {
 		if len(parts) > 0 {
 			c.log.Info("partitions "+what, "group", DeliveryGroup, "topic", schemas.Emails.Name, "partitions", parts[schemas.Emails.Name])
+		}
+	}
+}
+
+// handOver logs partitions taken away and closes their SMTP connections:
+// another instance delivers them now. Rebalances wait for the loop between
+// polls (BlockRebalanceOnPoll), so no send is using them.
+func (c *Courier) handOver(what string) func(context.Context, *kgo.Client, map[string][]int32) {
+	logged := c.logAssignment(what)
+	return func(ctx context.Context, cl *kgo.Client, parts map[string][]int32) {
+		logged(ctx, cl, parts)
+		for _, p := range parts[schemas.Emails.Name] {
+			if conn := c.smtp[p]; conn != nil {
+				conn.quit()
+				delete(c.smtp, p)
+			}
 		}
 	}
 }
