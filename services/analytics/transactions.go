@@ -72,7 +72,10 @@ func (p *producers) refresh(ctx context.Context) {
 			ids = append(ids, id)
 		}
 	}
-	if len(ids) == 0 {
+	if len(ids) == 0 { // none of the shop's producers has a transaction on record now
+		p.mu.Lock()
+		p.last = []Producer{}
+		p.mu.Unlock()
 		return
 	}
 	described, err := p.adm.DescribeTransactions(ctx, ids...)
