@@ -39,6 +39,19 @@ type fleet struct {
 	smtp   string // SMTP_ADDR of the email instances: the run's mail sink
 }
 
+// serviceCmd is `shop <service>` as the bench runs its services: on the
+// run's cluster, instance id on port (0: a free one), exactly-once, the
+// run's transaction bounds and log level; env on top (later entries win).
+func serviceCmd(o Options, service, id string, port int, env ...string) *exec.Cmd {
+	cmd := exec.Command(o.Shop, service)
+	cmd.Env = append(append(os.Environ(),
+		"KAFKA_BROKERS="+strings.Join(o.Brokers, ","), "SCHEMA_REGISTRY_URL="+o.RegistryURL,
+		"PORT="+strconv.Itoa(port), "INSTANCE_ID="+id, "DELIVERY=exactly-once", "PROCESSING_DELAY=0s",
+		"LOG_LEVEL="+o.LogLevel, "LOG_FORMAT=json",
+		"TXN_MAX_RECORDS="+orEmpty(o.TxnRecords), "TXN_MAX_INTERVAL="+orEmptyDuration(o.TxnInterval)), env...)
+	return cmd
+}
+
 func newFleet(o Options) *fleet { return &fleet{o: o, peakKB: map[string]int64{}} }
 
 // start runs `shop <service>` with instance ID id and waits for its "ready:"
@@ -49,16 +62,10 @@ func (f *fleet) start(ctx context.Context, service, id string, env ...string) (*
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(f.o.Shop, service)
-	cmd.Env = append(os.Environ(),
-		"KAFKA_BROKERS="+strings.Join(f.o.Brokers, ","), "SCHEMA_REGISTRY_URL="+f.o.RegistryURL,
-		"PORT=0", "INSTANCE_ID="+id, "DELIVERY=exactly-once", "PROCESSING_DELAY=0s",
-		"LOG_LEVEL="+f.o.LogLevel, "LOG_FORMAT=json",
-		"TXN_MAX_RECORDS="+orEmpty(f.o.TxnRecords), "TXN_MAX_INTERVAL="+orEmptyDuration(f.o.TxnInterval))
 	if f.smtp != "" {
-		cmd.Env = append(cmd.Env, "SMTP_ADDR="+f.smtp)
+		env = append([]string{"SMTP_ADDR=" + f.smtp}, env...)
 	}
-	cmd.Env = append(cmd.Env, env...) // later entries win
+	cmd := serviceCmd(f.o, service, id, 0, env...)
 	cmd.Stderr = log
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {

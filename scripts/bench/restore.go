@@ -52,13 +52,8 @@ func startTimed(o Options, service, id string, withLines bool, env ...string) (*
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(o.Shop, service)
-	cmd.Env = append(os.Environ(),
-		"KAFKA_BROKERS="+strings.Join(o.Brokers, ","), "SCHEMA_REGISTRY_URL="+o.RegistryURL,
-		"PORT="+strconv.Itoa(port), "INSTANCE_ID="+id, "DELIVERY=exactly-once", "PROCESSING_DELAY=0s",
-		"LOG_LEVEL=info", "LOG_FORMAT=json", "CHECKPOINT_EVERY=", "IDEMPOTENCY_WINDOW=",
-		"TXN_MAX_RECORDS="+orEmpty(o.TxnRecords), "TXN_MAX_INTERVAL="+orEmptyDuration(o.TxnInterval))
-	cmd.Env = append(cmd.Env, env...)
+	// At info whatever -log-level says: dedup reads an info line.
+	cmd := serviceCmd(o, service, id, port, append([]string{"LOG_LEVEL=info", "CHECKPOINT_EVERY=", "IDEMPOTENCY_WINDOW="}, env...)...)
 	cmd.Stdout = log
 	t := &timed{service: service, cmd: cmd, url: "http://127.0.0.1:" + strconv.Itoa(port), exited: make(chan struct{})}
 	var stderr io.ReadCloser
