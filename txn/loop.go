@@ -190,6 +190,17 @@ func (e *Engine) batch(ctx context.Context, records []*kgo.Record) (bool, error)
 		if failed != nil && permanent(failed) {
 			e.refuse(culprit, failed)
 		}
+		if outdated(failed) && time.Since(start) < e.cfg.TransactionTimeout {
+			// Our producer epoch is old, and not because the coordinator
+			// timed our transaction out: a newer instance with our
+			// transactional ID took it. Aborting would initialise the
+			// producer again and fence that instance in turn.
+			e.aborted.Add(1)
+			if e.cfg.OnBatch != nil {
+				e.cfg.OnBatch(Batch{Records: n, Outputs: outputs, Took: time.Since(start), Err: failed})
+			}
+			return false, fmt.Errorf("%w: %v", ErrFenced, failed)
+		}
 	}
 	if failed != nil && ctx.Err() == nil {
 		e.cfg.Logger.Warn("batch failed", "topic", e.cfg.Topic, "records", n, "err", failed)
@@ -280,6 +291,13 @@ func (e *Engine) progressed() {
 
 // fenced reports whether a newer instance took over this one's
 // transactional ID, or its instance ID in the group.
+// outdated reports whether a partition leader refused a produce for its
+// producer epoch: a newer instance took the transactional ID, or the
+// coordinator aborted a transaction that outlived its timeout.
+func outdated(err error) bool {
+	return errors.Is(err, kerr.InvalidProducerEpoch) || errors.Is(err, kerr.ProducerFenced)
+}
+
 func fenced(err error) bool {
 	return errors.Is(err, kerr.ProducerFenced) || errors.Is(err, kerr.InvalidProducerEpoch) ||
 		errors.Is(err, kerr.FencedInstanceID) || errors.Is(err, kerr.TransactionalIDAuthorizationFailed)
