@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,9 +26,22 @@ func e2eName(rate int, figure string) string {
 
 // runE2E measures each rate of o.Rates in turn.
 func runE2E(ctx context.Context, o Options, f *fleet, paymentURL string, w *watcher, p *progress, res *Results) error {
-	for _, r := range o.Rates {
+	for i, r := range o.Rates {
 		settle(ctx, f, p, fmt.Sprintf("e2e %d/s", r))
-		if err := runE2ERate(ctx, o, r, paymentURL, w, p, res); err != nil {
+		if i == 0 {
+			// What the machine spends with the shop idle: its
+			// consumers' empty fetches, the brokers' own work.
+			before, at := f.cpuByService(), time.Now()
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(2 * time.Second):
+			}
+			busy := busyPercent(before, f.cpuByService(), time.Since(at))
+			p.Printf("e2e: with the shop idle, the machine is %s%% busy", busy)
+			res.Add("e2e_idle_busy_pct", busy)
+		}
+		if err := runE2ERate(ctx, o, r, f, paymentURL, w, p, res); err != nil {
 			return err
 		}
 	}
@@ -38,7 +52,7 @@ func runE2E(ctx context.Context, o Options, f *fleet, paymentURL string, w *watc
 // accepted payment, the time from its record's timestamp on
 // payment-successful to the moment its email on email-sent is readable
 // with read_committed, that is committed. Both clocks are this machine's.
-func runE2ERate(ctx context.Context, o Options, paymentRate int, paymentURL string, w *watcher, p *progress, res *Results) error {
+func runE2ERate(ctx context.Context, o Options, paymentRate int, f *fleet, paymentURL string, w *watcher, p *progress, res *Results) error {
 	n := int(float64(paymentRate) * o.E2EFor.Seconds())
 	p.Printf("e2e: %d payments/s over HTTP for %s (%d payments), the first %s not counted; load average %s", paymentRate, o.E2EFor, n, e2eWarmup, loadAverage())
 	times, err := newRecordTimes(ctx, o.Brokers, schemas.Payments.Name)
@@ -60,6 +74,7 @@ func runE2ERate(ctx context.Context, o Options, paymentRate int, paymentURL stri
 		inflight = make(chan struct{}, 2048)
 		failed   atomic.Int64
 	)
+	cpuBefore := f.cpuByService()
 	start := time.Now()
 	lastReport := start
 	for i := range n {
@@ -102,6 +117,7 @@ func runE2ERate(ctx context.Context, o Options, paymentRate int, paymentURL stri
 	}); err != nil {
 		return err
 	}
+	cpuAfter, took := f.cpuByService(), time.Since(start)
 
 	var committed, produced []time.Duration
 	missingTS := 0
@@ -130,5 +146,19 @@ func runE2ERate(ctx context.Context, o Options, paymentRate int, paymentURL stri
 	res.Add(e2eName(paymentRate, "p99_ms"), ms(Percentile(committed, 99)))
 	res.Add(e2eName(paymentRate, "produced_p50_ms"), ms(Percentile(produced, 50)))
 	res.Add(e2eName(paymentRate, "produced_p99_ms"), ms(Percentile(produced, 99)))
+	busy := busyPercent(cpuBefore, cpuAfter, took)
+	p.Printf("e2e %d/s: the machine was %s%% busy; CPU per payment: %s", paymentRate, busy, cpuSpent(cpuBefore, cpuAfter, len(orderIDs)))
+	res.Add(e2eName(paymentRate, "busy_pct"), busy)
 	return nil
+}
+
+// busyPercent is how busy all the machine's CPUs were between two readings
+// of cpuByService, d apart: at 100 the figures measure a queue for the CPU
+// more than the shop or the cluster.
+func busyPercent(before, after map[string]int64, d time.Duration) string {
+	if d <= 0 {
+		return "0"
+	}
+	cores := float64(after["machine"]-before["machine"]) / clockTicks / d.Seconds()
+	return fmt.Sprintf("%.0f", 100*cores/float64(runtime.NumCPU()))
 }
