@@ -27,7 +27,11 @@
 //     ingest_256_over_raw, the ingest at 256 clients over it; then one
 //     transactional producer alone, transaction after transaction, the
 //     floor of an exactly-once hop (raw_txn_p50_ms, raw_txn_p99_ms,
-//     raw_txn_per_s).
+//     raw_txn_per_s); then, at each rate of -rates, the same records at
+//     that steady rate with linger 0, as the payment service produces: the
+//     acknowledgement's latency and how busy the machine was
+//     (raw_<rate>_ack_p99_ms, raw_<rate>_busy_pct), the cluster's own
+//     share of the machine at the e2e section's load.
 //   - restore (only with -only): analytics started on a history of
 //     100,000 and 1,000,000 payments (-restore-sizes; 10,000,000 on
 //     request), with their orders, emails and deliveries, written straight to
@@ -102,8 +106,9 @@ type Options struct {
 
 	Clients     []int // ingest: one level per count of clients
 	IngestFor   time.Duration
-	RawBuffered int    // raw: records in flight
-	HTTPClient  string // ingest: lean or std
+	RawBuffered int           // raw: records in flight
+	RawLinger   time.Duration // raw at the e2e rates: the producer's linger
+	HTTPClient  string        // ingest: lean or std
 
 	EOSRecords  int
 	EOSRounds   int
@@ -143,6 +148,7 @@ func main() {
 	flag.DurationVar(&o.IngestFor, "ingest-for", 10*time.Second, "ingest and raw: how long each level")
 	flag.StringVar(&o.HTTPClient, "http", "lean", "ingest: the clients' HTTP client: lean (one connection each, one write and a buffered read per payment, as wrk does) or std (net/http's)")
 	flag.IntVar(&o.RawBuffered, "raw-inflight", 20_000, "raw: records in flight (the producer's MaxBufferedRecords)")
+	flag.DurationVar(&o.RawLinger, "raw-linger", 0, "raw at each of -rates: the producer's linger (0, as the payment service)")
 	flag.IntVar(&o.EOSRecords, "eos-records", 600_000, "eos: records per round")
 	flag.IntVar(&o.EOSRounds, "eos-rounds", 7, "eos: rounds of each mode; the figures are medians")
 	flag.DurationVar(&o.EOSRoundFor, "eos-round-for", 3*time.Second, "eos: a round ends this long after its first commit, if it has not read every record by then")
@@ -163,14 +169,18 @@ SCHEMA_REGISTRY_URL when they are set, and ends with one line, "bench: " and
 name=value pairs. Sections, in the order they run (-only picks them):
 
   e2e      payment to committed email at each rate of -rates: e2e_p50_ms and
-           e2e_p99_ms at 1,000/s, e2e_<rate>_p50_ms and e2e_<rate>_p99_ms
+           e2e_p99_ms at 1,000/s, e2e_<rate>_p50_ms and e2e_<rate>_p99_ms, how
+           busy the machine was (e2e_<rate>_busy_pct, e2e_idle_busy_pct with
+           the shop idle) and the CPU each process spent per payment
   ingest   POST /payment from each count of clients of -c: ingest_rps (64),
            ingest_<n>_rps (ingest_256_rps), with p50 and p99, and the CPU each
            process spent per payment
   drain    a flood straight to Kafka drained by 1 and 3 order instances:
            drain_<n>x<delay>_s
   raw      franz-go alone producing the same records, acks=all, idempotent:
-           raw_produce_rps, and ingest_256_over_raw
+           raw_produce_rps, and ingest_256_over_raw; one transactional
+           producer alone: raw_txn_p50_ms; the records at each rate of
+           -rates: raw_<rate>_ack_p99_ms, raw_<rate>_busy_pct
   restore  analytics started on a history of each size of -restore-sizes,
            full replay and from a checkpoint: restore_<n>_replay_s and _rss_mb,
            restore_<n>_checkpoint_s and _rss_mb (not by default: about 100 s

@@ -121,7 +121,15 @@ func runRaw(ctx context.Context, o Options, cat *schemas.Catalog, p *progress, r
 	n := int(acked.Load())
 	p.Printf("raw: %d records acknowledged in %s: %s/s; load average %s", n, o.IngestFor, rate(n, o.IngestFor), loadAverage())
 	res.Add("raw_produce_rps", rate(n, o.IngestFor))
-	return rawTransactions(ctx, o, topic, recs[:3], p, res)
+	if err := rawTransactions(ctx, o, topic, recs[:3], p, res); err != nil {
+		return err
+	}
+	for _, r := range o.Rates {
+		if err := rawAtRate(ctx, o, topic, recs, r, p, res); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // rawTransactions measures the floor of an exactly-once hop on the
@@ -170,5 +178,69 @@ func rawTransactions(ctx context.Context, o Options, topic string, recs []*kgo.R
 	res.Add("raw_txn_p50_ms", ms(p50))
 	res.Add("raw_txn_p99_ms", ms(p99))
 	res.Add("raw_txn_per_s", rate(len(took), runFor))
+	return nil
+}
+
+// rawAtRate is what the cluster alone costs at an e2e rate: the same
+// records produced at paymentRate a second for o.IngestFor, acks=all,
+// idempotent, with o.RawLinger (0 by default, as the payment service
+// produces), and nothing else running. It reports the acknowledgement's latency and how busy the
+// machine was (raw_<rate>_ack_p99_ms, raw_<rate>_busy_pct): beside
+// e2e_<rate>_busy_pct it says how much of the machine the brokers take
+// before the shop does anything.
+func rawAtRate(ctx context.Context, o Options, topic string, recs []*kgo.Record, paymentRate int, p *progress, res *Results) error {
+	producer, err := kgo.NewClient(
+		kgo.SeedBrokers(o.Brokers...),
+		kgo.DefaultProduceTopic(topic),
+		kgo.ProducerLinger(o.RawLinger),
+		kgo.RecordDeliveryTimeout(time.Minute),
+	)
+	if err != nil {
+		return err
+	}
+	defer producer.Close()
+	if err := producer.ProduceSync(ctx, &kgo.Record{Key: recs[0].Key, Value: recs[0].Value}).FirstErr(); err != nil {
+		return err
+	}
+	n := int(float64(paymentRate) * o.IngestFor.Seconds())
+	var (
+		mu     sync.Mutex
+		took   = make([]time.Duration, 0, n)
+		failed atomic.Int64
+	)
+	before := map[string]int64{"machine": machineTicks()}
+	start := time.Now()
+	for i := range n {
+		due := start.Add(time.Duration(i) * time.Second / time.Duration(paymentRate))
+		if d := time.Until(due); d > 0 {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(d):
+			}
+		}
+		r, at := recs[i%len(recs)], time.Now()
+		producer.Produce(ctx, &kgo.Record{Key: r.Key, Value: r.Value}, func(_ *kgo.Record, err error) {
+			if err != nil {
+				failed.Add(1)
+				return
+			}
+			mu.Lock()
+			took = append(took, time.Since(at))
+			mu.Unlock()
+		})
+	}
+	if err := producer.Flush(ctx); err != nil {
+		return err
+	}
+	if f := failed.Load(); f > 0 {
+		return fmt.Errorf("raw at %d/s: %d records not acknowledged", paymentRate, f)
+	}
+	busy := busyPercent(before, map[string]int64{"machine": machineTicks()}, time.Since(start))
+	p.Printf("raw %d/s: franz-go alone producing %d records at %d/s (acks=all, idempotent, linger %s): acknowledged p50 %sms p99 %sms; the machine was %s%% busy",
+		paymentRate, n, paymentRate, o.RawLinger, ms(Percentile(took, 50)), ms(Percentile(took, 99)), busy)
+	res.Add(fmt.Sprintf("raw_%d_ack_p50_ms", paymentRate), ms(Percentile(took, 50)))
+	res.Add(fmt.Sprintf("raw_%d_ack_p99_ms", paymentRate), ms(Percentile(took, 99)))
+	res.Add(fmt.Sprintf("raw_%d_busy_pct", paymentRate), busy)
 	return nil
 }
