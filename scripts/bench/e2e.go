@@ -31,13 +31,13 @@ func runE2E(ctx context.Context, o Options, f *fleet, paymentURL string, w *watc
 		if i == 0 {
 			// What the machine spends with the shop idle: its
 			// consumers' empty fetches, the brokers' own work.
-			before, at := f.cpuByService(), time.Now()
+			before, at := machineTicks(), time.Now()
 			select {
 			case <-ctx.Done():
 				return ctx.Err()
 			case <-time.After(2 * time.Second):
 			}
-			busy := busyPercent(before, f.cpuByService(), time.Since(at))
+			busy := busyPercent(machineTicks()-before, time.Since(at))
 			p.Printf("e2e: with the shop idle, the machine is %s%% busy", busy)
 			res.Add("e2e_idle_busy_pct", busy)
 		}
@@ -78,13 +78,8 @@ func runE2ERate(ctx context.Context, o Options, paymentRate int, f *fleet, payme
 	start := time.Now()
 	lastReport := start
 	for i := range n {
-		due := start.Add(time.Duration(i) * time.Second / time.Duration(paymentRate))
-		if d := time.Until(due); d > 0 {
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(d):
-			}
+		if err := waitTurn(ctx, start, i, paymentRate); err != nil {
+			return err
 		}
 		inflight <- struct{}{}
 		wg.Add(1)
@@ -146,19 +141,34 @@ func runE2ERate(ctx context.Context, o Options, paymentRate int, f *fleet, payme
 	res.Add(e2eName(paymentRate, "p99_ms"), ms(Percentile(committed, 99)))
 	res.Add(e2eName(paymentRate, "produced_p50_ms"), ms(Percentile(produced, 50)))
 	res.Add(e2eName(paymentRate, "produced_p99_ms"), ms(Percentile(produced, 99)))
-	busy := busyPercent(cpuBefore, cpuAfter, took)
+	busy := busyPercent(cpuAfter["machine"]-cpuBefore["machine"], took)
 	p.Printf("e2e %d/s: the machine was %s%% busy; CPU per payment: %s", paymentRate, busy, cpuSpent(cpuBefore, cpuAfter, len(orderIDs)))
 	res.Add(e2eName(paymentRate, "busy_pct"), busy)
 	return nil
 }
 
-// busyPercent is how busy all the machine's CPUs were between two readings
-// of cpuByService, d apart: at 100 the figures measure a queue for the CPU
-// more than the shop or the cluster.
-func busyPercent(before, after map[string]int64, d time.Duration) string {
+// busyPercent is how busy all the machine's CPUs were over d, in which
+// they spent ticks of machineTicks: at 100 the figures measure a queue for
+// the CPU more than the shop or the cluster.
+func busyPercent(ticks int64, d time.Duration) string {
 	if d <= 0 {
 		return "0"
 	}
-	cores := float64(after["machine"]-before["machine"]) / clockTicks / d.Seconds()
+	cores := float64(ticks) / clockTicks / d.Seconds()
 	return fmt.Sprintf("%.0f", 100*cores/float64(runtime.NumCPU()))
+}
+
+// waitTurn waits until the i-th event of a steady perSecond, counted from
+// start, is due (at once if it is late), or ctx ends.
+func waitTurn(ctx context.Context, start time.Time, i, perSecond int) error {
+	d := time.Until(start.Add(time.Duration(i) * time.Second / time.Duration(perSecond)))
+	if d <= 0 {
+		return nil
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(d):
+		return nil
+	}
 }

@@ -64,20 +64,11 @@ func runRaw(ctx context.Context, o Options, cat *schemas.Catalog, p *progress, r
 		size += len(r.Value)
 	}
 
-	producer, err := kgo.NewClient(
-		kgo.SeedBrokers(o.Brokers...),
-		kgo.DefaultProduceTopic(topic),
-		kgo.RequiredAcks(kgo.AllISRAcks()), // the default with idempotence, said here
-		kgo.MaxBufferedRecords(o.RawBuffered),
-		kgo.RecordDeliveryTimeout(time.Minute),
-	)
+	producer, err := rawProducer(ctx, o, topic, recs[0], kgo.MaxBufferedRecords(o.RawBuffered))
 	if err != nil {
 		return err
 	}
 	defer producer.Close()
-	if err := producer.ProduceSync(ctx, &kgo.Record{Key: recs[0].Key, Value: recs[0].Value}).FirstErr(); err != nil {
-		return fmt.Errorf("first record: %w", err)
-	}
 
 	p.Printf("raw: franz-go producing %d-byte payment records (keyed by user, acks=all, idempotent) to %s for %s (after %s of warm-up), up to %d in flight; load average %s",
 		size/len(recs), topic, o.IngestFor, ingestWarmup, o.RawBuffered, loadAverage())
@@ -189,35 +180,21 @@ func rawTransactions(ctx context.Context, o Options, topic string, recs []*kgo.R
 // e2e_<rate>_busy_pct it says how much of the machine the brokers take
 // before the shop does anything.
 func rawAtRate(ctx context.Context, o Options, topic string, recs []*kgo.Record, paymentRate int, p *progress, res *Results) error {
-	producer, err := kgo.NewClient(
-		kgo.SeedBrokers(o.Brokers...),
-		kgo.DefaultProduceTopic(topic),
-		kgo.ProducerLinger(o.RawLinger),
-		kgo.RecordDeliveryTimeout(time.Minute),
-	)
+	producer, err := rawProducer(ctx, o, topic, recs[0], kgo.ProducerLinger(o.RawLinger))
 	if err != nil {
 		return err
 	}
 	defer producer.Close()
-	if err := producer.ProduceSync(ctx, &kgo.Record{Key: recs[0].Key, Value: recs[0].Value}).FirstErr(); err != nil {
-		return err
-	}
 	n := int(float64(paymentRate) * o.IngestFor.Seconds())
 	var (
 		mu     sync.Mutex
 		took   = make([]time.Duration, 0, n)
 		failed atomic.Int64
 	)
-	before := map[string]int64{"machine": machineTicks()}
-	start := time.Now()
+	before, start := machineTicks(), time.Now()
 	for i := range n {
-		due := start.Add(time.Duration(i) * time.Second / time.Duration(paymentRate))
-		if d := time.Until(due); d > 0 {
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(d):
-			}
+		if err := waitTurn(ctx, start, i, paymentRate); err != nil {
+			return err
 		}
 		r, at := recs[i%len(recs)], time.Now()
 		producer.Produce(ctx, &kgo.Record{Key: r.Key, Value: r.Value}, func(_ *kgo.Record, err error) {
@@ -236,11 +213,31 @@ func rawAtRate(ctx context.Context, o Options, topic string, recs []*kgo.Record,
 	if f := failed.Load(); f > 0 {
 		return fmt.Errorf("raw at %d/s: %d records not acknowledged", paymentRate, f)
 	}
-	busy := busyPercent(before, map[string]int64{"machine": machineTicks()}, time.Since(start))
+	busy := busyPercent(machineTicks()-before, time.Since(start))
 	p.Printf("raw %d/s: franz-go alone producing %d records at %d/s (acks=all, idempotent, linger %s): acknowledged p50 %sms p99 %sms; the machine was %s%% busy",
 		paymentRate, n, paymentRate, o.RawLinger, ms(Percentile(took, 50)), ms(Percentile(took, 99)), busy)
 	res.Add(fmt.Sprintf("raw_%d_ack_p50_ms", paymentRate), ms(Percentile(took, 50)))
 	res.Add(fmt.Sprintf("raw_%d_ack_p99_ms", paymentRate), ms(Percentile(took, 99)))
 	res.Add(fmt.Sprintf("raw_%d_busy_pct", paymentRate), busy)
 	return nil
+}
+
+// rawProducer connects the raw sections' producer to topic, idempotent
+// with acks=all, with opts, and writes first through it, so that its
+// connections and producer ID are in place before anything is timed.
+func rawProducer(ctx context.Context, o Options, topic string, first *kgo.Record, opts ...kgo.Opt) (*kgo.Client, error) {
+	producer, err := kgo.NewClient(append([]kgo.Opt{
+		kgo.SeedBrokers(o.Brokers...),
+		kgo.DefaultProduceTopic(topic),
+		kgo.RequiredAcks(kgo.AllISRAcks()), // the default with idempotence, said here
+		kgo.RecordDeliveryTimeout(time.Minute),
+	}, opts...)...)
+	if err != nil {
+		return nil, err
+	}
+	if err := producer.ProduceSync(ctx, &kgo.Record{Key: first.Key, Value: first.Value}).FirstErr(); err != nil {
+		producer.Close()
+		return nil, fmt.Errorf("first record: %w", err)
+	}
+	return producer, nil
 }
