@@ -246,12 +246,14 @@ func Run(ctx context.Context, o Options, out *os.File) (Verdict, int, error) {
 	// 1.25 s on average, MinKills of them, with a fifth to spare.
 	duration := time.Duration(float64(o.MinKills) * 1.25 * 1.2 * float64(time.Second))
 	duration = max(duration, time.Duration(o.N)*time.Second/2000)
-	var sender payments = newSender(cat, o)
+	var sender payments
 	if o.Via == "http" {
 		if err := fleet.waitPayments(ctx); err != nil {
 			return Verdict{}, 0, err
 		}
 		sender = newHTTPSender(fleet.paymentURLs(), o.Keys, o.Posts)
+	} else {
+		sender = newSender(cat, o)
 	}
 	defer sender.close()
 	sendDone := make(chan error, 1)
