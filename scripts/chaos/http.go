@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/blackfriday-kafka/shop/schemas"
+	"github.com/blackfriday-kafka/shop/services/payment"
 )
 
 // httpSender pays through POST /payment, as a shop's clients do: each
@@ -22,15 +23,15 @@ import (
 // first item of each cart is named after the payment (its marker), so the
 // orders can be counted per payment whatever payment ID they carry.
 type httpSender struct {
-	urls   []string
-	keys   bool
-	posts  int // posts of each payment at once; 1: one in five twice
-	client *http.Client
+	acceptedSet // marker -> total cents, once a 200 came
+	urls        []string
+	keys        bool
+	posts       int // posts of each payment at once; 1: one in five twice
+	client      *http.Client
 
-	mu       sync.Mutex
-	accepted map[string]int64 // marker -> total cents, once a 200 came
-	answers  map[string]int   // what the tries got: 200, 200 replayed, 409, timeout...
-	tries    int
+	mu      sync.Mutex
+	answers map[string]int // what the tries got: 200, 200 replayed, 409, timeout...
+	tries   int
 }
 
 // attemptTimeout is short on purpose: a client that gives up while its
@@ -38,8 +39,8 @@ type httpSender struct {
 const attemptTimeout = 400 * time.Millisecond
 
 func newHTTPSender(urls []string, keys bool, posts int) *httpSender {
-	return &httpSender{urls: urls, keys: keys, posts: posts, client: &http.Client{Timeout: attemptTimeout},
-		accepted: make(map[string]int64), answers: make(map[string]int)}
+	return &httpSender{acceptedSet: acceptedSet{accepted: make(map[string]int64)}, urls: urls, keys: keys, posts: posts, client: &http.Client{Timeout: attemptTimeout},
+		answers: make(map[string]int)}
 }
 
 // send pays n times evenly over d, each payment on its own until accepted;
@@ -52,13 +53,9 @@ func (s *httpSender) send(ctx context.Context, n int, d time.Duration, seed uint
 	defer cancel(nil)
 	var wg sync.WaitGroup
 	for i := 0; i < n; i++ {
-		if due := start.Add(d * time.Duration(i) / time.Duration(n)); time.Until(due) > 0 {
-			select {
-			case <-ctx.Done():
-				wg.Wait()
-				return context.Cause(ctx)
-			case <-time.After(time.Until(due)):
-			}
+		if pace(ctx, start, i, n, d) != nil {
+			wg.Wait()
+			return context.Cause(ctx)
 		}
 		marker := fmt.Sprintf("chaos-%d-%d", seed, i)
 		body, total := cart(rng, marker)
@@ -76,22 +73,17 @@ func (s *httpSender) send(ctx context.Context, n int, d time.Duration, seed uint
 // cart is a payment of a user as POST /payment takes it, its first item
 // named marker, and its total in cents.
 func cart(rng *rand.Rand, marker string) ([]byte, int64) {
-	type item struct {
-		Name     string        `json:"name"`
-		Price    schemas.Euros `json:"price"`
-		Quantity int32         `json:"quantity"`
-	}
-	items := []item{{Name: marker, Price: schemas.Euros(100 + rng.Int64N(99_900)), Quantity: 1 + rng.Int32N(3)}}
+	items := []payment.Item{{Name: marker, Price: schemas.Euros(100 + rng.Int64N(99_900)), Quantity: 1 + rng.Int32N(3)}}
 	if rng.IntN(2) == 0 {
-		items = append(items, item{Name: "Kindle", Price: 8999, Quantity: 1})
+		items = append(items, payment.Item{Name: "Kindle", Price: 8999, Quantity: 1})
 	}
 	var total int64
 	for _, it := range items {
 		total += int64(it.Price) * int64(it.Quantity)
 	}
 	b, _ := json.Marshal(struct {
-		UserID int64  `json:"user_id"`
-		Cart   []item `json:"cart"`
+		UserID int64          `json:"user_id"`
+		Cart   []payment.Item `json:"cart"`
 	}{1 + rng.Int64N(500), items})
 	return b, total
 }
@@ -143,7 +135,7 @@ func (s *httpSender) record(ctx context.Context, marker string, total int64, url
 	s.tries++
 	s.answers[answer]++
 	if status == http.StatusOK {
-		s.accepted[marker] = total
+		s.add(marker, total)
 	}
 	return answer, status
 }
@@ -177,23 +169,11 @@ func (s *httpSender) try(ctx context.Context, url, key string, body []byte) (str
 	return answer, resp.StatusCode
 }
 
-func (s *httpSender) count() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.accepted)
-}
-
-func (s *httpSender) ids() map[string]int64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.accepted
-}
-
 // summary says what the tries got.
 func (s *httpSender) summary() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return fmt.Sprintf("%d tries for %d payments: %v", s.tries, len(s.accepted), s.answers)
+	return fmt.Sprintf("%d tries for %d payments: %v", s.tries, s.count(), s.answers)
 }
 
 func (s *httpSender) close() { s.client.CloseIdleConnections() }

@@ -14,19 +14,59 @@ import (
 	"github.com/blackfriday-kafka/shop/services/email"
 )
 
+// acceptedSet holds the payments a sender saw accepted, with their totals
+// in cents, by the key their orders are counted under.
+type acceptedSet struct {
+	mu       sync.Mutex
+	accepted map[string]int64
+}
+
+func (a *acceptedSet) add(key string, total int64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.accepted[key] = total
+}
+
+// count is how many payments were accepted so far.
+func (a *acceptedSet) count() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.accepted)
+}
+
+// ids are the accepted payments; read them only once sending is over.
+func (a *acceptedSet) ids() map[string]int64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.accepted
+}
+
+// pace waits until the i-th of n payments spread evenly over d from start
+// is due, or ctx ends.
+func pace(ctx context.Context, start time.Time, i, n int, d time.Duration) error {
+	wait := time.Until(start.Add(d * time.Duration(i) / time.Duration(n)))
+	if wait <= 0 {
+		return nil
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(wait):
+		return nil
+	}
+}
+
 // sender writes valid payments straight to payment-successful.
 type sender struct {
-	cat *schemas.Catalog
-	cl  *kgo.Client
-	err error
-
-	mu       sync.Mutex
-	accepted map[string]int64 // payment ID -> total cents, once acknowledged
+	acceptedSet // payment ID -> total cents, once acknowledged
+	cat         *schemas.Catalog
+	cl          *kgo.Client
+	err         error
 }
 
 func newSender(cat *schemas.Catalog, o Options) *sender {
 	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(o.Brokers...), kgo.RecordDeliveryTimeout(time.Minute)}, o.Connect...)...)
-	return &sender{cat: cat, cl: cl, err: err, accepted: make(map[string]int64)}
+	return &sender{acceptedSet: acceptedSet{accepted: make(map[string]int64)}, cat: cat, cl: cl, err: err}
 }
 
 // send writes n payments evenly over d. Only acknowledged payments count as
@@ -40,12 +80,8 @@ func (s *sender) send(ctx context.Context, n int, d time.Duration, seed uint64) 
 	var failed error
 	var failMu sync.Mutex
 	for i := 0; i < n; i++ {
-		if due := start.Add(d * time.Duration(i) / time.Duration(n)); time.Until(due) > 0 {
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(time.Until(due)):
-			}
+		if err := pace(ctx, start, i, n, d); err != nil {
+			return err
 		}
 		p := shoppers.Payment(rng, 500)
 		r, err := schemas.Payments.Codec(s.cat).Record(&p)
@@ -59,9 +95,7 @@ func (s *sender) send(ctx context.Context, n int, d time.Duration, seed uint64) 
 				failMu.Unlock()
 				return
 			}
-			s.mu.Lock()
-			s.accepted[p.PaymentID] = p.TotalCents
-			s.mu.Unlock()
+			s.add(p.PaymentID, p.TotalCents)
 		})
 	}
 	if err := s.cl.Flush(ctx); err != nil {
@@ -70,20 +104,6 @@ func (s *sender) send(ctx context.Context, n int, d time.Duration, seed uint64) 
 	failMu.Lock()
 	defer failMu.Unlock()
 	return failed
-}
-
-// count is how many payments were acknowledged so far.
-func (s *sender) count() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.accepted)
-}
-
-// ids are the acknowledged payments; read them only once sending is over.
-func (s *sender) ids() map[string]int64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.accepted
 }
 
 func (s *sender) close() {
