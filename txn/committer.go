@@ -193,10 +193,6 @@ func rewind(ctx context.Context, cfg Config, cl *kgo.Client) error {
 	return nil
 }
 
-func leaveGroup(cfg Config) {
-	LeaveGroup(cfg.Brokers, cfg.Connect, cfg.Group, cfg.InstanceID, cfg.Logger)
-}
-
 // LeaveGroup takes a static member out of its group: a static member's
 // client does not leave on close, which would strand its partitions until
 // the session times out.

@@ -56,7 +56,7 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 			// not committed: the next owner reads them again.
 			return nil
 		}
-		if err := e.checkFetches(fetches); err != nil {
+		if err := CheckFetches(fetches, e.cfg.Logger); err != nil {
 			return err
 		}
 		if fetches.NumRecords() == 0 {
@@ -83,11 +83,9 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 func (e *Engine) close(leave bool) {
 	e.c.close()
 	if leave && e.cfg.InstanceID != "" {
-		leaveGroup(e.cfg)
+		LeaveGroup(e.cfg.Brokers, e.cfg.Connect, e.cfg.Group, e.cfg.InstanceID, e.cfg.Logger)
 	}
 }
-
-func (e *Engine) checkFetches(fetches kgo.Fetches) error { return CheckFetches(fetches, e.cfg.Logger) }
 
 // CheckFetches logs the errors of a poll. It returns ErrFenced when the
 // group refused this member because another one joined with the same
@@ -171,7 +169,7 @@ func (e *Engine) batch(ctx context.Context, records []*kgo.Record) (bool, error)
 		if fetches.IsClientClosed() {
 			break
 		}
-		if err := e.checkFetches(fetches); err != nil {
+		if err := CheckFetches(fetches, e.cfg.Logger); err != nil {
 			failed, fencedNow = err, err
 			break
 		}
@@ -289,8 +287,6 @@ func (e *Engine) progressed() {
 	e.failing = Stall{}
 }
 
-// fenced reports whether a newer instance took over this one's
-// transactional ID, or its instance ID in the group.
 // outdated reports whether a partition leader refused a produce for its
 // producer epoch: a newer instance took the transactional ID, or the
 // coordinator aborted a transaction that outlived its timeout.
@@ -298,6 +294,8 @@ func outdated(err error) bool {
 	return errors.Is(err, kerr.InvalidProducerEpoch) || errors.Is(err, kerr.ProducerFenced)
 }
 
+// fenced reports whether a newer instance took over this one's
+// transactional ID, or its instance ID in the group.
 func fenced(err error) bool {
 	return errors.Is(err, kerr.ProducerFenced) || errors.Is(err, kerr.InvalidProducerEpoch) ||
 		errors.Is(err, kerr.FencedInstanceID) || errors.Is(err, kerr.TransactionalIDAuthorizationFailed)

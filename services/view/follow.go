@@ -95,11 +95,9 @@ func (f *Follower) Run(ctx context.Context, apply func(context.Context, *kgo.Rec
 			f.save(ctx, dirty)
 			return nil
 		}
-		fetches.EachError(func(topic string, partition int32, err error) {
-			if !errors.Is(err, context.Canceled) {
-				f.log.Warn("fetch failed", "topic", topic, "partition", partition, "err", err)
-			}
-		})
+		// A follower is in no group, so nothing can fence it: the
+		// errors are only logged.
+		_ = txn.CheckFetches(fetches, f.log)
 		for _, r := range fetches.Records() {
 			if r.Attrs.IsControl() {
 				f.setPosition(r.Topic, r.Partition, r.Offset+1)
