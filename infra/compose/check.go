@@ -203,6 +203,8 @@ func checkStack(p *types.Project, stated map[string]service) []string {
 	}
 	c.passwords()
 	slices.Sort(c.problems) // grouped by area, the same on every run
+	// One text may hold the same wrong password twice, which reads as the
+	// same sentence: say it once.
 	return slices.Compact(c.problems)
 }
 

@@ -144,7 +144,6 @@ func clientListenersSignIn(c *checker, name string, svc types.ServiceConfig) {
 	}
 }
 
-// addSCRAM is a SCRAM credential that `kafka-storage format` writes.
 // The patterns the secure stack's checks look for, compiled once.
 var (
 	commandConfig = regexp.MustCompile(`--command-config[ =](\S+)`)
@@ -152,6 +151,7 @@ var (
 	jaasConfig    = regexp.MustCompile(`-Djava\.security\.auth\.login\.config=(\S+)`)
 )
 
+// addSCRAM is a SCRAM credential that `kafka-storage format` writes.
 var addSCRAM = regexp.MustCompile(`--add-scram[ =]+['"]?(SCRAM-SHA-(?:256|512))=\[name=([^,\]]+),password=([^,\]'"]*)\]`)
 
 // formatsCredentials: the node formats an empty volume with every

@@ -30,7 +30,6 @@ type handler func(req *http.Request) (any, error)
 // the schema's text.
 type rawText string
 
-// routes is the REST surface. Writes need a writer when auth is on.
 // reading runs a handler that only reads the state, under the read lock.
 func (r *Registry) reading(h handler) handler {
 	return func(req *http.Request) (any, error) {
@@ -40,6 +39,7 @@ func (r *Registry) reading(h handler) handler {
 	}
 }
 
+// routes is the REST surface. Writes need a writer when auth is on.
 func (r *Registry) routes() http.Handler {
 	mux := http.NewServeMux()
 	for _, rt := range []struct {
