@@ -13,7 +13,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/blackfriday-kafka/shop/schemas"
-	"github.com/blackfriday-kafka/shop/services/config"
 	"github.com/blackfriday-kafka/shop/services/shop"
 	"github.com/blackfriday-kafka/shop/services/shop/shoptest"
 )
@@ -58,8 +57,7 @@ func TestSecureShop(t *testing.T) {
 		}
 	})
 	t.Run("the payment principal cannot write an order", func(t *testing.T) {
-		cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(env.Stack.Brokers...), kgo.RequestRetries(0)},
-			config.Config{Secure: true}.As("payment").Connect()...)...)
+		cl, err := kgo.NewClient(append(env.Config.As("payment").Kafka(), kgo.RequestRetries(0))...)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -25,11 +25,8 @@ import (
 // dev stacks' password; "" is a client without credentials.
 func principal(t *testing.T, name string, opts ...kgo.Opt) *kgo.Client {
 	t.Helper()
-	opts = append([]kgo.Opt{kgo.SeedBrokers(brokers...), kgo.RequestRetries(0), kgo.RetryTimeout(5 * time.Second)}, opts...)
-	if name != "" {
-		opts = append(opts, config.Config{Secure: true}.As(name).Connect()...)
-	}
-	cl, err := kgo.NewClient(opts...)
+	base := config.Config{Brokers: brokers, Secure: name != ""}.As(name).Kafka()
+	cl, err := kgo.NewClient(append(append(base, kgo.RequestRetries(0), kgo.RetryTimeout(5*time.Second)), opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

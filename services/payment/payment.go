@@ -69,13 +69,12 @@ func New(cfg config.Config, cat *schemas.Catalog, opts Options) (*Service, error
 		opts.DeliveryTimeout = 10 * time.Second
 	}
 	kafka := metrics.Kafka("producer")
-	producer, err := kgo.NewClient(append([]kgo.Opt{
+	producer, err := kgo.NewClient(append(cfg.Kafka(),
 		kgo.WithHooks(kafka),
-		kgo.SeedBrokers(cfg.Brokers...),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.RecordDeliveryTimeout(opts.DeliveryTimeout),
 		kgo.ProducerLinger(0),
-	}, cfg.Connect()...)...)
+	)...)
 	if err != nil {
 		return nil, err
 	}
