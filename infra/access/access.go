@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -119,16 +120,22 @@ var Table = map[string][]Grant{
 	},
 }
 
-// Principals are the service principals and the admin, in a fixed order.
-func Principals() []string {
+// Principals are the service principals and the admin, in a fixed order:
+// the services in the order of the flow, any other principal of Table by
+// name, then the admin.
+func Principals() []string { return slices.Clone(principals) }
+
+// principals is Principals, computed once from Table; callers get a copy
+// so none can reorder it for the others.
+var principals = func() []string {
 	names := []string{"payment", "order", "email", "analytics"}
-	for name := range Table {
+	for _, name := range slices.Sorted(maps.Keys(Table)) { // sorted: map order is random
 		if !slices.Contains(names, name) {
 			names = append(names, name)
 		}
 	}
 	return append(names, Admin)
-}
+}()
 
 // Embedded are the options of a kfake cluster in secure mode: SASL, ACLs
 // checked, a user per principal with its ACLs, admin a super user.

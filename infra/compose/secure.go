@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/compose-spec/compose-go/v2/types"
 
@@ -269,8 +270,9 @@ func registryUsers(c *checker, name string, svc types.ServiceConfig) {
 			c.fail("security", "%s's users give %s no role of %v (SCHEMA_REGISTRY_AUTHENTICATION_ROLES), so it is refused", name, p, roles)
 		}
 	}
+	principals := access.Principals()
 	for _, user := range slices.Sorted(maps.Keys(listed)) {
-		if !slices.Contains(access.Principals(), user) {
+		if !slices.Contains(principals, user) {
 			c.fail("security", "%s's users list %q, who is no principal of infra/access", name, user)
 		}
 	}
@@ -312,9 +314,17 @@ func (c *checker) loginFile(name string, svc types.ServiceConfig, key string) (s
 	return content, true
 }
 
+// jaasSections are the patterns of jaasSection, one per section name,
+// compiled once: the checks ask for the same few sections on every node.
+var jaasSections sync.Map // section name -> *regexp.Regexp
+
 // jaasSection is what section name of a JAAS file says, between its braces.
 func jaasSection(content, name string) (string, bool) {
-	m := regexp.MustCompile(`(?s)(?:^|\s)` + regexp.QuoteMeta(name) + `\s*\{(.*?)\}\s*;`).FindStringSubmatch(content)
+	re, ok := jaasSections.Load(name)
+	if !ok {
+		re, _ = jaasSections.LoadOrStore(name, regexp.MustCompile(`(?s)(?:^|\s)`+regexp.QuoteMeta(name)+`\s*\{(.*?)\}\s*;`))
+	}
+	m := re.(*regexp.Regexp).FindStringSubmatch(content)
 	if m == nil {
 		return "", false
 	}
