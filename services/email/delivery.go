@@ -246,7 +246,6 @@ func (c *Courier) Run(ctx context.Context) (err error) {
 // partition is one partition's part of a cycle.
 type partition struct {
 	recs  []*kgo.Record
-	first int64 // the first offset polled
 	next  int64 // after the last email proven delivered or dead-lettered; -1: none
 	epoch int32
 	stop  int64 // the first email left for the next poll; -1: none
@@ -276,7 +275,7 @@ func (c *Courier) cycle(ctx context.Context, recs []*kgo.Record) (retry bool, er
 				conn = newSender(c.cfg.SMTP)
 				c.smtp[r.Partition] = conn
 			}
-			p = &partition{first: r.Offset, next: -1, stop: -1, smtp: conn}
+			p = &partition{next: -1, stop: -1, smtp: conn}
 			parts[r.Partition] = p
 		}
 		p.recs = append(p.recs, r)
@@ -327,7 +326,7 @@ func (c *Courier) cycle(ctx context.Context, recs []*kgo.Record) (retry bool, er
 		c.log.Warn("delivery records not written; the emails of this poll will be sent again", "err", produceErr)
 		c.failed(produceErr)
 		for n, p := range parts {
-			at(n, p.first)
+			at(n, p.recs[0].Offset)
 		}
 		c.cl.SetOffsets(rewind)
 		return true, nil
