@@ -1,7 +1,6 @@
 package analytics
 
 import (
-	"cmp"
 	"context"
 	"log/slog"
 	"slices"
@@ -72,16 +71,13 @@ func (p *producers) refresh(ctx context.Context) {
 			ids = append(ids, id)
 		}
 	}
-	if len(ids) == 0 { // none of the shop's producers has a transaction on record now
-		p.mu.Lock()
-		p.last = []Producer{}
-		p.mu.Unlock()
-		return
-	}
-	described, err := p.adm.DescribeTransactions(ctx, ids...)
-	if err != nil && len(described) == 0 {
-		p.log.Debug("describing the transactions failed", "err", err)
-		return
+	// With none of the shop's producers on record now, the panel empties.
+	var described kadm.DescribedTransactions
+	if len(ids) > 0 {
+		if described, err = p.adm.DescribeTransactions(ctx, ids...); err != nil && len(described) == 0 {
+			p.log.Debug("describing the transactions failed", "err", err)
+			return
+		}
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -101,8 +97,7 @@ func (p *producers) refresh(ctx context.Context) {
 		}
 		next = append(next, pr)
 	}
-	slices.SortFunc(next, func(a, b Producer) int { return cmp.Compare(a.TransactionalID, b.TransactionalID) })
-	p.last = next
+	p.last = next // in transactional ID order, as Sorted gives them
 }
 
 func (p *producers) Last() []Producer {
