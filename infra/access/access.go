@@ -221,14 +221,20 @@ func Print(w io.Writer) error {
 // passwords from password: the brokers' users and ACLs, the admin's
 // credentials for its own clients, the registry's users.
 func Stack(password func(principal string) string) *infra.Secure {
-	users := make(map[string]string)
-	for _, p := range Principals() {
-		users[p] = password(p)
-	}
 	return &infra.Secure{
 		Cluster:  Embedded(password),
 		Admin:    []kgo.Opt{kgo.SASL(scram.Auth{User: Admin, Pass: password(Admin)}.AsSha512Mechanism())},
 		Registry: []sr.ClientOpt{sr.BasicAuth(Admin, password(Admin))},
-		Users:    users,
+		Users:    Users(password),
 	}
+}
+
+// Users are the registry's users, every principal with its password from
+// password: what `shop registry` needs, without the cluster's options.
+func Users(password func(principal string) string) map[string]string {
+	users := make(map[string]string, len(principals))
+	for _, p := range principals {
+		users[p] = password(p)
+	}
+	return users
 }

@@ -129,7 +129,7 @@ func run(ctx context.Context, cmd string, cfg config.Config) error {
 		if cfg.Secure {
 			// Its own Kafka client is the admin's; its users are the
 			// principals, with the passwords of the dev stacks.
-			users := access.Stack(access.DevPassword).Users
+			users := access.Users(access.DevPassword)
 			opts = append(opts, func(c *registry.Config) { c.Connect, c.Users = cfg.Connect(), users })
 		}
 		srv, err := infra.StartRegistry(ctx, cfg.RegistryAddr, cfg.Brokers, opts...)
