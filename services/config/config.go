@@ -145,9 +145,7 @@ func FromEnv(getenv func(string) string, services ...string) (Config, error) {
 		Secure:       getenv("SECURE") == "1",
 		SASL:         Credentials{Mechanism: getenv("KAFKA_SASL_MECHANISM"), Username: getenv("KAFKA_USERNAME"), Password: getenv("KAFKA_PASSWORD")},
 	}
-	switch cfg.SASL.Mechanism {
-	case "", "SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN":
-	default:
+	if _, ok := mechanisms[cfg.SASL.Mechanism]; !ok && cfg.SASL.Mechanism != "" {
 		return cfg, fmt.Errorf("KAFKA_SASL_MECHANISM=%q: want SCRAM-SHA-512, SCRAM-SHA-256 or PLAIN", cfg.SASL.Mechanism)
 	}
 	if (cfg.SASL.Username == "") != (cfg.SASL.Password == "") {
