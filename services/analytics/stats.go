@@ -289,11 +289,14 @@ type snapshot struct {
 
 // Snapshot encodes the figures for a checkpoint.
 func (s *Stats) Snapshot() ([]byte, error) {
-	// The write lock: RunOptimize rewrites the bitmap's containers in
-	// place, under readers of /analytics and /metrics otherwise.
+	// The write lock only for RunOptimize, which rewrites the bitmap's
+	// containers in place; the encoding, of megabytes perhaps, only reads
+	// and leaves /analytics and /metrics free meanwhile.
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.users.RunOptimize()
+	s.mu.Unlock()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
 	users, err := s.users.ToBytes()
 	if err != nil {
 		return nil, err
