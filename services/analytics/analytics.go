@@ -54,6 +54,8 @@ func New(cfg config.Config, cat *schemas.Catalog) (*Service, error) {
 		log:   cfg.Log().With("service", "analytics", "instance", cfg.InstanceID),
 		stats: newStats(),
 	}
+	// And the email deliveries: the undelivered count the dashboard shows.
+	s.emails = email.NewDeliveries(schemas.Emails.Codec(cat), 0, s.log)
 	// Each topic is read through its own entry of the table.
 	s.folds = map[string]func(context.Context, *kgo.Record) error{
 		schemas.Payments.Name: fold(cat, schemas.Payments, s.log, "payment counted", only(s.addPayment),
@@ -65,7 +67,7 @@ func New(cfg config.Config, cat *schemas.Catalog) (*Service, error) {
 			s.stats.addEmail(e)
 			s.emails.AddEmail(r.Partition, r.Offset, e)
 		}, func(e *schemas.EmailSent) slog.Attr { return slog.String("email_id", e.EmailID) }),
-		schemas.EmailDeliveries.Name: func(ctx context.Context, r *kgo.Record) error { return s.emails.Apply(ctx, r) },
+		schemas.EmailDeliveries.Name: s.emails.Apply,
 		schemas.Duplicates.Name: fold(cat, schemas.Duplicates, s.log, "duplicate payment taken back", only(s.stats.addDuplicate),
 			func(d *schemas.PaymentDuplicate) slog.Attr { return slog.String("payment_id", d.PaymentID) }),
 		schemas.PaymentDLQ.Name: s.deadLetter(schemas.PaymentDLQ.Codec(cat)),
@@ -74,8 +76,6 @@ func New(cfg config.Config, cat *schemas.Catalog) (*Service, error) {
 	kafka := metrics.Kafka("follower")
 	s.kafka = kafka
 	var err error
-	// And the email deliveries: the undelivered count the dashboard shows.
-	s.emails = email.NewDeliveries(schemas.Emails.Codec(cat), 0, s.log)
 	s.follow, err = view.Follow(cfg.Brokers, s.log, append(schemas.TopicNames(), schemas.EmailDeliveries.Name), append(cfg.Connect(), kgo.WithHooks(kafka))...)
 	if err != nil {
 		return nil, err
