@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/gorilla/mux"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
@@ -96,14 +95,7 @@ func (s *orderStep) createOrder(ctx context.Context, in *kgo.Record) ([]*kgo.Rec
 	if fe := schemas.ValidatePayment(p); fe != nil {
 		return nil, &schemas.RecordError{Class: schemas.Validation, Err: fe}
 	}
-	// The memory of ordered payments, if kept, knows them by their ID.
-	var id uuid.UUID
-	remember := false
-	if s.ordered != nil {
-		var err error
-		id, err = uuid.Parse(p.PaymentID)
-		remember = err == nil
-	}
+	id, remember := s.ordered.key(p.PaymentID)
 	if remember {
 		if orderOffset, dup := s.ordered.seen(in.Partition, id); dup {
 			return s.dropDuplicate(ctx, in, p, orderOffset)

@@ -49,6 +49,17 @@ func newOrdered(brokers []string, group string, orders *schemas.Codec[schemas.Or
 		parts: make(map[int32]map[uuid.UUID]orderAt), pending: make(map[int32]map[uuid.UUID]*kgo.Record)}
 }
 
+// key is the ID the memory knows a payment by, and whether the payment is
+// to be remembered: not when no memory is kept (o is nil), nor for an ID
+// that is no UUID.
+func (o *ordered) key(paymentID string) (uuid.UUID, bool) {
+	if o == nil {
+		return uuid.Nil, false
+	}
+	id, err := uuid.Parse(paymentID)
+	return id, err == nil
+}
+
 // seen returns where the order of payment id on partition p is, if the
 // step made one: committed (offset), or in the open transaction (-1).
 func (o *ordered) seen(p int32, id uuid.UUID) (int64, bool) {
