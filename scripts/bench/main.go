@@ -372,6 +372,11 @@ func runServices(ctx context.Context, o Options, cat *schemas.Catalog, p *progre
 			return fmt.Errorf("drain: %w", err)
 		}
 	}
+	// The history sections refuse a group with work left: let the delivery
+	// loops send what the sections above left them before the fleet stops.
+	if o.Sections["restore"] || o.Sections["dedup"] {
+		f.settle(ctx)
+	}
 	return nil
 }
 
