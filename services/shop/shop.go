@@ -35,23 +35,30 @@ type Shop struct {
 }
 
 // Start builds and starts the services, each configured by cfg as its own
-// principal. They share cat; with none, each gets a catalog of its own on
-// cfg's registry, as its principal. They run until ctx is cancelled or Stop
+// principal. They share cat; with none, each principal gets a catalog of
+// its own on cfg's registry. They run until ctx is cancelled or Stop
 // is called.
 func Start(ctx context.Context, cfg config.Config, cat *schemas.Catalog, opts Options) (*Shop, error) {
 	if len(opts.Services) == 0 {
 		opts.Services = config.Services
 	}
 	s := &Shop{names: opts.Services, servers: make(map[string]*serve.Server), done: make(chan error, 1)}
+	// One catalog per principal the registry sees: in open mode (or with
+	// one KAFKA_USERNAME for all) the services share one.
+	catalogs := make(map[config.Credentials]*schemas.Catalog)
 	for _, name := range opts.Services {
 		cfg := cfg.As(name)
 		cat := cat
 		if cat == nil {
-			reg, err := schemas.NewRegistryClient(cfg.RegistryURL, cfg.Registry()...)
-			if err != nil {
-				return nil, err
+			cred, _ := cfg.Credentials()
+			if cat = catalogs[cred]; cat == nil {
+				reg, err := schemas.NewRegistryClient(cfg.RegistryURL, cfg.Registry()...)
+				if err != nil {
+					return nil, err
+				}
+				cat = schemas.NewCatalog(reg)
+				catalogs[cred] = cat
 			}
-			cat = schemas.NewCatalog(reg)
 		}
 		svc, err := build(name, cfg, cat, opts)
 		if err != nil {
