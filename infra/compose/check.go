@@ -158,6 +158,17 @@ func local(port int) []string { return []string{fmt.Sprintf("127.0.0.1:%d:%d", p
 // each over the ones before it, with an empty environment so the result
 // does not depend on the caller's shell.
 func Load(ctx context.Context, paths ...string) (*types.Project, error) {
+	opts, err := projectOptions(paths...)
+	if err != nil {
+		return nil, err
+	}
+	return opts.LoadProject(ctx)
+}
+
+// projectOptions are the loader's options for paths, as Docker Compose
+// takes them: absolute, relative paths inside resolved from the first
+// file's directory.
+func projectOptions(paths ...string) (*cli.ProjectOptions, error) {
 	var abs []string
 	for _, path := range paths {
 		a, err := filepath.Abs(path)
@@ -169,11 +180,7 @@ func Load(ctx context.Context, paths ...string) (*types.Project, error) {
 	if len(abs) == 0 {
 		return nil, fmt.Errorf("no compose file")
 	}
-	opts, err := cli.NewProjectOptions(abs, cli.WithWorkingDirectory(filepath.Dir(abs[0])))
-	if err != nil {
-		return nil, err
-	}
-	return opts.LoadProject(ctx)
+	return cli.NewProjectOptions(abs, cli.WithWorkingDirectory(filepath.Dir(abs[0])))
 }
 
 // Check returns what p breaks of the stack, one sentence each, sorted;
@@ -243,11 +250,8 @@ func (c *checker) compare(name string, want service) {
 			c.fail(want.area, "%s has %s=%q, want %s (%s)", name, set.name, redact(set.name, got), cmp.Or(set.value, "it unset"), set.why)
 		}
 	}
-	var ports []string
-	for _, p := range svc.Ports {
-		ports = append(ports, fmt.Sprintf("%s:%s:%d", p.HostIP, p.Published, p.Target))
-	}
-	if slices.Sort(ports); !slices.Equal(ports, want.ports) {
+	ports := published(svc)
+	if slices.Sort(ports); !slices.Equal(ports, want.ports) { // the table lists them sorted
 		c.fail("ports", "%s publishes %v, want %v (on 127.0.0.1 only: nothing here has a password)", name, ports, want.ports)
 	}
 	for _, dep := range want.healthy {
@@ -276,6 +280,15 @@ func (c *checker) compare(name string, want service) {
 	for _, also := range want.also {
 		also(c, name, svc)
 	}
+}
+
+// published is what svc publishes, as host IP:host port:container port,
+// in the file's order.
+func published(svc types.ServiceConfig) (out []string) {
+	for _, p := range svc.Ports {
+		out = append(out, fmt.Sprintf("%s:%s:%d", p.HostIP, p.Published, p.Target))
+	}
+	return out
 }
 
 // mounted is the content of the config svc mounts at target.

@@ -79,15 +79,7 @@ func loadModel(t *testing.T, files ...string) model {
 	if len(files) == 0 {
 		files = []string{composeFile}
 	}
-	var abs []string
-	for _, f := range files {
-		a, err := filepath.Abs(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		abs = append(abs, a)
-	}
-	opts, err := cli.NewProjectOptions(abs, cli.WithWorkingDirectory(filepath.Dir(abs[0])))
+	opts, err := projectOptions(files...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,11 +179,33 @@ func escape(v any) any {
 	return v
 }
 
-// The copy is faithful: unedited, it passes like the original. Without this
-// the cases below could pass for the wrong reason.
-func TestUneditedCopyPasses(t *testing.T) {
-	for _, problem := range Check(loadModel(t).project(t)) {
-		t.Error(problem)
+// reportsAll reports each of want that is part of no problem.
+func reportsAll(t *testing.T, problems []string, want ...string) {
+	t.Helper()
+	for _, want := range want {
+		if !slices.ContainsFunc(problems, func(p string) bool { return strings.Contains(p, want) }) {
+			t.Errorf("no problem reports %q; got:\n  %s", want, strings.Join(problems, "\n  "))
+		}
+	}
+}
+
+// The copy is faithful: unedited, it passes like the original, the open
+// stack's and the secure one's. Without this the cases below could pass
+// for the wrong reason.
+func TestUneditedCopiesPass(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		load  func(*testing.T) model
+		check func(*types.Project) []string
+	}{
+		{"UneditedCopyPasses", func(t *testing.T) model { return loadModel(t) }, Check},
+		{"UneditedSecureCopyPasses", loadSecureModel, CheckSecure},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, problem := range tc.check(tc.load(t).project(t)) {
+				t.Error(problem)
+			}
+		})
 	}
 }
 
@@ -445,12 +459,7 @@ func TestCheckReportsEachViolation(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			m := loadModel(t)
 			tc.edit(t, m)
-			problems := Check(m.project(t))
-			for _, want := range tc.want {
-				if !slices.ContainsFunc(problems, func(p string) bool { return strings.Contains(p, want) }) {
-					t.Errorf("no problem reports %q; got:\n  %s", want, strings.Join(problems, "\n  "))
-				}
-			}
+			reportsAll(t, Check(m.project(t)), tc.want...)
 		})
 	}
 }
