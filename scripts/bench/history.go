@@ -49,7 +49,6 @@ import (
 // orders into memory for a day. The dedup section runs its order service
 // with a window that reaches back to the history's first order.
 type history struct {
-	o       Options
 	cat     *schemas.Catalog
 	rng     *rand.Rand
 	start   time.Time // the date of the first payment
@@ -81,7 +80,7 @@ func newHistory(o Options, cat *schemas.Catalog) (*history, error) {
 	// No RecordDeliveryTimeout: franz-go counts it from a record's timestamp,
 	// and the history's are a day old.
 	opts := []kgo.Opt{kgo.SeedBrokers(o.Brokers...), kgo.MaxBufferedRecords(historyTxn)}
-	h := &history{o: o, cat: cat, rng: rand.New(rand.NewPCG(13, 17)),
+	h := &history{cat: cat, rng: rand.New(rand.NewPCG(13, 17)),
 		start: time.Now().Add(-25 * time.Hour).UTC().Truncate(time.Millisecond)}
 	var err error
 	if h.payments, err = kgo.NewClient(opts...); err != nil {
@@ -153,7 +152,6 @@ func (h *history) grow(ctx context.Context, n int, p *progress) error {
 		ords := make([]*kgo.Record, 0, chunk)
 		mails := make([]*kgo.Record, 0, chunk)
 		ids := make([]string, 0, chunk)
-		sent := make([]time.Time, 0, chunk)
 		for range chunk {
 			paid := h.start.Add(time.Duration(h.written) * historySpacing)
 			pay := shoppers.Payment(h.rng, 100_000)
@@ -188,7 +186,7 @@ func (h *history) grow(ctx context.Context, n int, p *progress) error {
 			}
 			er.Timestamp = e.SentAt
 			mails = append(mails, er)
-			ids, sent = append(ids, e.EmailID), append(sent, e.SentAt)
+			ids = append(ids, e.EmailID)
 			h.cents += pay.TotalCents
 			h.written++
 		}
@@ -198,12 +196,13 @@ func (h *history) grow(ctx context.Context, n int, p *progress) error {
 		if err := h.transaction(ctx, h.emails, mails); err != nil {
 			return fmt.Errorf("emails: %w", err)
 		}
-		// The deliveries, once the emails are committed and have offsets.
+		// The deliveries, once the emails are committed and have offsets;
+		// an email's timestamp is its SentAt.
 		for i, r := range mails {
 			v, _ := json.Marshal(email.Delivery{EmailID: ids[i], State: email.Delivered, Partition: r.Partition, Offset: r.Offset,
-				MessageID: email.MessageID(ids[i]), At: sent[i].Add(300 * time.Millisecond)})
+				MessageID: email.MessageID(ids[i]), At: r.Timestamp.Add(300 * time.Millisecond)})
 			h.payments.Produce(ctx, &kgo.Record{Topic: schemas.EmailDeliveries.Name, Key: []byte(ids[i]), Value: v,
-				Timestamp: sent[i].Add(300 * time.Millisecond)}, failed.Promise())
+				Timestamp: r.Timestamp.Add(300 * time.Millisecond)}, failed.Promise())
 		}
 		if err := failed.Err(); err != nil {
 			return err

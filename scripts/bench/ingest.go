@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"strings"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -79,7 +79,7 @@ func runIngestLevel(ctx context.Context, o Options, f *fleet, clients int, payme
 	emailsBefore := w.count()
 
 	cpuBefore := f.cpuByService()
-	recsBefore, batchesBefore := producerCounts(strings.TrimSuffix(paymentURL, "/"))
+	recsBefore, batchesBefore := producerCounts(paymentURL)
 	begin := time.Now()
 	from, until := begin.Add(ingestWarmup), begin.Add(ingestWarmup+o.IngestFor)
 	type tally struct {
@@ -137,7 +137,7 @@ wait:
 		latencies = append(latencies, t.latencies...)
 	}
 	p50, p99 := Percentile(latencies, 50), Percentile(latencies, 99)
-	recs, batches := producerCounts(strings.TrimSuffix(paymentURL, "/"))
+	recs, batches := producerCounts(paymentURL)
 	if batches > batchesBefore {
 		p.Printf("ingest %d: the payment service's producer wrote %.0f records in %.0f batches, %.1f records per batch (%.0f batches/s)",
 			clients, recs-recsBefore, batches-batchesBefore, (recs-recsBefore)/(batches-batchesBefore), (batches-batchesBefore)/time.Since(begin).Seconds())
@@ -147,7 +147,7 @@ wait:
 	res.Add(ingestName(clients, "rps"), rate(ok, o.IngestFor))
 	res.Add(ingestName(clients, "p50_ms"), ms(p50))
 	res.Add(ingestName(clients, "p99_ms"), ms(p99))
-	res.Add(ingestName(clients, "errors"), itoa(failed))
+	res.Add(ingestName(clients, "errors"), strconv.Itoa(failed))
 
 	caughtUp := time.Now()
 	if err := w.waitCount(ctx, emailsBefore+okAll, 60*time.Second, func(done int) {

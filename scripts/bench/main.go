@@ -205,7 +205,7 @@ flags:
 	}
 	o.Sections = map[string]bool{}
 	for _, s := range strings.Split(*only, ",") {
-		if !contains(allSections, s) {
+		if !slices.Contains(allSections, s) {
 			fail("-only: no section %q (want %s)", s, strings.Join(allSections, ", "))
 		}
 		o.Sections[s] = true
@@ -430,15 +430,6 @@ func orDefaultDuration(d time.Duration, def string) string {
 		return def
 	}
 	return d.String()
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // counts parses a flag's comma-separated list of positive whole numbers.

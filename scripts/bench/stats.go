@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -96,5 +95,3 @@ func (p *progress) Printf(format string, args ...any) {
 }
 
 func (p *progress) Elapsed() time.Duration { return time.Since(p.start) }
-
-func itoa(n int) string { return strconv.Itoa(n) }

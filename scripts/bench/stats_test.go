@@ -1,6 +1,7 @@
 package main
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -78,7 +79,7 @@ func TestFigureNamesOfTheContract(t *testing.T) {
 	}
 	// The sections run by default measure every one of them.
 	for _, s := range []string{"e2e", "ingest", "raw", "eos"} {
-		if !contains(defaultSections, s) {
+		if !slices.Contains(defaultSections, s) {
 			t.Errorf("section %s, which measures a figure of the contract, is not run by default", s)
 		}
 	}
