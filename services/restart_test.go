@@ -1,7 +1,6 @@
 package services_test
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"slices"
@@ -9,7 +8,6 @@ import (
 	"time"
 
 	"github.com/blackfriday-kafka/shop/infra"
-	"github.com/blackfriday-kafka/shop/schemas"
 	"github.com/blackfriday-kafka/shop/services/shop"
 	"github.com/blackfriday-kafka/shop/services/shop/shoptest"
 )
@@ -57,33 +55,14 @@ func TestShopOnDiskComesBackAfterARestart(t *testing.T) {
 	// services; stop is its Ctrl-C.
 	start := func(dir string) (s *shop.Shop, stop func()) {
 		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		stack, err := infra.StartEmbedded(ctx, infra.EmbeddedConfig{DataDir: dir})
-		if err != nil {
-			t.Fatal(err)
-		}
-		cat, err := schemas.Connect(ctx, stack.RegistryURL)
-		if err != nil {
-			stack.Close()
-			t.Fatal(err)
-		}
-		s, err = shop.Start(context.Background(), shoptest.Config(stack), cat, shop.Options{})
-		if err != nil {
-			stack.Close()
-			t.Fatal(err)
-		}
-		stop = func() {
+		stack, cat := shoptest.ClusterWith(t, infra.EmbeddedConfig{DataDir: dir})
+		s = shoptest.Services(t, shoptest.Config(stack), cat, shop.Options{})
+		return s, func() {
 			if err := s.Stop(); err != nil {
 				t.Errorf("services stopped with: %v", err)
 			}
 			stack.Close()
 		}
-		if err := s.WaitReady(ctx); err != nil {
-			stop()
-			t.Fatal(err)
-		}
-		return s, stop
 	}
 	payAll := func(s *shop.Shop, from, to int) {
 		t.Helper()

@@ -40,21 +40,24 @@ type Env struct {
 // and stops them when the test ends.
 func Cluster(t testing.TB) (*infra.Embedded, *schemas.Catalog) {
 	t.Helper()
-	return cluster(t, nil)
+	return ClusterWith(t, infra.EmbeddedConfig{})
 }
 
-func cluster(t testing.TB, sec *infra.Secure) (*infra.Embedded, *schemas.Catalog) {
+// ClusterWith is Cluster as cfg says: secure, or on a data directory. The
+// catalog is the admin's in secure mode. Closing the stack before the test
+// ends is allowed.
+func ClusterWith(t testing.TB, cfg infra.EmbeddedConfig) (*infra.Embedded, *schemas.Catalog) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	stack, err := infra.StartEmbedded(ctx, infra.EmbeddedConfig{Secure: sec})
+	stack, err := infra.StartEmbedded(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(stack.Close)
 	var auth []sr.ClientOpt
-	if sec != nil {
-		auth = sec.Registry
+	if cfg.Secure != nil {
+		auth = cfg.Secure.Registry
 	}
 	cat, err := schemas.Connect(ctx, stack.RegistryURL, auth...)
 	if err != nil {
@@ -69,7 +72,7 @@ func cluster(t testing.TB, sec *infra.Secure) (*infra.Embedded, *schemas.Catalog
 // The catalog is the admin's.
 func StartSecure(t testing.TB, opts shop.Options) *Env {
 	t.Helper()
-	stack, cat := cluster(t, access.Stack(access.DevPassword))
+	stack, cat := ClusterWith(t, infra.EmbeddedConfig{Secure: access.Stack(access.DevPassword)})
 	cfg := Config(stack)
 	cfg.Secure = true
 	// Each service its own registry client, as its principal.
@@ -109,11 +112,10 @@ func Start(t testing.TB, opts shop.Options, adjust func(cfg *config.Config)) *En
 	return started(t, &Env{Stack: stack, Catalog: cat, Config: cfg, Shop: s})
 }
 
-// started stops env's services when the test ends, and returns env once
-// they are ready.
 // Services starts the services opts names with cfg and cat, as Start does
 // on a cluster of the test's own, waits until they are ready, and stops
-// them when the test ends: another instance, or the same after a restart.
+// them when the test ends (or before: Stop may be called first): another
+// instance, or the same after a restart.
 func Services(t testing.TB, cfg config.Config, cat *schemas.Catalog, opts shop.Options) *shop.Shop {
 	t.Helper()
 	s, err := shop.Start(context.Background(), cfg, cat, opts)
@@ -123,6 +125,8 @@ func Services(t testing.TB, cfg config.Config, cat *schemas.Catalog, opts shop.O
 	return started(t, &Env{Config: cfg, Catalog: cat, Shop: s}).Shop
 }
 
+// started stops env's services when the test ends, and returns env once
+// they are ready.
 func started(t testing.TB, env *Env) *Env {
 	t.Helper()
 	t.Cleanup(func() {
