@@ -13,6 +13,7 @@ import (
 // takes every message with a 250 and keeps nothing, so that the delivery
 // loops do their work as deployed without filling anyone's inbox (make
 // kafka-up's Mailpit on :1025 is other people's) or this process's memory.
+// Not infra/mailbox: it keeps every message and also serves an HTTP inbox.
 type mailSink struct {
 	srv *smtp.Server
 	ln  net.Listener
@@ -24,7 +25,7 @@ func startMailSink() (*mailSink, error) {
 		return nil, err
 	}
 	m := &mailSink{ln: ln}
-	m.srv = smtp.NewServer(sinkBackend{m})
+	m.srv = smtp.NewServer(sinkBackend{})
 	m.srv.Domain = "bench.localhost"
 	m.srv.ReadTimeout, m.srv.WriteTimeout = time.Minute, time.Minute
 	m.srv.MaxMessageBytes = 10 << 20
@@ -38,17 +39,17 @@ func (m *mailSink) Addr() string { return m.ln.Addr().String() }
 
 func (m *mailSink) Close() { _ = m.srv.Close() }
 
-type sinkBackend struct{ m *mailSink }
+type sinkBackend struct{}
 
-func (b sinkBackend) NewSession(*smtp.Conn) (smtp.Session, error) { return sinkSession(b), nil }
+func (sinkBackend) NewSession(*smtp.Conn) (smtp.Session, error) { return sinkSession{}, nil }
 
-type sinkSession struct{ m *mailSink }
+type sinkSession struct{}
 
 func (sinkSession) Reset()                               { /* nothing kept */ }
 func (sinkSession) Logout() error                        { return nil }
 func (sinkSession) Mail(string, *smtp.MailOptions) error { return nil }
 func (sinkSession) Rcpt(string, *smtp.RcptOptions) error { return nil }
-func (s sinkSession) Data(r io.Reader) error {
+func (sinkSession) Data(r io.Reader) error {
 	_, err := io.Copy(io.Discard, r)
 	return err
 }
