@@ -45,6 +45,24 @@ type Secure struct {
 	Users    map[string]string // the registry's users and their passwords
 }
 
+// AdminOpts are the admin's options for the brokers: none in open mode (s
+// nil).
+func (s *Secure) AdminOpts() []kgo.Opt {
+	if s == nil {
+		return nil
+	}
+	return s.Admin
+}
+
+// RegistryOpts are the admin's options for the registry: none in open
+// mode (s nil).
+func (s *Secure) RegistryOpts() []sr.ClientOpt {
+	if s == nil {
+		return nil
+	}
+	return s.Registry
+}
+
 // Embedded is a 3-broker Kafka cluster and a schema registry in this process.
 type Embedded struct {
 	Brokers     []string
@@ -75,12 +93,9 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 		}),
 	}
 	opts = append(opts, kfake.MaxVersions(javaToolsVersions()))
-	var admin []kgo.Opt
-	var registryAuth []sr.ClientOpt
 	var registryOpts []func(*registry.Config)
 	if s := cfg.Secure; s != nil {
 		opts = append(opts, s.Cluster...)
-		admin, registryAuth = s.Admin, s.Registry
 		registryOpts = append(registryOpts, func(c *registry.Config) { c.Connect, c.Users = s.Admin, s.Users })
 	}
 	if cfg.DataDir != "" {
@@ -101,12 +116,12 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 	}
 	e.RegistryURL = e.registry.URL
 
-	if err := CreateTopics(ctx, e.Brokers, admin...); err != nil {
+	if err := CreateTopics(ctx, e.Brokers, cfg.Secure.AdminOpts()...); err != nil {
 		e.Close()
 		return nil, err
 	}
 	if !cfg.NoSchemas {
-		if err := RegisterSchemas(ctx, e.RegistryURL, registryAuth...); err != nil {
+		if err := RegisterSchemas(ctx, e.RegistryURL, cfg.Secure.RegistryOpts()...); err != nil {
 			e.Close()
 			return nil, err
 		}
@@ -215,11 +230,7 @@ type Cluster struct {
 // ConnectOrEmbed returns the cluster a tool such as chaos or bench runs on,
 // in secure mode when sec is not nil.
 func ConnectOrEmbed(ctx context.Context, brokers []string, registryURL string, sec *Secure) (*Cluster, error) {
-	var admin []kgo.Opt
-	var auth []sr.ClientOpt
-	if sec != nil {
-		admin, auth = sec.Admin, sec.Registry
-	}
+	admin, auth := sec.AdminOpts(), sec.RegistryOpts()
 	if len(brokers) > 0 {
 		c := &Cluster{Brokers: brokers, RegistryURL: registryURL, Connect: admin, Registry: auth}
 		if err := CreateTopics(ctx, c.Brokers, admin...); err != nil {

@@ -17,7 +17,6 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/blackfriday-kafka/shop/infra"
 	"github.com/blackfriday-kafka/shop/infra/access"
@@ -55,11 +54,7 @@ func ClusterWith(t testing.TB, cfg infra.EmbeddedConfig) (*infra.Embedded, *sche
 		t.Fatal(err)
 	}
 	t.Cleanup(stack.Close)
-	var auth []sr.ClientOpt
-	if cfg.Secure != nil {
-		auth = cfg.Secure.Registry
-	}
-	cat, err := schemas.Connect(ctx, stack.RegistryURL, auth...)
+	cat, err := schemas.Connect(ctx, stack.RegistryURL, cfg.Secure.RegistryOpts()...)
 	if err != nil {
 		t.Fatal(err)
 	}
