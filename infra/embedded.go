@@ -220,6 +220,7 @@ type Cluster struct {
 	Brokers     []string
 	RegistryURL string
 	Embedded    bool
+	Secure      bool // SASL and ACLs on the brokers, basic auth on the registry
 	// In secure mode, the admin's credentials: for the brokers and for
 	// the registry.
 	Connect  []kgo.Opt
@@ -232,7 +233,7 @@ type Cluster struct {
 func ConnectOrEmbed(ctx context.Context, brokers []string, registryURL string, sec *Secure) (*Cluster, error) {
 	admin, auth := sec.AdminOpts(), sec.RegistryOpts()
 	if len(brokers) > 0 {
-		c := &Cluster{Brokers: brokers, RegistryURL: registryURL, Connect: admin, Registry: auth}
+		c := &Cluster{Brokers: brokers, RegistryURL: registryURL, Secure: sec != nil, Connect: admin, Registry: auth}
 		if err := CreateTopics(ctx, c.Brokers, admin...); err != nil {
 			return nil, err
 		}
@@ -245,7 +246,7 @@ func ConnectOrEmbed(ctx context.Context, brokers []string, registryURL string, s
 	if err != nil {
 		return nil, err
 	}
-	return &Cluster{Brokers: stack.Brokers, RegistryURL: stack.RegistryURL, Embedded: true,
+	return &Cluster{Brokers: stack.Brokers, RegistryURL: stack.RegistryURL, Embedded: true, Secure: sec != nil,
 		Connect: admin, Registry: auth, stack: stack}, nil
 }
 

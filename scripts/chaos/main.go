@@ -143,7 +143,7 @@ func main() {
 	}
 	defer cluster.Close()
 	o.Brokers, o.RegistryURL, o.Embedded = cluster.Brokers, cluster.RegistryURL, cluster.Embedded
-	o.Secure, o.Connect, o.RegistryAuth = target.FromEnv().Config.Secure, cluster.Connect, cluster.Registry
+	o.Secure, o.Connect, o.RegistryAuth = cluster.Secure, cluster.Connect, cluster.Registry
 
 	v, kills, err := Run(ctx, o, os.Stdout)
 	if err != nil {
