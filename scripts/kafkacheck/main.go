@@ -36,9 +36,7 @@ func main() {
 	timeout := flag.Duration("timeout", 3*time.Minute, "give up after this long")
 	flag.Parse()
 
-	t := target.FromEnv() // the admin's credentials too, in secure mode
-	seeds := t.Brokers
-	connect = t.Config.Connect()
+	on = target.FromEnv() // the admin's credentials too, in secure mode
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
 
@@ -46,10 +44,10 @@ func main() {
 	checks := []struct {
 		name string
 		on   bool
-		fn   func(context.Context, []string) (string, bool)
+		fn   func(context.Context) (string, bool)
 	}{
-		{fmt.Sprintf("%d brokers in metadata", *want), true, func(ctx context.Context, seeds []string) (string, bool) {
-			return brokersUp(ctx, seeds, *want)
+		{fmt.Sprintf("%d brokers in metadata", *want), true, func(ctx context.Context) (string, bool) {
+			return brokersUp(ctx, *want)
 		}},
 		{"topics replicated", *topics, topicsReplicated},
 		{"group coordinator", *group, groupCoordinator},
@@ -59,13 +57,13 @@ func main() {
 		if !c.on {
 			continue
 		}
-		if err := waitFor(ctx, c.name, seeds, c.fn); err != nil {
+		if err := waitFor(ctx, c.name, c.fn); err != nil {
 			fmt.Fprintf(os.Stderr, "kafkacheck: %s: %v after %s\n", c.name, err, time.Since(start).Round(time.Second))
 			os.Exit(1)
 		}
 	}
 	if *warmFor > 0 {
-		if err := warm(context.Background(), seeds, *warmFor); err != nil {
+		if err := warm(context.Background(), *warmFor); err != nil {
 			fmt.Fprintf(os.Stderr, "kafkacheck: warm-up: %v\n", err)
 			os.Exit(1)
 		}
@@ -74,12 +72,12 @@ func main() {
 
 // waitFor retries fn until it reports ready, printing its status when it
 // changes and at least every 10 seconds.
-func waitFor(ctx context.Context, name string, seeds []string, fn func(context.Context, []string) (string, bool)) error {
+func waitFor(ctx context.Context, name string, fn func(context.Context) (string, bool)) error {
 	var last string
 	var lastPrint time.Time
 	for {
 		tryCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		status, ok := fn(tryCtx, seeds)
+		status, ok := fn(tryCtx)
 		cancel()
 		if ok {
 			fmt.Printf("kafkacheck: %s: %s\n", name, status)
@@ -97,19 +95,21 @@ func waitFor(ctx context.Context, name string, seeds []string, fn func(context.C
 	}
 }
 
-// connect are the options every client of the check needs besides the seeds.
-var connect []kgo.Opt
+// on is the cluster checked: KAFKA_BROKERS, with the admin's credentials in
+// secure mode.
+var on target.Target
 
-func admin(seeds []string, opts ...kgo.Opt) (*kgo.Client, *kadm.Client, error) {
-	cl, err := kgo.NewClient(append(append([]kgo.Opt{kgo.SeedBrokers(seeds...)}, connect...), opts...)...)
+// admin connects a client of the cluster checked, with opts.
+func admin(opts ...kgo.Opt) (*kgo.Client, *kadm.Client, error) {
+	cl, err := kgo.NewClient(append(on.Kafka(), opts...)...)
 	if err != nil {
 		return nil, nil, err
 	}
 	return cl, kadm.NewClient(cl), nil
 }
 
-func brokersUp(ctx context.Context, seeds []string, want int) (string, bool) {
-	cl, adm, err := admin(seeds)
+func brokersUp(ctx context.Context, want int) (string, bool) {
+	cl, adm, err := admin()
 	if err != nil {
 		return err.Error(), false
 	}
@@ -141,8 +141,8 @@ func brokersUp(ctx context.Context, seeds []string, want int) (string, bool) {
 	return status, true
 }
 
-func topicsReplicated(ctx context.Context, seeds []string) (string, bool) {
-	cl, adm, err := admin(seeds)
+func topicsReplicated(ctx context.Context) (string, bool) {
+	cl, adm, err := admin()
 	if err != nil {
 		return err.Error(), false
 	}
@@ -174,8 +174,8 @@ func topicsReplicated(ctx context.Context, seeds []string) (string, bool) {
 
 // groupCoordinator finds the coordinator of a consumer group, which needs the
 // offsets topic: the first service to join a group then does not wait for it.
-func groupCoordinator(ctx context.Context, seeds []string) (string, bool) {
-	cl, adm, err := admin(seeds)
+func groupCoordinator(ctx context.Context) (string, bool) {
+	cl, adm, err := admin()
 	if err != nil {
 		return err.Error(), false
 	}
@@ -193,8 +193,8 @@ func groupCoordinator(ctx context.Context, seeds []string) (string, bool) {
 // txnInit initialises a transactional producer the way every exactly-once
 // service does at start: the transaction coordinator must be elected and the
 // transaction state log writable (replication 3, min ISR 2).
-func txnInit(ctx context.Context, seeds []string) (string, bool) {
-	cl, _, err := admin(seeds, kgo.TransactionalID("shop-kafka-up-check"), kgo.TransactionTimeout(10*time.Second))
+func txnInit(ctx context.Context) (string, bool) {
+	cl, _, err := admin(kgo.TransactionalID("shop-kafka-up-check"), kgo.TransactionTimeout(10*time.Second))
 	if err != nil {
 		return err.Error(), false
 	}

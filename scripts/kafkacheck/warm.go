@@ -22,8 +22,8 @@ const warmTopic = "kafka-up-warmup"
 // brokers' JIT has compiled the transaction path before the shop's first
 // payment. Three transactional IDs land on different coordinators, and the
 // records on every leader.
-func warm(ctx context.Context, seeds []string, d time.Duration) error {
-	cl, adm, err := admin(seeds)
+func warm(ctx context.Context, d time.Duration) error {
+	cl, adm, err := admin()
 	if err != nil {
 		return err
 	}
@@ -42,7 +42,7 @@ func warm(ctx context.Context, seeds []string, d time.Duration) error {
 		first error
 	)
 	for i := range 3 {
-		p, _, err := admin(seeds, kgo.TransactionalID(fmt.Sprintf("kafka-up-warmup-%d", i)), txn.TransactionsV1(), kgo.ProducerLinger(0))
+		p, _, err := admin(kgo.TransactionalID(fmt.Sprintf("kafka-up-warmup-%d", i)), txn.TransactionsV1(), kgo.ProducerLinger(0))
 		if err != nil {
 			return err
 		}
@@ -65,7 +65,7 @@ func warm(ctx context.Context, seeds []string, d time.Duration) error {
 			}
 		}()
 	}
-	reader, _, err := admin(seeds, kgo.ConsumeTopics(warmTopic), kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	reader, _, err := admin(kgo.ConsumeTopics(warmTopic), kgo.FetchIsolationLevel(kgo.ReadCommitted()))
 	if err != nil {
 		return err
 	}
