@@ -25,6 +25,7 @@ import (
 	"github.com/blackfriday-kafka/shop/infra"
 	"github.com/blackfriday-kafka/shop/schemas"
 	"github.com/blackfriday-kafka/shop/scripts/shoppers"
+	"github.com/blackfriday-kafka/shop/services/serve"
 )
 
 // timed is a service process started for a measure of its start-up: on a
@@ -111,27 +112,17 @@ func freePort() (int, error) {
 // waitReady polls /readyz every 5 ms until it answers 200, and returns
 // how long after the exec that was.
 func (t *timed) waitReady(ctx context.Context, within time.Duration) (time.Duration, error) {
-	client := &http.Client{Timeout: time.Second}
-	deadline := time.Now().Add(within)
-	for {
-		resp, err := client.Get(t.url + "/readyz")
-		if err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return time.Since(t.start), nil
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return 0, ctx.Err()
-		case <-t.exited:
-			return 0, fmt.Errorf("%s exited before it was ready: %v", t.service, t.err)
-		case <-time.After(5 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return 0, fmt.Errorf("%s not ready after %s", t.service, within)
-		}
+	wctx, cancel := context.WithTimeout(ctx, within)
+	defer cancel()
+	switch err := serve.WaitReady(wctx, t.url, 5*time.Millisecond, t.exited); {
+	case err == nil:
+		return time.Since(t.start), nil
+	case errors.Is(err, serve.ErrStopped):
+		return 0, fmt.Errorf("%s exited before it was ready: %v", t.service, t.err)
+	case ctx.Err() != nil:
+		return 0, ctx.Err()
+	default:
+		return 0, fmt.Errorf("%s not ready after %s", t.service, within)
 	}
 }
 

@@ -2,15 +2,17 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/blackfriday-kafka/shop/services/serve"
 )
 
 // instance is one payment, order or email process.
@@ -76,27 +78,16 @@ func (f *fleet) paymentURLs() []string {
 // waitPayments waits until every payment instance answers /readyz, and
 // fails at once if one exits meanwhile.
 func (f *fleet) waitPayments(ctx context.Context) error {
-	client := &http.Client{Timeout: time.Second}
 	for _, m := range f.members {
 		if m.port == 0 {
 			continue
 		}
-		url := fmt.Sprintf("http://127.0.0.1:%d/readyz", m.port)
-		for {
-			resp, err := client.Get(url)
-			if err == nil {
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusOK {
-					break
-				}
-			}
-			select {
-			case <-ctx.Done():
-				return fmt.Errorf("payment instance at %s not ready: %w", url, ctx.Err())
-			case <-m.exited:
-				return fmt.Errorf("payment instance %s exited before it was ready: %v (its log is in .run/chaos)", m.id, m.err)
-			case <-time.After(100 * time.Millisecond):
-			}
+		url := fmt.Sprintf("http://127.0.0.1:%d", m.port)
+		switch err := serve.WaitReady(ctx, url, 100*time.Millisecond, m.exited); {
+		case errors.Is(err, serve.ErrStopped):
+			return fmt.Errorf("payment instance %s exited before it was ready: %v (its log is in .run/chaos)", m.id, m.err)
+		case err != nil:
+			return fmt.Errorf("payment instance at %s/readyz not ready: %w", url, err)
 		}
 	}
 	return nil

@@ -5,8 +5,8 @@ package shop
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"net/http"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -31,7 +31,8 @@ type Shop struct {
 	names   []string
 	servers map[string]*serve.Server
 	cancel  context.CancelFunc
-	done    chan error
+	stopped chan struct{} // closed once every service returned
+	err     error         // why they stopped; set before stopped is closed
 }
 
 // Start builds and starts the services, each configured by cfg as its own
@@ -42,7 +43,7 @@ func Start(ctx context.Context, cfg config.Config, cat *schemas.Catalog, opts Op
 	if len(opts.Services) == 0 {
 		opts.Services = config.Services
 	}
-	s := &Shop{names: opts.Services, servers: make(map[string]*serve.Server), done: make(chan error, 1)}
+	s := &Shop{names: opts.Services, servers: make(map[string]*serve.Server), stopped: make(chan struct{})}
 	// One catalog per principal the registry sees: in open mode (or with
 	// one KAFKA_USERNAME for all) the services share one.
 	catalogs := make(map[config.Credentials]*schemas.Catalog)
@@ -75,7 +76,10 @@ func Start(ctx context.Context, cfg config.Config, cat *schemas.Catalog, opts Op
 	for _, srv := range s.servers {
 		g.Go(func() error { return srv.Run(ctx) })
 	}
-	go func() { s.done <- g.Wait() }()
+	go func() {
+		s.err = g.Wait()
+		close(s.stopped)
+	}()
 	return s, nil
 }
 
@@ -103,24 +107,12 @@ func (s *Shop) URL(name string) string {
 
 // WaitReady returns once every service answers /readyz with 200.
 func (s *Shop) WaitReady(ctx context.Context) error {
-	client := &http.Client{Timeout: 2 * time.Second}
 	for _, name := range s.names {
-		for {
-			resp, err := client.Get(s.URL(name) + "/readyz")
-			if err == nil {
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusOK {
-					break
-				}
-			}
-			select {
-			case <-ctx.Done():
-				return fmt.Errorf("%s service not ready: %w", name, ctx.Err())
-			case err := <-s.done:
-				s.done <- err
-				return fmt.Errorf("services stopped before being ready: %v", err)
-			case <-time.After(100 * time.Millisecond):
-			}
+		switch err := serve.WaitReady(ctx, s.URL(name), 100*time.Millisecond, s.stopped); {
+		case errors.Is(err, serve.ErrStopped):
+			return fmt.Errorf("services stopped before being ready: %v", s.err)
+		case err != nil:
+			return fmt.Errorf("%s service not ready: %w", name, err)
 		}
 	}
 	return nil
@@ -137,9 +129,8 @@ func (s *Shop) ReadyLine() string {
 
 // Wait returns when the services have stopped, with why.
 func (s *Shop) Wait() error {
-	err := <-s.done
-	s.done <- err
-	return err
+	<-s.stopped
+	return s.err
 }
 
 // Stop stops the services gracefully and waits for them.
