@@ -36,6 +36,15 @@ type Delivery struct {
 	Reply     string    `json:"reply,omitempty"` // the server's, for rejected
 }
 
+// Record is d as a record of email-deliveries, keyed by its email.
+func (d Delivery) Record() (*kgo.Record, error) {
+	value, err := json.Marshal(d)
+	if err != nil {
+		return nil, err
+	}
+	return &kgo.Record{Topic: schemas.EmailDeliveries.Name, Key: []byte(d.EmailID), Value: value}, nil
+}
+
 // Email is an email as /emails shows it: the committed record, with its
 // delivery state in Status.
 type Email struct {

@@ -2,7 +2,6 @@ package email
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -448,11 +447,11 @@ func (c *Courier) deliver(ctx context.Context, conn *sender, r *kgo.Record) (sen
 		c.outcomes.WithLabelValues("retried").Inc()
 		return nil, nil, fmt.Errorf("email %s to %s: %w", e.EmailID, e.To, err)
 	}
-	value, err := json.Marshal(del)
+	rec, err := del.Record()
 	if err != nil {
 		return nil, nil, err
 	}
-	return sent, append(out, &kgo.Record{Topic: schemas.EmailDeliveries.Name, Key: []byte(e.EmailID), Value: value}), nil
+	return sent, append(out, rec), nil
 }
 
 // failed notes a delivery that did not go through, and says so in the log:

@@ -187,6 +187,24 @@ func Confirmation(o *schemas.OrderCreated) (to, subject string) {
 // sendConfirmation is the business step: an order gets its confirmation
 // email, committed on email-sent (the outbox) in the same transaction that
 // consumes the order, queued: the delivery loop sends it once it committed.
+// QueuedEmail is the confirmation email of order o, queued at at for the
+// delivery loop: what the email step commits on email-sent.
+func QueuedEmail(o *schemas.OrderCreated, at time.Time) schemas.EmailSent {
+	to, subject := Confirmation(o)
+	return schemas.EmailSent{
+		EmailID: schemas.EmailID(o.OrderID),
+		OrderID: o.OrderID,
+		UserID:  o.UserID,
+		To:      to,
+		Subject: subject,
+		Status:  schemas.EmailQueued,
+		SentAt:  at,
+		// What the message body says.
+		Items:      o.Items,
+		TotalCents: o.TotalCents,
+	}
+}
+
 func (s *emailStep) sendConfirmation(ctx context.Context, in *kgo.Record) ([]*kgo.Record, error) {
 	o, err := s.orders.Decode(ctx, in.Value)
 	if err != nil {
@@ -198,19 +216,7 @@ func (s *emailStep) sendConfirmation(ctx context.Context, in *kgo.Record) ([]*kg
 	s.log.LogAttrs(ctx, slog.LevelInfo, "order received",
 		slog.String("topic", in.Topic), slog.Int("partition", int(in.Partition)), slog.Int64("offset", in.Offset),
 		slog.String("order_id", o.OrderID), slog.String("email_id", emailID), slog.Int64("user_id", o.UserID))
-	to, subject := Confirmation(o)
-	e := schemas.EmailSent{
-		EmailID: emailID,
-		OrderID: o.OrderID,
-		UserID:  o.UserID,
-		To:      to,
-		Subject: subject,
-		Status:  schemas.EmailQueued,
-		SentAt:  time.Now().UTC().Truncate(time.Millisecond),
-		// What the message body says.
-		Items:      o.Items,
-		TotalCents: o.TotalCents,
-	}
+	e := QueuedEmail(o, time.Now().UTC().Truncate(time.Millisecond))
 	rec, err := s.emails.Record(&e)
 	if err != nil {
 		return nil, err

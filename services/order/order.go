@@ -85,6 +85,24 @@ func Transform(cat *schemas.Catalog, delay time.Duration, log *slog.Logger) txn.
 
 func (s *Service) Name() string { return "order" }
 
+// FromPayment is the order of payment p, created at at: what the order
+// step commits on order-created.
+func FromPayment(p *schemas.PaymentSucceeded, at time.Time) schemas.OrderCreated {
+	o := schemas.OrderCreated{
+		OrderID:    schemas.OrderID(p.PaymentID),
+		PaymentID:  p.PaymentID,
+		UserID:     p.UserID,
+		Items:      make([]schemas.OrderItem, len(p.Cart)),
+		TotalCents: p.TotalCents,
+		Status:     schemas.OrderConfirmed,
+		CreatedAt:  at,
+	}
+	for i, it := range p.Cart {
+		o.Items[i] = schemas.OrderItem(it)
+	}
+	return o
+}
+
 // createOrder is the business step: a valid payment becomes an order. An
 // invalid or unreadable payment is poison and goes to dlq-payment.
 func (s *orderStep) createOrder(ctx context.Context, in *kgo.Record) ([]*kgo.Record, error) {
@@ -114,18 +132,7 @@ func (s *orderStep) createOrder(ctx context.Context, in *kgo.Record) ([]*kgo.Rec
 		case <-time.After(s.delay):
 		}
 	}
-	o := schemas.OrderCreated{
-		OrderID:    orderID,
-		PaymentID:  p.PaymentID,
-		UserID:     p.UserID,
-		Items:      make([]schemas.OrderItem, len(p.Cart)),
-		TotalCents: p.TotalCents,
-		Status:     schemas.OrderConfirmed,
-		CreatedAt:  time.Now().UTC().Truncate(time.Millisecond),
-	}
-	for i, it := range p.Cart {
-		o.Items[i] = schemas.OrderItem(it)
-	}
+	o := FromPayment(p, time.Now().UTC().Truncate(time.Millisecond))
 	rec, err := s.orders.Record(&o)
 	if err != nil {
 		return nil, err
