@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"strconv"
@@ -15,6 +14,7 @@ import (
 	"github.com/blackfriday-kafka/shop/scripts/shoppers"
 	"github.com/blackfriday-kafka/shop/services/email"
 	"github.com/blackfriday-kafka/shop/services/lag"
+	"github.com/blackfriday-kafka/shop/services/order"
 	"github.com/blackfriday-kafka/shop/services/stage"
 	"github.com/blackfriday-kafka/shop/txn"
 )
@@ -164,22 +164,15 @@ func (h *history) grow(ctx context.Context, n int, p *progress) error {
 			h.payments.Produce(ctx, pr, failed.Promise())
 
 			// The order and the email as the order and email steps make
-			// them (order.Transform, email.Transform).
-			o := schemas.OrderCreated{OrderID: schemas.OrderID(pay.PaymentID), PaymentID: pay.PaymentID, UserID: pay.UserID,
-				Items: make([]schemas.OrderItem, len(pay.Cart)), TotalCents: pay.TotalCents, Status: schemas.OrderConfirmed,
-				CreatedAt: paid.Add(40 * time.Millisecond)}
-			for i, it := range pay.Cart {
-				o.Items[i] = schemas.OrderItem(it)
-			}
+			// them, some milliseconds later each.
+			o := order.FromPayment(&pay, paid.Add(40*time.Millisecond))
 			or, err := orders.Record(&o)
 			if err != nil {
 				return err
 			}
 			or.Timestamp = o.CreatedAt
 			ords = append(ords, or)
-			to, subject := email.Confirmation(&o)
-			e := schemas.EmailSent{EmailID: schemas.EmailID(o.OrderID), OrderID: o.OrderID, UserID: o.UserID, To: to, Subject: subject,
-				Status: schemas.EmailQueued, SentAt: o.CreatedAt.Add(60 * time.Millisecond), Items: o.Items, TotalCents: o.TotalCents}
+			e := email.QueuedEmail(&o, o.CreatedAt.Add(60*time.Millisecond))
 			er, err := emails.Record(&e)
 			if err != nil {
 				return err
@@ -199,10 +192,14 @@ func (h *history) grow(ctx context.Context, n int, p *progress) error {
 		// The deliveries, once the emails are committed and have offsets;
 		// an email's timestamp is its SentAt.
 		for i, r := range mails {
-			v, _ := json.Marshal(email.Delivery{EmailID: ids[i], State: email.Delivered, Partition: r.Partition, Offset: r.Offset,
-				MessageID: email.MessageID(ids[i]), At: r.Timestamp.Add(300 * time.Millisecond)})
-			h.payments.Produce(ctx, &kgo.Record{Topic: schemas.EmailDeliveries.Name, Key: []byte(ids[i]), Value: v,
-				Timestamp: r.Timestamp.Add(300 * time.Millisecond)}, failed.Promise())
+			at := r.Timestamp.Add(300 * time.Millisecond)
+			dr, err := email.Delivery{EmailID: ids[i], State: email.Delivered, Partition: r.Partition, Offset: r.Offset,
+				MessageID: email.MessageID(ids[i]), At: at}.Record()
+			if err != nil {
+				return err
+			}
+			dr.Timestamp = at
+			h.payments.Produce(ctx, dr, failed.Promise())
 		}
 		if err := failed.Err(); err != nil {
 			return err
