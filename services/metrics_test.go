@@ -10,10 +10,9 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 
 	"github.com/blackfriday-kafka/shop/services/config"
+	"github.com/blackfriday-kafka/shop/services/metrics"
 	"github.com/blackfriday-kafka/shop/services/shop"
 	"github.com/blackfriday-kafka/shop/services/shop/shoptest"
 )
@@ -32,47 +31,16 @@ func scrape(t *testing.T, url string) map[string]*dto.MetricFamily {
 	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") {
 		t.Fatalf("GET %s: %d %s, want 200 text/plain", url, resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := parser.TextToMetricFamilies(resp.Body)
+	fams, err := metrics.Parse(resp.Body)
 	if err != nil {
 		t.Fatalf("GET %s: not Prometheus text format: %v", url, err)
 	}
 	return fams
 }
 
-// sample sums the series of a family whose labels include want: the value
-// of counters and gauges, the count of histograms. ok is false when no
-// series matches.
-func sample(fams map[string]*dto.MetricFamily, name string, want map[string]string) (sum float64, ok bool) {
-	fam := fams[name]
-	if fam == nil {
-		return 0, false
-	}
-	for _, m := range fam.GetMetric() {
-		labels := map[string]string{}
-		for _, l := range m.GetLabel() {
-			labels[l.GetName()] = l.GetValue()
-		}
-		match := true
-		for k, v := range want {
-			match = match && labels[k] == v
-		}
-		if !match {
-			continue
-		}
-		ok = true
-		switch {
-		case m.Counter != nil:
-			sum += m.GetCounter().GetValue()
-		case m.Gauge != nil:
-			sum += m.GetGauge().GetValue()
-		case m.Histogram != nil:
-			sum += float64(m.GetHistogram().GetSampleCount())
-		case m.Untyped != nil:
-			sum += m.GetUntyped().GetValue()
-		}
-	}
-	return sum, ok
+// sample is metrics.Sum: the series of a family whose labels include want.
+func sample(fams map[string]*dto.MetricFamily, name string, want map[string]string) (float64, bool) {
+	return metrics.Sum(fams, name, want)
 }
 
 // series is one expectation on a service's /metrics: the sum of the series

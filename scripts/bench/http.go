@@ -13,8 +13,10 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 	"time"
+
+	"github.com/blackfriday-kafka/shop/schemas"
+	"github.com/blackfriday-kafka/shop/services/metrics"
 )
 
 // payer posts payments to the payment service.
@@ -202,30 +204,12 @@ func (c *leanConn) roundTrip(req []byte) (int, error) {
 // producerCounts are the payment service's producer counters on /metrics:
 // the records and batches it has produced to payment-successful.
 func producerCounts(serviceURL string) (records, batches float64) {
-	resp, err := http.Get(serviceURL + "/metrics")
+	fams, err := metrics.Scrape(serviceURL + "/metrics")
 	if err != nil {
 		return 0, 0
 	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.Contains(line, `client="producer"`) || !strings.Contains(line, `topic="payment-successful"`) {
-			continue
-		}
-		name, _, _ := strings.Cut(line, "{")
-		fields := strings.Fields(line)
-		v, err := strconv.ParseFloat(fields[len(fields)-1], 64)
-		if err != nil {
-			continue
-		}
-		switch name {
-		case "shop_kafka_produce_records_total":
-			records += v
-		case "shop_kafka_produce_batches_total":
-			batches += v
-		}
-	}
+	of := map[string]string{"client": "producer", "topic": schemas.Payments.Name}
+	records, _ = metrics.Sum(fams, "shop_kafka_produce_records_total", of)
+	batches, _ = metrics.Sum(fams, "shop_kafka_produce_batches_total", of)
 	return records, batches
 }
