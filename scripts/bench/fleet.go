@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,6 +25,8 @@ type proc struct {
 	service, id string
 	cmd         *exec.Cmd
 	url         string
+	logPath     string
+	start       time.Time // just before the exec
 	exited      chan struct{}
 	err         error
 	peakKB      int64 // VmHWM when it was stopped
@@ -54,49 +57,102 @@ func serviceCmd(o Options, service, id string, port int, env ...string) *exec.Cm
 
 func newFleet(o Options) *fleet { return &fleet{o: o, peakKB: map[string]int64{}} }
 
-// start runs `shop <service>` with instance ID id and waits for its "ready:"
-// line, which names its URL (it listens on a free port).
-func (f *fleet) start(ctx context.Context, service, id string, env ...string) (*proc, error) {
-	logPath := filepath.Join(f.o.LogDir, service+"-"+id+".log")
+// launch executes `shop <service>` as serviceCmd builds it, its log in
+// o.LogDir. The stream that pipe names ((*exec.Cmd).StdoutPipe or
+// StderrPipe) is copied into the log line by line, each line then passed
+// to onLine; the other goes to the log directly, and so do both when pipe
+// is nil.
+func launch(o Options, service, id string, port int, env []string, pipe func(*exec.Cmd) (io.ReadCloser, error), onLine func(string)) (*proc, error) {
+	logPath := filepath.Join(o.LogDir, service+"-"+id+".log")
 	log, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
 	}
-	if f.smtp != "" {
-		env = append([]string{"SMTP_ADDR=" + f.smtp}, env...)
+	cmd := serviceCmd(o, service, id, port, env...)
+	var piped io.ReadCloser
+	if pipe != nil {
+		if piped, err = pipe(cmd); err != nil {
+			log.Close()
+			return nil, err
+		}
 	}
-	cmd := serviceCmd(f.o, service, id, 0, env...)
-	cmd.Stderr = log
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		log.Close()
-		return nil, err
+	// After the pipe, which refuses a stream already set.
+	if cmd.Stdout == nil {
+		cmd.Stdout = log
 	}
+	if cmd.Stderr == nil {
+		cmd.Stderr = log
+	}
+	p := &proc{service: service, id: id, cmd: cmd, logPath: logPath, start: time.Now(), exited: make(chan struct{})}
 	if err := cmd.Start(); err != nil {
 		log.Close()
-		return nil, fmt.Errorf("start %s %s: %w (build it with make build)", f.o.Shop, service, err)
+		return nil, fmt.Errorf("start %s %s: %w (build it with make build)", o.Shop, service, err)
 	}
-	p := &proc{service: service, id: id, cmd: cmd, exited: make(chan struct{})}
-	f.procs = append(f.procs, p)
-	ready := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			line := sc.Text()
-			fmt.Fprintln(log, line)
-			if strings.HasPrefix(line, "ready:") {
-				select {
-				case ready <- line:
-				default:
-				}
+	copied := make(chan struct{})
+	if piped != nil {
+		go func() {
+			defer close(copied)
+			sc := bufio.NewScanner(piped)
+			sc.Buffer(make([]byte, 64<<10), 4<<20)
+			for sc.Scan() {
+				fmt.Fprintln(log, sc.Text())
+				onLine(sc.Text())
 			}
-		}
-	}()
+		}()
+	} else {
+		close(copied)
+	}
 	go func() {
+		<-copied // Wait closes the pipe: only once everything is read from it
 		p.err = cmd.Wait()
 		log.Close()
 		close(p.exited)
 	}()
+	return p, nil
+}
+
+// stop reads the process's peak RSS, then stops it with SIGTERM (it commits
+// or aborts and leaves its group), killing it after grace. It returns the
+// peak RSS in KiB; 0 if it could not be read, and the one read then if it
+// was stopped before.
+func (p *proc) stop(grace time.Duration) int64 {
+	select {
+	case <-p.exited:
+		return p.peakKB
+	default:
+	}
+	if kb, err := peakRSS(p.cmd.Process.Pid); err == nil {
+		p.peakKB = kb
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+	case <-time.After(grace):
+		_ = p.cmd.Process.Kill()
+		<-p.exited
+	}
+	return p.peakKB
+}
+
+// start runs `shop <service>` with instance ID id and waits for its "ready:"
+// line, which names its URL (it listens on a free port).
+func (f *fleet) start(ctx context.Context, service, id string, env ...string) (*proc, error) {
+	if f.smtp != "" {
+		env = append([]string{"SMTP_ADDR=" + f.smtp}, env...)
+	}
+	ready := make(chan string, 1)
+	p, err := launch(f.o, service, id, 0, env, (*exec.Cmd).StdoutPipe, func(line string) {
+		if strings.HasPrefix(line, "ready:") {
+			select {
+			case ready <- line:
+			default:
+			}
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	f.procs = append(f.procs, p)
 	select {
 	case line := <-ready:
 		for _, field := range strings.Fields(line)[1:] {
@@ -109,9 +165,9 @@ func (f *fleet) start(ctx context.Context, service, id string, env ...string) (*
 		}
 		return p, nil
 	case <-p.exited:
-		return nil, fmt.Errorf("%s %s exited before it was ready (%v); see %s", service, id, p.err, logPath)
+		return nil, fmt.Errorf("%s %s exited before it was ready (%v); see %s", service, id, p.err, p.logPath)
 	case <-time.After(60 * time.Second):
-		return nil, fmt.Errorf("%s %s not ready after 60s; see %s", service, id, logPath)
+		return nil, fmt.Errorf("%s %s not ready after 60s; see %s", service, id, p.logPath)
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
@@ -159,24 +215,11 @@ func (f *fleet) startOrders(ctx context.Context, n int, delay time.Duration) err
 	return waitGroup(ctx, f.o.Brokers, "order-service-group", n)
 }
 
-// stop reads the process's peak RSS, then stops it with SIGTERM (it commits
-// or aborts and leaves its group), killing it after 20 seconds.
+// stop stops p with a grace of 20 seconds and counts its peak RSS in its
+// service's.
 func (f *fleet) stop(p *proc) {
-	select {
-	case <-p.exited:
-		return
-	default:
-	}
-	if kb, err := peakRSS(p.cmd.Process.Pid); err == nil {
-		p.peakKB = kb
+	if kb := p.stop(20 * time.Second); kb > 0 {
 		f.peakKB[p.service] = max(f.peakKB[p.service], kb)
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.exited:
-	case <-time.After(20 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.exited
 	}
 }
 

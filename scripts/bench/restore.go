@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,13 +10,10 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -32,14 +28,12 @@ import (
 // port chosen beforehand, so that its /readyz can be polled from the
 // moment it is executed.
 type timed struct {
-	service string
-	cmd     *exec.Cmd
-	url     string
-	start   time.Time
-	exited  chan struct{}
-	err     error
-	lines   chan string // its log lines, when asked for
+	*proc
+	lines chan string // its log lines, when asked for
 }
+
+// timedGrace is how long a timed process has to stop after SIGTERM.
+const timedGrace = time.Minute
 
 // startTimed executes `shop <service>` with the environment of the
 // bench's services and env on top, its log in o.LogDir.
@@ -48,54 +42,33 @@ func startTimed(o Options, service, id string, withLines bool, env ...string) (*
 	if err != nil {
 		return nil, err
 	}
-	logPath := filepath.Join(o.LogDir, service+"-"+id+".log")
-	log, err := os.Create(logPath)
-	if err != nil {
+	// At info whatever -log-level says: dedup reads an info line.
+	env = append([]string{"LOG_LEVEL=info", "CHECKPOINT_EVERY=", "IDEMPOTENCY_WINDOW="}, env...)
+	t := &timed{}
+	var pipe func(*exec.Cmd) (io.ReadCloser, error)
+	var onLine func(string)
+	if withLines {
+		lines := make(chan string, 1024)
+		t.lines = lines
+		pipe = (*exec.Cmd).StderrPipe
+		onLine = func(line string) {
+			select {
+			case lines <- line:
+			default: // nobody reads: the file has it
+			}
+		}
+	}
+	if t.proc, err = launch(o, service, id, port, env, pipe, onLine); err != nil {
 		return nil, err
 	}
-	// At info whatever -log-level says: dedup reads an info line.
-	cmd := serviceCmd(o, service, id, port, append([]string{"LOG_LEVEL=info", "CHECKPOINT_EVERY=", "IDEMPOTENCY_WINDOW="}, env...)...)
-	cmd.Stdout = log
-	t := &timed{service: service, cmd: cmd, url: "http://127.0.0.1:" + strconv.Itoa(port), exited: make(chan struct{})}
-	var stderr io.ReadCloser
+	t.url = "http://127.0.0.1:" + strconv.Itoa(port)
 	if withLines {
-		t.lines = make(chan string, 1024)
-		if stderr, err = cmd.StderrPipe(); err != nil {
-			log.Close()
-			return nil, err
-		}
-	} else {
-		cmd.Stderr = log
-	}
-	t.start = time.Now()
-	if err := cmd.Start(); err != nil {
-		log.Close()
-		return nil, fmt.Errorf("start %s %s: %w (build it with make build)", o.Shop, service, err)
-	}
-	copied := make(chan struct{})
-	if withLines {
+		// exited is closed only once the last line is passed on.
 		go func() {
-			defer close(copied)
-			defer close(t.lines)
-			sc := bufio.NewScanner(stderr)
-			sc.Buffer(make([]byte, 64<<10), 4<<20)
-			for sc.Scan() {
-				fmt.Fprintln(log, sc.Text())
-				select {
-				case t.lines <- sc.Text():
-				default: // nobody reads: the file has it
-				}
-			}
+			<-t.exited
+			close(t.lines)
 		}()
-	} else {
-		close(copied)
 	}
-	go func() {
-		<-copied
-		t.err = cmd.Wait()
-		log.Close()
-		close(t.exited)
-	}()
 	return t, nil
 }
 
@@ -124,20 +97,6 @@ func (t *timed) waitReady(ctx context.Context, within time.Duration) (time.Durat
 	default:
 		return 0, fmt.Errorf("%s not ready after %s", t.service, within)
 	}
-}
-
-// stop reads the process's peak RSS, in KiB, then stops it with SIGTERM
-// and waits, killing it after a minute.
-func (t *timed) stop() int64 {
-	kb, _ := peakRSS(t.cmd.Process.Pid)
-	_ = t.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-t.exited:
-	case <-time.After(time.Minute):
-		_ = t.cmd.Process.Kill()
-		<-t.exited
-	}
-	return kb
 }
 
 // totals are the figures of /analytics that a history fixes.
@@ -203,7 +162,7 @@ func startAnalytics(ctx context.Context, o Options, id string, checkpoints bool)
 	if err == nil {
 		s.totals, err = analyticsTotals(t.url)
 	}
-	s.peakKB = t.stop() // a graceful stop: with checkpoints, one covering everything read
+	s.peakKB = t.stop(timedGrace) // a graceful stop: with checkpoints, one covering everything read
 	return s, err
 }
 
@@ -301,7 +260,7 @@ func runDedup(ctx context.Context, o Options, h *history, p *progress, res *Resu
 	stopped := false
 	defer func() {
 		if !stopped {
-			t.stop()
+			t.stop(timedGrace)
 		}
 	}()
 
@@ -360,7 +319,7 @@ func runDedup(ctx context.Context, o Options, h *history, p *progress, res *Resu
 		return err
 	}
 	firstOrder := time.Since(t.start)
-	kb := t.stop()
+	kb := t.stop(timedGrace)
 	stopped = true
 	// The group has consumed the new payment; the email stage has one
 	// order more to read, as after any payment.
