@@ -66,7 +66,7 @@ func (t *transactional) recover(ctx context.Context) error {
 		defer cancel()
 		_, err := t.sess.End(endCtx, kgo.TryAbort)
 		if fenced(err) {
-			return stop{fmt.Errorf("%w: %v", ErrFenced, err)}
+			return stop{err}
 		}
 		return err
 	})

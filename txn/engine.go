@@ -121,8 +121,13 @@ type Config struct {
 	// besides Brokers, such as SASL credentials: the engine's own client
 	// and the one that leaves the group at shutdown use them.
 	Connect []kgo.Opt
-	// Opts are extra options of the engine's client, such as metrics hooks.
+	// Opts are extra options of the engine's client.
 	Opts []kgo.Opt
+	// Hooks, if set, gives the hooks of each client the engine builds,
+	// such as its metrics: after a transaction that outlived
+	// TransactionTimeout the engine replaces its client, and the new one
+	// needs hooks of its own.
+	Hooks func() []kgo.Hook
 	// OnBatch, if set, is told of the end of every transaction, on the
 	// engine's goroutine: it must not block.
 	OnBatch func(Batch)
@@ -194,6 +199,9 @@ type Stats struct {
 	ProducerResets int64 // batch errors that failed the producer: the transaction aborted
 	EpochBumps     int64 // producer re-initialisations after the first (a new epoch)
 	RetriedEnds    int64 // commits or aborts that failed and were settled by recover
+	// Renewals counts clients replaced because the coordinator aborted a
+	// transaction that outlived TransactionTimeout.
+	Renewals int64
 	// AddPartitions counts AddPartitionsToTxn requests: more than one per
 	// broker and transaction are CONCURRENT_TRANSACTIONS retries.
 	AddPartitions int64
@@ -215,13 +223,17 @@ func (s Stall) String() string {
 
 // Engine runs one consume-transform-produce loop.
 type Engine struct {
-	cfg   Config
-	cl    *kgo.Client
-	c     committer
-	ready atomic.Bool
+	cfg  Config
+	opts []kgo.Opt // of every client the engine builds
+	// cl is the client of the loop's goroutine; client is the same for
+	// the others (metrics, health checks): renew replaces both.
+	cl     *kgo.Client
+	client atomic.Pointer[kgo.Client]
+	c      committer
+	ready  atomic.Bool
 
-	committed, aborted, records, produced, retriedEnds atomic.Int64
-	rec                                                *recoveries
+	committed, aborted, records, produced, retriedEnds, renewals atomic.Int64
+	rec                                                          *recoveries
 
 	// refused are the records whose outputs Kafka refused for good, by
 	// where they sit: the retry hands the refusal to the handler.
@@ -265,16 +277,30 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.InstanceID != "" {
 		opts = append(opts, kgo.InstanceID(cfg.InstanceID))
 	}
+	e.opts = opts
+	if err := e.connect(); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// connect builds the engine's client.
+func (e *Engine) connect() error {
+	opts := e.opts
+	if e.cfg.Hooks != nil {
+		opts = append(slices.Clip(opts), kgo.WithHooks(e.cfg.Hooks()...))
+	}
 	var err error
-	if cfg.Mode == ExactlyOnce {
+	if e.cfg.Mode == ExactlyOnce {
 		e.c, e.cl, err = newTransactional(e, opts)
 	} else {
 		e.c, e.cl, err = newAtLeastOnce(e, opts)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("txn: %w", err)
+		return fmt.Errorf("txn: %w", err)
 	}
-	return e, nil
+	e.client.Store(e.cl)
+	return nil
 }
 
 func (e *Engine) assigned(ctx context.Context, _ *kgo.Client, parts map[string][]int32) {
@@ -341,12 +367,14 @@ func (e *Engine) Stats() Stats {
 		ProducerResets: e.rec.resets.Load(),
 		EpochBumps:     max(0, e.rec.inits.Load()-1),
 		RetriedEnds:    e.retriedEnds.Load(),
+		Renewals:       e.renewals.Load(),
 		AddPartitions:  e.rec.addsParts.Load(),
 	}
 }
 
 // Client is the engine's Kafka client, for metrics and health checks only.
-func (e *Engine) Client() *kgo.Client { return e.cl }
+// It changes when the engine renews its client: ask again each time.
+func (e *Engine) Client() *kgo.Client { return e.client.Load() }
 
 // Ready reports whether the engine has reached the cluster.
 func (e *Engine) Ready() bool { return e.ready.Load() }

@@ -100,6 +100,13 @@ func start(t *testing.T, cfg txn.Config) (*txn.Engine, <-chan error) {
 // waitCommitted waits until the group has committed every input offset.
 func waitCommitted(t *testing.T, brokers []string) {
 	t.Helper()
+	waitCommittedWhile(t, brokers, nil)
+}
+
+// waitCommittedWhile is waitCommitted that fails at once if an engine
+// stops first, with its result on stopped.
+func waitCommittedWhile(t *testing.T, brokers []string, stopped <-chan error) {
+	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
 	if err != nil {
 		t.Fatal(err)
@@ -129,6 +136,8 @@ func waitCommitted(t *testing.T, brokers []string) {
 		select {
 		case <-ctx.Done():
 			t.Fatalf("group never committed the whole input: %v", ends)
+		case err := <-stopped:
+			t.Fatalf("the engine stopped before the group committed the whole input: %v", err)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
@@ -264,6 +273,38 @@ func TestRestartedInstanceFencesTheOldOne(t *testing.T) {
 	}
 	waitCommitted(t, brokers)
 	exactlyDoubled(t, readAll(t, brokers, out, kgo.ReadCommitted()), 300)
+}
+
+// TestTimedOutTransactionIsNotAFence: a transaction that outlives its
+// timeout, as when its coordinator's broker dies and the next one takes over
+// later than that, is aborted by the coordinator, which bumps the producer
+// epoch. Kafka then refuses the commit with PRODUCER_FENCED, as it would for
+// a newer instance with the same transactional ID. There is none here: the
+// engine must start a new producer and process the records again, not stop
+// as TestRestartedInstanceFencesTheOldOne's older instance must.
+func TestTimedOutTransactionIsNotAFence(t *testing.T) {
+	brokers := cluster(t, 1)
+	produce(t, brokers, 120)
+
+	// The last record holds its transaction past the timeout, after the
+	// batch's first outputs reached the brokers, and yields nothing the
+	// first time: what fails is the commit, which the coordinator refuses.
+	var stuck atomic.Bool
+	slow := func(ctx context.Context, r *kgo.Record) ([]*kgo.Record, error) {
+		if string(r.Value) == "119" && stuck.CompareAndSwap(false, true) {
+			time.Sleep(3 * time.Second)
+			return nil, nil
+		}
+		return double(ctx, r)
+	}
+	cfg := config(brokers, "1", slow)
+	cfg.TransactionTimeout = time.Second
+	e, done := start(t, cfg)
+	waitCommittedWhile(t, brokers, done)
+	if st := e.Stats(); st.Renewals != 1 {
+		t.Fatalf("the engine replaced its client %d times, want once (after the timed-out commit)", st.Renewals)
+	}
+	exactlyDoubled(t, readAll(t, brokers, out, kgo.ReadCommitted()), 120)
 }
 
 func TestConfigRequiresTheEssentials(t *testing.T) {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -188,7 +190,7 @@ func (e *Engine) batch(ctx context.Context, records []*kgo.Record) (bool, error)
 		if failed != nil && permanent(failed) {
 			e.refuse(culprit, failed)
 		}
-		if outdated(failed) && time.Since(start) < e.cfg.TransactionTimeout {
+		if outdated(failed) && !e.outlived(start) {
 			// Our producer epoch is old, and not because the coordinator
 			// timed our transaction out: a newer instance with our
 			// transactional ID took it. Aborting would initialise the
@@ -212,16 +214,22 @@ func (e *Engine) batch(ctx context.Context, records []*kgo.Record) (bool, error)
 	if fencedNow != nil {
 		return false, fencedNow
 	}
-	if err != nil {
-		if fenced(err) {
-			return false, fmt.Errorf("%w: %v", ErrFenced, err)
-		}
+	if err != nil && !fenced(err) {
 		e.retriedEnds.Add(1)
 		e.cfg.Logger.Warn("ending transaction failed; aborting it and reading from the group's committed offsets", "topic", e.cfg.Topic, "err", err)
-		if err := e.c.recover(ctx); err != nil {
+		if err = e.c.recover(ctx); err == nil {
+			e.restoreHeld(ctx)
+		} else if !fenced(err) {
 			return false, err
 		}
-		e.restoreHeld(ctx)
+	}
+	if err != nil && fenced(err) {
+		if !outdated(err) || !e.outlived(start) {
+			return false, fmt.Errorf("%w: %v", ErrFenced, err)
+		}
+		if err := e.renew(ctx, time.Since(start), err); err != nil {
+			return false, err
+		}
 	}
 	if !committed {
 		e.aborted.Add(1)
@@ -285,6 +293,37 @@ func (e *Engine) progressed() {
 		e.cfg.Logger.Info("stage moving again", "topic", e.cfg.Topic, "stalled_for", time.Since(e.failing.Since).Round(time.Second))
 	}
 	e.failing = Stall{}
+}
+
+// outlived reports whether a transaction begun at start has lasted long
+// enough for its coordinator to abort it, which bumps the producer epoch:
+// only then is an outdated epoch not the mark of a newer instance.
+func (e *Engine) outlived(start time.Time) bool {
+	return time.Since(start) >= e.cfg.TransactionTimeout
+}
+
+// renew replaces the client after the coordinator aborted a transaction
+// that outlived TransactionTimeout, as when a coordinator's broker dies and
+// its successor takes over after the timeout. Kafka then refuses the old
+// epoch with PRODUCER_FENCED, as it would for a newer instance, and a
+// fenced client cannot go on. The new client initialises a new producer
+// for the same transactional ID and joins the group as the same static
+// member (closing the old one does not leave it), reading from the offsets
+// the group committed; the partitions' state is restored as at any
+// assignment.
+func (e *Engine) renew(ctx context.Context, took time.Duration, cause error) error {
+	e.renewals.Add(1)
+	e.cfg.Logger.Warn("the coordinator aborted a transaction that outlived its timeout; starting a new producer and reading from the group's committed offsets",
+		"topic", e.cfg.Topic, "took", took.Round(time.Millisecond), "timeout", e.cfg.TransactionTimeout, "err", cause)
+	e.c.close()
+	e.mu.Lock()
+	held := slices.Sorted(maps.Keys(e.held))
+	clear(e.held)
+	e.mu.Unlock()
+	if len(held) > 0 && e.cfg.OnRevoked != nil {
+		e.cfg.OnRevoked(held)
+	}
+	return e.connect()
 }
 
 // outdated reports whether a partition leader refused a produce for its

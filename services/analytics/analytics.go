@@ -87,7 +87,8 @@ func New(cfg config.Config, cat *schemas.Catalog) (*Service, error) {
 		}
 		s.follow.Checkpointed(view.Composite(s.stats, s.emails), cps, every)
 	}
-	s.groups = lag.NewWatch(kadm.NewClient(s.follow.Client()), groupsEvery, s.log, DashboardGroups...)
+	groups := kadm.NewClient(s.follow.Client())
+	s.groups = lag.NewWatch(func() *kadm.Client { return groups }, groupsEvery, s.log, DashboardGroups...)
 	if cfg.StallAfter > 0 {
 		s.groups.StallAfter = cfg.StallAfter
 	}

@@ -15,7 +15,7 @@ import (
 // dashboard and /metrics: what `make lag` and `kafka-consumer-groups
 // --describe` show, whichever process holds the partitions.
 type Watch struct {
-	adm    *kadm.Client
+	adm    func() *kadm.Client
 	groups []string
 	every  time.Duration
 	log    *slog.Logger
@@ -42,8 +42,9 @@ type Snapshot struct {
 	Error  string     `json:"error,omitempty"` // why the last refresh failed, if it did
 }
 
-// NewWatch watches groups through adm, refreshing every interval.
-func NewWatch(adm *kadm.Client, every time.Duration, log *slog.Logger, groups ...string) *Watch {
+// NewWatch watches groups, refreshing every interval, through the client
+// adm returns at each refresh: the owner may replace its client.
+func NewWatch(adm func() *kadm.Client, every time.Duration, log *slog.Logger, groups ...string) *Watch {
 	return &Watch{adm: adm, groups: groups, every: every, log: log, StallAfter: time.Minute,
 		last: Snapshot{Groups: []Group{}}, moved: make(map[progress]time.Time)}
 }
@@ -72,7 +73,7 @@ func (w *Watch) Last() Snapshot {
 func (w *Watch) refresh(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, max(w.every, 2*time.Second))
 	defer cancel()
-	rep, err := Collect(ctx, w.adm, w.groups...)
+	rep, err := Collect(ctx, w.adm(), w.groups...)
 	if ctx.Err() != nil && err != nil {
 		return // stopping, or the cluster is slow: keep the last view
 	}

@@ -4,7 +4,10 @@
 package metrics
 
 import (
+	"sync/atomic"
+
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/plugin/kprom"
 )
 
@@ -22,6 +25,37 @@ func Kafka(client string) *kprom.Metrics {
 		kprom.FetchAndProduceDetail(kprom.ByNode, kprom.ByTopic, kprom.Records, kprom.Batches, kprom.UncompressedBytes),
 		kprom.Histograms(kprom.RequestDurationE2E),
 	)
+}
+
+// LatestKafka are the client metrics of Kafka for an owner that may
+// replace its client, as the transaction engine does after a transaction
+// outlived its timeout: one kprom.Metrics serves one client, so each client
+// gets its own from Hook, and a scrape reads the latest client's (its
+// counters start again from zero, which Prometheus reads as a reset).
+type LatestKafka struct {
+	client string
+	latest atomic.Pointer[kprom.Metrics]
+}
+
+// NewLatestKafka names the clients as Kafka does.
+func NewLatestKafka(client string) *LatestKafka { return &LatestKafka{client: client} }
+
+// Hook gives the metrics of a new client, and makes them the ones scraped.
+func (k *LatestKafka) Hook() kgo.Hook {
+	m := Kafka(k.client)
+	k.latest.Store(m)
+	return m
+}
+
+// Describe describes nothing: the collector is unchecked, since what it
+// collects changes with the client.
+func (k *LatestKafka) Describe(chan<- *prometheus.Desc) {}
+
+// Collect collects the latest client's metrics.
+func (k *LatestKafka) Collect(ch chan<- prometheus.Metric) {
+	if m := k.latest.Load(); m != nil {
+		m.Collect(ch)
+	}
 }
 
 // countsByLabel exports a set of counters that share a name and differ by

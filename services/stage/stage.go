@@ -117,7 +117,7 @@ func New(cfg config.Config, cat *schemas.Catalog, spec Spec) (*Stage, error) {
 			Buckets:     prometheus.ExponentialBuckets(0.001, 2, 14), // 1ms to 8s
 		}, []string{"outcome"}),
 	}
-	kafka := metrics.Kafka("engine")
+	kafka := metrics.NewLatestKafka("engine")
 	s.kafka = kafka
 	if cfg.AtLeastOnce {
 		s.spec.Store = nil
@@ -142,7 +142,7 @@ func New(cfg config.Config, cat *schemas.Catalog, spec Spec) (*Stage, error) {
 		MaxInterval:     cfg.MaxInterval,
 		StallAfter:      cfg.StallAfter,
 		Logger:          s.log,
-		Opts:            []kgo.Opt{kgo.WithHooks(kafka)},
+		Hooks:           func() []kgo.Hook { return []kgo.Hook{kafka.Hook()} },
 		OnBatch:         s.observe,
 		OnAssigned:      s.restore,
 		OnRevoked:       s.drop,
@@ -150,7 +150,7 @@ func New(cfg config.Config, cat *schemas.Catalog, spec Spec) (*Stage, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.watch = lag.NewWatch(kadm.NewClient(s.engine.Client()), lagEvery, s.log, Group(spec.Service))
+	s.watch = lag.NewWatch(func() *kadm.Client { return kadm.NewClient(s.engine.Client()) }, lagEvery, s.log, Group(spec.Service))
 	if cfg.StallAfter > 0 {
 		s.watch.StallAfter = cfg.StallAfter
 	}
@@ -300,11 +300,11 @@ func (s *Stage) Collectors() []prometheus.Collector {
 				return maps.Clone(s.dead)
 			}),
 		metrics.CountsByLabel("shop_producer_recoveries_total",
-			"What the Kafka client did on its own to keep transactions going, by kind: refused_batch (resent after a metadata refresh), producer_reset (a batch error failed the producer; the transaction aborted), epoch_bump (the producer re-initialised), retried_end (a commit or abort failed and was settled).",
-			"kind", labels, []string{"refused_batch", "producer_reset", "epoch_bump", "retried_end"}, func() map[string]int64 {
+			"What the Kafka client did on its own to keep transactions going, by kind: refused_batch (resent after a metadata refresh), producer_reset (a batch error failed the producer; the transaction aborted), epoch_bump (the producer re-initialised), retried_end (a commit or abort failed and was settled), new_producer (the coordinator aborted a transaction that outlived its timeout; the engine replaced its client).",
+			"kind", labels, []string{"refused_batch", "producer_reset", "epoch_bump", "retried_end", "new_producer"}, func() map[string]int64 {
 				st := s.engine.Stats()
 				return map[string]int64{"refused_batch": st.RefusedBatches, "producer_reset": st.ProducerResets,
-					"epoch_bump": st.EpochBumps, "retried_end": st.RetriedEnds}
+					"epoch_bump": st.EpochBumps, "retried_end": st.RetriedEnds, "new_producer": st.Renewals}
 			}),
 		stats("shop_add_partitions_requests_total", "AddPartitionsToTxn requests; more than one per broker and transaction are CONCURRENT_TRANSACTIONS retries.",
 			func(st txn.Stats) int64 { return st.AddPartitions }),
