@@ -5,11 +5,13 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/blackfriday-kafka/shop/txn"
@@ -35,10 +37,11 @@ const chunkBytes = 512 << 10
 // history of the topic. A checkpoint cut short by a crash is an aborted
 // transaction, invisible to the read_committed reader.
 type Checkpoints struct {
-	topic   string
-	brokers []string
-	opts    []kgo.Opt
-	writer  *kgo.Client // transactional
+	topic    string
+	brokers  []string
+	opts     []kgo.Opt
+	writerID string
+	writer   *kgo.Client // transactional
 }
 
 // manifest is the last record of a checkpoint.
@@ -57,19 +60,23 @@ const manifestKey = "manifest"
 // the prefix infra/access grants (two instances of a view write their own,
 // equally valid, checkpoints).
 func OpenCheckpoints(brokers []string, topic, instance string, opts ...kgo.Opt) (*Checkpoints, error) {
-	writerID := topic + "-" + instance
-	w, err := kgo.NewClient(append([]kgo.Opt{
-		kgo.SeedBrokers(brokers...),
-		kgo.TransactionalID(writerID),
-		txn.TransactionsV1(), // no stall at each checkpoint on Kafka 4 (see txn.TransactionsV1)
-		kgo.DefaultProduceTopic(topic),
-		kgo.RecordPartitioner(kgo.ManualPartitioner()),
-		kgo.ProducerBatchMaxBytes(chunkBytes + 64<<10),
-	}, opts...)...)
-	if err != nil {
+	c := &Checkpoints{topic: topic, brokers: brokers, opts: opts, writerID: topic + "-" + instance}
+	var err error
+	if c.writer, err = c.newWriter(); err != nil {
 		return nil, err
 	}
-	return &Checkpoints{topic: topic, brokers: brokers, opts: opts, writer: w}, nil
+	return c, nil
+}
+
+func (c *Checkpoints) newWriter() (*kgo.Client, error) {
+	return kgo.NewClient(append([]kgo.Opt{
+		kgo.SeedBrokers(c.brokers...),
+		kgo.TransactionalID(c.writerID),
+		txn.TransactionsV1(), // no stall at each checkpoint on Kafka 4 (see txn.TransactionsV1)
+		kgo.DefaultProduceTopic(c.topic),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.ProducerBatchMaxBytes(chunkBytes + 64<<10),
+	}, c.opts...)...)
 }
 
 // Close releases the writer.
@@ -77,6 +84,23 @@ func (c *Checkpoints) Close() { c.writer.Close() }
 
 // Save writes cp as one transaction.
 func (c *Checkpoints) Save(ctx context.Context, cp Checkpoint) error {
+	err := c.save(ctx, cp)
+	if errors.Is(err, kerr.ProducerFenced) {
+		// The coordinator aborted a checkpoint that outlived its
+		// transaction timeout (as when its broker died), or another
+		// writer took the ID: either way this writer cannot go on, and
+		// the next checkpoint needs a new one.
+		c.writer.Close()
+		w, werr := c.newWriter()
+		if werr != nil {
+			return errors.Join(err, werr)
+		}
+		c.writer = w
+	}
+	return err
+}
+
+func (c *Checkpoints) save(ctx context.Context, cp Checkpoint) error {
 	var id [8]byte
 	_, _ = rand.Read(id[:])
 	save := hex.EncodeToString(id[:])

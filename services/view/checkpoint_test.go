@@ -3,9 +3,13 @@ package view_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"reflect"
+	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -84,5 +88,51 @@ func TestCheckpointsLoadTheLatestCommitted(t *testing.T) {
 			n = len(got.State)
 		}
 		t.Fatalf("loaded %d bytes, offsets %v; want the last committed checkpoint, %d bytes, %v", n, got, len(want.State), want.Offsets)
+	}
+}
+
+// slowManifest holds the acknowledgement of the next manifest it sees, once
+// armed, for longer than the writer's transaction timeout.
+type slowManifest struct {
+	armed atomic.Bool
+	hold  time.Duration
+}
+
+func (h *slowManifest) OnProduceRecordUnbuffered(r *kgo.Record, err error) {
+	if err == nil && string(r.Key) == "manifest" && h.armed.CompareAndSwap(true, false) {
+		time.Sleep(h.hold)
+	}
+}
+
+// A checkpoint whose transaction outlives its timeout, as when its
+// coordinator's broker dies, is aborted by the coordinator, which refuses
+// the commit with PRODUCER_FENCED; the writer cannot go on after that. The
+// checkpoint is lost, but the next one must be saved, and loaded.
+func TestCheckpointAfterATimedOutOne(t *testing.T) {
+	const topic = "view-checkpoints"
+	brokers := cluster(t, topic)
+	ctx := context.Background()
+	slow := &slowManifest{hold: 2 * time.Second}
+	cps, err := view.OpenCheckpoints(brokers, topic, "1", kgo.TransactionTimeout(time.Second), kgo.WithHooks(slow))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cps.Close()
+
+	slow.armed.Store(true)
+	lost := view.Checkpoint{Offsets: map[string]map[int32]int64{"payments": {0: 1}}, State: []byte("lost")}
+	if err := cps.Save(ctx, lost); !errors.Is(err, kerr.ProducerFenced) {
+		t.Fatalf("the checkpoint held past its timeout saved with %v, want PRODUCER_FENCED", err)
+	}
+	next := view.Checkpoint{Offsets: map[string]map[int32]int64{"payments": {0: 2}}, State: []byte("next")}
+	if err := cps.Save(ctx, next); err != nil {
+		t.Fatalf("the checkpoint after the timed-out one: %v", err)
+	}
+	got, err := cps.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got == nil || string(got.State) != "next" || !reflect.DeepEqual(got.Offsets, next.Offsets) {
+		t.Fatalf("loaded %+v, want the checkpoint after the timed-out one", got)
 	}
 }
