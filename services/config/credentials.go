@@ -72,17 +72,19 @@ func (c Config) Credentials() (Credentials, bool) {
 }
 
 // Connect are the options every Kafka client of c's principal needs besides
-// the seed brokers: its SASL credentials, in secure mode.
+// the seed brokers: a dialer that waits before it dials again a broker that
+// refused, and the principal's SASL credentials, in secure mode.
 func (c Config) Connect() []kgo.Opt {
+	opts := []kgo.Opt{kgo.Dialer(newRedialer().dial)}
 	cred, ok := c.Credentials()
 	if !ok {
-		return nil
+		return opts
 	}
 	mechanism, ok := mechanisms[cred.Mechanism]
 	if !ok { // a Config built in code, unchecked: the principals' own
 		mechanism = mechanisms[access.Mechanism]
 	}
-	return []kgo.Opt{kgo.SASL(mechanism(cred.Username, cred.Password))}
+	return append(opts, kgo.SASL(mechanism(cred.Username, cred.Password)))
 }
 
 // Kafka are the options of a client of c's cluster: the seeds, then Connect.
