@@ -56,7 +56,7 @@ func TestShopOnDiskComesBackAfterARestart(t *testing.T) {
 	start := func(dir string) (s *shop.Shop, stop func()) {
 		t.Helper()
 		stack, cat := shoptest.ClusterWith(t, infra.EmbeddedConfig{DataDir: dir})
-		s = shoptest.Services(t, shoptest.Config(stack), cat, shop.Options{})
+		s = shoptest.Services(t, shoptest.Config(t, stack), cat, shop.Options{})
 		return s, func() {
 			if err := s.Stop(); err != nil {
 				t.Errorf("services stopped with: %v", err)

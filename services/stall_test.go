@@ -48,7 +48,7 @@ func TestStalledStageSaysSo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := shoptest.Config(stack)
+	cfg := shoptest.Config(t, stack)
 	cfg.RegistryURL, cfg.StallAfter = registry.URL, time.Second
 	s := shoptest.Services(t, cfg, cat, shop.Options{Services: []string{"order", "analytics"}})
 

@@ -29,7 +29,7 @@ func TestServicesLeaveCompatibilityAlone(t *testing.T) {
 		}
 	}
 	for range 2 { // a start, and a restart
-		s, err := shop.Start(ctx, shoptest.Config(stack), cat, shop.Options{})
+		s, err := shop.Start(ctx, shoptest.Config(t, stack), cat, shop.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -69,7 +69,7 @@ func TestUnregisteredSchemasAreNotReady(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := shop.Start(ctx, shoptest.Config(stack), schemas.NewCatalog(reg), shop.Options{Services: []string{"order"}})
+	s, err := shop.Start(ctx, shoptest.Config(t, stack), schemas.NewCatalog(reg), shop.Options{Services: []string{"order"}})
 	if err != nil {
 		t.Fatal(err)
 	}

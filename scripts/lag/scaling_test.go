@@ -70,7 +70,7 @@ func drainRate(t *testing.T, n, stop int) float64 {
 	instances := make([]*shop.Shop, n)
 	for i := range n {
 		id := strconv.Itoa(i + 1)
-		cfg := shoptest.Config(stack)
+		cfg := shoptest.Config(t, stack)
 		cfg.InstanceID, cfg.ProcessingDelay = id, 100*time.Millisecond
 		s, err := shop.Start(ctx, cfg, cat, shop.Options{Services: []string{"order"}})
 		if err != nil {

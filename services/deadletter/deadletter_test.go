@@ -145,12 +145,12 @@ func TestDeadLettersCommitWithTheirTransaction(t *testing.T) {
 		}
 		return []*kgo.Record{{Topic: out, Key: r.Key, Value: []byte(strconv.Itoa(2 * n))}}, nil
 	}
-	letters := deadletter.Letters{Codec: schemas.PaymentDLQ.Codec(cat), Service: "order", Logger: shoptest.Logger()}
+	letters := deadletter.Letters{Codec: schemas.PaymentDLQ.Codec(cat), Service: "order", Logger: shoptest.Logger(t)}
 	var committed atomic.Int64
 	e, err := txn.New(txn.Config{
 		Brokers: stack.Brokers, Group: "dead-letter-test", Topic: in, TransactionalID: "dead-letter-test",
 		Handler: txn.Chain(h, letters.Middleware), MinBackoff: 10 * time.Millisecond,
-		Logger: shoptest.Logger(),
+		Logger: shoptest.Logger(t),
 		OnBatch: func(b txn.Batch) {
 			if b.Committed {
 				committed.Add(int64(b.Records))

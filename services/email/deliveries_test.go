@@ -37,7 +37,7 @@ func TestDeliveriesFold(t *testing.T) {
 	old := queued(2, "old")
 	old.Status = "sent" // written before the outbox: no delivery expected
 
-	d := email.NewDeliveries(codec, 10, shoptest.Logger())
+	d := email.NewDeliveries(codec, 10, shoptest.Logger(t))
 	for _, r := range []*kgo.Record{
 		emailAt(old, 0),
 		emailAt(a, 1),
@@ -74,7 +74,7 @@ func TestDeliveriesFold(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	restored := email.NewDeliveries(codec, 10, shoptest.Logger())
+	restored := email.NewDeliveries(codec, 10, shoptest.Logger(t))
 	if err := restored.Restore(snap); err != nil {
 		t.Fatal(err)
 	}

@@ -74,7 +74,7 @@ type courier struct {
 // configuration. It stops when the test ends.
 func run(t *testing.T, stack *infra.Embedded, cat *schemas.Catalog, smtpAddr string, adjust func(*email.CourierConfig)) *courier {
 	t.Helper()
-	cfg := email.CourierConfig{Brokers: stack.Brokers, InstanceID: "1", Catalog: cat, Logger: shoptest.Logger(),
+	cfg := email.CourierConfig{Brokers: stack.Brokers, InstanceID: "1", Catalog: cat, Logger: shoptest.Logger(t),
 		SMTP: email.SMTP{Addr: smtpAddr, DialTimeout: time.Second}, MaxBackoff: 500 * time.Millisecond}
 	if adjust != nil {
 		adjust(&cfg)
@@ -325,8 +325,8 @@ func TestMailServerDownThenUp(t *testing.T) {
 	outbox(t, stack, cat, true, emails...)
 	run(t, stack, cat, addr, nil)
 
-	deliveries := email.NewDeliveries(schemas.Emails.Codec(cat), 100, shoptest.Logger())
-	f, err := view.Follow(stack.Brokers, shoptest.Logger(), deliveries.Topics())
+	deliveries := email.NewDeliveries(schemas.Emails.Codec(cat), 100, shoptest.Logger(t))
+	f, err := view.Follow(stack.Brokers, shoptest.Logger(t), deliveries.Topics())
 	if err != nil {
 		t.Fatal(err)
 	}

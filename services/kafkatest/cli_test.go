@@ -42,7 +42,7 @@ func TestKafkaToolsOnTheEmbeddedCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := config.Config{Brokers: stack.Brokers, RegistryURL: stack.RegistryURL, Addr: "127.0.0.1:0", InstanceID: "cli", Logger: shoptest.Logger()}
+	cfg := config.Config{Brokers: stack.Brokers, RegistryURL: stack.RegistryURL, Addr: "127.0.0.1:0", InstanceID: "cli", Logger: shoptest.Logger(t)}
 	s := shoptest.Services(t, cfg, cat, shop.Options{Services: []string{"payment", "order", "email"}})
 	for i := range 6 {
 		p := schemas.PaymentSucceeded{UserID: int64(i + 1), Cart: []schemas.CartItem{{Name: "Lamp", UnitPriceCents: 1250, Quantity: 1}}}

@@ -239,7 +239,7 @@ func startShop(t testing.TB, names []string, instance string, delay time.Duratio
 		// make kafka-up: a test that left its emails undelivered would
 		// leave them to the next one's delivery loop.
 		SMTPAddr:   tools.SMTPAddr,
-		InstanceID: instance, ProcessingDelay: delay, Logger: shoptest.Logger(),
+		InstanceID: instance, ProcessingDelay: delay, Logger: shoptest.Logger(t),
 	}
 	s, err := shop.Start(context.Background(), cfg, catalog, shop.Options{Services: names})
 	if err != nil {

@@ -88,7 +88,7 @@ func TestTimedOutTransactionIsNotAFence(t *testing.T) {
 				Brokers: brokers, Connect: tools.Connect(),
 				Group: name, Topic: in, TransactionalID: name, InstanceID: name,
 				Handler: handler, TransactionTimeout: 2 * time.Second,
-				Logger: shoptest.Logger(),
+				Logger: shoptest.Logger(t),
 			})
 			if err != nil {
 				t.Fatal(err)

@@ -19,7 +19,7 @@ import (
 // do not answer: the client gets a 503 and an explanation, not a hang.
 func TestKafkaDownIs503(t *testing.T) {
 	_, cat := shoptest.Cluster(t) // for the registry only
-	svc, err := payment.New(config.Config{Brokers: []string{"127.0.0.1:1"}, InstanceID: "1", Logger: shoptest.Logger()},
+	svc, err := payment.New(config.Config{Brokers: []string{"127.0.0.1:1"}, InstanceID: "1", Logger: shoptest.Logger(t)},
 		cat, payment.Options{DeliveryTimeout: time.Second})
 	if err != nil {
 		t.Fatal(err)

@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -68,7 +69,7 @@ func ClusterWith(t testing.TB, cfg infra.EmbeddedConfig) (*infra.Embedded, *sche
 func StartSecure(t testing.TB, opts shop.Options) *Env {
 	t.Helper()
 	stack, cat := ClusterWith(t, infra.EmbeddedConfig{Secure: access.Stack(access.DevPassword)})
-	cfg := Config(stack)
+	cfg := Config(t, stack)
 	cfg.Secure = true
 	// Each service its own registry client, as its principal.
 	s, err := shop.Start(context.Background(), cfg, nil, opts)
@@ -78,15 +79,15 @@ func StartSecure(t testing.TB, opts shop.Options) *Env {
 	return started(t, &Env{Stack: stack, Catalog: cat, Config: cfg, Shop: s})
 }
 
-// Config is the configuration of services on stack: its brokers and
-// registry, a free port each, a quiet logger.
-func Config(stack *infra.Embedded) config.Config {
+// Config is the configuration of services on stack in test t: its brokers
+// and registry, a free port each, the test's Logger.
+func Config(t testing.TB, stack *infra.Embedded) config.Config {
 	return config.Config{
 		Brokers:     stack.Brokers,
 		RegistryURL: stack.RegistryURL,
 		Addr:        "127.0.0.1:0",
 		InstanceID:  "1",
-		Logger:      Logger(),
+		Logger:      Logger(t),
 	}
 }
 
@@ -96,7 +97,7 @@ func Config(stack *infra.Embedded) config.Config {
 func Start(t testing.TB, opts shop.Options, adjust func(cfg *config.Config)) *Env {
 	t.Helper()
 	stack, cat := Cluster(t)
-	cfg := Config(stack)
+	cfg := Config(t, stack)
 	if adjust != nil {
 		adjust(&cfg)
 	}
@@ -137,12 +138,49 @@ func started(t testing.TB, env *Env) *Env {
 	return env
 }
 
-// Logger is quiet unless SHOP_TEST_LOGS=1.
-func Logger() *slog.Logger {
+// Logger is the services' logger in test t. With SHOP_TEST_LOGS=1 every
+// line, debug included, goes to stderr as it comes; otherwise the last
+// tailLines are kept, and printed only if t fails: a failure in CI shows
+// what the services said before it.
+func Logger(t testing.TB) *slog.Logger {
 	if os.Getenv("SHOP_TEST_LOGS") == "1" {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
+	tail := &tail{}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("the last %d lines the services logged (SHOP_TEST_LOGS=1 shows them all):\n%s", tailLines, tail)
+		}
+	})
+	return slog.New(slog.NewTextHandler(tail, nil))
+}
+
+const tailLines = 200
+
+// tail keeps the last tailLines lines written to it, one per Write, as
+// slog's handlers write them.
+type tail struct {
+	mu    sync.Mutex
+	lines [tailLines]string
+	n     int // lines written
+}
+
+func (l *tail) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lines[l.n%tailLines] = string(p)
+	l.n++
+	return len(p), nil
+}
+
+func (l *tail) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var b strings.Builder
+	for i := max(0, l.n-tailLines); i < l.n; i++ {
+		b.WriteString(l.lines[i%tailLines])
+	}
+	return b.String()
 }
 
 // SyncBuffer is a bytes.Buffer that goroutines may write to at once: the
