@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"net/http"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/blackfriday-kafka/shop/schemas"
+	"github.com/blackfriday-kafka/shop/services/email"
 )
 
 // e2eWarmup is left out of the latencies: connections open, batches settle.
@@ -113,8 +115,12 @@ func runE2ERate(ctx context.Context, o Options, paymentRate int, f *fleet, payme
 		return err
 	}
 	cpuAfter, took := f.cpuByService(), time.Since(start)
+	inbox, err := waitInbox(ctx, f.sink, orderIDs, p)
+	if err != nil {
+		return err
+	}
 
-	var committed, produced []time.Duration
+	var committed, produced, delivered []time.Duration
 	missingTS := 0
 	for _, s := range all {
 		if !s.ok || s.at.Sub(start) < e2eWarmup {
@@ -128,6 +134,9 @@ func runE2ERate(ctx context.Context, o Options, paymentRate int, f *fleet, payme
 		e, _ := w.seen(schemas.OrderID(s.answer.PaymentID))
 		committed = append(committed, e.committed.Sub(paid))
 		produced = append(produced, e.produced.Sub(paid))
+		if at, ok := inbox(s.answer.PaymentID); ok {
+			delivered = append(delivered, at.Sub(paid))
+		}
 	}
 	if len(committed) == 0 {
 		return fmt.Errorf("no payment to measure (%d failed, %d without a record timestamp)", failed.Load(), missingTS)
@@ -143,6 +152,14 @@ func runE2ERate(ctx context.Context, o Options, paymentRate int, f *fleet, payme
 	res.Add(e2eName(paymentRate, "p99_ms"), c99)
 	res.Add(e2eName(paymentRate, "produced_p50_ms"), prod50)
 	res.Add(e2eName(paymentRate, "produced_p99_ms"), prod99)
+	if len(delivered) > 0 {
+		in50, in99 := ms(Percentile(delivered, 50)), ms(Percentile(delivered, 99))
+		ids, again := f.sink.delivered()
+		p.Printf("e2e %d/s: payment to email in the mail server's hands p50 %sms p99 %sms (%d messages so far, %d of them again)",
+			paymentRate, in50, in99, ids, again)
+		res.Add(e2eName(paymentRate, "inbox_p50_ms"), in50)
+		res.Add(e2eName(paymentRate, "inbox_p99_ms"), in99)
+	}
 	busy := busyPercent(cpuAfter["machine"]-cpuBefore["machine"], took)
 	p.Printf("e2e %d/s: the machine was %s%% busy; CPU per payment: %s", paymentRate, busy, cpuSpent(cpuBefore, cpuAfter, len(orderIDs)))
 	res.Add(e2eName(paymentRate, "busy_pct"), busy)
@@ -172,5 +189,40 @@ func waitTurn(ctx context.Context, start time.Time, i, perSecond int) error {
 		return ctx.Err()
 	case <-time.After(d):
 		return nil
+	}
+}
+
+// waitInbox waits until the confirmation of every order of orderIDs is in
+// the mail sink, and returns when a payment's arrived. Without a sink (the
+// emails are not delivered) it waits for nothing.
+func waitInbox(ctx context.Context, sink *mailSink, orderIDs []string, p *progress) (func(paymentID string) (time.Time, bool), error) {
+	if sink == nil {
+		return func(string) (time.Time, bool) { return time.Time{}, false }, nil
+	}
+	messageID := func(orderID string) string { return email.MessageID(schemas.EmailID(orderID)) }
+	missing := make([]string, len(orderIDs))
+	for i, id := range orderIDs {
+		missing[i] = messageID(id)
+	}
+	deadline, last := time.Now().Add(60*time.Second), time.Now()
+	for {
+		missing = slices.DeleteFunc(missing, func(id string) bool { _, ok := sink.arrival(id); return ok })
+		if len(missing) == 0 {
+			return func(paymentID string) (time.Time, bool) {
+				return sink.arrival(messageID(schemas.OrderID(paymentID)))
+			}, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("%d of %d confirmations never reached the mail server", len(missing), len(orderIDs))
+		}
+		if time.Since(last) >= 2*time.Second {
+			p.Printf("e2e: %d/%d emails in the mail server's hands", len(orderIDs)-len(missing), len(orderIDs))
+			last = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
 }

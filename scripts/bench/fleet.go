@@ -39,7 +39,7 @@ type fleet struct {
 	procs  []*proc
 	orders []*proc
 	peakKB map[string]int64
-	smtp   string // SMTP_ADDR of the email instances: the run's mail sink
+	sink   *mailSink // where the email instances deliver (SMTP_ADDR)
 }
 
 // serviceCmd is `shop <service>` as the bench runs its services: on the
@@ -137,8 +137,8 @@ func (p *proc) stop(grace time.Duration) int64 {
 // start runs `shop <service>` with instance ID id and waits for its "ready:"
 // line, which names its URL (it listens on a free port).
 func (f *fleet) start(ctx context.Context, service, id string, env ...string) (*proc, error) {
-	if f.smtp != "" {
-		env = append([]string{"SMTP_ADDR=" + f.smtp}, env...)
+	if f.sink != nil {
+		env = append([]string{"SMTP_ADDR=" + f.sink.Addr()}, env...)
 	}
 	ready := make(chan string, 1)
 	p, err := launch(f.o, service, id, 0, env, (*exec.Cmd).StdoutPipe, func(line string) {

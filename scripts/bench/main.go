@@ -327,7 +327,7 @@ func runServices(ctx context.Context, o Options, cat *schemas.Catalog, p *progre
 	}
 	defer sink.Close()
 	f := newFleet(o)
-	f.smtp = sink.Addr()
+	f.sink = sink
 	defer func() {
 		p.Printf("peak RSS (VmHWM) per process: %s", f.stopAll())
 		for _, s := range []string{"payment", "order", "email", "analytics"} {
