@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -43,6 +44,12 @@ type CourierConfig struct {
 	// for the next poll, so that a slow server never holds up a
 	// rebalance or the progress commits for long.
 	Budget time.Duration // default 500ms
+	// Lanes is how many SMTP connections each partition of email-sent
+	// delivers on side by side: the emails of one user keep to one lane,
+	// in order. A mail server takes one message per connection at a
+	// time, and each costs several round trips to it: one connection per
+	// partition delivered a few hundred emails a second.
+	Lanes int // default 8
 	// StallAfter is how long delivery may fail before /healthz says so.
 	StallAfter     time.Duration // default 1m
 	SessionTimeout time.Duration // default 10s
@@ -67,6 +74,9 @@ func (c *CourierConfig) defaults() error {
 	def(&c.Budget, 500*time.Millisecond)
 	def(&c.StallAfter, time.Minute)
 	def(&c.SessionTimeout, 10*time.Second)
+	if c.Lanes <= 0 {
+		c.Lanes = 8
+	}
 	if c.InstanceID == "" {
 		c.InstanceID = "1"
 	}
@@ -87,9 +97,13 @@ func (c *CourierConfig) defaults() error {
 // answers 4xx is retried with backoff, from the same email; a 5xx is a
 // dead letter of class smtp-rejected on dlq-order, and delivery goes on.
 type Courier struct {
-	cfg     CourierConfig
-	cl      *kgo.Client
-	smtp    map[int32]*sender // a connection per partition, so partitions go side by side
+	cfg  CourierConfig
+	cl   *kgo.Client
+	smtp map[int32][]*sender // Lanes connections per partition, so partitions and users go side by side
+	// ahead are emails delivered and recorded beyond their partition's
+	// committed offset, while another lane failed: the next cycle reads
+	// them again, and must not send them again.
+	ahead   map[int32]map[int64]bool
 	codec   *schemas.Codec[schemas.EmailSent]
 	letters deadletter.Letters
 	log     *slog.Logger
@@ -119,7 +133,8 @@ func NewCourier(cfg CourierConfig) (*Courier, error) {
 	}
 	c := &Courier{
 		cfg:    cfg,
-		smtp:   make(map[int32]*sender),
+		smtp:   make(map[int32][]*sender),
+		ahead:  make(map[int32]map[int64]bool),
 		codec:  schemas.Emails.Codec(cfg.Catalog),
 		log:    cfg.Logger.With("loop", "delivery"),
 		member: "email-delivery-" + cfg.InstanceID,
@@ -146,6 +161,9 @@ func NewCourier(cfg CourierConfig) (*Courier, error) {
 		kgo.ConsumeTopics(schemas.Emails.Name),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		// As the stages and views: a commit of the email stage
+		// reaches this read_committed reader only with its next fetch.
+		kgo.FetchMaxWait(txn.FetchMaxWait),
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
 		// A restarted instance takes its partitions back at once.
@@ -180,10 +198,11 @@ func (c *Courier) handOver(what string) func(context.Context, *kgo.Client, map[s
 	return func(ctx context.Context, cl *kgo.Client, parts map[string][]int32) {
 		logged(ctx, cl, parts)
 		for _, p := range parts[schemas.Emails.Name] {
-			if conn := c.smtp[p]; conn != nil {
+			for _, conn := range c.smtp[p] {
 				conn.quit()
-				delete(c.smtp, p)
 			}
+			delete(c.smtp, p)
+			delete(c.ahead, p) // the next owner sends them again, as after a crash
 		}
 	}
 }
@@ -193,8 +212,10 @@ func (c *Courier) handOver(what string) func(context.Context, *kgo.Client, map[s
 // go on: another instance took its member name.
 func (c *Courier) Run(ctx context.Context) (err error) {
 	defer func() {
-		for _, conn := range c.smtp {
-			conn.quit()
+		for _, lanes := range c.smtp {
+			for _, conn := range lanes {
+				conn.quit()
+			}
 		}
 		c.cl.Close()
 		if !errors.Is(err, errCrash) && !errors.Is(err, txn.ErrFenced) {
@@ -244,6 +265,7 @@ func (c *Courier) Run(ctx context.Context) (err error) {
 
 // partition is one partition's part of a cycle.
 type partition struct {
+	n     int32
 	recs  []*kgo.Record
 	next  int64 // after the last email proven delivered or dead-lettered; -1: none
 	epoch int32
@@ -251,15 +273,14 @@ type partition struct {
 	out   []*kgo.Record
 	retry bool // an email failed: the next poll waits
 	crash bool // a test's crash came
-	smtp  *sender
+	lanes []*sender
 }
 
 // cycle delivers the emails of one poll, each partition on its own
-// connection, side by side, in order within a partition (so per user)
-// until one fails or the budget is spent; then it writes their delivery
-// records, commits the offsets they prove and rewinds each partition to its
-// first email left. It reports whether an email failed, so that the next
-// poll waits.
+// connections, side by side, in order for each user, until one fails or
+// the budget is spent; then it writes their delivery records, commits the
+// offsets they prove and rewinds each partition to its first email left.
+// It reports whether an email failed, so that the next poll waits.
 func (c *Courier) cycle(ctx context.Context, recs []*kgo.Record) (retry bool, err error) {
 	if len(recs) == 0 {
 		return false, nil
@@ -269,12 +290,15 @@ func (c *Courier) cycle(ctx context.Context, recs []*kgo.Record) (retry bool, er
 	for _, r := range recs {
 		p := parts[r.Partition]
 		if p == nil {
-			conn := c.smtp[r.Partition]
-			if conn == nil {
-				conn = newSender(c.cfg.SMTP)
-				c.smtp[r.Partition] = conn
+			lanes := c.smtp[r.Partition]
+			if lanes == nil {
+				lanes = make([]*sender, c.cfg.Lanes)
+				for i := range lanes {
+					lanes[i] = newSender(c.cfg.SMTP)
+				}
+				c.smtp[r.Partition] = lanes
 			}
-			p = &partition{next: -1, stop: -1, smtp: conn}
+			p = &partition{n: r.Partition, next: -1, stop: -1, lanes: lanes}
 			parts[r.Partition] = p
 		}
 		p.recs = append(p.recs, r)
@@ -326,6 +350,7 @@ func (c *Courier) cycle(ctx context.Context, recs []*kgo.Record) (retry bool, er
 		c.failed(produceErr)
 		for n, p := range parts {
 			at(n, p.recs[0].Offset)
+			delete(c.ahead, n) // not recorded either
 		}
 		c.cl.SetOffsets(rewind)
 		return true, nil
@@ -355,27 +380,108 @@ func (c *Courier) cycle(ctx context.Context, recs []*kgo.Record) (retry bool, er
 	return retry, nil
 }
 
-// deliverAll delivers p's emails in order until one fails, ctx ends or
-// the cycle's budget is spent; what is left waits for the next poll.
+// deliverAll delivers p's emails, each user's in order on the lane its key
+// picks, the lanes side by side, until one fails, ctx ends or the cycle's
+// budget is spent; what is left waits for the next poll. The partition is
+// done up to the first email a lane left: what other lanes delivered after
+// it is remembered in ahead, so that the next cycle, which reads it again,
+// does not send it again.
 func (c *Courier) deliverAll(ctx context.Context, p *partition, start time.Time) {
+	ahead := c.ahead[p.n]
+	type lane struct {
+		recs      []*kgo.Record
+		left      int64 // the first email it left; -1: none
+		out       []*kgo.Record
+		delivered []int64
+		retry     bool
+		crash     bool
+	}
+	lanes := make([]lane, len(p.lanes))
+	for i := range lanes {
+		lanes[i].left = -1
+	}
 	for _, r := range p.recs {
-		if ctx.Err() != nil || time.Since(start) > c.cfg.Budget {
-			p.stop = r.Offset
-			return
+		l := &lanes[laneOf(r.Key, len(lanes))]
+		l.recs = append(l.recs, r)
+	}
+	var halt atomic.Bool // a lane failed: the others stop at their next email
+	var wg sync.WaitGroup
+	for i := range lanes {
+		l, conn := &lanes[i], p.lanes[i]
+		if len(l.recs) == 0 {
+			continue
 		}
-		e, out, err := c.deliver(ctx, p.smtp, r)
-		if err != nil {
-			c.failed(err)
-			p.retry, p.stop = true, r.Offset
-			return
+		wg.Go(func() {
+			for _, r := range l.recs {
+				if ahead[r.Offset] {
+					continue // delivered and recorded in an earlier cycle
+				}
+				if halt.Load() || ctx.Err() != nil || time.Since(start) > c.cfg.Budget {
+					l.left = r.Offset
+					return
+				}
+				e, out, err := c.deliver(ctx, conn, r)
+				if err != nil {
+					c.failed(err)
+					l.retry, l.left = true, r.Offset
+					halt.Store(true)
+					return
+				}
+				if e != nil && c.cfg.crashAfterSend != nil && c.cfg.crashAfterSend(e) {
+					l.crash = true
+					halt.Store(true)
+					return
+				}
+				l.out = append(l.out, out...)
+				l.delivered = append(l.delivered, r.Offset)
+			}
+		})
+	}
+	wg.Wait()
+
+	for _, l := range lanes {
+		p.retry = p.retry || l.retry
+		p.crash = p.crash || l.crash
+		p.out = append(p.out, l.out...)
+		if l.left >= 0 && (p.stop < 0 || l.left < p.stop) {
+			p.stop = l.left
 		}
-		if e != nil && c.cfg.crashAfterSend != nil && c.cfg.crashAfterSend(e) {
-			p.crash = true
-			return
+	}
+	// Every email before the first one left is delivered: each lane
+	// went in order, and stopped only at the one it left.
+	for _, r := range p.recs {
+		if p.stop >= 0 && r.Offset >= p.stop {
+			break
 		}
-		p.out = append(p.out, out...)
 		p.next, p.epoch = r.Offset+1, r.LeaderEpoch
 	}
+	for off := range ahead {
+		if p.next >= 0 && off < p.next {
+			delete(ahead, off) // committed now
+		}
+	}
+	if p.stop < 0 {
+		return
+	}
+	for _, l := range lanes {
+		for _, off := range l.delivered {
+			if off > p.stop {
+				if ahead == nil {
+					ahead = make(map[int64]bool)
+					c.ahead[p.n] = ahead
+				}
+				ahead[off] = true
+			}
+		}
+	}
+}
+
+// laneOf is the lane of the emails with key (their user): the same for
+// all of them, so that a user's emails go out in order.
+func laneOf(key []byte, lanes int) int {
+	h := fnv.New32a()
+	_, _ = h.Write(key)
+	return int(h.Sum32() % uint32(lanes))
 }
 
 // commit commits the offsets of delivered emails. A commit that fails is

@@ -1,0 +1,137 @@
+package email_test
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/mail"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/blackfriday-kafka/shop/schemas"
+	"github.com/blackfriday-kafka/shop/services/email"
+	"github.com/blackfriday-kafka/shop/services/shop/shoptest"
+)
+
+// laneServer is a mail server that holds each message until together
+// messages are in its hands at once (or a while has passed), answers 451
+// once to the message with Message-ID flaky, and notes the order in which
+// each recipient's messages came and how many came at most at once.
+type laneServer struct {
+	together int
+	flaky    string
+
+	mu      sync.Mutex
+	cond    *sync.Cond
+	inData  int
+	most    int
+	refused bool
+	order   map[string][]string // Message-IDs by recipient, in the order taken
+	taken   map[string]int      // by Message-ID
+}
+
+func startLaneServer(t *testing.T, together int, flaky string) (*laneServer, string) {
+	t.Helper()
+	s := &laneServer{together: together, flaky: flaky, order: map[string][]string{}, taken: map[string]int{}}
+	s.cond = sync.NewCond(&s.mu)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := smtp.NewServer(s)
+	srv.Domain = "lanes.localhost"
+	srv.AllowInsecureAuth = true
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return s, ln.Addr().String()
+}
+
+func (s *laneServer) NewSession(*smtp.Conn) (smtp.Session, error) { return &laneSession{s: s}, nil }
+
+type laneSession struct {
+	s  *laneServer
+	to string
+}
+
+func (l *laneSession) Reset()                                    {}
+func (l *laneSession) Logout() error                             { return nil }
+func (l *laneSession) Mail(string, *smtp.MailOptions) error      { return nil }
+func (l *laneSession) Rcpt(to string, _ *smtp.RcptOptions) error { l.to = to; return nil }
+
+func (l *laneSession) Data(r io.Reader) error {
+	msg, err := mail.ReadMessage(r)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(io.Discard, msg.Body); err != nil {
+		return err
+	}
+	id := strings.Trim(msg.Header.Get("Message-ID"), "<>")
+	s := l.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if id == s.flaky && !s.refused {
+		s.refused = true
+		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "try again later"}
+	}
+	s.inData++
+	s.most = max(s.most, s.inData)
+	s.cond.Broadcast()
+	for deadline := time.Now().Add(time.Second); s.inData < s.together && time.Now().Before(deadline); {
+		go func() { time.Sleep(50 * time.Millisecond); s.cond.Broadcast() }()
+		s.cond.Wait()
+	}
+	s.inData--
+	s.order[l.to] = append(s.order[l.to], id)
+	s.taken[id]++
+	return nil
+}
+
+// The emails of different users go out side by side, more at once than
+// email-sent has partitions, and each user's in order. When one fails
+// (451), the others that went out meanwhile are not sent again when the
+// failed one is.
+func TestUsersGoSideBySide(t *testing.T) {
+	stack, cat := shoptest.Cluster(t)
+	const users, each = 24, 3
+	var emails []*schemas.EmailSent
+	for n := range each {
+		for u := range users {
+			emails = append(emails, queued(int64(u+1), fmt.Sprintf("pay-%d-%d", u+1, n+1)))
+		}
+	}
+	flaky := emails[users+4] // user 5's second
+	srv, addr := startLaneServer(t, 6, email.MessageID(flaky.EmailID))
+	outbox(t, stack, cat, true, emails...)
+	run(t, stack, cat, addr, nil)
+	drained(t, stack, 60*time.Second)
+
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	if srv.most <= 3 {
+		t.Errorf("at most %d messages were in the mail server's hands at once, want more than email-sent's 3 partitions", srv.most)
+	}
+	if !srv.refused {
+		t.Fatal("the flaky email was never tried")
+	}
+	for _, e := range emails {
+		if n := srv.taken[email.MessageID(e.EmailID)]; n != 1 {
+			t.Errorf("email %s of user %d taken %d times, want once", e.EmailID, e.UserID, n)
+		}
+	}
+	for u := range users {
+		to := emails[u].To
+		var want []string
+		for n := range each {
+			want = append(want, email.MessageID(emails[n*users+u].EmailID))
+		}
+		if got := srv.order[to]; fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("user %d's emails came in the order %v, want %v", u+1, got, want)
+		}
+	}
+	t.Logf("%d emails, at most %d at once in the mail server's hands", len(emails), srv.most)
+}
