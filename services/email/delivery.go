@@ -123,8 +123,12 @@ type Courier struct {
 // errCrash stops the loop where a test asked it to crash.
 var errCrash = errors.New("email delivery: crashed on purpose (test)")
 
-// pollMax is the most emails taken from the client at a time.
-const pollMax = 500
+// pollMax is the most emails taken from the client at a time: a cycle
+// pays for writing its delivery records and committing its offsets once,
+// which on a loaded real cluster takes up to a second, so a cycle must be
+// able to carry more than a second's emails; Budget still bounds the work
+// a kill would leave unproven.
+const pollMax = 2000
 
 // NewCourier connects the delivery loop; it starts when Run is called.
 func NewCourier(cfg CourierConfig) (*Courier, error) {
