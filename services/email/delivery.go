@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -278,6 +279,7 @@ type partition struct {
 	retry bool // an email failed: the next poll waits
 	crash bool // a test's crash came
 	lanes []*sender
+	ahead map[int64]bool // c.ahead's, for this partition
 }
 
 // cycle delivers the emails of one poll, each partition on its own
@@ -302,7 +304,12 @@ func (c *Courier) cycle(ctx context.Context, recs []*kgo.Record) (retry bool, er
 				}
 				c.smtp[r.Partition] = lanes
 			}
-			p = &partition{n: r.Partition, next: -1, stop: -1, lanes: lanes}
+			ahead := c.ahead[r.Partition]
+			if ahead == nil {
+				ahead = make(map[int64]bool)
+				c.ahead[r.Partition] = ahead
+			}
+			p = &partition{n: r.Partition, next: -1, stop: -1, lanes: lanes, ahead: ahead}
 			parts[r.Partition] = p
 		}
 		p.recs = append(p.recs, r)
@@ -385,13 +392,14 @@ func (c *Courier) cycle(ctx context.Context, recs []*kgo.Record) (retry bool, er
 }
 
 // deliverAll delivers p's emails, each user's in order on the lane its key
-// picks, the lanes side by side, until one fails, ctx ends or the cycle's
-// budget is spent; what is left waits for the next poll. The partition is
-// done up to the first email a lane left: what other lanes delivered after
-// it is remembered in ahead, so that the next cycle, which reads it again,
-// does not send it again.
+// picks, the lanes side by side. When the cycle's budget is spent or ctx
+// ends, it cuts the partition after the last email a lane began: the lanes
+// behind catch up to it, so the partition is done up to the cut and a
+// graceful stop sends nothing twice. When an email fails, every lane stops
+// at its next one, and the partition is done up to the first email a lane
+// left: what other lanes delivered after it is remembered in p.ahead, so
+// that the next cycle, which reads it again, does not send it again.
 func (c *Courier) deliverAll(ctx context.Context, p *partition, start time.Time) {
-	ahead := c.ahead[p.n]
 	type lane struct {
 		recs      []*kgo.Record
 		left      int64 // the first email it left; -1: none
@@ -408,7 +416,28 @@ func (c *Courier) deliverAll(ctx context.Context, p *partition, start time.Time)
 		l := &lanes[laneOf(r.Key, len(lanes))]
 		l.recs = append(l.recs, r)
 	}
-	var halt atomic.Bool // a lane failed: the others stop at their next email
+	var (
+		mu      sync.Mutex
+		halted  bool  // an email failed
+		cut     int64 = math.MaxInt64
+		begun   int64 = -1 // the highest offset a lane began
+		proceed       = func(off int64) bool {
+			mu.Lock()
+			defer mu.Unlock()
+			if cut == math.MaxInt64 && (ctx.Err() != nil || time.Since(start) > c.cfg.Budget) {
+				cut = begun + 1
+			}
+			if halted || off >= cut {
+				return false
+			}
+			begun = max(begun, off)
+			return true
+		}
+		halt = func() { mu.Lock(); halted = true; mu.Unlock() }
+	)
+	// The emails a lane began go out also once shutdown began: the
+	// cut, not the context, ends the cycle.
+	dctx := context.WithoutCancel(ctx)
 	var wg sync.WaitGroup
 	for i := range lanes {
 		l, conn := &lanes[i], p.lanes[i]
@@ -417,23 +446,23 @@ func (c *Courier) deliverAll(ctx context.Context, p *partition, start time.Time)
 		}
 		wg.Go(func() {
 			for _, r := range l.recs {
-				if ahead[r.Offset] {
+				if p.ahead[r.Offset] {
 					continue // delivered and recorded in an earlier cycle
 				}
-				if halt.Load() || ctx.Err() != nil || time.Since(start) > c.cfg.Budget {
+				if !proceed(r.Offset) {
 					l.left = r.Offset
 					return
 				}
-				e, out, err := c.deliver(ctx, conn, r)
+				e, out, err := c.deliver(dctx, conn, r)
 				if err != nil {
 					c.failed(err)
 					l.retry, l.left = true, r.Offset
-					halt.Store(true)
+					halt()
 					return
 				}
 				if e != nil && c.cfg.crashAfterSend != nil && c.cfg.crashAfterSend(e) {
 					l.crash = true
-					halt.Store(true)
+					halt()
 					return
 				}
 				l.out = append(l.out, out...)
@@ -451,6 +480,9 @@ func (c *Courier) deliverAll(ctx context.Context, p *partition, start time.Time)
 			p.stop = l.left
 		}
 	}
+	if p.crash {
+		return // the loop stops here, as SIGKILL would
+	}
 	// Every email before the first one left is delivered: each lane
 	// went in order, and stopped only at the one it left.
 	for _, r := range p.recs {
@@ -459,9 +491,9 @@ func (c *Courier) deliverAll(ctx context.Context, p *partition, start time.Time)
 		}
 		p.next, p.epoch = r.Offset+1, r.LeaderEpoch
 	}
-	for off := range ahead {
+	for off := range p.ahead {
 		if p.next >= 0 && off < p.next {
-			delete(ahead, off) // committed now
+			delete(p.ahead, off) // committed now
 		}
 	}
 	if p.stop < 0 {
@@ -470,11 +502,7 @@ func (c *Courier) deliverAll(ctx context.Context, p *partition, start time.Time)
 	for _, l := range lanes {
 		for _, off := range l.delivered {
 			if off > p.stop {
-				if ahead == nil {
-					ahead = make(map[int64]bool)
-					c.ahead[p.n] = ahead
-				}
-				ahead[off] = true
+				p.ahead[off] = true
 			}
 		}
 	}

@@ -24,6 +24,7 @@ import (
 type laneServer struct {
 	together int
 	flaky    string
+	hold     time.Duration // each message, before the reply
 
 	mu      sync.Mutex
 	cond    *sync.Cond
@@ -72,6 +73,7 @@ func (l *laneSession) Data(r io.Reader) error {
 	}
 	id := strings.Trim(msg.Header.Get("Message-ID"), "<>")
 	s := l.s
+	time.Sleep(s.hold)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if id == s.flaky && !s.refused {
@@ -134,4 +136,46 @@ func TestUsersGoSideBySide(t *testing.T) {
 		}
 	}
 	t.Logf("%d emails, at most %d at once in the mail server's hands", len(emails), srv.most)
+}
+
+// A delivery loop stopped gracefully in the middle of its lanes' work
+// sends nothing twice: it cuts each partition after the last email a lane
+// began, the lanes behind catch up to the cut, and the offsets it commits
+// cover everything it sent.
+func TestGracefulStopSendsNothingTwice(t *testing.T) {
+	stack, cat := shoptest.Cluster(t)
+	const users, each = 24, 4
+	var emails []*schemas.EmailSent
+	for n := range each {
+		for u := range users {
+			emails = append(emails, queued(int64(u+1), fmt.Sprintf("pay-%d-%d", u+1, n+1)))
+		}
+	}
+	srv, addr := startLaneServer(t, 1, "")
+	srv.hold = 20 * time.Millisecond
+	outbox(t, stack, cat, true, emails...)
+	first := run(t, stack, cat, addr, func(cfg *email.CourierConfig) { cfg.Budget = 30 * time.Millisecond })
+	shoptest.Eventually(t, 30*time.Second, 10*time.Millisecond, func() error {
+		srv.mu.Lock()
+		defer srv.mu.Unlock()
+		if len(srv.taken) < len(emails)/4 {
+			return fmt.Errorf("%d emails taken", len(srv.taken))
+		}
+		return nil
+	})
+	first.stop(t)
+	srv.mu.Lock()
+	atStop := len(srv.taken)
+	srv.mu.Unlock()
+	run(t, stack, cat, addr, nil)
+	drained(t, stack, 60*time.Second)
+
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	for _, e := range emails {
+		if n := srv.taken[email.MessageID(e.EmailID)]; n != 1 {
+			t.Errorf("email %s of user %d taken %d times, want once", e.EmailID, e.UserID, n)
+		}
+	}
+	t.Logf("%d of %d emails taken when the first loop stopped; each once in the end", atStop, len(emails))
 }
