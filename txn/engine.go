@@ -284,22 +284,23 @@ func New(cfg Config) (*Engine, error) {
 	return e, nil
 }
 
-// connect builds the engine's client.
+// connect builds the engine's client; on failure the engine keeps the
+// one it had.
 func (e *Engine) connect() error {
 	opts := e.opts
 	if e.cfg.Hooks != nil {
 		opts = append(slices.Clip(opts), kgo.WithHooks(e.cfg.Hooks()...))
 	}
-	var err error
+	newClient := newAtLeastOnce
 	if e.cfg.Mode == ExactlyOnce {
-		e.c, e.cl, err = newTransactional(e, opts)
-	} else {
-		e.c, e.cl, err = newAtLeastOnce(e, opts)
+		newClient = newTransactional
 	}
+	c, cl, err := newClient(e, opts)
 	if err != nil {
 		return fmt.Errorf("txn: %w", err)
 	}
-	e.client.Store(e.cl)
+	e.c, e.cl = c, cl
+	e.client.Store(cl)
 	return nil
 }
 

@@ -299,10 +299,77 @@ func TestTimedOutTransactionIsNotAFence(t *testing.T) {
 	}
 	cfg := config(brokers, "1", slow)
 	cfg.TransactionTimeout = time.Second
+	cfg.InstanceID = "doubler-1" // the group says no newer instance took over
 	e, done := start(t, cfg)
 	waitCommittedWhile(t, brokers, done)
 	if st := e.Stats(); st.Renewals != 1 {
 		t.Fatalf("the engine replaced its client %d times, want once (after the timed-out commit)", st.Renewals)
+	}
+	exactlyDoubled(t, readAll(t, brokers, out, kgo.ReadCommitted()), 120)
+}
+
+// TestNewerInstanceFencesAStuckOneAfterTheTimeout: an instance stuck for
+// longer than its transaction timeout, while a newer one with the same
+// transactional ID and instance ID took over, meets the same refusal as
+// TestTimedOutTransactionIsNotAFence. The group tells them apart: it gave
+// the instance to the newer member, so the stuck one must stop, and not
+// start a new producer that would fence the newer one in turn.
+func TestNewerInstanceFencesAStuckOneAfterTheTimeout(t *testing.T) {
+	brokers := cluster(t, 1)
+	produce(t, brokers, 120)
+
+	stuck, release := make(chan struct{}), make(chan struct{})
+	var held atomic.Bool
+	hangs := func(ctx context.Context, r *kgo.Record) ([]*kgo.Record, error) {
+		if string(r.Value) == "119" && held.CompareAndSwap(false, true) {
+			close(stuck)
+			<-release
+			return nil, nil
+		}
+		return double(ctx, r)
+	}
+	cfg := config(brokers, "1", hangs)
+	cfg.TransactionTimeout = time.Second
+	cfg.InstanceID = "doubler-1"
+	_, doneOlder := start(t, cfg)
+	select {
+	case <-stuck:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the first instance never reached the last record")
+	}
+	began := time.Now()
+	// The stuck transaction's first outputs reach the log before the
+	// newer instance fences it: what it meets then is the refused commit.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		got := values(readAll(t, brokers, out, kgo.ReadUncommitted()))
+		if got["200"] > 0 && got["236"] > 0 { // 2×100 and 2×118
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the stuck transaction's outputs never reached the log")
+		}
+	}
+
+	newerCfg := cfg
+	newerCfg.Handler = double
+	_, doneNewer := start(t, newerCfg)
+	waitCommittedWhile(t, brokers, doneNewer)
+	time.Sleep(time.Until(began.Add(2 * cfg.TransactionTimeout))) // past the stuck one's timeout
+	close(release)
+
+	select {
+	case err := <-doneOlder:
+		if !errors.Is(err, txn.ErrFenced) {
+			t.Fatalf("the stuck instance stopped with %v, want ErrFenced", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the stuck instance still runs 30s after it woke up")
+	}
+	produce(t, brokers, 0)
+	select {
+	case err := <-doneNewer:
+		t.Fatalf("the newer instance stopped: %v", err)
+	default:
 	}
 	exactlyDoubled(t, readAll(t, brokers, out, kgo.ReadCommitted()), 120)
 }

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -224,7 +225,7 @@ func (e *Engine) batch(ctx context.Context, records []*kgo.Record) (bool, error)
 		}
 	}
 	if err != nil && fenced(err) {
-		if !outdated(err) || !e.outlived(start) {
+		if !outdated(err) || !e.outlived(start) || !e.stillMember(ctx) {
 			return false, fmt.Errorf("%w: %v", ErrFenced, err)
 		}
 		if err := e.renew(ctx, time.Since(start), err); err != nil {
@@ -300,6 +301,47 @@ func (e *Engine) progressed() {
 // only then is an outdated epoch not the mark of a newer instance.
 func (e *Engine) outlived(start time.Time) bool {
 	return time.Since(start) >= e.cfg.TransactionTimeout
+}
+
+// stillMember reports whether the group still has this instance's static
+// member as the member this client joined as. A newer instance with the
+// same transactional ID has the same instance ID, and joining took the
+// member over; after a timed-out transaction nobody did. Without an
+// instance ID, or without an answer, the engine cannot tell, and stops as
+// fenced.
+func (e *Engine) stillMember(ctx context.Context) bool {
+	if e.cfg.InstanceID == "" {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.EndTimeout)
+	defer cancel()
+	var (
+		ours  bool
+		owner string
+	)
+	asked := Retry(ctx, e.cfg.Logger, "asking the group who holds this instance failed, retrying", e.cfg.MinBackoff, e.cfg.MaxBackoff, func() error {
+		described, err := kadm.NewClient(e.cl).DescribeGroups(ctx, e.cfg.Group)
+		if err == nil {
+			err = described.Error()
+		}
+		if err != nil {
+			return err
+		}
+		member, _ := e.cl.GroupMetadata()
+		owner = ""
+		for _, m := range described[e.cfg.Group].Members {
+			if m.InstanceID != nil && *m.InstanceID == e.cfg.InstanceID {
+				owner = m.MemberID
+			}
+		}
+		ours = owner != "" && owner == member
+		return nil
+	}, "topic", e.cfg.Topic)
+	if asked && !ours {
+		e.cfg.Logger.Warn("the group gave this instance to another member: a newer instance took over", "topic", e.cfg.Topic,
+			"instance", e.cfg.InstanceID, "member", owner)
+	}
+	return asked && ours
 }
 
 // renew replaces the client after the coordinator aborted a transaction

@@ -117,7 +117,13 @@ func runE2ERate(ctx context.Context, o Options, paymentRate int, f *fleet, payme
 	cpuAfter, took := f.cpuByService(), time.Since(start)
 	inbox, err := waitInbox(ctx, f.sink, orderIDs, p)
 	if err != nil {
-		return err
+		if ctx.Err() != nil {
+			return err
+		}
+		// The commit figures stand; the inbox ones would leave out
+		// the slowest emails.
+		p.Printf("e2e %d/s: %v; no inbox figures", paymentRate, err)
+		inbox = func(string) (time.Time, bool) { return time.Time{}, false }
 	}
 
 	var committed, produced, delivered []time.Duration

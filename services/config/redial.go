@@ -50,8 +50,10 @@ func (d *redialer) dial(ctx context.Context, network, addr string) (net.Conn, er
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if err != nil {
-		if ctx.Err() == nil {
-			backoff := min(max(2*d.failed[addr].backoff, firstRedial), lastRedial)
+		// A client dials a broker on several connections at once: the
+		// wait doubles once per round of refusals, not once for each.
+		if r := d.failed[addr]; ctx.Err() == nil && !time.Now().Before(r.until) {
+			backoff := min(max(2*r.backoff, firstRedial), lastRedial)
 			d.failed[addr] = refusal{until: time.Now().Add(backoff), backoff: backoff}
 		}
 		return nil, err

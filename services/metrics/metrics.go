@@ -40,12 +40,21 @@ type LatestKafka struct {
 // NewLatestKafka names the clients as Kafka does.
 func NewLatestKafka(client string) *LatestKafka { return &LatestKafka{client: client} }
 
-// Hook gives the metrics of a new client, and makes them the ones scraped.
-func (k *LatestKafka) Hook() kgo.Hook {
+// Hooks gives the hooks of a new client: its metrics, and a hook after
+// them that makes them the ones scraped once the client has set them up.
+func (k *LatestKafka) Hooks() []kgo.Hook {
 	m := Kafka(k.client)
-	k.latest.Store(m)
-	return m
+	return []kgo.Hook{m, published{k, m}}
 }
+
+// published makes m the latest, after m's own OnNewClient (kgo calls hooks
+// in order): a scrape before would read its collectors while they are made.
+type published struct {
+	k *LatestKafka
+	m *kprom.Metrics
+}
+
+func (p published) OnNewClient(*kgo.Client) { p.k.latest.Store(p.m) }
 
 // Describe describes nothing: the collector is unchecked, since what it
 // collects changes with the client.

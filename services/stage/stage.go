@@ -142,7 +142,7 @@ func New(cfg config.Config, cat *schemas.Catalog, spec Spec) (*Stage, error) {
 		MaxInterval:     cfg.MaxInterval,
 		StallAfter:      cfg.StallAfter,
 		Logger:          s.log,
-		Hooks:           func() []kgo.Hook { return []kgo.Hook{kafka.Hook()} },
+		Hooks:           kafka.Hooks,
 		OnBatch:         s.observe,
 		OnAssigned:      s.restore,
 		OnRevoked:       s.drop,
