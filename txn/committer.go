@@ -73,7 +73,7 @@ func (t *transactional) recover(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return retry(ctx, cfg, "reading the group's committed offsets", func() error { return rewind(ctx, cfg, t.e.cl) })
+	return retry(ctx, cfg, "reading the group's committed offsets", func() error { return rewind(ctx, cfg, t.sess.Client()) })
 }
 
 // atLeastOnce marks a batch's offsets once its outputs are written, and the

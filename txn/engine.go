@@ -225,9 +225,7 @@ func (s Stall) String() string {
 type Engine struct {
 	cfg  Config
 	opts []kgo.Opt // of every client the engine builds
-	// cl is the client of the loop's goroutine; client is the same for
-	// the others (metrics, health checks): renew replaces both.
-	cl     *kgo.Client
+	// client is the engine's Kafka client; renew replaces it.
 	client atomic.Pointer[kgo.Client]
 	c      committer
 	ready  atomic.Bool
@@ -299,7 +297,7 @@ func (e *Engine) connect() error {
 	if err != nil {
 		return fmt.Errorf("txn: %w", err)
 	}
-	e.c, e.cl = c, cl
+	e.c = c
 	e.client.Store(cl)
 	return nil
 }

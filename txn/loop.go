@@ -42,7 +42,7 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 	// A fenced instance must not leave the group: its instance ID now
 	// belongs to the newer instance, which leaving would take out.
 	defer func() { e.close(!errors.Is(err, ErrFenced)) }()
-	if err := e.cl.Ping(ctx); err != nil {
+	if err := e.Client().Ping(ctx); err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -53,7 +53,7 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 
 	backoff := e.cfg.MinBackoff
 	for ctx.Err() == nil {
-		fetches := e.cl.PollRecords(ctx, min(pollChunk, e.cfg.MaxRecords))
+		fetches := e.Client().PollRecords(ctx, min(pollChunk, e.cfg.MaxRecords))
 		if fetches.IsClientClosed() || ctx.Err() != nil {
 			// Polled records that were never begun on are simply
 			// not committed: the next owner reads them again.
@@ -117,6 +117,7 @@ func CheckFetches(fetches kgo.Fetches, log *slog.Logger) error {
 // It reports whether the transaction committed.
 func (e *Engine) batch(ctx context.Context, records []*kgo.Record) (bool, error) {
 	start := time.Now()
+	cl := e.Client()
 	if err := e.c.begin(); err != nil {
 		if fenced(err) {
 			return false, fmt.Errorf("%w: %v", ErrFenced, err)
@@ -149,7 +150,7 @@ func (e *Engine) batch(ctx context.Context, records []*kgo.Record) (bool, error)
 				// Outputs of processed records must not fail
 				// because shutdown began: they commit or abort
 				// with the batch.
-				e.cl.Produce(context.WithoutCancel(ctx), r, produced.promise(in))
+				cl.Produce(context.WithoutCancel(ctx), r, produced.promise(in))
 			}
 			outputs = append(outputs, out...)
 			n++
@@ -167,7 +168,7 @@ func (e *Engine) batch(ctx context.Context, records []*kgo.Record) (bool, error)
 			wait = deadline
 		}
 		pollCtx, cancel := context.WithDeadline(ctx, wait)
-		fetches := e.cl.PollRecords(pollCtx, min(pollChunk, e.cfg.MaxRecords-n))
+		fetches := cl.PollRecords(pollCtx, min(pollChunk, e.cfg.MaxRecords-n))
 		cancel()
 		if fetches.IsClientClosed() {
 			break
@@ -186,7 +187,7 @@ func (e *Engine) batch(ctx context.Context, records []*kgo.Record) (bool, error)
 		// still holds back for its linger (10ms by default) now, rather
 		// than wait it out, which left the engine idle for most of each
 		// transaction. Flush fails only with its context.
-		_ = e.cl.Flush(context.WithoutCancel(ctx))
+		_ = cl.Flush(context.WithoutCancel(ctx))
 		culprit, failed = produced.wait()
 		if failed != nil && permanent(failed) {
 			e.refuse(culprit, failed)
@@ -320,14 +321,14 @@ func (e *Engine) stillMember(ctx context.Context) bool {
 		owner string
 	)
 	asked := Retry(ctx, e.cfg.Logger, "asking the group who holds this instance failed, retrying", e.cfg.MinBackoff, e.cfg.MaxBackoff, func() error {
-		described, err := kadm.NewClient(e.cl).DescribeGroups(ctx, e.cfg.Group)
+		described, err := kadm.NewClient(e.Client()).DescribeGroups(ctx, e.cfg.Group)
 		if err == nil {
 			err = described.Error()
 		}
 		if err != nil {
 			return err
 		}
-		member, _ := e.cl.GroupMetadata()
+		member, _ := e.Client().GroupMetadata()
 		owner = ""
 		for _, m := range described[e.cfg.Group].Members {
 			if m.InstanceID != nil && *m.InstanceID == e.cfg.InstanceID {
