@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/blackfriday-kafka/shop/schemas"
+	"github.com/blackfriday-kafka/shop/scripts/pace"
 	"github.com/blackfriday-kafka/shop/services/email"
 )
 
@@ -80,7 +81,7 @@ func runE2ERate(ctx context.Context, o Options, paymentRate int, f *fleet, payme
 	start := time.Now()
 	lastReport := start
 	for i := range n {
-		if err := waitTurn(ctx, start, i, paymentRate); err != nil {
+		if err := pace.Wait(ctx, start, i, paymentRate, time.Second); err != nil {
 			return err
 		}
 		inflight <- struct{}{}
@@ -181,21 +182,6 @@ func busyPercent(ticks int64, d time.Duration) string {
 	}
 	cores := float64(ticks) / clockTicks / d.Seconds()
 	return fmt.Sprintf("%.0f", 100*cores/float64(runtime.NumCPU()))
-}
-
-// waitTurn waits until the i-th event of a steady perSecond, counted from
-// start, is due (at once if it is late), or ctx ends.
-func waitTurn(ctx context.Context, start time.Time, i, perSecond int) error {
-	d := time.Until(start.Add(time.Duration(i) * time.Second / time.Duration(perSecond)))
-	if d <= 0 {
-		return nil
-	}
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-time.After(d):
-		return nil
-	}
 }
 
 // waitInbox waits until the confirmation of every order of orderIDs is in

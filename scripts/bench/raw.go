@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/blackfriday-kafka/shop/schemas"
+	"github.com/blackfriday-kafka/shop/scripts/pace"
 	"github.com/blackfriday-kafka/shop/services/payment"
 	"github.com/blackfriday-kafka/shop/txn"
 )
@@ -193,7 +194,7 @@ func rawAtRate(ctx context.Context, o Options, topic string, recs []*kgo.Record,
 	)
 	before, start := machineTicks(), time.Now()
 	for i := range n {
-		if err := waitTurn(ctx, start, i, paymentRate); err != nil {
+		if err := pace.Wait(ctx, start, i, paymentRate, time.Second); err != nil {
 			return err
 		}
 		r, at := recs[i%len(recs)], time.Now()

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/blackfriday-kafka/shop/schemas"
+	"github.com/blackfriday-kafka/shop/scripts/pace"
 	"github.com/blackfriday-kafka/shop/services/payment"
 )
 
@@ -53,7 +54,7 @@ func (s *httpSender) send(ctx context.Context, n int, d time.Duration, seed uint
 	defer cancel(nil)
 	var wg sync.WaitGroup
 	for i := 0; i < n; i++ {
-		if pace(ctx, start, i, n, d) != nil {
+		if pace.Wait(ctx, start, i, n, d) != nil {
 			wg.Wait()
 			return context.Cause(ctx)
 		}

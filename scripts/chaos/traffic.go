@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/blackfriday-kafka/shop/schemas"
+	"github.com/blackfriday-kafka/shop/scripts/pace"
 	"github.com/blackfriday-kafka/shop/scripts/shoppers"
 	"github.com/blackfriday-kafka/shop/services/email"
 )
@@ -41,21 +42,6 @@ func (a *acceptedSet) ids() map[string]int64 {
 	return a.accepted
 }
 
-// pace waits until the i-th of n payments spread evenly over d from start
-// is due, or ctx ends.
-func pace(ctx context.Context, start time.Time, i, n int, d time.Duration) error {
-	wait := time.Until(start.Add(d * time.Duration(i) / time.Duration(n)))
-	if wait <= 0 {
-		return nil
-	}
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-time.After(wait):
-		return nil
-	}
-}
-
 // sender writes valid payments straight to payment-successful.
 type sender struct {
 	acceptedSet // payment ID -> total cents, once acknowledged
@@ -80,7 +66,7 @@ func (s *sender) send(ctx context.Context, n int, d time.Duration, seed uint64) 
 	var failed error
 	var failMu sync.Mutex
 	for i := 0; i < n; i++ {
-		if err := pace(ctx, start, i, n, d); err != nil {
+		if err := pace.Wait(ctx, start, i, n, d); err != nil {
 			return err
 		}
 		p := shoppers.Payment(rng, 500)
