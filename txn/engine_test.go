@@ -186,6 +186,20 @@ func exactlyDoubled(t *testing.T, recs []*kgo.Record, n int, except ...int) {
 	}
 }
 
+// stopsFenced waits for who's engine, whose Run result comes on done, to
+// stop with ErrFenced within 30s of when.
+func stopsFenced(t *testing.T, done <-chan error, who, when string) {
+	t.Helper()
+	select {
+	case err := <-done:
+		if !errors.Is(err, txn.ErrFenced) {
+			t.Fatalf("%s stopped with %v, want ErrFenced", who, err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("%s still runs 30s %s", who, when)
+	}
+}
+
 func TestCommitsEveryRecordOnce(t *testing.T) {
 	brokers := cluster(t, 3)
 	produce(t, brokers, 500)
@@ -263,14 +277,7 @@ func TestRestartedInstanceFencesTheOldOne(t *testing.T) {
 	}
 	close(release) // A wakes up and tries to go on with its batch
 
-	select {
-	case err := <-doneA:
-		if !errors.Is(err, txn.ErrFenced) {
-			t.Fatalf("old instance stopped with %v, want ErrFenced", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("old instance went on after being fenced")
-	}
+	stopsFenced(t, doneA, "the old instance", "after being fenced")
 	waitCommitted(t, brokers)
 	exactlyDoubled(t, readAll(t, brokers, out, kgo.ReadCommitted()), 300)
 }
@@ -357,14 +364,7 @@ func TestNewerInstanceFencesAStuckOneAfterTheTimeout(t *testing.T) {
 	time.Sleep(time.Until(began.Add(2 * cfg.TransactionTimeout))) // past the stuck one's timeout
 	close(release)
 
-	select {
-	case err := <-doneOlder:
-		if !errors.Is(err, txn.ErrFenced) {
-			t.Fatalf("the stuck instance stopped with %v, want ErrFenced", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("the stuck instance still runs 30s after it woke up")
-	}
+	stopsFenced(t, doneOlder, "the stuck instance", "after it woke up")
 	produce(t, brokers, 0)
 	select {
 	case err := <-doneNewer:
@@ -514,14 +514,7 @@ func TestIdleInstanceStopsWhenItsInstanceIDIsTaken(t *testing.T) {
 	time.Sleep(time.Second) // joined and idle
 
 	newer, doneNewer := start(t, cfg)
-	select {
-	case err := <-doneOlder:
-		if !errors.Is(err, txn.ErrFenced) {
-			t.Fatalf("the older instance stopped with %v, want ErrFenced", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("the older instance still runs 30s after a newer one took its instance ID")
-	}
+	stopsFenced(t, doneOlder, "the older instance", "after a newer one took its instance ID")
 
 	produce(t, brokers, 100)
 	waitCommitted(t, brokers)

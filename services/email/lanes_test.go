@@ -51,6 +51,28 @@ func startLaneServer(t *testing.T, together int, flaky string) (*laneServer, str
 	return s, ln.Addr().String()
 }
 
+// rounds are each emails for every one of users, one round after another:
+// user u's n-th is rounds[n*users+u-1].
+func rounds(users, each int) []*schemas.EmailSent {
+	var emails []*schemas.EmailSent
+	for n := range each {
+		for u := range users {
+			emails = append(emails, queued(int64(u+1), fmt.Sprintf("pay-%d-%d", u+1, n+1)))
+		}
+	}
+	return emails
+}
+
+// takenOnce checks that the server took each of emails once; s.mu is held.
+func (s *laneServer) takenOnce(t *testing.T, emails []*schemas.EmailSent) {
+	t.Helper()
+	for _, e := range emails {
+		if n := s.taken[email.MessageID(e.EmailID)]; n != 1 {
+			t.Errorf("email %s of user %d taken %d times, want once", e.EmailID, e.UserID, n)
+		}
+	}
+}
+
 func (s *laneServer) NewSession(*smtp.Conn) (smtp.Session, error) { return &laneSession{s: s}, nil }
 
 type laneSession struct {
@@ -100,12 +122,7 @@ func (l *laneSession) Data(r io.Reader) error {
 func TestUsersGoSideBySide(t *testing.T) {
 	stack, cat := shoptest.Cluster(t)
 	const users, each = 24, 3
-	var emails []*schemas.EmailSent
-	for n := range each {
-		for u := range users {
-			emails = append(emails, queued(int64(u+1), fmt.Sprintf("pay-%d-%d", u+1, n+1)))
-		}
-	}
+	emails := rounds(users, each)
 	flaky := emails[users+4] // user 5's second
 	srv, addr := startLaneServer(t, 6, email.MessageID(flaky.EmailID))
 	outbox(t, stack, cat, true, emails...)
@@ -120,11 +137,7 @@ func TestUsersGoSideBySide(t *testing.T) {
 	if !srv.refused {
 		t.Fatal("the flaky email was never tried")
 	}
-	for _, e := range emails {
-		if n := srv.taken[email.MessageID(e.EmailID)]; n != 1 {
-			t.Errorf("email %s of user %d taken %d times, want once", e.EmailID, e.UserID, n)
-		}
-	}
+	srv.takenOnce(t, emails)
 	for u := range users {
 		to := emails[u].To
 		var want []string
@@ -145,12 +158,7 @@ func TestUsersGoSideBySide(t *testing.T) {
 func TestGracefulStopSendsNothingTwice(t *testing.T) {
 	stack, cat := shoptest.Cluster(t)
 	const users, each = 24, 4
-	var emails []*schemas.EmailSent
-	for n := range each {
-		for u := range users {
-			emails = append(emails, queued(int64(u+1), fmt.Sprintf("pay-%d-%d", u+1, n+1)))
-		}
-	}
+	emails := rounds(users, each)
 	srv, addr := startLaneServer(t, 1, "")
 	srv.hold = 20 * time.Millisecond
 	outbox(t, stack, cat, true, emails...)
@@ -172,10 +180,6 @@ func TestGracefulStopSendsNothingTwice(t *testing.T) {
 
 	srv.mu.Lock()
 	defer srv.mu.Unlock()
-	for _, e := range emails {
-		if n := srv.taken[email.MessageID(e.EmailID)]; n != 1 {
-			t.Errorf("email %s of user %d taken %d times, want once", e.EmailID, e.UserID, n)
-		}
-	}
+	srv.takenOnce(t, emails)
 	t.Logf("%d of %d emails taken when the first loop stopped; each once in the end", atStop, len(emails))
 }
