@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
-	"slices"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -351,21 +349,14 @@ func (e *Engine) stillMember(ctx context.Context) bool {
 // epoch with PRODUCER_FENCED, as it would for a newer instance, and a
 // fenced client cannot go on. The new client initialises a new producer
 // for the same transactional ID and joins the group as the same static
-// member (closing the old one does not leave it), reading from the offsets
-// the group committed; the partitions' state is restored as at any
-// assignment.
+// member (closing the old one does not leave the group, but revokes its
+// partitions), reading from the offsets the group committed; the
+// partitions' state is restored as at any assignment.
 func (e *Engine) renew(ctx context.Context, took time.Duration, cause error) error {
 	e.renewals.Add(1)
 	e.cfg.Logger.Warn("the coordinator aborted a transaction that outlived its timeout; starting a new producer and reading from the group's committed offsets",
 		"topic", e.cfg.Topic, "took", took.Round(time.Millisecond), "timeout", e.cfg.TransactionTimeout, "err", cause)
-	e.c.close()
-	e.mu.Lock()
-	held := slices.Sorted(maps.Keys(e.held))
-	clear(e.held)
-	e.mu.Unlock()
-	if len(held) > 0 && e.cfg.OnRevoked != nil {
-		e.cfg.OnRevoked(held)
-	}
+	e.c.close() // revokes its partitions (OnRevoked) before it returns
 	return e.connect()
 }
 
