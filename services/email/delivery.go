@@ -270,7 +270,6 @@ func (c *Courier) Run(ctx context.Context) (err error) {
 
 // partition is one partition's part of a cycle.
 type partition struct {
-	n     int32
 	recs  []*kgo.Record
 	next  int64 // after the last email proven delivered or dead-lettered; -1: none
 	epoch int32
@@ -309,7 +308,7 @@ func (c *Courier) cycle(ctx context.Context, recs []*kgo.Record) (retry bool, er
 				ahead = make(map[int64]bool)
 				c.ahead[r.Partition] = ahead
 			}
-			p = &partition{n: r.Partition, next: -1, stop: -1, lanes: lanes, ahead: ahead}
+			p = &partition{next: -1, stop: -1, lanes: lanes, ahead: ahead}
 			parts[r.Partition] = p
 		}
 		p.recs = append(p.recs, r)
