@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -17,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/blackfriday-kafka/shop/infra/registry"
+	"github.com/blackfriday-kafka/shop/infra/webserver"
 )
 
 // EmbeddedConfig places the embedded stack. Zero ports pick free ones, which
@@ -184,13 +184,13 @@ func StartRegistry(ctx context.Context, addr string, brokers []string, opts ...f
 		reg.Close()
 		return nil, err
 	}
-	ln, err := net.Listen("tcp", addr)
+	ln, err := webserver.Listen(addr)
 	if err != nil {
 		reg.Close()
 		return nil, fmt.Errorf("start schema registry on %s: %w", addr, err)
 	}
 	s := &RegistryServer{URL: "http://" + ln.Addr().String(), Registry: reg,
-		srv: &http.Server{Handler: reg.Handler(), ReadHeaderTimeout: 5 * time.Second}}
+		srv: webserver.New(reg.Handler(), slog.Default())}
 	go func() {
 		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			slog.Error("schema registry stopped", "err", err)

@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/blackfriday-kafka/shop/infra"
+	"github.com/blackfriday-kafka/shop/infra/webserver/webservertest"
 	"github.com/blackfriday-kafka/shop/schemas"
 )
 
@@ -182,4 +183,18 @@ func TestEmbeddedSurvivesSIGKILL(t *testing.T) {
 	}
 	defer again.Close()
 	check(t, again, nil)
+}
+
+// TestRegistryIsBounded: the registry's server cuts a client whose schema
+// trickles in, and refuses headers of a megabyte.
+func TestRegistryIsBounded(t *testing.T) {
+	stack, err := infra.StartEmbedded(context.Background(), infra.EmbeddedConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stack.Close()
+	t.Run("headers", func(t *testing.T) { webservertest.RefusesHugeHeaders(t, stack.RegistryURL, "/subjects") })
+	t.Run("trickle", func(t *testing.T) {
+		webservertest.ClosesTrickle(t, stack.RegistryURL, "/subjects/orders-value/versions")
+	})
 }

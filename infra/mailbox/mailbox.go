@@ -31,6 +31,8 @@ import (
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
+
+	"github.com/blackfriday-kafka/shop/infra/webserver"
 )
 
 // Config places the mail server. Empty addresses pick free ports on
@@ -106,7 +108,7 @@ func Start(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mailbox: SMTP on %s: %w", cfg.SMTPAddr, err)
 	}
-	hln, err := net.Listen("tcp", cfg.HTTPAddr)
+	hln, err := webserver.Listen(cfg.HTTPAddr)
 	if err != nil {
 		sln.Close()
 		return nil, fmt.Errorf("mailbox: inbox on %s: %w", cfg.HTTPAddr, err)
@@ -122,7 +124,7 @@ func Start(cfg Config) (*Server, error) {
 	s.smtp.MaxMessageBytes = 10 << 20
 	s.smtp.MaxRecipients = 100
 	s.smtp.ErrorLog = slogLogger{s.log}
-	s.http = &http.Server{Handler: s.routes(), ReadHeaderTimeout: 5 * time.Second}
+	s.http = webserver.New(s.routes(), s.log)
 	go func() {
 		if err := s.smtp.Serve(s.ln); err != nil && !errors.Is(err, smtp.ErrServerClosed) {
 			s.log.Error("mailbox: SMTP server stopped", "err", err)

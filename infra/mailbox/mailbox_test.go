@@ -10,6 +10,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/blackfriday-kafka/shop/infra/mailbox"
+	"github.com/blackfriday-kafka/shop/infra/webserver/webservertest"
 )
 
 func message(id, to string) string {
@@ -68,4 +69,16 @@ func TestMailboxSpeaksSMTPAndMailpitsAPI(t *testing.T) {
 	if err := c.Noop(); err == nil {
 		t.Fatal("the dropped connection still answers")
 	}
+}
+
+// TestInboxIsBounded: the inbox's server cuts a client whose request
+// trickles in, and refuses headers of a megabyte.
+func TestInboxIsBounded(t *testing.T) {
+	mb, err := mailbox.Start(mailbox.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mb.Close()
+	t.Run("headers", func(t *testing.T) { webservertest.RefusesHugeHeaders(t, mb.URL, "/api/v1/messages") })
+	t.Run("trickle", func(t *testing.T) { webservertest.ClosesTrickle(t, mb.URL, "/api/v1/messages") })
 }

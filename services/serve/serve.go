@@ -18,6 +18,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/blackfriday-kafka/shop/infra/webserver"
 )
 
 // Service is one of the shop's services.
@@ -49,7 +51,7 @@ type Server struct {
 // the port (URL) of a service started on ":0". log should name the service
 // and its instance.
 func Listen(svc Service, addr string, log *slog.Logger) (*Server, error) {
-	ln, err := net.Listen("tcp", addr)
+	ln, err := webserver.Listen(addr)
 	if err != nil {
 		return nil, fmt.Errorf("%s service: listen on %s: %w", svc.Name(), addr, err)
 	}
@@ -87,13 +89,7 @@ func (s *Server) Run(ctx context.Context) error {
 	r.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{})).Methods(http.MethodGet)
 	s.svc.Routes(r)
 
-	srv := &http.Server{
-		Handler:           r,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-	}
+	srv := webserver.New(r, s.log)
 	httpDone := make(chan error, 1)
 	go func() { httpDone <- srv.Serve(s.ln) }()
 	s.log.Info("service started", "url", s.URL())
