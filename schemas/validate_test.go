@@ -75,15 +75,32 @@ func TestEuros(t *testing.T) {
 		{"0.01", 1, "0.01"},
 		{"1e3", 100000, "1000.00"},
 		{"-2.5", -250, "-2.50"},
+		{"1.999e3", 199900, "1999.00"},
+		{"1000e-5", 1, "0.01"},
+		{"10e-3", 1, "0.01"},
+		{"0.000", 0, "0.00"},
+		{"1000000.00", 100000000, "1000000.00"},
+		{"0E+0", 0, "0.00"},
 	} {
 		got, err := schemas.ParseEuros(tc.in)
 		if err != nil || int64(got) != tc.cents || got.String() != tc.out {
 			t.Errorf("ParseEuros(%q) = %d %q %v, want %d %q", tc.in, got, got, err, tc.cents, tc.out)
 		}
 	}
-	for _, bad := range []string{"19.999", "0.001", "abc", "", "1e30"} {
+	for _, bad := range []string{"19.999", "0.001", "abc", "", "1e30", "1e-3", "1.2.3", "e5", "1e", "--1", "1e999999999",
+		"1e-999999999", "99999999999999999.99", strings.Repeat("9", 33), "1_000"} {
 		if _, err := schemas.ParseEuros(bad); err == nil {
 			t.Errorf("ParseEuros(%q) accepted", bad)
+		}
+	}
+}
+
+// TestEurosCostsNothingWhateverTheText: a price of any length or exponent
+// is read in a few steps, without arbitrary-precision arithmetic.
+func TestEurosCostsNothingWhateverTheText(t *testing.T) {
+	for _, s := range []string{strings.Repeat("9", 900_000), "1e999999999", "1e-999999999", "9" + strings.Repeat("0", 31)} {
+		if allocs := testing.AllocsPerRun(10, func() { _, _ = schemas.ParseEuros(s) }); allocs > 2 {
+			t.Errorf("ParseEuros of %d characters: %.0f allocations", len(s), allocs)
 		}
 	}
 }
