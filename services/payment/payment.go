@@ -7,9 +7,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/google/uuid"
@@ -18,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/blackfriday-kafka/shop/infra/webserver"
 	"github.com/blackfriday-kafka/shop/schemas"
 	"github.com/blackfriday-kafka/shop/services/config"
 	"github.com/blackfriday-kafka/shop/services/metrics"
@@ -30,12 +31,13 @@ const maxBody = 1 << 20
 
 // Service is the payment service.
 type Service struct {
-	cat      *schemas.Catalog
-	payments *schemas.Codec[schemas.PaymentSucceeded]
-	producer *kgo.Client
-	ledger   *ledger
-	log      *slog.Logger
-	kafka    prometheus.Collector // the producer's client metrics
+	cat       *schemas.Catalog
+	payments  *schemas.Codec[schemas.PaymentSucceeded]
+	producer  *kgo.Client
+	ledger    *ledger
+	admission *Admission
+	log       *slog.Logger
+	kafka     prometheus.Collector // the producer's client metrics
 
 	accepted prometheus.Counter
 	replayed prometheus.Counter
@@ -48,6 +50,8 @@ type Options struct {
 	// DeliveryTimeout bounds how long a payment waits for Kafka before
 	// the client gets a 503. Default 10s.
 	DeliveryTimeout time.Duration
+	// Admission bounds the payments held at once.
+	Admission AdmissionOptions
 }
 
 // New connects the payment service's producer: idempotent, acks from all
@@ -68,12 +72,16 @@ func New(cfg config.Config, cat *schemas.Catalog, opts Options) (*Service, error
 	if opts.DeliveryTimeout <= 0 {
 		opts.DeliveryTimeout = 10 * time.Second
 	}
+	opts.Admission = opts.Admission.withDefaults()
 	kafka := metrics.Kafka("producer")
 	producer, err := kgo.NewClient(append(cfg.Kafka(),
 		kgo.WithHooks(kafka),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.RecordDeliveryTimeout(opts.DeliveryTimeout),
 		kgo.ProducerLinger(0),
+		// Room for every payment the admission bound lets in: an admitted
+		// payment never waits for the buffer, only for Kafka.
+		kgo.MaxBufferedRecords(opts.Admission.Max),
 	)...)
 	if err != nil {
 		return nil, err
@@ -85,12 +93,13 @@ func New(cfg config.Config, cat *schemas.Catalog, opts Options) (*Service, error
 		return nil, err
 	}
 	s := &Service{
-		cat:      cat,
-		payments: schemas.Payments.Codec(cat),
-		producer: producer,
-		ledger:   &ledger{table: requests, window: cfg.Window(), log: log, inFlight: make(map[string]string)},
-		kafka:    kafka,
-		log:      log,
+		cat:       cat,
+		payments:  schemas.Payments.Codec(cat),
+		producer:  producer,
+		admission: NewAdmission(opts.Admission),
+		ledger:    &ledger{table: requests, window: cfg.Window(), log: log, inFlight: make(map[string]string)},
+		kafka:     kafka,
+		log:       log,
 		accepted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "shop_payments_accepted_total", Help: "Payments written to Kafka and acknowledged.",
 		}),
@@ -99,7 +108,7 @@ func New(cfg config.Config, cat *schemas.Catalog, opts Options) (*Service, error
 		}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "shop_payments_rejected_total",
-			Help: "Payments refused, by reason: invalid (400), key_in_flight (409), key_reused (422, another body under the key) or kafka_unavailable (503).",
+			Help: "Payments refused, by reason: invalid (400, 408 or 413), key_in_flight (409), key_reused (422, another body under the key) or kafka_unavailable (503); those refused for overload are shop_payments_shed_total.",
 		}, []string{"reason"}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "shop_payment_ack_seconds", Help: "Time from request to Kafka acknowledgement.",
@@ -119,7 +128,7 @@ func (s *Service) Name() string { return "payment" }
 func (s *Service) Healthy() error { return nil }
 
 func (s *Service) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{s.accepted, s.replayed, s.rejected, s.latency, s.kafka}
+	return append([]prometheus.Collector{s.accepted, s.replayed, s.rejected, s.latency, s.kafka}, s.admission.Collectors()...)
 }
 
 func (s *Service) Routes(r *mux.Router) {
@@ -156,108 +165,191 @@ func (s *Service) Ready(ctx context.Context) error {
 	return s.producer.Ping(ctx)
 }
 
+// pay takes a payment: admitted within the bound, read, checked against
+// its Idempotency-Key, written to Kafka and answered once acknowledged.
 func (s *Service) pay(w http.ResponseWriter, r *http.Request) {
+	t, ok := s.admission.admit(r.Context(), w)
+	if !ok {
+		return
+	}
+	outcome := ignored
+	defer func() { t.done(outcome) }()
 	start := time.Now()
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
-	if err != nil {
-		s.refuse(w, &schemas.FieldError{Field: "body", Reason: "must be at most 1 MiB"})
+	req, ok := s.readPayment(w, r)
+	if !ok {
 		return
 	}
-	req, fe := ParseRequest(body)
-	if fe != nil {
-		s.refuse(w, fe)
+	key, ok := s.claimKey(w, r, req)
+	if !ok {
 		return
 	}
-	paymentID := uuid.NewString()
-	var key, fp string
-	if values := r.Header.Values(HeaderIdempotencyKey); len(values) > 0 {
-		k, fe := parseKey(values[0])
-		if fe == nil && len(values) > 1 {
-			fe = &schemas.FieldError{Field: HeaderIdempotencyKey, Reason: "must be given once"}
-		}
-		if fe != nil {
-			s.refuse(w, fe)
-			return
-		}
-		key, fp = ledgerKey(req.UserID, k), fingerprint(req)
-		switch replay, status := s.ledger.claim(key, fp); status {
-		case http.StatusOK:
-			s.replayed.Inc()
-			w.Header().Set("Idempotent-Replayed", "true")
-			writeAnswer(w, replay)
-			return
-		case http.StatusConflict:
-			s.rejected.WithLabelValues("key_in_flight").Inc()
-			serve.Error(w, status, "a request with this Idempotency-Key is still waiting for Kafka; retry once it is answered", HeaderIdempotencyKey)
-			return
-		case http.StatusUnprocessableEntity:
-			s.rejected.WithLabelValues("key_reused").Inc()
-			serve.Error(w, status, "this Idempotency-Key was used for another payment; a retry must send the same body", HeaderIdempotencyKey)
-			return
-		}
-		defer s.ledger.release(key)
-		paymentID = schemas.PaymentID(req.UserID, k)
+	if key.id != "" {
+		defer s.ledger.release(key.ledger)
 	}
 	p := schemas.PaymentSucceeded{
-		PaymentID:  paymentID,
+		PaymentID:  key.paymentID(),
 		UserID:     req.UserID,
 		Cart:       req.Cart,
 		TotalCents: schemas.CartTotal(req.Cart),
 		PaidAt:     time.Now().UTC().Truncate(time.Millisecond),
 	}
 	if fe := schemas.ValidatePayment(&p); fe != nil {
-		s.refuse(w, fe)
+		s.refuse(w, http.StatusBadRequest, fe)
 		return
 	}
-	rec, err := s.payments.Record(&p)
-	if _, missing := errors.AsType[*schemas.MissingSchemaError](err); missing {
-		s.rejected.WithLabelValues("kafka_unavailable").Inc()
-		serve.Error(w, http.StatusServiceUnavailable, "payments are unavailable: "+err.Error()+"; nothing was charged", "")
+	rec, ok := s.encode(w, &p)
+	if !ok {
 		return
 	}
-	if err != nil {
-		s.log.Error("encode payment", "payment_id", p.PaymentID, "err", err)
-		serve.Error(w, http.StatusInternalServerError, "payment could not be encoded", "")
+	if !s.produce(w, r, rec, &p, key.id != "") {
+		outcome = failed
 		return
 	}
-	// Context of the request: a client that hangs up before the ack
-	// cancels a record that has not left yet. Not with a key: its outcome
-	// must be known, so that the retry gets the same answer.
-	produceCtx := r.Context()
-	if key != "" {
-		produceCtx = context.WithoutCancel(produceCtx)
-	}
-	if err := s.producer.ProduceSync(produceCtx, rec).FirstErr(); err != nil {
-		s.rejected.WithLabelValues("kafka_unavailable").Inc()
-		s.log.Warn("payment not written", "topic", rec.Topic, "payment_id", p.PaymentID, "user_id", p.UserID, "err", err)
-		status := http.StatusServiceUnavailable
-		if errors.Is(err, context.Canceled) {
-			status = 499 // client closed request; nobody reads this answer
-		}
-		serve.Error(w, status, "payments are unavailable: Kafka did not acknowledge the payment, nothing was charged; retry later", "")
-		return
-	}
+	outcome = acknowledged
 	s.accepted.Inc()
 	s.latency.Observe(time.Since(start).Seconds())
 	s.log.Info("payment accepted",
 		"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset,
 		"payment_id", p.PaymentID, "user_id", p.UserID, "total", schemas.Euros(p.TotalCents).String())
+	s.answer(w, r, answerOf(&p, rec), key)
+}
 
+// readPayment reads the request's body, at most maxBody of it within the
+// server's read timeout, or answers why not.
+func (s *Service) readPayment(w http.ResponseWriter, r *http.Request) (*Request, bool) {
+	req, err := ReadRequest(http.MaxBytesReader(w, r.Body, maxBody))
+	if err == nil {
+		return req, true
+	}
+	var tooLarge *http.MaxBytesError
+	var unread *ReadError
+	switch {
+	case errors.As(err, &tooLarge):
+		s.refuse(w, http.StatusRequestEntityTooLarge, &schemas.FieldError{Field: "body", Reason: "must be at most 1 MiB"})
+	case errors.As(err, &unread) && errors.Is(err, os.ErrDeadlineExceeded):
+		s.refuse(w, http.StatusRequestTimeout, &schemas.FieldError{Field: "body",
+			Reason: "was not received within " + webserver.ReadTimeout.String() + "; nothing was charged"})
+	case errors.As(err, &unread):
+		s.refuse(w, http.StatusBadRequest, &schemas.FieldError{Field: "body", Reason: "could not be read whole; nothing was charged"})
+	default:
+		s.refuse(w, http.StatusBadRequest, err.(*schemas.FieldError))
+	}
+	return nil, false
+}
+
+// idempotencyKey is a request's Idempotency-Key, if it has one.
+type idempotencyKey struct {
+	id          string // as the client sent it; "" without one
+	ledger      string // the ledger's key: user and key
+	fingerprint string
+	userID      int64
+}
+
+// paymentID is the payment's ID: derived from the key, so that every try
+// of it writes the same payment, or new.
+func (k idempotencyKey) paymentID() string {
+	if k.id == "" {
+		return uuid.NewString()
+	}
+	return schemas.PaymentID(k.userID, k.id)
+}
+
+// claimKey reads the request's Idempotency-Key and claims it in the
+// ledger, or answers: the past answer to a key already answered, a 409
+// while another try of it waits for Kafka, a 422 for another body under it.
+func (s *Service) claimKey(w http.ResponseWriter, r *http.Request, req *Request) (idempotencyKey, bool) {
+	values := r.Header.Values(HeaderIdempotencyKey)
+	if len(values) == 0 {
+		return idempotencyKey{}, true
+	}
+	k, fe := parseKey(values[0])
+	if fe == nil && len(values) > 1 {
+		fe = &schemas.FieldError{Field: HeaderIdempotencyKey, Reason: "must be given once"}
+	}
+	if fe != nil {
+		s.refuse(w, http.StatusBadRequest, fe)
+		return idempotencyKey{}, false
+	}
+	key := idempotencyKey{id: k, ledger: ledgerKey(req.UserID, k), fingerprint: fingerprint(req), userID: req.UserID}
+	switch replay, status := s.ledger.claim(key.ledger, key.fingerprint); status {
+	case http.StatusOK:
+		s.replayed.Inc()
+		w.Header().Set("Idempotent-Replayed", "true")
+		writeAnswer(w, replay)
+		return key, false
+	case http.StatusConflict:
+		s.rejected.WithLabelValues("key_in_flight").Inc()
+		serve.Error(w, status, "a request with this Idempotency-Key is still waiting for Kafka; retry once it is answered", HeaderIdempotencyKey)
+		return key, false
+	case http.StatusUnprocessableEntity:
+		s.rejected.WithLabelValues("key_reused").Inc()
+		serve.Error(w, status, "this Idempotency-Key was used for another payment; a retry must send the same body", HeaderIdempotencyKey)
+		return key, false
+	}
+	return key, true
+}
+
+// encode turns the payment into its record, or answers why it cannot be.
+func (s *Service) encode(w http.ResponseWriter, p *schemas.PaymentSucceeded) (*kgo.Record, bool) {
+	rec, err := s.payments.Record(p)
+	if _, missing := errors.AsType[*schemas.MissingSchemaError](err); missing {
+		s.rejected.WithLabelValues("kafka_unavailable").Inc()
+		serve.Error(w, http.StatusServiceUnavailable, "payments are unavailable: "+err.Error()+"; nothing was charged", "")
+		return nil, false
+	}
+	if err != nil {
+		s.log.Error("encode payment", "payment_id", p.PaymentID, "err", err)
+		serve.Error(w, http.StatusInternalServerError, "payment could not be encoded", "")
+		return nil, false
+	}
+	return rec, true
+}
+
+// produce writes the payment and waits for Kafka's acknowledgement, or
+// answers that it was not written. With the request's context, a client
+// that hangs up before the record left cancels it; not with a key: its
+// outcome must be known, so that the retry gets the same answer.
+func (s *Service) produce(w http.ResponseWriter, r *http.Request, rec *kgo.Record, p *schemas.PaymentSucceeded, keyed bool) bool {
+	ctx := r.Context()
+	if keyed {
+		ctx = context.WithoutCancel(ctx)
+	}
+	err := s.producer.ProduceSync(ctx, rec).FirstErr()
+	if err == nil {
+		return true
+	}
+	s.rejected.WithLabelValues("kafka_unavailable").Inc()
+	s.log.Warn("payment not written", "topic", rec.Topic, "payment_id", p.PaymentID, "user_id", p.UserID, "err", err)
+	status := http.StatusServiceUnavailable
+	if errors.Is(err, context.Canceled) {
+		status = 499 // client closed request; nobody reads this answer
+	}
+	serve.Error(w, status, "payments are unavailable: Kafka did not acknowledge the payment, nothing was charged; retry later", "")
+	return false
+}
+
+// answerOf is the 200 body of an acknowledged payment.
+func answerOf(p *schemas.PaymentSucceeded, rec *kgo.Record) []byte {
 	resp := Response{
 		Status: "success", PaymentID: p.PaymentID, UserID: p.UserID,
 		Total: schemas.Euros(p.TotalCents), Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset,
+		Cart: make([]Item, 0, len(p.Cart)),
 	}
 	for _, it := range p.Cart {
 		resp.Cart = append(resp.Cart, Item{Name: it.Name, Price: schemas.Euros(it.UnitPriceCents), Quantity: it.Quantity})
 	}
-	body, _ = json.Marshal(resp)
-	if key != "" {
-		// The answer goes to the ledger before the client has it: an
-		// answered key is always replayed. If the ledger cannot be
-		// written, the payment is charged all the same; a retry then
-		// writes it again, and the order service drops the duplicate.
-		if err := s.ledger.record(context.WithoutCancel(r.Context()), key, fp, body); err != nil {
-			s.log.Warn("answer to an Idempotency-Key not recorded", "payment_id", p.PaymentID, "user_id", p.UserID, "err", err)
+	body, _ := json.Marshal(resp)
+	return body
+}
+
+// answer writes the 200. With a key, the answer goes to the ledger before
+// the client has it: an answered key is always replayed. If the ledger
+// cannot be written, the payment is charged all the same; a retry then
+// writes it again, and the order service drops the duplicate.
+func (s *Service) answer(w http.ResponseWriter, r *http.Request, body []byte, key idempotencyKey) {
+	if key.id != "" {
+		if err := s.ledger.record(context.WithoutCancel(r.Context()), key.ledger, key.fingerprint, body); err != nil {
+			s.log.Warn("answer to an Idempotency-Key not recorded", "user_id", key.userID, "err", err)
 		}
 	}
 	writeAnswer(w, body)
@@ -272,7 +364,8 @@ func writeAnswer(w http.ResponseWriter, body []byte) {
 	_, _ = w.Write([]byte{'\n'})
 }
 
-func (s *Service) refuse(w http.ResponseWriter, fe *schemas.FieldError) {
+// refuse answers status for a request that names the field it got wrong.
+func (s *Service) refuse(w http.ResponseWriter, status int, fe *schemas.FieldError) {
 	s.rejected.WithLabelValues("invalid").Inc()
-	serve.Error(w, http.StatusBadRequest, fe.Error(), fe.Field)
+	serve.Error(w, status, fe.Error(), fe.Field)
 }

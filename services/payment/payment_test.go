@@ -1,15 +1,20 @@
 package payment_test
 
 import (
+	"bufio"
 	"encoding/json"
+	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/gorilla/mux"
 
+	"github.com/blackfriday-kafka/shop/infra/webserver"
 	"github.com/blackfriday-kafka/shop/services/config"
 	"github.com/blackfriday-kafka/shop/services/payment"
 	"github.com/blackfriday-kafka/shop/services/shop/shoptest"
@@ -68,5 +73,128 @@ func TestParseRequestNamesTheField(t *testing.T) {
 	req, fe := payment.ParseRequest([]byte(`{"user_id": 42, "cart": [{"name": "MacBook", "price": 1999.99, "quantity": 2}]}`))
 	if fe != nil || req.UserID != 42 || len(req.Cart) != 1 || req.Cart[0].UnitPriceCents != 199999 || req.Cart[0].Quantity != 2 {
 		t.Fatalf("valid request parsed as %+v, %v", req, fe)
+	}
+}
+
+// kafkaDown is a payment service whose brokers do not answer, behind an
+// HTTP server with the service's bounds: what a request costs before it
+// reaches Kafka.
+func kafkaDown(t *testing.T) *httptest.Server {
+	t.Helper()
+	_, cat := shoptest.Cluster(t) // for the registry only
+	svc, err := payment.New(config.Config{Brokers: []string{"127.0.0.1:1"}, InstanceID: "1", Logger: shoptest.Logger(t)},
+		cat, payment.Options{DeliveryTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := mux.NewRouter()
+	svc.Routes(r)
+	srv := httptest.NewUnstartedServer(r)
+	srv.Config = webserver.New(r, shoptest.Logger(t))
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// TestHostileBodiesCostAlmostNothing: each body a hostile client would send
+// gets its 4xx naming the field, and reading it allocates a bounded amount
+// whatever its size: the body is read token by token, and refused at the
+// first token that breaks a rule.
+func TestHostileBodiesCostAlmostNothing(t *testing.T) {
+	srv := kafkaDown(t)
+	for _, tc := range []struct {
+		name, body string
+		code       int
+		field      string
+		maxAlloc   uint64 // bytes the server may allocate reading it
+	}{
+		{"a price of 900,000 digits", `{"user_id": 1, "cart": [{"name": "TV", "price": ` + strings.Repeat("9", 900_000) + `, "quantity": 1}]}`,
+			400, "cart[0].price", 8 << 20},
+		{"a price of 1e999999999 euros", `{"user_id": 1, "cart": [{"name": "TV", "price": 1e999999999, "quantity": 1}]}`,
+			400, "cart[0].price", 1 << 20},
+		{"a cart of 1 MB of numbers", `{"user_id": 1, "cart": [1` + strings.Repeat(",1", 500_000) + `]}`,
+			400, "cart[0]", 1 << 20},
+		{"a cart of 1 MB of items", `{"user_id": 1, "cart": [` + strings.TrimSuffix(strings.Repeat(`{"name": "TV", "price": 1, "quantity": 1},`, 25_000), ",") + `]}`,
+			400, "cart", 1 << 20},
+		{"100 user_id keys", `{` + strings.Repeat(`"user_id": 1, `, 100) + `"cart": []}`,
+			400, "user_id", 1 << 20},
+		{"a price given twice", `{"user_id": 1, "cart": [{"name": "TV", "price": 1, "price": 900, "quantity": 1}]}`,
+			400, "cart[0].price", 1 << 20},
+		{"more than 1 MiB", `{"user_id": 1, "note": "` + strings.Repeat("x", 1<<20) + `", "cart": []}`,
+			413, "body", 8 << 20},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			resp, err := http.Post(srv.URL+"/payment", "application/json", strings.NewReader(tc.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var body map[string]string
+			_ = json.NewDecoder(resp.Body).Decode(&body)
+			resp.Body.Close()
+			runtime.ReadMemStats(&after)
+			if resp.StatusCode != tc.code || body["field"] != tc.field {
+				t.Fatalf("%d %v, want %d naming %s", resp.StatusCode, body, tc.code, tc.field)
+			}
+			// The client's side of the request is in the figure too, a
+			// few times the body: the bound is on the server's share.
+			if spent := after.TotalAlloc - before.TotalAlloc; spent > tc.maxAlloc+4*uint64(len(tc.body)) {
+				t.Fatalf("%d bytes allocated for a body of %d, want at most %d more than the client's", spent, len(tc.body), tc.maxAlloc)
+			}
+		})
+	}
+	// And the service is none the worse: a valid payment gets past every
+	// check (to the 503 of the Kafka it cannot reach).
+	resp, err := http.Post(srv.URL+"/payment", "application/json",
+		strings.NewReader(`{"user_id": 42, "cart": [{"name": "MacBook", "price": 1999, "quantity": 1}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("a valid payment after them: %d, want 503 (no Kafka)", resp.StatusCode)
+	}
+}
+
+// TestHugeHeadersAre431: 1.2 MB of headers is refused before any handler.
+func TestHugeHeadersAre431(t *testing.T) {
+	srv := kafkaDown(t)
+	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/payment", strings.NewReader(`{}`))
+	for i := range 12 {
+		req.Header.Set(fmt.Sprintf("X-Padding-%d", i), strings.Repeat("p", 100_000))
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Fatalf("1.2 MB of headers: %d, want 431", resp.StatusCode)
+	}
+}
+
+// TestBodyTooSlowIs408: a body that does not arrive within the server's
+// read timeout is answered as such, not as too large.
+func TestBodyTooSlowIs408(t *testing.T) {
+	srv := kafkaDown(t)
+	srv.Config.ReadTimeout = 300 * time.Millisecond // the test's; the service's is webserver.ReadTimeout
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// Headers announcing 100 bytes, and 10 of them.
+	fmt.Fprintf(conn, "POST /payment HTTP/1.1\r\nHost: shop\r\nContent-Length: 100\r\n\r\n{\"user_id\"")
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var body map[string]string
+	_ = json.NewDecoder(resp.Body).Decode(&body)
+	if resp.StatusCode != http.StatusRequestTimeout || body["field"] != "body" || !strings.Contains(body["error"], "was not received within") {
+		t.Fatalf("a body that stopped half-way: %d %v, want 408 on body", resp.StatusCode, body)
 	}
 }
