@@ -2,6 +2,7 @@ package mailbox
 
 import (
 	"encoding/json"
+	"fmt"
 	"html/template"
 	"net/http"
 	"slices"
@@ -54,10 +55,13 @@ type messagesPage struct {
 // list answers the newest messages first, from start, at most limit of
 // them (Mailpit's default 50; 0 for all).
 func (s *Server) list(w http.ResponseWriter, r *http.Request) {
-	start, _ := strconv.Atoi(r.URL.Query().Get("start"))
-	limit := 50
-	if v := r.URL.Query().Get("limit"); v != "" {
-		limit, _ = strconv.Atoi(v)
+	start, ok := whole(w, r, "start", 0)
+	if !ok {
+		return
+	}
+	limit, ok := whole(w, r, "limit", 50)
+	if !ok {
+		return
 	}
 	all := s.Messages()
 	slices.Reverse(all)
@@ -67,6 +71,23 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 	}
 	page.Count = len(page.Messages)
 	writeJSON(w, page)
+}
+
+// whole reads the query parameter name as a whole number from 0 to a
+// million (def when absent), or answers 400 naming it.
+func whole(w http.ResponseWriter, r *http.Request, name string, def int) (int, bool) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return def, true
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 || n > 1_000_000 {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		_, _ = fmt.Fprintf(w, "{\"error\":%q}\n", name+" must be a whole number from 0 to 1000000")
+		return 0, false
+	}
+	return n, true
 }
 
 func (s *Server) find(id string) (Message, bool) {

@@ -3,6 +3,7 @@ package mailbox_test
 import (
 	"context"
 	"errors"
+	"net/http"
 	"regexp"
 	"strings"
 	"testing"
@@ -81,4 +82,16 @@ func TestInboxIsBounded(t *testing.T) {
 	defer mb.Close()
 	t.Run("headers", func(t *testing.T) { webservertest.RefusesHugeHeaders(t, mb.URL, "/api/v1/messages") })
 	t.Run("trickle", func(t *testing.T) { webservertest.ClosesTrickle(t, mb.URL, "/api/v1/messages") })
+	t.Run("paging", func(t *testing.T) {
+		for _, q := range []string{"limit=abc", "limit=-1", "start=x", "start=99999999999"} {
+			resp, err := http.Get(mb.URL + "/api/v1/messages?" + q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusBadRequest {
+				t.Errorf("?%s: %d, want 400", q, resp.StatusCode)
+			}
+		}
+	})
 }

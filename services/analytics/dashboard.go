@@ -67,9 +67,25 @@ func (s *Service) dashboardRoutes(r *mux.Router) {
 		w.Header().Set("Cache-Control", "no-cache")
 		_, _ = w.Write(index)
 	}).Methods(http.MethodGet)
-	r.PathPrefix("/dashboard/").Handler(http.StripPrefix("/dashboard/", http.FileServerFS(static))).Methods(http.MethodGet)
+	r.PathPrefix("/dashboard/").Handler(http.StripPrefix("/dashboard/", http.FileServerFS(filesOnly{static}))).Methods(http.MethodGet)
 	r.HandleFunc("/analytics/dashboard", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
 		serve.JSON(w, http.StatusOK, s.dashboard(time.Now()))
 	}).Methods(http.MethodGet)
+}
+
+// filesOnly is a tree of files without its directories: a path that names
+// one is a 404, never a listing of what is in it.
+type filesOnly struct{ fs.FS }
+
+func (f filesOnly) Open(name string) (fs.File, error) {
+	file, err := f.FS.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	if st, err := file.Stat(); err != nil || st.IsDir() {
+		file.Close()
+		return nil, fs.ErrNotExist
+	}
+	return file, nil
 }
