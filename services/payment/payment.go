@@ -201,11 +201,9 @@ func (s *Service) pay(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if !s.produce(w, r, rec, &p, key.id != "") {
-		outcome = failed
+	if outcome = s.produce(w, r, rec, &p, key.id != ""); outcome != acknowledged {
 		return
 	}
-	outcome = acknowledged
 	s.accepted.Inc()
 	s.latency.Observe(time.Since(start).Seconds())
 	s.log.Info("payment accepted",
@@ -309,23 +307,25 @@ func (s *Service) encode(w http.ResponseWriter, p *schemas.PaymentSucceeded) (*k
 // answers that it was not written. With the request's context, a client
 // that hangs up before the record left cancels it; not with a key: its
 // outcome must be known, so that the retry gets the same answer.
-func (s *Service) produce(w http.ResponseWriter, r *http.Request, rec *kgo.Record, p *schemas.PaymentSucceeded, keyed bool) bool {
+func (s *Service) produce(w http.ResponseWriter, r *http.Request, rec *kgo.Record, p *schemas.PaymentSucceeded, keyed bool) outcome {
 	ctx := r.Context()
 	if keyed {
 		ctx = context.WithoutCancel(ctx)
 	}
 	err := s.producer.ProduceSync(ctx, rec).FirstErr()
 	if err == nil {
-		return true
+		return acknowledged
 	}
 	s.rejected.WithLabelValues("kafka_unavailable").Inc()
 	s.log.Warn("payment not written", "topic", rec.Topic, "payment_id", p.PaymentID, "user_id", p.UserID, "err", err)
-	status := http.StatusServiceUnavailable
 	if errors.Is(err, context.Canceled) {
-		status = 499 // client closed request; nobody reads this answer
+		// Client closed request; nobody reads this answer, and it says
+		// nothing of Kafka.
+		serve.Error(w, 499, "the client left before Kafka acknowledged the payment; nothing was charged", "")
+		return ignored
 	}
-	serve.Error(w, status, "payments are unavailable: Kafka did not acknowledge the payment, nothing was charged; retry later", "")
-	return false
+	serve.Error(w, http.StatusServiceUnavailable, "payments are unavailable: Kafka did not acknowledge the payment, nothing was charged; retry later", "")
+	return failed
 }
 
 // answerOf is the 200 body of an acknowledged payment.
