@@ -5,13 +5,14 @@ package payment
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
 	"os"
+	"strconv"
 	"time"
 
+	"github.com/go-json-experiment/json/jsontext"
 	"github.com/google/uuid"
 	"github.com/gorilla/mux"
 	"github.com/prometheus/client_golang/prometheus"
@@ -328,18 +329,36 @@ func (s *Service) produce(w http.ResponseWriter, r *http.Request, rec *kgo.Recor
 	return failed
 }
 
-// answerOf is the 200 body of an acknowledged payment.
+// answerOf is the 200 body of an acknowledged payment: a Response as
+// encoding/json writes it, appended by hand because it is written once per
+// payment (reflection cost a tenth of a payment's time at the edge).
 func answerOf(p *schemas.PaymentSucceeded, rec *kgo.Record) []byte {
-	resp := Response{
-		Status: "success", PaymentID: p.PaymentID, UserID: p.UserID,
-		Total: schemas.Euros(p.TotalCents), Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset,
-		Cart: make([]Item, 0, len(p.Cart)),
+	b := make([]byte, 0, 160+64*len(p.Cart))
+	b = append(b, `{"status":"success","payment_id":`...)
+	b = quote(b, p.PaymentID)
+	b = strconv.AppendInt(append(b, `,"user_id":`...), p.UserID, 10)
+	b = append(b, `,"cart":[`...)
+	for i, it := range p.Cart {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = quote(append(b, `{"name":`...), it.Name)
+		b = schemas.Euros(it.UnitPriceCents).Append(append(b, `,"price":`...))
+		b = strconv.AppendInt(append(b, `,"quantity":`...), int64(it.Quantity), 10)
+		b = append(b, '}')
 	}
-	for _, it := range p.Cart {
-		resp.Cart = append(resp.Cart, Item{Name: it.Name, Price: schemas.Euros(it.UnitPriceCents), Quantity: it.Quantity})
-	}
-	body, _ := json.Marshal(resp)
-	return body
+	b = schemas.Euros(p.TotalCents).Append(append(b, `],"total":`...))
+	b = quote(append(b, `,"topic":`...), rec.Topic)
+	b = strconv.AppendInt(append(b, `,"partition":`...), int64(rec.Partition), 10)
+	b = strconv.AppendInt(append(b, `,"offset":`...), rec.Offset, 10)
+	return append(b, '}')
+}
+
+// quote appends s as a JSON string. The names it gets were read as valid
+// UTF-8; anything else would be written as U+FFFD.
+func quote(b []byte, s string) []byte {
+	b, _ = jsontext.AppendQuote(b, s)
+	return b
 }
 
 // answer writes the 200. With a key, the answer goes to the ledger before

@@ -2,19 +2,23 @@ package payment_test
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/gorilla/mux"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/blackfriday-kafka/shop/infra/webserver"
+	"github.com/blackfriday-kafka/shop/schemas"
 	"github.com/blackfriday-kafka/shop/services/config"
 	"github.com/blackfriday-kafka/shop/services/payment"
 	"github.com/blackfriday-kafka/shop/services/shop/shoptest"
@@ -196,5 +200,29 @@ func TestBodyTooSlowIs408(t *testing.T) {
 	_ = json.NewDecoder(resp.Body).Decode(&body)
 	if resp.StatusCode != http.StatusRequestTimeout || body["field"] != "body" || !strings.Contains(body["error"], "was not received within") {
 		t.Fatalf("a body that stopped half-way: %d %v, want 408 on body", resp.StatusCode, body)
+	}
+}
+
+// TestAnswerIsTheResponse: the answer appended by hand says what a
+// Response encoded by encoding/json says, names with quotes, accents and
+// markup included.
+func TestAnswerIsTheResponse(t *testing.T) {
+	p := schemas.PaymentSucceeded{PaymentID: "8b0e5c1e-0000-4000-8000-000000000001", UserID: 42, TotalCents: 399998 + 1,
+		Cart: []schemas.CartItem{{Name: `MacBook "Pro" <14>`, UnitPriceCents: 199999, Quantity: 2}, {Name: "Câble & prise", UnitPriceCents: 1, Quantity: 1}}}
+	rec := &kgo.Record{Topic: "payment-successful", Partition: 2, Offset: 123456789}
+	want := payment.Response{Status: "success", PaymentID: p.PaymentID, UserID: 42, Total: 399999, Topic: rec.Topic, Partition: 2, Offset: 123456789,
+		Cart: []payment.Item{{Name: p.Cart[0].Name, Price: 199999, Quantity: 2}, {Name: p.Cart[1].Name, Price: 1, Quantity: 1}}}
+	wantBody, _ := json.Marshal(want)
+	decode := func(b []byte) any {
+		var v any
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.UseNumber()
+		if err := dec.Decode(&v); err != nil {
+			t.Fatalf("%s: %v", b, err)
+		}
+		return v
+	}
+	if got := payment.AnswerOf(&p, rec); !reflect.DeepEqual(decode(got), decode(wantBody)) {
+		t.Fatalf("answer %s, want %s", got, wantBody)
 	}
 }
