@@ -19,6 +19,7 @@ import (
 
 	"github.com/blackfriday-kafka/shop/infra/webserver"
 	"github.com/blackfriday-kafka/shop/schemas"
+	"github.com/blackfriday-kafka/shop/scripts/poison/pills"
 	"github.com/blackfriday-kafka/shop/services/config"
 	"github.com/blackfriday-kafka/shop/services/payment"
 	"github.com/blackfriday-kafka/shop/services/shop/shoptest"
@@ -224,5 +225,21 @@ func TestAnswerIsTheResponse(t *testing.T) {
 	}
 	if got := payment.AnswerOf(&p, rec); !reflect.DeepEqual(decode(got), decode(wantBody)) {
 		t.Fatalf("answer %s, want %s", got, wantBody)
+	}
+}
+
+// TestEveryPillOfTheTutorialNamesItsField: the tutorial's bad payloads,
+// truncated JSON included, each get the field the tutorial names.
+func TestEveryPillOfTheTutorialNamesItsField(t *testing.T) {
+	for _, p := range pills.Tutorial() {
+		if _, fe := payment.ParseRequest(p.Value); fe == nil || fe.Field != p.Field {
+			t.Errorf("%s: %v, want an error naming %s", p.Name, fe, p.Field)
+		}
+	}
+	for _, body := range []string{`{"user_id": 1, "cart": [{"name": "a", "price": 1, "quantity": 1}]} trailing`,
+		`{"user_id": 1, "cart": [{"name": "a", "price": 1, "quantity": 1}`, `{"user_id": 1, "cart": [{"name": "a", "pri`, ``} {
+		if _, fe := payment.ParseRequest([]byte(body)); fe == nil || fe.Field != "body" {
+			t.Errorf("%q: %v, want an error naming body", body, fe)
+		}
 	}
 }

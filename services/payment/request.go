@@ -99,17 +99,20 @@ type requestDecoder struct {
 }
 
 // fail records why the decoder stopped: a duplicate name, named by its
-// path; the reader's error; or else the syntax error, as want says.
+// path; the reader's error; a body that is no JSON; or, when err is nil
+// (the value was read, but is not what the field takes), want.
 func (d *requestDecoder) fail(err error, want *schemas.FieldError) *schemas.FieldError {
 	var se *jsontext.SyntacticError
 	switch {
+	case err == nil:
+		d.err = want
 	case errors.As(err, &se) && errors.Is(se.Err, jsontext.ErrDuplicateName):
 		d.err = &schemas.FieldError{Field: fieldPath(se.JSONPointer), Reason: "is given more than once"}
-	case err != nil && !errors.As(err, &se) && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF):
+	case !errors.As(err, &se) && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF):
 		d.readErr = &ReadError{Err: err}
 		d.err = &schemas.FieldError{Field: "body", Reason: "could not be read: " + err.Error()}
 	default:
-		d.err = want
+		d.err = errBody
 	}
 	return d.err
 }
