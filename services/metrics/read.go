@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -18,7 +19,7 @@ func Parse(r io.Reader) (map[string]*dto.MetricFamily, error) {
 
 // Scrape reads a service's /metrics at url.
 func Scrape(url string) (map[string]*dto.MetricFamily, error) {
-	resp, err := http.Get(url)
+	resp, err := scraper.Get(url)
 	if err != nil {
 		return nil, err
 	}
@@ -28,6 +29,10 @@ func Scrape(url string) (map[string]*dto.MetricFamily, error) {
 	}
 	return Parse(resp.Body)
 }
+
+// scraper bounds a scrape, as Prometheus does: a service that does not
+// answer is reported, not waited for.
+var scraper = &http.Client{Timeout: 5 * time.Second}
 
 // Sum adds up the series of family name whose labels include want: the
 // value of counters and gauges, the count of histograms. ok is false when
