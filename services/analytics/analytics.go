@@ -44,6 +44,7 @@ type Service struct {
 	stats     *Stats
 	groups    *lag.Watch           // the consumer groups, for the dashboard
 	producers *producers           // the stages' transactions, for the dashboard
+	edge      *edgeWatch           // the payment instances' admission, for the dashboard
 	emails    *email.Deliveries    // what became of the emails, for the dashboard
 	kafka     prometheus.Collector // the follower's client metrics
 }
@@ -95,6 +96,7 @@ func New(cfg config.Config, cat *schemas.Catalog) (*Service, error) {
 	}
 	s.producers = newProducers(kadm.NewClient(s.follow.Client()), groupsEvery, s.log,
 		stage.TransactionalID("order", ""), stage.TransactionalID("email", ""))
+	s.edge = newEdgeWatch(cfg.PaymentURLs, groupsEvery, s.log)
 	return s, nil
 }
 
@@ -144,6 +146,7 @@ func (s *Service) Run(ctx context.Context) error {
 	g.Go(func() error { return s.housekeeping(ctx) })
 	g.Go(func() error { return s.groups.Run(ctx) })
 	g.Go(func() error { return s.producers.Run(ctx) })
+	g.Go(func() error { return s.edge.Run(ctx) })
 	return g.Wait()
 }
 

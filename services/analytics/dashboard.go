@@ -36,6 +36,8 @@ type Dashboard struct {
 	History   History      `json:"history"`
 	Groups    lag.Snapshot `json:"groups"`
 	Producers []Producer   `json:"producers"`
+	// Edge is the payment service's admission: admitted, shed, the bound.
+	Edge Edge `json:"edge"`
 	// Emails is the delivery queue: committed emails the mail server has
 	// not answered for yet.
 	Emails email.Undelivered `json:"emails"`
@@ -48,6 +50,7 @@ func (s *Service) dashboard(now time.Time) Dashboard {
 		History:   s.stats.history(now),
 		Groups:    s.groups.Last(),
 		Producers: s.producers.Last(),
+		Edge:      s.edge.Last(),
 		Emails:    s.emails.Undelivered(),
 		Now:       now,
 	}

@@ -98,6 +98,13 @@ func TestDashboardShowsWhatAnalyticsReports(t *testing.T) {
 			.every(([sel, want]) => document.querySelector(sel).textContent === want)`,
 		revenue, report.TotalPayments, report.TotalOrders, report.TotalEmails, report.UniqueUsers, report.DLQMessages))
 
+	// The door: the three payments admitted, none shed, the bound at its
+	// start.
+	waitFor(t, page, "the payment service's admission", 10*time.Second,
+		`document.querySelector("#edge-admitted").textContent === "3 admitted" &&
+		 document.querySelector("#edge-shed").dataset.shed === "0" &&
+		 document.querySelector("#edge-limit").dataset.limit === "64"`)
+
 	// No mail server in this shop: the three emails wait, and the tile
 	// says so.
 	waitFor(t, page, "three emails undelivered", 10*time.Second,

@@ -80,6 +80,13 @@ type Config struct {
 	OwnSMTP                    bool
 	SMTPUsername, SMTPPassword string
 
+	// PaymentURLs (PAYMENT_URLS, comma-separated, default
+	// http://localhost:8000) are the payment instances whose admission
+	// (admitted, shed, the bound) the analytics dashboard shows, read from
+	// their /metrics. When payment runs in the same process as analytics,
+	// it is that instance.
+	PaymentURLs []string
+
 	// DataDir (DATA_DIR, default .run/embedded) is where `shop run` and
 	// `shop cluster` keep the embedded cluster's data; Fresh (FRESH=1)
 	// deletes it first.
@@ -191,6 +198,14 @@ func FromEnv(getenv func(string) string, services ...string) (Config, error) {
 	if uses("order") {
 		if cfg.ProcessingDelay, err = time.ParseDuration(get("PROCESSING_DELAY", "0s")); err != nil || cfg.ProcessingDelay < 0 {
 			return cfg, fmt.Errorf("PROCESSING_DELAY=%q: want a Go duration, such as 100ms", getenv("PROCESSING_DELAY"))
+		}
+	}
+	if uses("analytics") {
+		for _, u := range strings.Split(get("PAYMENT_URLS", "http://localhost:8000"), ",") {
+			if u = strings.TrimSpace(u); !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
+				return cfg, fmt.Errorf("PAYMENT_URLS=%q: want URLs such as http://localhost:8000, comma-separated", getenv("PAYMENT_URLS"))
+			}
+			cfg.PaymentURLs = append(cfg.PaymentURLs, strings.TrimSuffix(u, "/"))
 		}
 	}
 	if !uses("order") && !uses("email") {

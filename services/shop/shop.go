@@ -61,6 +61,9 @@ func Start(ctx context.Context, cfg config.Config, cat *schemas.Catalog, opts Op
 				catalogs[cred] = cat
 			}
 		}
+		if payment, ok := s.servers["payment"]; ok && name == "analytics" {
+			cfg.PaymentURLs = []string{payment.URL()} // the dashboard shows this process's edge
+		}
 		svc, err := build(name, cfg, cat, opts)
 		if err != nil {
 			return nil, fmt.Errorf("%s service: %w", name, err)

@@ -118,6 +118,24 @@ function renderDelivery(e) {
   box.textContent = count(n) + " undelivered, oldest " + (age < 120 ? age.toFixed(0) + " s" : (age / 60).toFixed(0) + " min");
 }
 
+// renderEdge shows the payment service's admission: payments refused with
+// 503 because the bound was reached, those let in, and the bound now.
+function renderEdge(edge) {
+  const shed = $("edge-shed"), admitted = $("edge-admitted"), limit = $("edge-limit");
+  if (!edge || !edge.instances) {
+    shed.textContent = "–";
+    admitted.textContent = edge && edge.unreachable ? "payment service not answering" : "\u00a0";
+    limit.textContent = "\u00a0";
+    return;
+  }
+  shed.textContent = count(edge.shed) + " shed";
+  shed.dataset.shed = String(edge.shed);
+  shed.classList.toggle("nonzero", edge.shed > 0);
+  admitted.textContent = count(edge.admitted) + " admitted";
+  limit.dataset.limit = String(edge.limit);
+  limit.textContent = "bound " + count(edge.limit) + ", " + count(edge.in_flight) + " in flight";
+}
+
 function renderTiles(a, h, e) {
   const last = h.revenue_per_minute.length - 1;
   $("revenue").textContent = euros(a.total_revenue);
@@ -253,6 +271,7 @@ async function poll() {
     renderDeadLetters(d.analytics.dlq_by_class);
     renderGroups(d.groups);
     renderProducers(d.producers);
+    renderEdge(d.edge);
     const last = d.analytics.last_updated ? " · last event " + clock(d.analytics.last_updated) : "";
     setStatus("live", "live · updated " + clock(d.now) + last);
   } catch (err) {

@@ -1,0 +1,80 @@
+package analytics
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/blackfriday-kafka/shop/services/metrics"
+)
+
+// Edge is the payment service's admission as the dashboard shows it: what
+// its instances admitted and shed since they started, and their bounds
+// now, read from their /metrics.
+type Edge struct {
+	Instances   int       `json:"instances"` // that answered
+	Unreachable []string  `json:"unreachable,omitempty"`
+	Admitted    float64   `json:"admitted"`
+	Shed        float64   `json:"shed"`
+	Limit       float64   `json:"limit"`     // the bounds added up
+	InFlight    float64   `json:"in_flight"` // payments admitted, not yet answered
+	At          time.Time `json:"at"`
+}
+
+// edgeWatch reads the payment instances' admission every interval.
+type edgeWatch struct {
+	urls  []string
+	every time.Duration
+	log   *slog.Logger
+
+	mu   sync.RWMutex
+	last Edge
+}
+
+func newEdgeWatch(urls []string, every time.Duration, log *slog.Logger) *edgeWatch {
+	return &edgeWatch{urls: urls, every: every, log: log}
+}
+
+func (e *edgeWatch) Run(ctx context.Context) error {
+	tick := time.NewTicker(e.every)
+	defer tick.Stop()
+	for {
+		e.refresh()
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+func (e *edgeWatch) refresh() {
+	next := Edge{At: time.Now().UTC()}
+	for _, u := range e.urls {
+		fams, err := metrics.Scrape(u + "/metrics")
+		if err != nil {
+			next.Unreachable = append(next.Unreachable, u)
+			e.log.Debug("payment instance not read", "url", u, "err", err)
+			continue
+		}
+		next.Instances++
+		for name, into := range map[string]*float64{
+			"shop_payments_admitted_total": &next.Admitted, "shop_payments_shed_total": &next.Shed,
+			"shop_payment_admission_limit": &next.Limit, "shop_payments_in_flight": &next.InFlight,
+		} {
+			v, _ := metrics.Sum(fams, name, nil)
+			*into += v
+		}
+	}
+	e.mu.Lock()
+	e.last = next
+	e.mu.Unlock()
+}
+
+// Last is the admission as last read.
+func (e *edgeWatch) Last() Edge {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	return e.last
+}
