@@ -8,8 +8,9 @@ import (
 )
 
 // Every calls report every interval, from a goroutine of its own, until
-// stop is called; stop returns once report is no longer running. An
-// interval of zero or less never reports.
+// stop is called; stop reports a last time, so that a run shorter than an
+// interval still says how it went, and returns once report is no longer
+// running. An interval of zero or less never reports.
 func Every(interval time.Duration, report func()) (stop func()) {
 	if interval <= 0 {
 		return func() {}
@@ -28,5 +29,9 @@ func Every(interval time.Duration, report func()) (stop func()) {
 			}
 		}
 	})
-	return func() { close(done); wg.Wait() }
+	return func() {
+		close(done)
+		wg.Wait()
+		report()
+	}
 }
