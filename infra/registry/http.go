@@ -62,7 +62,7 @@ func (r *Registry) routes() http.Handler {
 		{"GET /schemas/ids/{id}/schema", false, r.getTextByID},
 		{"GET /schemas/ids/{id}/versions", false, r.getVersionsByID},
 		{"GET /schemas/ids/{id}/subjects", false, r.getSubjectsByID},
-		{"GET /schemas/types", false, func(*http.Request) (any, error) { return []string{"JSON", "PROTOBUF", "AVRO"}, nil }},
+		{"GET /schemas/types", false, func(*http.Request) (any, error) { return []string{"AVRO"}, nil }},
 		{"GET /config", false, r.getGlobalConfig},
 		{"PUT /config", true, r.putConfig},
 		{"DELETE /config", true, r.deleteConfig},
@@ -71,9 +71,13 @@ func (r *Registry) routes() http.Handler {
 		{"DELETE /config/{subject}", true, r.deleteConfig},
 		{"POST /compatibility/subjects/{subject}/versions/{version}", false, r.checkVersion},
 		{"POST /compatibility/subjects/{subject}/versions", false, r.checkSubject},
-		{"GET /mode", false, readWrite},
-		{"GET /mode/{subject}", false, readWrite},
-		{"GET /contexts", false, func(*http.Request) (any, error) { return []string{"."}, nil }},
+		{"GET /mode", false, r.getMode},
+		{"PUT /mode", true, r.putMode},
+		{"DELETE /mode", true, r.deleteMode},
+		{"GET /mode/{subject}", false, r.getMode},
+		{"PUT /mode/{subject}", true, r.putMode},
+		{"DELETE /mode/{subject}", true, r.deleteMode},
+		{"GET /contexts", false, func(*http.Request) (any, error) { return []string{defaultContext}, nil }},
 	} {
 		h := rt.h
 		if strings.HasPrefix(rt.pattern, "GET ") {
@@ -84,39 +88,21 @@ func (r *Registry) routes() http.Handler {
 	mux.Handle("/", r.serve(false, func(*http.Request) (any, error) {
 		return nil, errf(http.StatusNotFound, http.StatusNotFound, "HTTP 404 Not Found")
 	}))
-	return withoutContext(mux)
+	return inContext(mux)
 }
 
-// withoutContext serves /contexts/{context}/… as …: the registry has the
-// default context only, as srfake did, so the prefix is no way around
-// the checks either.
-func withoutContext(next http.Handler) http.Handler {
-	strip := func(p string) (string, bool) {
-		rest, ok := strings.CutPrefix(p, "/contexts/")
-		if i := strings.IndexByte(rest, '/'); ok && i >= 0 {
-			return rest[i:], true
-		}
-		return p, false
-	}
-	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		if p, ok := strip(req.URL.Path); ok {
-			req = req.Clone(req.Context())
-			req.URL.Path = p
-			if req.URL.RawPath != "" {
-				req.URL.RawPath, _ = strip(req.URL.RawPath)
-			}
-		}
-		next.ServeHTTP(w, req)
-	})
-}
-
-// serve checks the caller and the registry's readiness, then answers with h.
+// serve checks the caller, the subject's name and the registry's
+// readiness, then answers with h.
 func (r *Registry) serve(write bool, h handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		if err := r.authorize(req, write); err != nil {
 			if err.status == http.StatusUnauthorized {
 				w.Header().Set("WWW-Authenticate", `Basic realm="SchemaRegistry"`)
 			}
+			writeError(w, err)
+			return
+		}
+		if err := checkSubject(req.PathValue("subject")); err != nil {
 			writeError(w, err)
 			return
 		}
@@ -129,8 +115,9 @@ func (r *Registry) serve(write bool, h handler) http.Handler {
 		switch {
 		case errors.As(err, &ae):
 			writeError(w, ae)
-		case err != nil:
-			writeError(w, errf(http.StatusInternalServerError, sr.ErrStoreError.Code, "%v", err))
+		case err != nil: // a bug: handlers answer *apiError
+			r.log.Error("schema registry request failed", "method", req.Method, "path", req.URL.Path, "err", err)
+			writeError(w, errf(http.StatusInternalServerError, sr.ErrStoreError.Code, "Internal error; see the registry's log"))
 		default:
 			w.Header().Set("Content-Type", contentType)
 			w.WriteHeader(http.StatusOK)
@@ -204,6 +191,11 @@ func decodeBody(req *http.Request, into any) error {
 	return json.NewDecoder(http.MaxBytesReader(nil, req.Body, maxBody)).Decode(into)
 }
 
+// tooLarge is Confluent's answer to a schema too large to store.
+func tooLarge(format string, a ...any) *apiError {
+	return errf(http.StatusUnprocessableEntity, 42209, "Schema too large: "+format, a...)
+}
+
 // schemaRequest is the body of a registration, a lookup or a check.
 type schemaRequest struct {
 	Schema     string               `json:"schema"`
@@ -216,12 +208,15 @@ type schemaRequest struct {
 func readSchema(req *http.Request) (sr.Schema, schemaRequest, error) {
 	var body schemaRequest
 	if err := decodeBody(req, &body); err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			return sr.Schema{}, body, tooLarge("the request body is over %d bytes", maxBody)
+		}
 		return sr.Schema{}, body, errf(http.StatusUnprocessableEntity, sr.ErrInvalidSchema.Code, "Invalid schema: %v", err)
 	}
 	var typ sr.SchemaType
-	if err := typ.UnmarshalText([]byte(body.SchemaType)); err != nil {
+	if err := typ.UnmarshalText([]byte(body.SchemaType)); err != nil || typ != sr.TypeAvro {
 		return sr.Schema{}, body, errf(http.StatusUnprocessableEntity, sr.ErrInvalidSchema.Code,
-			"Invalid schema type %s: this registry knows AVRO, JSON and PROTOBUF", body.SchemaType)
+			"Invalid schema type %s: this registry stores AVRO schemas only (GET /schemas/types)", body.SchemaType)
 	}
 	if strings.TrimSpace(body.Schema) == "" {
 		return sr.Schema{}, body, errf(http.StatusUnprocessableEntity, sr.ErrInvalidSchema.Code, "Empty schema")
@@ -283,6 +278,10 @@ func resolve(st *state, subject, name string, deleted bool) (int, *stored, error
 // --- reads -------------------------------------------------------------------
 
 func (r *Registry) listSubjects(req *http.Request) (any, error) {
+	lo, hi, err := page(req)
+	if err != nil {
+		return nil, err
+	}
 	deleted, only, prefix := flag(req, "deleted"), flag(req, "deletedOnly"), req.URL.Query().Get("subjectPrefix")
 	out := []string{}
 	for name := range r.st.subjects {
@@ -294,7 +293,38 @@ func (r *Registry) listSubjects(req *http.Request) (any, error) {
 		out = append(out, name)
 	}
 	slices.Sort(out)
-	return out, nil
+	return pageOf(out, lo, hi), nil
+}
+
+// page reads ?offset= (from 0, default 0) and ?limit= (default -1, every
+// item), as Confluent's list endpoints take them: the items [lo, hi).
+func page(req *http.Request) (lo, hi int, err error) {
+	q := req.URL.Query()
+	lo, hi = 0, -1
+	if v := q.Get("offset"); v != "" {
+		if lo, err = strconv.Atoi(v); err != nil || lo < 0 {
+			return 0, 0, errf(http.StatusBadRequest, http.StatusBadRequest, "offset=%q: want a whole number from 0", v)
+		}
+	}
+	if v := q.Get("limit"); v != "" {
+		if n, err := strconv.Atoi(v); err != nil || n < -1 {
+			return 0, 0, errf(http.StatusBadRequest, http.StatusBadRequest, "limit=%q: want a whole number from 0, or -1 for every item", v)
+		} else if n >= 0 {
+			hi = lo + n
+		}
+	}
+	return lo, hi, nil
+}
+
+// pageOf is items[lo:hi], within items; hi -1 is the end.
+func pageOf[T any](items []T, lo, hi int) []T {
+	if hi < 0 || hi > len(items) {
+		hi = len(items)
+	}
+	if lo > hi {
+		lo = hi
+	}
+	return items[lo:hi]
 }
 
 func (r *Registry) listVersions(req *http.Request) (any, error) {
@@ -344,6 +374,10 @@ func (r *Registry) lookup(req *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	c, err := r.prepare(s)
+	if err != nil {
+		return nil, err
+	}
 	deleted := flag(req, "deleted")
 	r.mu.RLock()
 	defer r.mu.RUnlock()
@@ -351,16 +385,43 @@ func (r *Registry) lookup(req *http.Request) (any, error) {
 	if len(versions) == 0 {
 		return nil, subjectNotFound(subject)
 	}
-	want := identity(s)
 	for _, version := range versions {
-		if v := r.st.version(subject, version, deleted); identity(v.schema) == want {
+		if v := r.st.version(subject, version, deleted); r.st.compiled[v.id].identity == c.identity {
 			return showVersion(subject, version, v), nil
 		}
 	}
 	return nil, schemaNotFound("")
 }
 
+// prepare compiles a schema a request brings, with the schemas it
+// references as the state holds them: 422 unless it is Avro that parses.
+// The parsing happens outside the lock, so that no request holds the
+// follower or the writers back while it parses.
+func (r *Registry) prepare(s sr.Schema) (candidate, error) {
+	r.mu.RLock()
+	deps, err := dependencies(r.st, s.References)
+	r.mu.RUnlock()
+	if err != nil {
+		return candidate{}, err
+	}
+	c := compile(s, deps, nil)
+	if c.avro == nil {
+		return candidate{}, errf(http.StatusUnprocessableEntity, sr.ErrInvalidSchema.Code, "Invalid Avro schema: %v", c.err)
+	}
+	return candidate{s, c}, nil
+}
+
+// candidate is a schema a request brings, compiled.
+type candidate struct {
+	schema sr.Schema
+	*compiled
+}
+
 func (r *Registry) listSchemas(req *http.Request) (any, error) {
+	lo, hi, err := page(req)
+	if err != nil {
+		return nil, err
+	}
 	deleted, latestOnly, prefix := flag(req, "deleted"), flag(req, "latestOnly"), req.URL.Query().Get("subjectPrefix")
 	names := make([]string, 0, len(r.st.subjects))
 	for name := range r.st.subjects {
@@ -376,10 +437,13 @@ func (r *Registry) listSchemas(req *http.Request) (any, error) {
 			versions = versions[len(versions)-1:]
 		}
 		for _, version := range versions {
+			if hi >= 0 && len(out) >= hi {
+				return out[lo:], nil
+			}
 			out = append(out, showVersion(name, version, r.st.version(name, version, true)))
 		}
 	}
-	return out, nil
+	return pageOf(out, lo, hi), nil
 }
 
 // byID finds the schema of the ID in the path: 40403 when no version,
@@ -470,12 +534,6 @@ type levelAnswer struct {
 	Level string `json:"compatibilityLevel"`
 }
 
-func readWrite(*http.Request) (any, error) {
-	return struct {
-		Mode string `json:"mode"`
-	}{"READWRITE"}, nil
-}
-
 // checkVersion answers whether a schema is compatible with one existing
 // version ("latest" or a number), in the direction(s) of the subject's
 // level.
@@ -483,15 +541,15 @@ func (r *Registry) checkVersion(req *http.Request) (any, error) {
 	subject, name := req.PathValue("subject"), req.PathValue("version")
 	s, _, err := readSchema(req)
 	r.mu.RLock()
-	defer r.mu.RUnlock()
 	version, _, rerr := resolve(r.st, subject, name, false)
+	r.mu.RUnlock()
 	if rerr != nil {
 		return nil, rerr
 	}
 	if err != nil {
 		return nil, err
 	}
-	return r.verdict(req, subject, s, []int{version})
+	return r.verdict(req, subject, s, func(*state) []int { return []int{version} })
 }
 
 // checkSubject answers whether registering the schema would pass the
@@ -503,22 +561,21 @@ func (r *Registry) checkSubject(req *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	return r.verdict(req, subject, s, against(r.st.level(subject), r.st.versions(subject, false)))
+	return r.verdict(req, subject, s, func(st *state) []int {
+		return against(st.level(subject), st.versions(subject, false))
+	})
 }
 
-// verdict checks s against versions of subject; messages come with
-// ?verbose=true, as Confluent sends them. The state must be locked.
-func (r *Registry) verdict(req *http.Request, subject string, s sr.Schema, versions []int) (any, error) {
-	candidate, err := validate(r.st, s)
+// verdict checks s against the versions of subject that which picks;
+// messages come with ?verbose=true, as Confluent sends them.
+func (r *Registry) verdict(req *http.Request, subject string, s sr.Schema, which func(*state) []int) (any, error) {
+	c, err := r.prepare(s)
 	if err != nil {
 		return nil, err
 	}
-	var found []string
-	if s.Type == sr.TypeAvro {
-		found = problems(r.st, subject, candidate, r.st.level(subject), versions)
-	}
+	r.mu.RLock()
+	found := problems(r.st, subject, c.avro, r.st.level(subject), which(r.st))
+	r.mu.RUnlock()
 	out := struct {
 		IsCompatible bool     `json:"is_compatible"`
 		Messages     []string `json:"messages,omitempty"`
@@ -531,20 +588,35 @@ func (r *Registry) verdict(req *http.Request, subject string, s sr.Schema, versi
 
 // --- writes ------------------------------------------------------------------
 
-// liveVersionOf returns the live version of subject that holds s.
-func liveVersionOf(st *state, subject string, s sr.Schema) (*stored, bool) {
-	want := identity(s)
+// liveVersionOf returns the live version of subject that holds a schema
+// with this identity.
+func liveVersionOf(st *state, subject, identity string) (*stored, bool) {
 	for _, version := range st.versions(subject, false) {
-		if v := st.version(subject, version, false); identity(v.schema) == want {
+		if v := st.version(subject, version, false); st.compiled[v.id].identity == identity {
 			return v, true
 		}
 	}
 	return nil, false
 }
 
+// writable refuses a change to a subject (or, for "", to the registry)
+// unless its mode is READWRITE.
+func writable(st *state, subject string) error {
+	mode := st.modeOf(subject)
+	if mode == modeReadWrite {
+		return nil
+	}
+	what := "The registry"
+	if subject != "" {
+		what = fmt.Sprintf("Subject '%s'", subject)
+	}
+	return errf(http.StatusUnprocessableEntity, sr.ErrOperationNotPermitted.Code, "%s is in %s mode", what, mode)
+}
+
 // register answers POST /subjects/{subject}/versions. A schema the subject
 // holds already keeps its ID, unchecked even if the level has become
-// stricter since; a new one is checked, then written.
+// stricter since; a new one is checked, then written. Neither happens
+// unless the subject's mode is READWRITE, as Confluent has it.
 func (r *Registry) register(req *http.Request) (any, error) {
 	subject := req.PathValue("subject")
 	s, body, err := readSchema(req)
@@ -553,39 +625,47 @@ func (r *Registry) register(req *http.Request) (any, error) {
 	}
 	if body.ID > 0 || body.Version > 0 {
 		return nil, errf(http.StatusUnprocessableEntity, sr.ErrOperationNotPermitted.Code,
-			"Overriding the schema id or version is only permitted in IMPORT mode; this registry is READWRITE")
+			"Overriding the schema id or version is only permitted in IMPORT mode, which this registry does not support")
 	}
 	type answer struct {
 		ID int `json:"id"`
 	}
+	c, err := r.prepare(s)
+	if err != nil {
+		return nil, err
+	}
 	// Registering what is there already, as every `make schemas` does,
 	// needs no write and so fences nobody.
 	r.mu.RLock()
-	v, ok := liveVersionOf(r.st, subject, s)
+	err = writable(r.st, subject)
+	v, ok := liveVersionOf(r.st, subject, c.identity)
 	r.mu.RUnlock()
+	if err != nil {
+		return nil, err
+	}
 	if ok {
 		return answer{v.id}, nil
 	}
 	var id int
 	err = r.write(req.Context(), func(st *state) ([]*kgo.Record, error) {
-		if v, ok := liveVersionOf(st, subject, s); ok {
+		if err := writable(st, subject); err != nil {
+			return nil, err
+		}
+		if v, ok := liveVersionOf(st, subject, c.identity); ok {
 			id = v.id
 			return nil, nil
 		}
-		candidate, err := validate(st, s)
-		if err != nil {
+		if _, err := dependencies(st, s.References); err != nil {
 			return nil, err
 		}
-		if s.Type == sr.TypeAvro {
-			level := st.level(subject)
-			if found := problems(st, subject, candidate, level, against(level, st.versions(subject, false))); len(found) > 0 {
-				return nil, errf(http.StatusConflict, sr.ErrIncompatibleSchema.Code,
-					"Schema being registered is incompatible with an earlier schema for subject \"%s\", details: [%s]",
-					subject, strings.Join(found, ", "))
-			}
+		level := st.level(subject)
+		if found := problems(st, subject, c.avro, level, against(level, st.versions(subject, false))); len(found) > 0 {
+			return nil, errf(http.StatusConflict, sr.ErrIncompatibleSchema.Code,
+				"Schema being registered is incompatible with an earlier schema for subject \"%s\", details: [%s]",
+				subject, strings.Join(found, ", "))
 		}
 		var known bool
-		if id, known = st.idOf(s); !known {
+		if id, known = st.idOf(c.identity); !known {
 			id = st.maxID + 1
 		}
 		version := 1
@@ -620,6 +700,9 @@ func (r *Registry) deleteSubject(req *http.Request) (any, error) {
 		all, live := st.versions(subject, true), st.versions(subject, false)
 		if len(all) == 0 {
 			return nil, subjectNotFound(subject)
+		}
+		if err := writable(st, subject); err != nil {
+			return nil, err
 		}
 		var recs []*kgo.Record
 		switch {
@@ -674,6 +757,9 @@ func (r *Registry) deleteVersion(req *http.Request) (any, error) {
 		var v *stored
 		var err error
 		if version, v, err = resolve(st, subject, name, permanent || !latest); err != nil {
+			return nil, err
+		}
+		if err := writable(st, subject); err != nil {
 			return nil, err
 		}
 		if err := referenced(st, subject, version); err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strconv"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -49,6 +50,66 @@ func (r *Registry) createTopic(ctx context.Context) error {
 		return fmt.Errorf("schema registry: create topic %s: %w", r.cfg.Topic, err)
 	}
 	return nil
+}
+
+// defaultMaxMessage is Kafka's default max.message.bytes (message.max.bytes
+// on the brokers), for a topic whose configuration does not say.
+const defaultMaxMessage = 1048588
+
+// recordOverhead bounds what a batch of one record adds to its key and
+// value: the batch header (61 bytes) and the record's own fields (length,
+// attributes, timestamp and offset deltas, key and value lengths, header
+// count; at most 32 bytes as varints).
+const recordOverhead = 61 + 32
+
+// maxMessage is the largest record batch the state topic takes, its
+// max.message.bytes.
+func (r *Registry) maxMessage(ctx context.Context) (int, error) {
+	configs, err := r.adm.DescribeTopicConfigs(ctx, r.cfg.Topic)
+	if err != nil {
+		return 0, fmt.Errorf("schema registry: describe topic %s: %w", r.cfg.Topic, err)
+	}
+	rc, err := configs.On(r.cfg.Topic, nil)
+	if err != nil {
+		return 0, fmt.Errorf("schema registry: describe topic %s: %w", r.cfg.Topic, err)
+	}
+	for _, c := range rc.Configs {
+		if c.Key == "max.message.bytes" {
+			if n, err := strconv.Atoi(c.MaybeValue()); err == nil && n > recordOverhead {
+				return n, nil
+			}
+		}
+	}
+	return defaultMaxMessage, nil
+}
+
+// fits refuses, before anything is written, a record the state topic
+// would refuse as too large: Kafka's MESSAGE_TOO_LARGE, answered with
+// Confluent's error code in milliseconds.
+func (r *Registry) fits(recs []*kgo.Record) error {
+	for _, rec := range recs {
+		if size := len(rec.Key) + len(rec.Value) + recordOverhead; size > r.maxRecord {
+			return tooLarge("stored, it would be a record of %d bytes, and the topic %s takes at most %d (its max.message.bytes)",
+				size, r.cfg.Topic, r.maxRecord)
+		}
+	}
+	return nil
+}
+
+// permanent says whether Kafka refused a write for good: writing it again,
+// as another writer or not, would be refused the same way. Anything else
+// (fenced, most likely, or a coordinator moving) is worth taking the
+// writer role again for.
+func permanent(err error) bool {
+	for _, p := range []error{kerr.MessageTooLarge, kerr.RecordListTooLarge, kerr.InvalidRecord, kerr.CorruptMessage,
+		kerr.TopicAuthorizationFailed, kerr.TransactionalIDAuthorizationFailed, kerr.ClusterAuthorizationFailed,
+		kerr.PolicyViolation, kerr.InvalidTopicException, kerr.UnsupportedForMessageFormat, kerr.InvalidRequiredAcks,
+		kerr.SaslAuthenticationFailed, context.Canceled, context.DeadlineExceeded} {
+		if errors.Is(err, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // follow applies the topic to the state, record by record in offset order,
@@ -168,7 +229,7 @@ func (r *Registry) write(ctx context.Context, d decide) error {
 	r.wmu.Lock()
 	defer r.wmu.Unlock()
 	if r.ctx.Err() != nil {
-		return storeError(errors.New("schema registry closed"))
+		return r.storeError("write", errors.New("schema registry closed"))
 	}
 	stop := context.AfterFunc(r.ctx, cancel)
 	defer stop()
@@ -178,13 +239,13 @@ func (r *Registry) write(ctx context.Context, d decide) error {
 		if r.txn == nil {
 			txn, err := r.takeWriter(ctx)
 			if err != nil {
-				return storeError(err)
+				return r.storeError("take the writer role", err)
 			}
 			r.txn = txn
 		}
 		if !r.cfg.skipCatchUp {
 			if err := r.Sync(ctx); err != nil {
-				return storeError(err)
+				return r.storeError("read the schema topic up to its end", err)
 			}
 		}
 		r.mu.RLock()
@@ -193,29 +254,41 @@ func (r *Registry) write(ctx context.Context, d decide) error {
 		if err != nil || len(recs) == 0 {
 			return err
 		}
+		if err := r.fits(recs); err != nil {
+			return err
+		}
 		end, err := commit(ctx, r.txn, recs)
 		if err == nil {
 			if err := r.waitApplied(ctx, end); err != nil {
-				return storeError(err)
+				return r.storeError("read back what was written", err)
 			}
 			return nil
 		}
-		// Fenced, most likely: another instance took the writer role.
-		// Whatever happened, a new producer fences whoever holds the
-		// role now, and the decision is made again on the state after it.
-		r.log.Debug("schema write not committed; taking the writer role again", "attempt", attempt, "err", err)
+		// Whatever happened, this producer is done with: the next write
+		// starts a new one.
 		r.txn.Close()
 		r.txn = nil
+		if errors.Is(err, kerr.MessageTooLarge) || errors.Is(err, kerr.RecordListTooLarge) {
+			r.log.Warn("Kafka refused a schema record as too large", "topic", r.cfg.Topic, "err", err)
+			return tooLarge("Kafka refused its record as too large for the topic %s", r.cfg.Topic)
+		}
+		if permanent(err) {
+			return r.storeError("write to the schema topic", err)
+		}
+		// Fenced, most likely: another instance took the writer role. A
+		// new producer fences whoever holds the role now, and the
+		// decision is made again on the state after it.
+		r.log.Debug("schema write not committed; taking the writer role again", "attempt", attempt, "err", err)
 		failed = err
 		// Two instances that fence each other in turn would do so again
 		// in step; a random pause, longer each time, lets one through.
 		select {
 		case <-time.After(rand.N(min(5*time.Millisecond<<attempt, 500*time.Millisecond))):
 		case <-ctx.Done():
-			return storeError(ctx.Err())
+			return r.storeError("write to the schema topic", ctx.Err())
 		}
 	}
-	return storeError(fmt.Errorf("gave up after %d attempts: %w", writeAttempts, failed))
+	return r.storeError(fmt.Sprintf("write to the schema topic (%d attempts)", writeAttempts), failed)
 }
 
 // takeWriter initialises the shared transactional ID, fencing the instance
@@ -226,6 +299,8 @@ func (r *Registry) takeWriter(ctx context.Context) (*kgo.Client, error) {
 		txn.TransactionsV1(), // no stall at each write on Kafka 4 (see txn.TransactionsV1)
 		kgo.DefaultProduceTopic(r.cfg.Topic),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.ProducerBatchMaxBytes(int32(r.maxRecord)), // as large as the topic takes: fits has checked
+		kgo.ProducerBatchCompression(kgo.NoCompression()),
 	)...)
 	if err != nil {
 		return nil, err
@@ -262,7 +337,9 @@ func record(key, value []byte) *kgo.Record {
 }
 
 // storeError is a failure to read or write the topic, as Confluent answers
-// it.
-func storeError(err error) error {
-	return errf(500, sr.ErrStoreError.Code, "Error in the backend data store: %v", err)
+// it: the answer says what failed, the log why (Kafka's own words stay
+// there, out of the answer).
+func (r *Registry) storeError(what string, err error) error {
+	r.log.Error("schema registry: could not "+what, "topic", r.cfg.Topic, "err", err)
+	return errf(500, sr.ErrStoreError.Code, "Error in the backend data store: could not %s; see the registry's log", what)
 }

@@ -64,10 +64,12 @@ func snapshot(t *testing.T, url string) map[string]string {
 	}
 	get("/subjects", nil)
 	get("/config", nil)
+	get("/mode", nil)
 	var subjects []string
 	get("/subjects?deleted=true", &subjects)
 	for _, s := range subjects {
 		get("/config/"+s, nil)
+		get("/mode/"+s, nil)
 		get("/subjects/"+s+"/versions", nil)
 		var versions []int
 		get("/subjects/"+s+"/versions?deleted=true", &versions)
@@ -126,11 +128,14 @@ func TestRestart(t *testing.T) {
 			v2 := create(t, cl, subject, sr.Schema{Schema: orderEmailDef})
 			setLevel(t, cl, sr.CompatFull, subject)
 			setLevel(t, cl, sr.CompatForward)
+			if status, body := call(t, http.MethodPut, url, "/mode/frozen-value", `{"mode":"READONLY"}`); status != 200 {
+				t.Fatalf("PUT /mode/frozen-value: %d %s", status, body)
+			}
 			create(t, cl, "gone-value", sr.Schema{Schema: money})
 			if _, err := cl.DeleteSubject(ctx, "gone-value", sr.SoftDelete); err != nil {
 				t.Fatal(err)
 			}
-			purged := create(t, cl, "purged-value", sr.Schema{Schema: jsonStrict, Type: sr.TypeJSON})
+			purged := create(t, cl, "purged-value", sr.Schema{Schema: purged})
 			for _, how := range []sr.DeleteHow{sr.SoftDelete, sr.HardDelete} {
 				if _, err := cl.DeleteSubject(ctx, "purged-value", how); err != nil {
 					t.Fatal(err)
@@ -158,6 +163,9 @@ func TestRestart(t *testing.T) {
 			}
 			if res := cl.Compatibility(ctx); res[0].Err != nil || res[0].Level != sr.CompatForward {
 				t.Fatalf("global level: %+v", res[0])
+			}
+			if status, body := call(t, http.MethodGet, url, "/mode/frozen-value", ""); status != 200 || body != `{"mode":"READONLY"}` {
+				t.Fatalf("mode of frozen-value after restart: %d %s", status, body)
 			}
 			if subjects, err := cl.Subjects(ctx); err != nil || !slices.Equal(subjects, []string{subject}) {
 				t.Fatalf("subjects %v, %v", subjects, err)
@@ -393,16 +401,23 @@ func TestRecordFormat(t *testing.T) {
 	create(t, cl, subject, sr.Schema{Schema: orderID})
 	setLevel(t, cl, sr.CompatFull, subject)
 	setLevel(t, cl, sr.CompatForward)
-	create(t, cl, "json-value", sr.Schema{Schema: jsonStrict, Type: sr.TypeJSON})
+	create(t, cl, "purged-value", sr.Schema{Schema: purged})
 	create(t, cl, "money-value", sr.Schema{Schema: money})
 	create(t, cl, "payments-value", sr.Schema{Schema: payment, References: moneyRef})
 	for _, how := range []sr.DeleteHow{sr.SoftDelete, sr.HardDelete} {
-		if err := cl.DeleteSchema(ctx, "json-value", 1, how); err != nil {
+		if err := cl.DeleteSchema(ctx, "purged-value", 1, how); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if status, body := call(t, http.MethodDelete, url, "/config/"+subject, ""); status != 200 || body != `{"compatibilityLevel":"FULL"}` {
-		t.Fatalf("DELETE /config/%s: %d %s", subject, status, body)
+	for _, c := range [][3]string{
+		{http.MethodDelete, "/config/" + subject, `{"compatibilityLevel":"FULL"}`},
+		{http.MethodPut, "/mode/" + subject, `{"mode":"READONLY"}`},
+		{http.MethodPut, "/mode", `{"mode":"READONLY"}`},
+		{http.MethodDelete, "/mode/" + subject, `{"mode":"READONLY"}`},
+	} {
+		if status, body := call(t, c[0], url, c[1], c[2]); status != 200 || body != c[2] {
+			t.Fatalf("%s %s: %d %s, want %s", c[0], c[1], status, body, c[2])
+		}
 	}
 
 	quote := func(s string) string { b, _ := json.Marshal(s); return string(b) }
@@ -411,17 +426,20 @@ func TestRecordFormat(t *testing.T) {
 			`{"subject":"orders-value","version":1,"id":1,"schema":` + quote(orderID) + `,"deleted":false}`},
 		{`{"keytype":"CONFIG","subject":"orders-value","magic":0}`, `{"compatibilityLevel":"FULL"}`},
 		{`{"keytype":"CONFIG","subject":null,"magic":0}`, `{"compatibilityLevel":"FORWARD"}`},
-		{`{"keytype":"SCHEMA","subject":"json-value","version":1,"magic":1}`,
-			`{"subject":"json-value","version":1,"id":2,"schemaType":"JSON","schema":` + quote(jsonStrict) + `,"deleted":false}`},
+		{`{"keytype":"SCHEMA","subject":"purged-value","version":1,"magic":1}`,
+			`{"subject":"purged-value","version":1,"id":2,"schema":` + quote(purged) + `,"deleted":false}`},
 		{`{"keytype":"SCHEMA","subject":"money-value","version":1,"magic":1}`,
 			`{"subject":"money-value","version":1,"id":3,"schema":` + quote(money) + `,"deleted":false}`},
 		{`{"keytype":"SCHEMA","subject":"payments-value","version":1,"magic":1}`,
 			`{"subject":"payments-value","version":1,"id":4,"references":[{"name":"shop.test.Money","subject":"money-value","version":1}],"schema":` + quote(payment) + `,"deleted":false}`},
-		{`{"keytype":"SCHEMA","subject":"json-value","version":1,"magic":1}`,
-			`{"subject":"json-value","version":1,"id":2,"schemaType":"JSON","schema":` + quote(jsonStrict) + `,"deleted":true}`},
-		{`{"keytype":"SCHEMA","subject":"json-value","version":1,"magic":1}`, "null"},
+		{`{"keytype":"SCHEMA","subject":"purged-value","version":1,"magic":1}`,
+			`{"subject":"purged-value","version":1,"id":2,"schema":` + quote(purged) + `,"deleted":true}`},
+		{`{"keytype":"SCHEMA","subject":"purged-value","version":1,"magic":1}`, "null"},
 		{`{"keytype":"MAX_ID","magic":0}`, `{"maxId":4}`},
 		{`{"keytype":"CONFIG","subject":"orders-value","magic":0}`, "null"},
+		{`{"keytype":"MODE","subject":"orders-value","magic":0}`, `{"mode":"READONLY"}`},
+		{`{"keytype":"MODE","subject":null,"magic":0}`, `{"mode":"READONLY"}`},
+		{`{"keytype":"MODE","subject":"orders-value","magic":0}`, "null"},
 	}
 	recs := readTopic(t, c, len(want))
 	for i, rec := range recs {

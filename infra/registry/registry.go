@@ -14,18 +14,23 @@
 //	key   {"keytype":"CONFIG","subject":null,"magic":0}     (null: the global level)
 //	value {"compatibilityLevel":"BACKWARD"}
 //
-// A SCHEMA value has "schemaType":"JSON" or "PROTOBUF" for those types and
+// A SCHEMA value has "schemaType":"JSON" or "PROTOBUF" for those types
+// (which another registry may have written; this one stores Avro only) and
 // none for Avro, as Confluent writes it, and "references":[…] when the
-// schema has any. A soft delete rewrites the SCHEMA record with
+// schema has any. A MODE record ({"mode":"READONLY"}) sets a mode as a
+// CONFIG record sets a level. A soft delete rewrites the SCHEMA record with
 // "deleted":true; a permanent delete writes a tombstone (null value) for it;
-// a null CONFIG value removes a level. The state is a fold: the latest value
-// of every key, applied in offset order; the next new ID is the highest ID
-// the fold has seen, plus one. Compaction drops the records a tombstone
-// supersedes, and the IDs in them, so a permanent delete also writes
-// {"keytype":"MAX_ID","magic":0} → {"maxId":N}, the highest ID so far: an
-// ID is never given to a second schema, even after a restart (a Confluent
-// registry reading the topic would skip this record). Other key types
-// (NOOP, MODE, DELETE_SUBJECT, …) are skipped. A registry creates the topic
+// a null CONFIG or MODE value removes a level or a mode. The state is a
+// fold: the latest value of every key, applied in offset order; the next
+// new ID is the highest ID the fold has seen, plus one. Compaction drops
+// the records a tombstone supersedes, and the IDs in them, so a permanent
+// delete also writes {"keytype":"MAX_ID","magic":0} → {"maxId":N}, the
+// highest ID so far: an ID is never given to a second schema, even after a
+// restart (a Confluent registry reading the topic would skip this record).
+// Other key types (NOOP, DELETE_SUBJECT, …) are skipped. Each schema is
+// parsed once, when the fold first sees its ID, and kept with its identity
+// (see identity): lookups and checks compare and reuse, never parse the
+// stored versions again. A registry creates the topic
 // when it is missing.
 //
 // # Reading
@@ -55,7 +60,9 @@
 //     highest version + 1;
 //  4. writes the records in a transaction and commits. A failed commit
 //     (fenced: another instance initialised meanwhile) starts again at 1
-//     after a random pause, at most ten times in all;
+//     after a random pause, at most ten times in all; a refusal that no
+//     second try can change (MESSAGE_TOO_LARGE, an authorization error)
+//     is answered at once;
 //  5. waits until the follower has applied its own records, and answers
 //     from the state.
 //
@@ -72,12 +79,21 @@
 //
 // # Compatibility and REST
 //
-// Avro compatibility is checked with hamba/avro at the subject's level
-// (transitive levels against every live version), and an incompatible
-// schema is refused with 409 as Confluent does. JSON Schema and Protobuf
-// schemas are stored and served, but never checked. The REST surface,
-// answers and error codes are Confluent's (see routes in http.go); the
-// /contexts/{context} prefix is accepted and names the default context.
+// The registry stores Avro only: every schema is parsed with hamba/avro
+// before it is stored, and JSON Schema and Protobuf are refused with 422
+// (error code 42201), as is anything that does not parse; /schemas/types
+// says AVRO. Compatibility is checked at the subject's level (transitive
+// levels against every live version), an incompatible schema is refused
+// with 409 as Confluent does, and a subject does not change its type
+// unless its level is NONE. Two schemas are the same schema when their
+// canonical texts are equal (canonicalAvro: numbers as written, never
+// through a float). The REST surface, answers and error codes are
+// Confluent's (routes in http.go; docs/registry.md compares them endpoint
+// by endpoint): subject names are bounded (names.go), modes READWRITE and
+// READONLY are kept and enforced (mode.go), and contexts other than the
+// default one are refused rather than served from it. A schema too large
+// for the topic (its max.message.bytes) is refused with 422 (error code
+// 42209) before anything is written.
 //
 // With Config.Users set, every request needs HTTP basic auth (401
 // otherwise) and writes need a principal in Config.Writers (403, error code
@@ -151,6 +167,9 @@ type Registry struct {
 
 	wmu sync.Mutex  // one write at a time in this instance
 	txn *kgo.Client // the transactional producer, nil until initialised (or after a failure)
+	// maxRecord is the largest record the topic takes (its
+	// max.message.bytes): fits refuses a larger one before writing.
+	maxRecord int
 
 	closeOnce sync.Once
 }
@@ -189,6 +208,10 @@ func Open(ctx context.Context, cfg Config) (*Registry, error) {
 	}
 	r.adm = kadm.NewClient(admin)
 	if err := r.createTopic(ctx); err != nil {
+		r.adm.Close()
+		return nil, err
+	}
+	if r.maxRecord, err = r.maxMessage(ctx); err != nil {
 		r.adm.Close()
 		return nil, err
 	}

@@ -33,8 +33,11 @@ const (
 	payment     = `{"type":"record","name":"Payment","namespace":"shop.test","fields":[{"name":"amount","type":"shop.test.Money"}]}`
 	paymentUser = `{"type":"record","name":"Payment","namespace":"shop.test","fields":[{"name":"amount","type":"shop.test.Money"},{"name":"user","type":"long"}]}`
 
+	purged = `{"type":"record","name":"Purged","namespace":"shop.test","fields":[{"name":"x","type":"int"}]}`
+
 	jsonStrict = `{"type":"object","properties":{"id":{"type":"string"}},"required":["id"]}`
-	jsonMore   = `{"type":"object","properties":{"id":{"type":"string"},"x":{"type":"string"}},"required":["id","x"]}`
+	jsonBadKey = `{"type":"object","properties":{"id":{"type":"no-such-type"}},"minLength":"long"}`
+	protoText  = `syntax = "proto3"; message Order { string id = 1; }`
 )
 
 const subject = "orders-value"
@@ -220,9 +223,13 @@ func TestRegister(t *testing.T) {
 			{schema: payment, refs: moneyRef, id: 2, version: 1},
 			{schema: paymentUser, refs: moneyRef, status: 409, code: 409},
 		}},
-		{name: "non-Avro schemas are not checked", steps: []step{
-			{schema: jsonStrict, typ: sr.TypeJSON, id: 1, version: 1},
-			{schema: jsonMore, typ: sr.TypeJSON, id: 2, version: 2},
+		{name: "JSON Schema and Protobuf are refused, valid or not", steps: []step{
+			{schema: jsonStrict, typ: sr.TypeJSON, status: 422, code: 42201},
+			{schema: jsonBadKey, typ: sr.TypeJSON, status: 422, code: 42201},
+			{schema: protoText, typ: sr.TypeProtobuf, status: 422, code: 42201},
+			{schema: "garbage", typ: sr.TypeProtobuf, status: 422, code: 42201},
+			{schema: orderID, id: 1, version: 1},
+			{schema: jsonStrict, typ: sr.TypeJSON, status: 422, code: 42201},
 		}},
 	}
 	for _, tc := range cases {
@@ -358,7 +365,8 @@ func TestCheckCompatibility(t *testing.T) {
 }
 
 // TestWireFormat checks the raw responses, which other Confluent clients
-// parse too, and that the /contexts prefix does not skip the check.
+// parse too, and that the /contexts prefix neither skips the check nor
+// lands in the default context unless it names it.
 func TestWireFormat(t *testing.T) {
 	cl, url := start(t)
 	if _, err := cl.CreateSchema(context.Background(), subject, sr.Schema{Schema: orderID}); err != nil {
@@ -376,8 +384,10 @@ func TestWireFormat(t *testing.T) {
 			message: `Schema being registered is incompatible with an earlier schema for subject "orders-value", details: [` +
 				`{oldSchemaVersion: 1, compatibility: 'BACKWARD', description: 'the new schema cannot read data written with version 1: ` +
 				`reader field email is missing in writer schema and has no default'}]`},
-		{name: "incompatible under a context prefix", path: "/contexts/.shop/subjects/" + subject + "/versions", schema: orderEmail,
+		{name: "incompatible under the default context's prefix", path: "/contexts/./subjects/" + subject + "/versions", schema: orderEmail,
 			status: 409, code: 409},
+		{name: "another context", path: "/contexts/.shop/subjects/" + subject + "/versions", schema: orderEmailDef,
+			status: 422, code: 42208, message: `Context ".shop" is not supported: this registry has the default context "." only`},
 		{name: "invalid Avro", path: "/subjects/" + subject + "/versions", schema: unknownFieldType, status: 422, code: 42201},
 	}
 	for _, tc := range cases {

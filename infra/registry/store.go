@@ -12,12 +12,13 @@ import (
 )
 
 // Key types of the _schemas records that this registry reads and writes.
-// SCHEMA and CONFIG are Confluent's; Confluent writes others too (NOOP,
-// MODE, DELETE_SUBJECT, …), which the fold skips. MAX_ID is this
+// SCHEMA, CONFIG and MODE are Confluent's; Confluent writes others too
+// (NOOP, DELETE_SUBJECT, …), which the fold skips. MAX_ID is this
 // registry's own, and a Confluent registry would skip it: see maxIDKey.
 const (
 	keySchema = "SCHEMA"
 	keyConfig = "CONFIG"
+	keyMode   = "MODE"
 	keyMaxID  = "MAX_ID"
 )
 
@@ -42,8 +43,9 @@ type schemaKey struct {
 	Magic   int    `json:"magic"`
 }
 
-// configKey is the key of a compatibility level; a nil subject is the global
-// level: {"keytype":"CONFIG","subject":null,"magic":0}.
+// configKey is the key of a compatibility level or a mode; a nil subject
+// is the global one: {"keytype":"CONFIG","subject":null,"magic":0},
+// {"keytype":"MODE","subject":"orders-value","magic":0}.
 type configKey struct {
 	KeyType string  `json:"keytype"`
 	Subject *string `json:"subject"`
@@ -69,6 +71,11 @@ type configValue struct {
 	CompatibilityLevel sr.CompatibilityLevel `json:"compatibilityLevel"`
 }
 
+// modeValue is the value of a MODE record.
+type modeValue struct {
+	Mode string `json:"mode"`
+}
+
 // marshal encodes v as Confluent's Jackson does: without escaping <, >
 // and &.
 func marshal(v any) []byte {
@@ -84,8 +91,13 @@ func encodeSchemaKey(subject string, version int) []byte {
 }
 
 // encodeConfigKey is the key of subject's level; "" is the global level.
-func encodeConfigKey(subject string) []byte {
-	k := configKey{KeyType: keyConfig}
+func encodeConfigKey(subject string) []byte { return encodeLevelKey(keyConfig, subject) }
+
+// encodeModeKey is the key of subject's mode; "" is the global mode.
+func encodeModeKey(subject string) []byte { return encodeLevelKey(keyMode, subject) }
+
+func encodeLevelKey(keyType, subject string) []byte {
+	k := configKey{KeyType: keyType}
 	if subject != "" {
 		k.Subject = &subject
 	}
@@ -105,6 +117,8 @@ func encodeConfigValue(level sr.CompatibilityLevel) []byte {
 	return marshal(configValue{CompatibilityLevel: level})
 }
 
+func encodeModeValue(mode string) []byte { return marshal(modeValue{Mode: mode}) }
+
 // stored is one version of a subject.
 type stored struct {
 	id      int
@@ -115,6 +129,7 @@ type stored struct {
 type subjectState struct {
 	versions map[int]*stored
 	level    *sr.CompatibilityLevel // its own level, if it has one
+	mode     *string                // its own mode, if it has one
 }
 
 type svKey struct {
@@ -122,17 +137,22 @@ type svKey struct {
 	version int
 }
 
-// state is the fold of the topic: the latest value of every key. It is only
-// changed by apply, from the follower, in offset order.
+// state is the fold of the topic: the latest value of every key, and what
+// the registry derives from each schema once. It is only changed by apply,
+// from the follower, in offset order.
 type state struct {
 	subjects map[string]*subjectState
 	global   *sr.CompatibilityLevel // nil: the default, BACKWARD
+	mode     *string                // the global mode; nil: READWRITE
 	maxID    int                    // the highest ID ever seen, deleted or not
 	uses     map[int]map[svKey]bool // ID → the versions (soft-deleted too) that hold it
+	compiled map[int]*compiled      // ID → its schema compiled, while a version holds it
+	ids      map[string][]int       // identity → the IDs that hold a schema with it, ascending
 }
 
 func newState() *state {
-	return &state{subjects: map[string]*subjectState{}, uses: map[int]map[svKey]bool{}}
+	return &state{subjects: map[string]*subjectState{}, uses: map[int]map[svKey]bool{},
+		compiled: map[int]*compiled{}, ids: map[string][]int{}}
 }
 
 // apply folds one record into the state. A record it cannot read is an
@@ -156,17 +176,19 @@ func (s *state) apply(key, value []byte) error {
 			return fmt.Errorf("value of %s version %d: %w", *k.Subject, k.Version, err)
 		}
 		s.dropVersion(*k.Subject, k.Version)
-		subj := s.subjects[*k.Subject]
-		if subj == nil {
-			subj = &subjectState{versions: map[int]*stored{}}
-			s.subjects[*k.Subject] = subj
-		}
-		subj.versions[k.Version] = &stored{id: v.ID, deleted: v.Deleted,
-			schema: sr.Schema{Schema: v.Schema, Type: v.SchemaType, References: v.References}}
+		subj := s.subject(*k.Subject)
+		sch := sr.Schema{Schema: v.Schema, Type: v.SchemaType, References: v.References}
+		subj.versions[k.Version] = &stored{id: v.ID, deleted: v.Deleted, schema: sch}
 		if s.uses[v.ID] == nil {
 			s.uses[v.ID] = map[svKey]bool{}
 		}
 		s.uses[v.ID][svKey{*k.Subject, k.Version}] = true
+		if s.compiled[v.ID] == nil {
+			deps, err := dependencies(s, sch.References)
+			c := compile(sch, deps, err)
+			s.compiled[v.ID] = c
+			s.ids[c.identity] = insertSorted(s.ids[c.identity], v.ID)
+		}
 		s.maxID = max(s.maxID, v.ID)
 	case keyMaxID:
 		var v maxIDValue
@@ -189,21 +211,51 @@ func (s *state) apply(key, value []byte) error {
 			s.global = level
 			return nil
 		}
-		subj := s.subjects[*k.Subject]
-		if subj == nil {
-			if level == nil {
-				return nil
-			}
-			subj = &subjectState{versions: map[int]*stored{}}
-			s.subjects[*k.Subject] = subj
+		if level != nil || s.subjects[*k.Subject] != nil {
+			s.subject(*k.Subject).level = level
+			s.gc(*k.Subject)
 		}
-		subj.level = level
-		s.gc(*k.Subject)
+	case keyMode:
+		var mode *string
+		if value != nil {
+			var v modeValue
+			if err := json.Unmarshal(value, &v); err != nil {
+				return fmt.Errorf("mode value %q: %w", value, err)
+			}
+			mode = &v.Mode
+		}
+		if k.Subject == nil {
+			s.mode = mode
+			return nil
+		}
+		if mode != nil || s.subjects[*k.Subject] != nil {
+			s.subject(*k.Subject).mode = mode
+			s.gc(*k.Subject)
+		}
 	}
 	return nil
 }
 
-// dropVersion forgets a version and its use of its ID.
+// subject returns a subject's state, created empty if it has none.
+func (s *state) subject(name string) *subjectState {
+	subj := s.subjects[name]
+	if subj == nil {
+		subj = &subjectState{versions: map[int]*stored{}}
+		s.subjects[name] = subj
+	}
+	return subj
+}
+
+func insertSorted(ids []int, id int) []int {
+	i, found := slices.BinarySearch(ids, id)
+	if found {
+		return ids
+	}
+	return slices.Insert(ids, i, id)
+}
+
+// dropVersion forgets a version and its use of its ID, and the ID's
+// compiled schema once no version holds it.
 func (s *state) dropVersion(subject string, version int) {
 	subj := s.subjects[subject]
 	if subj == nil {
@@ -213,15 +265,23 @@ func (s *state) dropVersion(subject string, version int) {
 		delete(s.uses[old.id], svKey{subject, version})
 		if len(s.uses[old.id]) == 0 {
 			delete(s.uses, old.id)
+			if c := s.compiled[old.id]; c != nil {
+				s.ids[c.identity] = slices.DeleteFunc(s.ids[c.identity], func(id int) bool { return id == old.id })
+				if len(s.ids[c.identity]) == 0 {
+					delete(s.ids, c.identity)
+				}
+				delete(s.compiled, old.id)
+			}
 		}
 		delete(subj.versions, version)
 	}
 	s.gc(subject)
 }
 
-// gc forgets a subject that holds neither a version nor a level.
+// gc forgets a subject that holds neither a version nor a level nor a
+// mode.
 func (s *state) gc(subject string) {
-	if subj := s.subjects[subject]; subj != nil && len(subj.versions) == 0 && subj.level == nil {
+	if subj := s.subjects[subject]; subj != nil && len(subj.versions) == 0 && subj.level == nil && subj.mode == nil {
 		delete(s.subjects, subject)
 	}
 }
@@ -272,6 +332,26 @@ func (s *state) globalLevel() sr.CompatibilityLevel {
 	return sr.CompatBackward
 }
 
+// Modes: READWRITE takes writes; READONLY refuses them. Confluent's IMPORT
+// (writes with the IDs of another registry) is not supported, and a topic
+// that holds it refuses writes as READONLY does.
+const (
+	modeReadWrite = "READWRITE"
+	modeReadOnly  = "READONLY"
+)
+
+// modeOf is the mode that applies to subject: its own, else the global
+// one; "" is the global mode.
+func (s *state) modeOf(subject string) string {
+	if subj := s.subjects[subject]; subject != "" && subj != nil && subj.mode != nil {
+		return *subj.mode
+	}
+	if s.mode != nil {
+		return *s.mode
+	}
+	return modeReadWrite
+}
+
 // usesOf returns the versions that hold id, by subject then version; with
 // deleted false only the live ones.
 func (s *state) usesOf(id int, deleted bool) []svKey {
@@ -300,20 +380,14 @@ func (s *state) schemaByID(id int) (sr.Schema, bool) {
 	return s.subjects[uses[0].subject].versions[uses[0].version].schema, true
 }
 
-// idOf returns the lowest ID of a schema identical to sch, if any version
-// holds one: Confluent gives an identical schema the same ID in every subject.
-func (s *state) idOf(sch sr.Schema) (int, bool) {
-	want := identity(sch)
-	best := 0
-	for id := range s.uses {
-		if best != 0 && id > best {
-			continue
-		}
-		if have, _ := s.schemaByID(id); identity(have) == want {
-			best = id
-		}
+// idOf returns the lowest ID of a schema with this identity, if any version
+// holds one: Confluent gives an identical schema the same ID in every
+// subject.
+func (s *state) idOf(identity string) (int, bool) {
+	if ids := s.ids[identity]; len(ids) > 0 {
+		return ids[0], true
 	}
-	return best, best != 0
+	return 0, false
 }
 
 // referencedBy returns the IDs of live versions that reference subject's
@@ -334,26 +408,4 @@ func (s *state) referencedBy(subject string, version int) []int {
 	}
 	slices.Sort(ids)
 	return ids
-}
-
-// identity is what makes two schemas the same schema: the type, the text
-// with insignificant whitespace and key order removed, and the references.
-func identity(s sr.Schema) string {
-	text := strings.TrimSpace(s.Schema)
-	if s.Type != sr.TypeProtobuf {
-		var v any
-		if err := json.Unmarshal([]byte(s.Schema), &v); err == nil {
-			if b, err := json.Marshal(v); err == nil {
-				text = string(b)
-			}
-		}
-	}
-	refs := slices.Clone(s.References)
-	slices.SortFunc(refs, func(a, b sr.SchemaReference) int { return strings.Compare(a.Name, b.Name) })
-	var b strings.Builder
-	fmt.Fprintf(&b, "%s\x00%s", s.Type, text)
-	for _, r := range refs {
-		fmt.Fprintf(&b, "\x00%s\x00%s\x00%d", r.Name, r.Subject, r.Version)
-	}
-	return b.String()
 }
