@@ -57,6 +57,11 @@ type Config struct {
 	NoCheckpoints   bool
 
 	RegistryAddr string // REGISTRY_ADDR: where `shop registry` listens
+	// RegistryUsers (REGISTRY_USERS_FILE or REGISTRY_USERS) are the users
+	// `shop registry` asks for with basic auth; secure mode needs them.
+	// RegistryWriters (REGISTRY_WRITERS, default admin) may write.
+	RegistryUsers   Users
+	RegistryWriters []string
 
 	// Secure (SECURE=1) is the secure mode: SASL to Kafka, HTTP basic
 	// auth to the project's registry. SASL holds what the environment
@@ -74,11 +79,13 @@ type Config struct {
 	// confirmations; empty (a Config built in code, a test's) delivers
 	// none, the emails stay on the outbox. OwnSMTP is true when SMTP_ADDR
 	// was not set: `shop run` and `shop cluster` then start a mail server
-	// of their own on it. SMTPUsername and SMTPPassword (SMTP_USERNAME,
-	// SMTP_PASSWORD), when both are set, authenticate with AUTH PLAIN.
-	SMTPAddr                   string
-	OwnSMTP                    bool
-	SMTPUsername, SMTPPassword string
+	// of their own on it. SMTPAuth (SMTP_USERNAME, SMTP_PASSWORD), when
+	// both are set, authenticates with AUTH PLAIN, over TLS or to a
+	// loopback address, or in clear with SMTPPlainAuth (SMTP_PLAIN_AUTH=1).
+	SMTPAddr      string
+	OwnSMTP       bool
+	SMTPAuth      Credentials
+	SMTPPlainAuth bool
 
 	// PaymentURLs (PAYMENT_URLS, comma-separated, default
 	// http://localhost:8000) are the payment instances whose admission
@@ -162,7 +169,16 @@ func FromEnv(getenv func(string) string, services ...string) (Config, error) {
 		return cfg, fmt.Errorf("KAFKA_BROKERS=%q: no broker", getenv("KAFKA_BROKERS"))
 	}
 	cfg.SMTPAddr, cfg.OwnSMTP = get("SMTP_ADDR", DefaultSMTPAddr), getenv("SMTP_ADDR") == ""
-	cfg.SMTPUsername, cfg.SMTPPassword = getenv("SMTP_USERNAME"), getenv("SMTP_PASSWORD")
+	cfg.SMTPAuth = Credentials{Mechanism: "PLAIN", Username: getenv("SMTP_USERNAME"), Password: getenv("SMTP_PASSWORD")}
+	if (cfg.SMTPAuth.Username == "") != (cfg.SMTPAuth.Password == "") {
+		return cfg, fmt.Errorf("SMTP_USERNAME and SMTP_PASSWORD go together: give both, or neither")
+	}
+	cfg.SMTPPlainAuth = getenv("SMTP_PLAIN_AUTH") == "1"
+	var err error
+	if cfg.RegistryUsers, err = registryUsers(getenv); err != nil {
+		return cfg, err
+	}
+	cfg.RegistryWriters = SplitBrokers(getenv("REGISTRY_WRITERS"))
 	if _, port, err := net.SplitHostPort(cfg.SMTPAddr); err != nil || port == "" {
 		return cfg, fmt.Errorf("SMTP_ADDR=%q: want host:port, such as localhost:1025", cfg.SMTPAddr)
 	}

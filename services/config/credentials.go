@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding/json"
 	"log/slog"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -43,6 +44,9 @@ func (c Credentials) GoString() string { return c.String() }
 
 // LogValue is String, for log/slog.
 func (c Credentials) LogValue() slog.Value { return slog.StringValue(c.String()) }
+
+// MarshalJSON is String, for a Config written as JSON.
+func (c Credentials) MarshalJSON() ([]byte, error) { return json.Marshal(c.String()) }
 
 // As is c for principal: a service's own credentials in secure mode.
 func (c Config) As(principal string) Config {

@@ -74,7 +74,7 @@ func New(cfg config.Config, cat *schemas.Catalog) (*Service, error) {
 	if cfg.SMTPAddr != "" {
 		s.courier, err = NewCourier(CourierConfig{
 			Brokers: cfg.Brokers, Connect: connect, InstanceID: cfg.InstanceID, Catalog: cat, Logger: log,
-			SMTP:       SMTP{Addr: cfg.SMTPAddr, Username: cfg.SMTPUsername, Password: cfg.SMTPPassword},
+			SMTP:       SMTP{Addr: cfg.SMTPAddr, Auth: cfg.SMTPAuth, PlainAuth: cfg.SMTPPlainAuth},
 			StallAfter: cfg.StallAfter,
 		})
 		if err != nil {

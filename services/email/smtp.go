@@ -2,6 +2,7 @@ package email
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -9,14 +10,20 @@ import (
 	"strings"
 	"time"
 
-	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
+
+	"github.com/blackfriday-kafka/shop/services/config"
 )
 
 // SMTP is where and how the delivery loop hands confirmations over.
 type SMTP struct {
-	Addr               string // host:port
-	Username, Password string // AUTH PLAIN when both are set and the server offers AUTH
+	Addr string // host:port
+	// Auth, when it has a user and a password, signs in with AUTH PLAIN
+	// if the server offers AUTH: over TLS, or in clear to a loopback
+	// address or with PlainAuth (see authenticate).
+	Auth      config.Credentials
+	PlainAuth bool
+	TLS       *tls.Config // for STARTTLS; nil verifies the server with the system's roots
 	// DialTimeout bounds connecting and the greeting; CommandTimeout each
 	// command's reply; SubmissionTimeout the reply to the message's final
 	// dot, when the server takes it on.
@@ -48,6 +55,7 @@ type sender struct {
 	cfg  SMTP
 	name string // what it says in EHLO
 	c    *smtp.Client
+	dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 func newSender(cfg SMTP) *sender {
@@ -56,7 +64,8 @@ func newSender(cfg SMTP) *sender {
 	if err != nil || name == "" {
 		name = "localhost"
 	}
-	return &sender{cfg: cfg, name: name}
+	d := &net.Dialer{Timeout: cfg.DialTimeout}
+	return &sender{cfg: cfg, name: name, dial: d.DialContext}
 }
 
 // send hands one message to the server. nil means the server took
@@ -66,7 +75,7 @@ func newSender(cfg SMTP) *sender {
 func (s *sender) send(ctx context.Context, from, to string, msg []byte) error {
 	reused := s.c != nil
 	if !reused {
-		if err := s.dial(ctx); err != nil {
+		if err := s.connect(ctx); err != nil {
 			return err
 		}
 	}
@@ -78,7 +87,7 @@ func (s *sender) send(ctx context.Context, from, to string, msg []byte) error {
 		// counts as a failure. What the old one may have delivered is
 		// sent again under the same Message-ID, as any retry would.
 		s.close()
-		if err := s.dial(ctx); err != nil {
+		if err := s.connect(ctx); err != nil {
 			return err
 		}
 		err = s.transaction(from, to, msg)
@@ -122,31 +131,44 @@ func (s *sender) transaction(from, to string, msg []byte) error {
 	return w.Close() // reads the reply to the final dot
 }
 
-// dial connects, reads the greeting, says EHLO and authenticates if asked
-// to. A refusal here (a 554 greeting, a failed AUTH) is the server's or
-// the configuration's, not the message's: it is retried like an outage.
-func (s *sender) dial(ctx context.Context) error {
-	d := net.Dialer{Timeout: s.cfg.DialTimeout}
-	conn, err := d.DialContext(ctx, "tcp", s.cfg.Addr)
+// connect connects, reads the greeting, says EHLO and authenticates if
+// asked to. A refusal here (a 554 greeting, a failed AUTH) is the server's
+// or the configuration's, not the message's: it is retried like an outage.
+func (s *sender) connect(ctx context.Context) error {
+	c, remote, err := s.open(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("connect to the mail server %s: %w", s.cfg.Addr, err)
+		return err
 	}
-	c := smtp.NewClient(conn) // the greeting and each reply within CommandTimeout
-	c.CommandTimeout, c.SubmissionTimeout = s.cfg.CommandTimeout, s.cfg.SubmissionTimeout
-	if err := c.Hello(s.name); err != nil {
-		c.Close()
-		return fmt.Errorf("mail server %s: hello: %w", s.cfg.Addr, err)
-	}
-	if s.cfg.Username != "" && s.cfg.Password != "" {
-		if ok, _ := c.Extension("AUTH"); ok {
-			if err := c.Auth(sasl.NewPlainClient("", s.cfg.Username, s.cfg.Password)); err != nil {
-				c.Close()
-				return fmt.Errorf("mail server %s: authenticate as %s: %w", s.cfg.Addr, s.cfg.Username, err)
-			}
-		}
+	if c, err = s.authenticate(ctx, c, remote); err != nil {
+		return err
 	}
 	s.c = c
 	return nil
+}
+
+// open connects, reads the greeting and says EHLO; with tlsCfg, after
+// STARTTLS. It returns the server's address as connected.
+func (s *sender) open(ctx context.Context, tlsCfg *tls.Config) (*smtp.Client, net.Addr, error) {
+	conn, err := s.dial(ctx, "tcp", s.cfg.Addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("connect to the mail server %s: %w", s.cfg.Addr, err)
+	}
+	c := smtp.NewClient(conn)
+	if tlsCfg != nil {
+		// The greeting, a first EHLO and STARTTLS, each within
+		// CommandTimeout.
+		_ = conn.SetDeadline(time.Now().Add(3 * s.cfg.CommandTimeout))
+		if c, err = smtp.NewClientStartTLS(conn, tlsCfg); err != nil {
+			return nil, nil, fmt.Errorf("mail server %s: STARTTLS: %w", s.cfg.Addr, err)
+		}
+		_ = conn.SetDeadline(time.Time{})
+	}
+	c.CommandTimeout, c.SubmissionTimeout = s.cfg.CommandTimeout, s.cfg.SubmissionTimeout
+	if err := c.Hello(s.name); err != nil { // the greeting and each reply within CommandTimeout
+		c.Close()
+		return nil, nil, fmt.Errorf("mail server %s: hello: %w", s.cfg.Addr, err)
+	}
+	return c, conn.RemoteAddr(), nil
 }
 
 // close drops the connection, politely when it still answers.
