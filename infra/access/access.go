@@ -230,7 +230,7 @@ func Stack(password func(principal string) string) *infra.Secure {
 }
 
 // Users are the registry's users, every principal with its password from
-// password: what `shop registry` needs, without the cluster's options.
+// password: what the embedded stack's registry takes in secure mode.
 func Users(password func(principal string) string) map[string]string {
 	users := make(map[string]string, len(principals))
 	for _, p := range principals {

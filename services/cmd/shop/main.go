@@ -14,7 +14,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/signal"
 	"slices"
@@ -125,14 +127,7 @@ func run(ctx context.Context, cmd string, cfg config.Config) error {
 		cfg.Brokers, cfg.RegistryURL = stack.Brokers, stack.RegistryURL
 		return runServices(ctx, cfg, servicesOf(cmd), " kafka="+stack.BrokerList()+" registry="+stack.RegistryURL+inboxLine(mail)+secureLine(cfg))
 	case "registry":
-		var opts []func(*registry.Config)
-		if cfg.Secure {
-			// Its own Kafka client is the admin's; its users are the
-			// principals, with the passwords of the dev stacks.
-			users := access.Users(access.DevPassword)
-			opts = append(opts, func(c *registry.Config) { c.Connect, c.Users = cfg.Connect(), users })
-		}
-		srv, err := infra.StartRegistry(ctx, cfg.RegistryAddr, cfg.Brokers, opts...)
+		srv, err := startRegistry(ctx, cfg)
 		if err != nil {
 			return err
 		}
@@ -174,6 +169,26 @@ func run(ctx context.Context, cmd string, cfg config.Config) error {
 	}
 	fmt.Fprint(os.Stderr, usage)
 	return fmt.Errorf("unknown command %q", cmd)
+}
+
+// startRegistry starts `shop registry` on cfg.RegistryAddr: with basic
+// auth for the users of the configuration when it has any, which secure
+// mode needs; its own Kafka client is the admin's in secure mode. The dev
+// stacks' passwords are never taken for granted here: make kafka-up
+// writes them to the file it passes.
+func startRegistry(ctx context.Context, cfg config.Config) (*infra.RegistryServer, error) {
+	if cfg.Secure && len(cfg.RegistryUsers) == 0 {
+		return nil, errors.New("SECURE=1: the registry needs its users: REGISTRY_USERS_FILE (a file of user:password lines) or REGISTRY_USERS (user:password,…)")
+	}
+	var opts []func(*registry.Config)
+	if cfg.Secure {
+		opts = append(opts, func(c *registry.Config) { c.Connect = cfg.Connect() })
+	}
+	if len(cfg.RegistryUsers) > 0 {
+		users, writers := maps.Clone(cfg.RegistryUsers), slices.Clone(cfg.RegistryWriters)
+		opts = append(opts, func(c *registry.Config) { c.Users, c.Writers = users, writers })
+	}
+	return infra.StartRegistry(ctx, cfg.RegistryAddr, cfg.Brokers, opts...)
 }
 
 // runServices starts the named services, prints "ready:" once each answers
