@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -99,6 +102,9 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 		registryOpts = append(registryOpts, func(c *registry.Config) { c.Connect, c.Users = s.Admin, s.Users })
 	}
 	if cfg.DataDir != "" {
+		if err := markDataDir(cfg.DataDir, cfg.Secure != nil); err != nil {
+			return nil, err
+		}
 		// Written through the page cache, as Kafka writes by default:
 		// a killed process loses nothing the OS got.
 		opts = append(opts, kfake.DataDir(cfg.DataDir))
@@ -127,6 +133,36 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 		}
 	}
 	return e, nil
+}
+
+// securityFile, in a data directory, says how the directory was made:
+// "open", or "secure" (SECURE=1).
+const securityFile = "shop-security"
+
+// markDataDir refuses, before anything starts, a secure stack on a data
+// directory made open: the brokers would load the open stack's users
+// (none) over the principals', and refuse every client. It marks a new
+// directory, or one from before the mark, with the mode it starts in. A
+// directory made secure may start open: its users wait, unused, for the
+// next secure start.
+func markDataDir(dir string, secure bool) error {
+	mode := "open"
+	if secure {
+		mode = "secure"
+	}
+	made, err := os.ReadFile(filepath.Join(dir, securityFile))
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(dir, securityFile), []byte(mode+"\n"), 0o644)
+	case err != nil:
+		return err
+	case secure && strings.TrimSpace(string(made)) == "open":
+		return fmt.Errorf("the data in %s was made without SECURE=1 and cannot go secure: FRESH=1 starts it empty (deleting its data), or start without SECURE=1 to keep it", dir)
+	}
+	return nil
 }
 
 // javaToolsVersions are the request versions the embedded brokers answer,

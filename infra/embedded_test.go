@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/blackfriday-kafka/shop/infra"
+	"github.com/blackfriday-kafka/shop/infra/access"
 	"github.com/blackfriday-kafka/shop/infra/webserver/webservertest"
 	"github.com/blackfriday-kafka/shop/schemas"
 )
@@ -197,4 +199,38 @@ func TestRegistryIsBounded(t *testing.T) {
 	t.Run("trickle", func(t *testing.T) {
 		webservertest.ClosesTrickle(t, stack.RegistryURL, "/subjects/orders-value/versions")
 	})
+}
+
+// TestEmbeddedSecureOnOpenData: a secure stack on a data directory made
+// open stops before it starts anything, with one line that names the
+// directory and FRESH=1; the other way round works, and the directory
+// made secure is secure again after it. The control: the same secure
+// start on a fresh directory, and on the directory made secure, works.
+func TestEmbeddedSecureOnOpenData(t *testing.T) {
+	ctx := context.Background()
+	secure := access.Stack(access.DevPassword)
+	start := func(dir string, sec *infra.Secure) error {
+		t.Helper()
+		stack, err := infra.StartEmbedded(ctx, infra.EmbeddedConfig{DataDir: dir, Secure: sec, NoSchemas: true})
+		if err == nil {
+			stack.Close()
+		}
+		return err
+	}
+
+	open := t.TempDir()
+	if err := start(open, nil); err != nil {
+		t.Fatal(err)
+	}
+	err := start(open, secure)
+	if err == nil || strings.Contains(err.Error(), "\n") || !strings.Contains(err.Error(), open) || !strings.Contains(err.Error(), "FRESH=1") {
+		t.Fatalf("secure on data made open: %v; want one line naming %s and FRESH=1", err, open)
+	}
+
+	made := filepath.Join(t.TempDir(), "made-secure")
+	for i, sec := range []*infra.Secure{secure, nil, secure} {
+		if err := start(made, sec); err != nil {
+			t.Fatalf("start %d (secure %v) on data made secure: %v", i, sec != nil, err)
+		}
+	}
 }
