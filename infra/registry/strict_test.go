@@ -534,3 +534,35 @@ func atoi(t *testing.T, s string) int {
 	}
 	return n
 }
+
+// TestReadEndpoints: the read endpoints no other test goes through, and
+// the ones this registry does not have, which answer 404 in Confluent's
+// error shape.
+func TestReadEndpoints(t *testing.T) {
+	cl, base := start(t)
+	create(t, cl, "a-value", sr.Schema{Schema: orderID})
+	create(t, cl, "b-value", sr.Schema{Schema: orderIDSpaced}) // the same schema: ID 1
+	create(t, cl, "money-value", sr.Schema{Schema: money})
+	create(t, cl, subject, sr.Schema{Schema: payment, References: moneyRef})
+	cases := []struct {
+		path, want string
+		status     int
+	}{
+		{"/", `{}`, 200},
+		{"/schemas/ids/1/subjects", `["a-value","b-value"]`, 200},
+		{"/schemas/ids/1/versions", `[{"subject":"a-value","version":1},{"subject":"b-value","version":1}]`, 200},
+		{"/subjects/b-value/versions/1/schema", orderIDSpaced, 200},
+		{"/subjects/money-value/versions/latest/referencedby", `[3]`, 200},
+		{"/subjects/a-value/versions/1/referencedby", `[]`, 200},
+		{"/schemas/ids/99", `{"error_code":40403,"message":"Schema 99 not found"}`, 404},
+		{"/schemas/guids/8b0e4c4e-7f1a-4d52-9d8e-2b1f0c3a5e61", `{"error_code":404,"message":"HTTP 404 Not Found"}`, 404},
+		{"/exporters", `{"error_code":404,"message":"HTTP 404 Not Found"}`, 404},
+		{"/v1/metadata/id", `{"error_code":404,"message":"HTTP 404 Not Found"}`, 404},
+	}
+	for _, tc := range cases {
+		status, answer := call(t, http.MethodGet, base, tc.path, "")
+		if status != tc.status || answer != tc.want {
+			t.Errorf("GET %s: %d %s, want %d %s", tc.path, status, answer, tc.status, tc.want)
+		}
+	}
+}
