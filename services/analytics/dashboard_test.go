@@ -103,7 +103,7 @@ func TestDashboardShowsWhatAnalyticsReports(t *testing.T) {
 	waitFor(t, page, "the payment service's admission", 10*time.Second,
 		`document.querySelector("#edge-admitted").textContent === "3 admitted" &&
 		 document.querySelector("#edge-shed").dataset.shed === "0" &&
-		 document.querySelector("#edge-limit").dataset.limit === "64"`)
+		 document.querySelector("#edge-limit").dataset.limit === "256"`)
 
 	// No mail server in this shop: the three emails wait, and the tile
 	// says so.

@@ -55,7 +55,9 @@ type AdmissionOptions struct {
 	// Target is the mean latency from admission to Kafka's acknowledgement
 	// the bound aims at. Default 50 ms.
 	Target time.Duration
-	// Initial is the bound at start. Default 64.
+	// Initial is the bound at start. Default 256: as many as a closed
+	// loop of 256 clients keeps in flight; the first window (100 ms)
+	// shrinks it if that is too many.
 	Initial int
 	// Min is the smallest the bound goes: enough payments in flight to
 	// keep the producer's batches full at any latency. Default 16.
@@ -80,7 +82,7 @@ func (o AdmissionOptions) withDefaults() AdmissionOptions {
 		o.Max = 1000
 	}
 	if o.Initial <= 0 {
-		o.Initial = min(64, o.Max)
+		o.Initial = min(256, o.Max)
 	}
 	if o.Min <= 0 {
 		o.Min = min(16, o.Initial)
