@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/blackfriday-kafka/shop/schemas"
+	"github.com/blackfriday-kafka/shop/scripts/latency"
 	"github.com/blackfriday-kafka/shop/scripts/pace"
 	"github.com/blackfriday-kafka/shop/services/email"
 )
@@ -149,8 +150,8 @@ func runE2ERate(ctx context.Context, o Options, paymentRate int, f *fleet, payme
 		return fmt.Errorf("no payment to measure (%d failed, %d without a record timestamp)", failed.Load(), missingTS)
 	}
 	// Each Percentile sorts a copy: once per figure.
-	c50, c99, cMax := ms(Percentile(committed, 50)), ms(Percentile(committed, 99)), ms(Percentile(committed, 100))
-	prod50, prod99 := ms(Percentile(produced, 50)), ms(Percentile(produced, 99))
+	c50, c99, cMax := ms(latency.Percentile(committed, 50)), ms(latency.Percentile(committed, 99)), ms(latency.Percentile(committed, 100))
+	prod50, prod99 := ms(latency.Percentile(produced, 50)), ms(latency.Percentile(produced, 99))
 	p.Printf("e2e %d/s: %d payments in %s (%s/s), %d failed; payment to email committed p50 %sms p99 %sms max %sms; to email produced p50 %sms p99 %sms; load average %s",
 		paymentRate, len(orderIDs), sendTook.Round(time.Millisecond), rate(len(orderIDs), sendTook), failed.Load(),
 		c50, c99, cMax, prod50, prod99, loadAverage())
@@ -160,7 +161,7 @@ func runE2ERate(ctx context.Context, o Options, paymentRate int, f *fleet, payme
 	res.Add(e2eName(paymentRate, "produced_p50_ms"), prod50)
 	res.Add(e2eName(paymentRate, "produced_p99_ms"), prod99)
 	if len(delivered) > 0 {
-		in50, in99 := ms(Percentile(delivered, 50)), ms(Percentile(delivered, 99))
+		in50, in99 := ms(latency.Percentile(delivered, 50)), ms(latency.Percentile(delivered, 99))
 		ids, again := f.sink.delivered()
 		p.Printf("e2e %d/s: payment to email in the mail server's hands p50 %sms p99 %sms (%d messages so far, %d of them again)",
 			paymentRate, in50, in99, ids, again)

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/blackfriday-kafka/shop/scripts/latency"
 )
 
 // ingestWarmup runs before the measured time: connections open.
@@ -136,7 +138,7 @@ wait:
 		ok, okAll, failed = ok+t.ok, okAll+t.okAll, failed+t.failed
 		latencies = append(latencies, t.latencies...)
 	}
-	p50, p99 := Percentile(latencies, 50), Percentile(latencies, 99)
+	p50, p99 := latency.Percentile(latencies, 50), latency.Percentile(latencies, 99)
 	recs, batches := producerCounts(paymentURL)
 	if batches > batchesBefore {
 		p.Printf("ingest %d: the payment service's producer wrote %.0f records in %.0f batches, %.1f records per batch (%.0f batches/s)",

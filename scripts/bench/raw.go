@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/blackfriday-kafka/shop/schemas"
+	"github.com/blackfriday-kafka/shop/scripts/latency"
 	"github.com/blackfriday-kafka/shop/scripts/pace"
 	"github.com/blackfriday-kafka/shop/services/payment"
 	"github.com/blackfriday-kafka/shop/txn"
@@ -164,7 +165,7 @@ func rawTransactions(ctx context.Context, o Options, topic string, recs []*kgo.R
 		}
 		took = append(took, time.Since(t0))
 	}
-	p50, p99 := Percentile(took, 50), Percentile(took, 99)
+	p50, p99 := latency.Percentile(took, 50), latency.Percentile(took, 99)
 	p.Printf("raw: one transactional producer alone, %d records and a commit per transaction: %d transactions in %s, p50 %sms p99 %sms",
 		len(recs), len(took), runFor, ms(p50), ms(p99))
 	res.Add("raw_txn_p50_ms", ms(p50))
@@ -215,7 +216,7 @@ func rawAtRate(ctx context.Context, o Options, topic string, recs []*kgo.Record,
 		return fmt.Errorf("raw at %d/s: %d records not acknowledged", paymentRate, f)
 	}
 	busy := busyPercent(machineTicks()-before, time.Since(start))
-	p50, p99 := ms(Percentile(took, 50)), ms(Percentile(took, 99))
+	p50, p99 := ms(latency.Percentile(took, 50)), ms(latency.Percentile(took, 99))
 	p.Printf("raw %d/s: franz-go alone producing %d records at %d/s (acks=all, idempotent, linger %s): acknowledged p50 %sms p99 %sms; the machine was %s%% busy",
 		paymentRate, n, paymentRate, o.RawLinger, p50, p99, busy)
 	res.Add(fmt.Sprintf("raw_%d_ack_p50_ms", paymentRate), p50)

@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -54,18 +53,6 @@ func (r *Results) Line() string {
 		fmt.Fprintf(&b, " %s=%s", n, r.vals[n])
 	}
 	return b.String()
-}
-
-// Percentile is the p-th percentile (0 < p <= 100) of ds by the
-// nearest-rank method; 0 for no samples.
-func Percentile(ds []time.Duration, p float64) time.Duration {
-	if len(ds) == 0 {
-		return 0
-	}
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	rank := int(p/100*float64(len(s))+0.999999) - 1
-	return s[max(0, min(rank, len(s)-1))]
 }
 
 // ms formats a duration as milliseconds with one decimal.

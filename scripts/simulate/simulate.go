@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/blackfriday-kafka/shop/schemas"
+	"github.com/blackfriday-kafka/shop/scripts/latency"
 	"github.com/blackfriday-kafka/shop/scripts/progress"
 )
 
@@ -64,11 +65,7 @@ func (r Report) Throughput() float64 {
 // Percentile is the latency below which q of the accepted payments were
 // answered (nearest rank), such as Percentile(0.99).
 func (r Report) Percentile(q float64) time.Duration {
-	if len(r.Latencies) == 0 {
-		return 0
-	}
-	i := int(q*float64(len(r.Latencies))+0.999999) - 1
-	return r.Latencies[min(max(i, 0), len(r.Latencies)-1)]
+	return latency.Percentile(r.Latencies, 100*q)
 }
 
 // String is the report: failures by cause, then one summary line.
