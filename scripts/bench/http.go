@@ -1,18 +1,13 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
-	"net/url"
-	"strconv"
 	"time"
 
 	"github.com/blackfriday-kafka/shop/schemas"
@@ -84,122 +79,6 @@ func (p *payer) pay(ctx context.Context, i int, want *accepted) (int, error) {
 }
 
 func (p *payer) close() { p.client.CloseIdleConnections() }
-
-// leanPayer is a payer for the ingest section's closed loop that costs
-// this process little CPU, as wrk does for a web server: each client has
-// one kept-alive HTTP/1.1 connection of its own, writes a prepared request
-// in one write and reads the answer with a buffered reader, where
-// net/http's client spends two goroutines, channels and a few allocations
-// per request. On the 2 cores the load shares with the shop, what the load
-// generator does not take, the services get. No pipelining: a client sends
-// its next payment only once the last is answered.
-type leanPayer struct {
-	addr     string   // host:port
-	requests [][]byte // the whole request for each body
-}
-
-func newLeanPayer(paymentURL string) (*leanPayer, error) {
-	u, err := url.Parse(paymentURL)
-	if err != nil {
-		return nil, err
-	}
-	p := &leanPayer{addr: u.Host}
-	for _, body := range paymentBodies() {
-		req := fmt.Appendf(nil, "POST /payment HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", u.Host, len(body))
-		p.requests = append(p.requests, append(req, body...))
-	}
-	return p, nil
-}
-
-// leanConn is one client's connection; it dials again after an error.
-type leanConn struct {
-	p    *leanPayer
-	conn net.Conn
-	rd   *bufio.Reader
-}
-
-func (p *leanPayer) conn() *leanConn { return &leanConn{p: p} }
-
-func (c *leanConn) close() {
-	if c.conn != nil {
-		_ = c.conn.Close()
-		c.conn = nil
-	}
-}
-
-// pay posts payment i and returns the HTTP status of the answer.
-func (c *leanConn) pay(ctx context.Context, i int) (int, error) {
-	if c.conn == nil {
-		var d net.Dialer
-		conn, err := d.DialContext(ctx, "tcp", c.p.addr)
-		if err != nil {
-			return 0, err
-		}
-		c.conn = conn
-		if c.rd == nil {
-			c.rd = bufio.NewReaderSize(conn, 4096)
-		} else {
-			c.rd.Reset(conn)
-		}
-	}
-	_ = c.conn.SetDeadline(time.Now().Add(30 * time.Second))
-	status, err := c.roundTrip(c.p.requests[i%len(c.p.requests)])
-	if err != nil {
-		c.close()
-	}
-	return status, err
-}
-
-func (c *leanConn) roundTrip(req []byte) (int, error) {
-	if _, err := c.conn.Write(req); err != nil {
-		return 0, err
-	}
-	line, err := c.rd.ReadSlice('\n')
-	if err != nil {
-		return 0, err
-	}
-	// "HTTP/1.1 200 OK\r\n"
-	if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.")) {
-		return 0, fmt.Errorf("not an HTTP answer: %q", line)
-	}
-	status, err := strconv.Atoi(string(line[9:12]))
-	if err != nil {
-		return 0, fmt.Errorf("status line %q", line)
-	}
-	length, closing := -1, false
-	for {
-		line, err := c.rd.ReadSlice('\n')
-		if err != nil {
-			return 0, err
-		}
-		h := bytes.TrimRight(line, "\r\n")
-		if len(h) == 0 {
-			break
-		}
-		name, value, _ := bytes.Cut(h, []byte(":"))
-		value = bytes.TrimSpace(value)
-		switch {
-		case bytes.EqualFold(name, []byte("Content-Length")):
-			if length, err = strconv.Atoi(string(value)); err != nil {
-				return 0, fmt.Errorf("Content-Length %q", value)
-			}
-		case bytes.EqualFold(name, []byte("Connection")) && bytes.EqualFold(value, []byte("close")):
-			closing = true
-		case bytes.EqualFold(name, []byte("Transfer-Encoding")):
-			return 0, fmt.Errorf("answer with Transfer-Encoding %q: not read here", value)
-		}
-	}
-	if length < 0 {
-		return 0, errors.New("answer without Content-Length")
-	}
-	if _, err := c.rd.Discard(length); err != nil {
-		return 0, err
-	}
-	if closing {
-		c.close()
-	}
-	return status, nil
-}
 
 // producerCounts are the payment service's producer counters on /metrics:
 // the records and batches it has produced to payment-successful.

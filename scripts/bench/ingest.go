@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/blackfriday-kafka/shop/scripts/latency"
+	"github.com/blackfriday-kafka/shop/scripts/leanhttp"
 )
 
 // ingestWarmup runs before the measured time: connections open.
@@ -68,14 +69,21 @@ func runIngestLevel(ctx context.Context, o Options, f *fleet, clients int, payme
 			return func(ctx context.Context, i int) (int, error) { return pay.pay(ctx, i, nil) }
 		}
 	} else {
-		lean, err := newLeanPayer(paymentURL)
+		lean, err := leanhttp.NewClient(paymentURL)
 		if err != nil {
 			return err
 		}
+		var requests [][]byte
+		for _, body := range paymentBodies() {
+			requests = append(requests, lean.AppendPost(nil, "/payment", body))
+		}
 		newClient = func() func(ctx context.Context, i int) (int, error) {
-			c := lean.conn()
-			closers = append(closers, c.close)
-			return c.pay
+			c := lean.Conn()
+			closers = append(closers, c.Close)
+			return func(ctx context.Context, i int) (int, error) {
+				a, err := c.Do(ctx, requests[i%len(requests)], time.Now().Add(30*time.Second))
+				return a.Status, err
+			}
 		}
 	}
 	emailsBefore := w.count()
