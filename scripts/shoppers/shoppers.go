@@ -1,9 +1,11 @@
 // Package shoppers makes the valid payments of many users, as the payment
-// service would write them: the load of flood, chaos and bench.
+// service would write them, and the bodies shoppers post to POST /payment:
+// the load of flood, chaos, bench and overload.
 package shoppers
 
 import (
 	"math/rand/v2"
+	"strconv"
 	"time"
 
 	"github.com/google/uuid"
@@ -40,4 +42,28 @@ func Payment(r *rand.Rand, users int) schemas.PaymentSucceeded {
 		TotalCents: schemas.CartTotal(cart),
 		PaidAt:     time.Now().UTC().Truncate(time.Millisecond),
 	}
+}
+
+// AppendBody appends the JSON body with which userID pays at POST
+// /payment for a cart of 1 to maxLines random lines, prices in euros with
+// two decimals. It allocates nothing once dst has room, for load
+// generators that post thousands a second.
+func AppendBody(dst []byte, r *rand.Rand, userID int64, maxLines int) []byte {
+	dst = append(dst, `{"user_id":`...)
+	dst = strconv.AppendInt(dst, userID, 10)
+	dst = append(dst, `,"cart":[`...)
+	for i := range 1 + r.IntN(maxLines) {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		p := products[r.IntN(len(products))]
+		dst = append(dst, `{"name":`...)
+		dst = strconv.AppendQuote(dst, p.Name) // the names are printable ASCII: valid JSON
+		dst = append(dst, `,"price":`...)
+		dst = schemas.Euros(p.UnitPriceCents).Append(dst)
+		dst = append(dst, `,"quantity":`...)
+		dst = strconv.AppendInt(dst, int64(1+r.IntN(2)), 10)
+		dst = append(dst, '}')
+	}
+	return append(dst, "]}"...)
 }
