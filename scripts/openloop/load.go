@@ -1,0 +1,211 @@
+package openloop
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/blackfriday-kafka/shop/scripts/leanhttp"
+	"github.com/blackfriday-kafka/shop/scripts/progress"
+	"github.com/blackfriday-kafka/shop/scripts/shoppers"
+)
+
+// outcome is what became of one payment, as its client saw it.
+type outcome uint8
+
+const (
+	pending  outcome = iota
+	ok               // 200: accepted
+	shed             // 503: refused for overload
+	other            // any other status
+	failed           // the connection failed: refused, reset, closed
+	timedOut         // no answer by the give-up
+)
+
+// load is one open-loop run: its schedule, its pool of connections, and
+// what became of each payment, by index. Payment i is user users+i.
+type load struct {
+	o      Options
+	client *leanhttp.Client
+	sched  schedule
+	users  int64
+
+	jobs chan int // payments handed to a busy pool, in order
+	// free is the connections waiting for a payment, less the payments
+	// queued for one: below zero, payments wait for a connection.
+	free    atomic.Int64
+	conns   atomic.Int64 // connections in the pool
+	offered atomic.Int64 // payments whose time has come
+	settled atomic.Int64 // payments answered or given up
+	counts  [timedOut + 1]atomic.Int64
+	wg      sync.WaitGroup
+
+	// By payment, each written once by the connection that sends it.
+	outcome []outcome
+	latency []time.Duration // from its scheduled time to its answer
+	late    []time.Duration // from its scheduled time to its write
+	unsent  atomic.Int64    // timed out waiting for a connection
+
+	mu           sync.Mutex
+	statuses     map[int]int // the other statuses
+	bareShed     int         // 503s without Retry-After
+	firstFailure string
+}
+
+func newLoad(o Options) (*load, error) {
+	client, err := leanhttp.NewClient(o.URL)
+	if err != nil {
+		return nil, err
+	}
+	n := o.payments()
+	return &load{
+		o: o, client: client, users: o.Users,
+		sched:    schedule{rate: o.Rate, n: n},
+		jobs:     make(chan int, min(n, 1<<20)),
+		outcome:  make([]outcome, n),
+		latency:  make([]time.Duration, n),
+		late:     make([]time.Duration, n),
+		statuses: map[int]int{},
+	}, nil
+}
+
+// run offers every payment at its time, in batches from a 1 ms tick, and
+// returns once each is answered or given up; out, if not nil, gets a line
+// of progress every o.Progress. Once ctx ends it offers no more.
+func (l *load) run(ctx context.Context, out io.Writer) {
+	every := l.o.Progress
+	if out == nil {
+		every = 0
+	}
+	l.sched.start = time.Now()
+	stop := progress.Every(every, func() { fmt.Fprintln(out, l.progress()) })
+	defer stop()
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	next := 0
+	for next < l.sched.n {
+		for due := l.sched.due(time.Now()); next < due; next++ {
+			l.offer(next)
+		}
+		if next == l.sched.n {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			l.sched.n = next // what was never offered is no part of the run
+		case <-tick.C:
+		}
+	}
+	close(l.jobs)
+	l.wg.Wait()
+}
+
+// offer hands payment i to a free connection, or to a new one while the
+// pool is below its bound; past it, i waits for the first connection to
+// come free, its latency growing from its scheduled time all the same.
+func (l *load) offer(i int) {
+	l.offered.Add(1)
+	if l.free.Add(-1) >= 0 || l.conns.Load() >= int64(l.o.MaxConns) {
+		l.jobs <- i
+		return
+	}
+	l.free.Add(1) // the new connection takes i itself
+	l.conns.Add(1)
+	l.wg.Add(1)
+	go l.connection(i)
+}
+
+// connection is one client connection of the pool: it pays first, then
+// every payment handed to it, until the run has offered them all.
+func (l *load) connection(first int) {
+	defer l.wg.Done()
+	c := l.client.Conn()
+	defer c.Close()
+	rng := rand.New(rand.NewPCG(uint64(l.users), uint64(first)))
+	buf := make([]byte, 0, 512)
+	body := make([]byte, 0, 256)
+	for i, more := first, true; more; i, more = <-l.jobs {
+		body = shoppers.AppendBody(body[:0], rng, l.users+int64(i), 2)
+		buf = l.client.AppendPost(buf[:0], "/payment", body)
+		l.pay(c, i, buf)
+		l.free.Add(1)
+	}
+}
+
+// pay sends payment i, whose request is req, and records what became of
+// it. Its client gives up o.GiveUp after the payment's scheduled time,
+// however long it waited for a connection.
+func (l *load) pay(c *leanhttp.Conn, i int, req []byte) {
+	due := l.sched.at(i)
+	giveUp := due.Add(l.o.GiveUp)
+	if !time.Now().Before(giveUp) {
+		l.unsent.Add(1)
+		l.settle(i, timedOut, l.o.GiveUp)
+		return
+	}
+	l.late[i] = time.Since(due)
+	a, err := c.Do(context.Background(), req, giveUp)
+	took := time.Since(due)
+	switch {
+	case leanhttp.TimedOut(err):
+		l.settle(i, timedOut, took)
+	case err != nil:
+		l.mu.Lock()
+		if l.firstFailure == "" {
+			l.firstFailure = err.Error()
+		}
+		l.mu.Unlock()
+		l.settle(i, failed, took)
+	case a.Status == http.StatusOK:
+		l.settle(i, ok, took)
+	case a.Status == http.StatusServiceUnavailable:
+		if !a.RetryAfter {
+			l.mu.Lock()
+			l.bareShed++
+			l.mu.Unlock()
+		}
+		l.settle(i, shed, took)
+	default:
+		l.mu.Lock()
+		l.statuses[a.Status]++
+		l.mu.Unlock()
+		l.settle(i, other, took)
+	}
+}
+
+func (l *load) settle(i int, what outcome, took time.Duration) {
+	l.outcome[i], l.latency[i] = what, took
+	l.counts[what].Add(1)
+	l.settled.Add(1)
+}
+
+// progress is a line of how the run goes.
+func (l *load) progress() string {
+	offered, settled := l.offered.Load(), l.settled.Load()
+	line := fmt.Sprintf("overload: %3.0fs  offered %d, ok %d, shed %d, timeouts %d, in flight %d, connections %d",
+		time.Since(l.sched.start).Seconds(), offered, l.counts[ok].Load(), l.counts[shed].Load(), l.counts[timedOut].Load(),
+		offered-settled, l.conns.Load())
+	if queued := -l.free.Load(); queued > 0 {
+		line += fmt.Sprintf(" (all busy: %d payments wait for one)", queued)
+	}
+	return line
+}
+
+// otherStatuses says which other statuses came, such as "409×3, 500×1".
+func (l *load) otherStatuses() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var parts []string
+	for s, n := range l.statuses {
+		parts = append(parts, fmt.Sprintf("%d×%d", s, n))
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ", ")
+}
