@@ -91,12 +91,15 @@ ps: ## the Docker stack's containers and their health
 # The tutorial's tools (docs/tools.md). They talk to KAFKA_BROKERS,
 # SCHEMA_REGISTRY_URL and PAYMENT_URL, so they work on make run, make cluster
 # and make up alike.
-.PHONY: flood simulate lag
+.PHONY: flood simulate overload lag
 flood: ## write payments straight to Kafka: N=1000, or MODE=intense (5000) / MODE=extreme (10000)
 	@$(GO) run ./scripts/flood $(if $(MODE),--mode $(MODE)) $(if $(N),-n $(N))
 
 simulate: ## Black Friday over HTTP: N=100 payments to POST /payment, C=20 at a time (RETRIES=2: each again with its Idempotency-Key)
 	@$(GO) run ./scripts/simulate -n $(or $(N),100) -c $(or $(C),20) $(if $(RETRIES),-retries $(RETRIES))
+
+overload: ## open-loop POST /payment, each payment at its time: RATE=2000/s for FOR=10s, clients give up after GIVE_UP=2s; then, on Kafka, charges without a 200 and 200s without an order
+	@$(GO) run ./scripts/overload $(if $(RATE),-rate $(RATE)) $(if $(FOR),-for $(FOR)) $(if $(GIVE_UP),-give-up $(GIVE_UP))
 
 lag: ## lag per consumer group, topic and partition, with members (MONITOR=1 refreshes every 2s)
 	@$(GO) run ./scripts/lag $(if $(filter 1,$(MONITOR)),--monitor)
