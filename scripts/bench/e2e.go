@@ -20,7 +20,7 @@ import (
 const e2eWarmup = 2 * time.Second
 
 // e2eName is the figure name of an e2e figure at rate payments/s:
-// e2e_p99_ms for the 1,000/s of CONTRACTS.md, e2e_100_p99_ms for 100/s.
+// e2e_p99_ms for 1,000/s, the headline rate, e2e_100_p99_ms for 100/s.
 func e2eName(rate int, figure string) string {
 	if rate == 1000 {
 		return "e2e_" + figure

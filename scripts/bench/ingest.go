@@ -16,7 +16,7 @@ import (
 const ingestWarmup = time.Second
 
 // ingestName is the figure name of an ingest figure at clients clients:
-// ingest_rps for the 64 of CONTRACTS.md, ingest_256_rps for 256.
+// ingest_rps for 64, the headline level, ingest_256_rps for 256.
 func ingestName(clients int, figure string) string {
 	if clients == 64 {
 		return "ingest_" + figure

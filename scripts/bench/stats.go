@@ -8,8 +8,8 @@ import (
 	"time"
 )
 
-// contractFigures are the figures CONTRACTS.md says the last line holds
-// ("Output lines"): checks read them.
+// contractFigures are the headline figures the last line always holds,
+// under these names: BENCHMARKS.md quotes them and checks read them.
 var contractFigures = []string{
 	ingestName(64, "rps"), ingestName(256, "rps"), "raw_produce_rps",
 	"eos_rps", "alos_rps", "eos_over_alos",

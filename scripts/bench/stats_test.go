@@ -8,7 +8,7 @@ import (
 )
 
 // The last line is what checks read: "bench: " and name=value pairs, with
-// the figures CONTRACTS.md names, each once.
+// the headline figures, each once.
 func TestResultLine(t *testing.T) {
 	var r Results
 	for _, n := range contractFigures {
@@ -30,9 +30,9 @@ func TestResultLine(t *testing.T) {
 	}
 }
 
-// The names CONTRACTS.md gives ("Output lines"): ingest_rps at 64 clients,
+// The headline figures keep their names: ingest_rps at 64 clients,
 // ingest_256_rps, raw_produce_rps, eos_rps, alos_rps, eos_over_alos, and
-// e2e_p50_ms and e2e_p99_ms at 1,000 payments/s, are the names the sections
+// e2e_p50_ms and e2e_p99_ms at 1,000 payments/s are the names the sections
 // give their figures.
 func TestFigureNamesOfTheContract(t *testing.T) {
 	want := []string{"ingest_rps", "ingest_256_rps", "raw_produce_rps", "eos_rps", "alos_rps", "eos_over_alos", "e2e_p50_ms", "e2e_p99_ms"}
