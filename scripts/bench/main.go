@@ -137,14 +137,92 @@ var (
 )
 
 func main() {
+	o, timeout := parseFlags()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	// The clients' own warnings go to stderr; progress goes to stdout.
+	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+
+	// The bench's own clients and services sign in as no one: it measures
+	// the open stack, and says so rather than fail at its first request.
+	if target.FromEnv().Config.Secure {
+		fail("SECURE=1: bench measures the open stack; run it without SECURE, on a cluster of make kafka-up or its own")
+	}
+	cluster, err := target.Cluster(ctx)
+	if err != nil {
+		fail("%v", err)
+	}
+	defer cluster.Close()
+	o.Brokers, o.RegistryURL, o.Embedded = cluster.Brokers, cluster.RegistryURL, cluster.Embedded
+
+	res, err := Run(ctx, o, os.Stdout)
+	fmt.Println(res.Line())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+// lists are the flags that take comma-separated lists, read once the
+// command line is parsed.
+type lists struct {
+	only, clients, rates, restoreSizes, instances, delays *string
+}
+
+// parseFlags reads the command line into the run's options and its
+// timeout, stopping the bench with a message at a flag it cannot take.
+func parseFlags() (Options, time.Duration) {
 	var o Options
-	only := flag.String("only", strings.Join(defaultSections, ","), "sections to run, comma-separated: "+strings.Join(allSections, ", ")+"; restore and dedup only when named")
+	l, timeout := defineFlags(&o)
+	flag.Usage = usage
+	flag.Parse()
+	if o.HTTPClient != "lean" && o.HTTPClient != "std" {
+		fail("-http: %q is neither lean nor std", o.HTTPClient)
+	}
+	o.Sections = map[string]bool{}
+	for _, s := range strings.Split(*l.only, ",") {
+		if !slices.Contains(allSections, s) {
+			fail("-only: no section %q (want %s)", s, strings.Join(allSections, ", "))
+		}
+		o.Sections[s] = true
+	}
+	o.Instances = counts("instances", *l.instances)
+	o.Clients = counts("c", *l.clients)
+	o.Rates = counts("rates", *l.rates)
+	o.RestoreSizes = counts("restore-sizes", *l.restoreSizes)
+	if !slices.IsSorted(o.RestoreSizes) {
+		fail("-restore-sizes: %s: each size is the history so far, so they grow", *l.restoreSizes)
+	}
+	for _, s := range strings.Split(*l.delays, ",") {
+		if s == "0" {
+			s = "0s"
+		}
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			fail("-delays: %v", err)
+		}
+		o.Delays = append(o.Delays, d)
+	}
+	return o, *timeout
+}
+
+// defineFlags defines the flags, the plain ones straight into o.
+func defineFlags(o *Options) (lists, *time.Duration) {
+	l := lists{
+		only:         flag.String("only", strings.Join(defaultSections, ","), "sections to run, comma-separated: "+strings.Join(allSections, ", ")+"; restore and dedup only when named"),
+		clients:      flag.String("c", "64,256", "ingest: concurrent HTTP clients, one level each, comma-separated (64 is ingest_rps, n is ingest_<n>_rps)"),
+		rates:        flag.String("rates", "100,1000,5000", "e2e: payments per second, one run each, comma-separated (1000 is e2e_p50_ms, n is e2e_<n>_p50_ms)"),
+		restoreSizes: flag.String("restore-sizes", "100000,1000000", "restore: payments of history written before each measure, comma-separated, growing (10000000 on request: about 10 GB of memory on the embedded cluster, and a long replay)"),
+		instances:    flag.String("instances", "1,3", "drain: order instance counts"),
+		delays:       flag.String("delays", "0,10ms", "drain: PROCESSING_DELAY values"),
+	}
 	flag.StringVar(&o.Shop, "shop", "bin/shop", "the shop binary (make build)")
 	flag.StringVar(&o.LogDir, "logs", ".run/bench", "where the service processes' logs go")
 	flag.StringVar(&o.LogLevel, "log-level", "info", "LOG_LEVEL of the service processes")
 	flag.IntVar(&o.TxnRecords, "txn-records", target.EnvInt("TXN_MAX_RECORDS", 0), "most records per transaction, 0 for the default (env TXN_MAX_RECORDS)")
 	flag.DurationVar(&o.TxnInterval, "txn-interval", target.EnvDuration("TXN_MAX_INTERVAL", 0), "commit interval, 0 for the default (env TXN_MAX_INTERVAL)")
-	clients := flag.String("c", "64,256", "ingest: concurrent HTTP clients, one level each, comma-separated (64 is ingest_rps, n is ingest_<n>_rps)")
 	flag.DurationVar(&o.IngestFor, "ingest-for", 10*time.Second, "ingest and raw: how long each level")
 	flag.StringVar(&o.HTTPClient, "http", "lean", "ingest: the clients' HTTP client: lean (one connection each, one write and a buffered read per payment, as wrk does) or std (net/http's)")
 	flag.IntVar(&o.RawBuffered, "raw-inflight", 20_000, "raw: records in flight (the producer's MaxBufferedRecords)")
@@ -152,17 +230,15 @@ func main() {
 	flag.IntVar(&o.EOSRecords, "eos-records", 600_000, "eos: records per round")
 	flag.IntVar(&o.EOSRounds, "eos-rounds", 7, "eos: rounds of each mode; the figures are medians")
 	flag.DurationVar(&o.EOSRoundFor, "eos-round-for", 3*time.Second, "eos: a round ends this long after its first commit, if it has not read every record by then")
-	rates := flag.String("rates", "100,1000,5000", "e2e: payments per second, one run each, comma-separated (1000 is e2e_p50_ms, n is e2e_<n>_p50_ms)")
 	flag.DurationVar(&o.E2EFor, "e2e-for", 15*time.Second, "e2e: how long")
-	restoreSizes := flag.String("restore-sizes", "100000,1000000", "restore: payments of history written before each measure, comma-separated, growing (10000000 on request: about 10 GB of memory on the embedded cluster, and a long replay)")
 	flag.IntVar(&o.DedupOrders, "dedup-orders", 1_000_000, "dedup: orders of history in the order service's window")
 	flag.IntVar(&o.Flood, "flood", 10_000, "drain: payments in the flood")
-	instances := flag.String("instances", "1,3", "drain: order instance counts")
-	delays := flag.String("delays", "0,10ms", "drain: PROCESSING_DELAY values")
-	timeout := flag.Duration("timeout", 15*time.Minute, "give up after this long")
-	flag.Usage = func() {
-		out := flag.CommandLine.Output()
-		fmt.Fprint(out, `usage: go run ./scripts/bench [flags]    (make bench ARGS="flags")
+	return l, flag.Duration("timeout", 15*time.Minute, "give up after this long")
+}
+
+func usage() {
+	out := flag.CommandLine.Output()
+	fmt.Fprint(out, `usage: go run ./scripts/bench [flags]    (make bench ARGS="flags")
 
 Measures the shop on an embedded cluster of its own, or on KAFKA_BROKERS and
 SCHEMA_REGISTRY_URL when they are set, and ends with one line, "bench: " and
@@ -196,63 +272,7 @@ cluster (4.5 in drain); restore,dedup about 100 s more.
 
 flags:
 `)
-		flag.PrintDefaults()
-	}
-	flag.Parse()
-
-	if o.HTTPClient != "lean" && o.HTTPClient != "std" {
-		fail("-http: %q is neither lean nor std", o.HTTPClient)
-	}
-	o.Sections = map[string]bool{}
-	for _, s := range strings.Split(*only, ",") {
-		if !slices.Contains(allSections, s) {
-			fail("-only: no section %q (want %s)", s, strings.Join(allSections, ", "))
-		}
-		o.Sections[s] = true
-	}
-	o.Instances = counts("instances", *instances)
-	o.Clients = counts("c", *clients)
-	o.Rates = counts("rates", *rates)
-	o.RestoreSizes = counts("restore-sizes", *restoreSizes)
-	if !slices.IsSorted(o.RestoreSizes) {
-		fail("-restore-sizes: %s: each size is the history so far, so they grow", *restoreSizes)
-	}
-	for _, s := range strings.Split(*delays, ",") {
-		if s == "0" {
-			s = "0s"
-		}
-		d, err := time.ParseDuration(s)
-		if err != nil {
-			fail("-delays: %v", err)
-		}
-		o.Delays = append(o.Delays, d)
-	}
-
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
-	defer cancel()
-	// The clients' own warnings go to stderr; progress goes to stdout.
-	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
-
-	// The bench's own clients and services sign in as no one: it measures
-	// the open stack, and says so rather than fail at its first request.
-	if target.FromEnv().Config.Secure {
-		fail("SECURE=1: bench measures the open stack; run it without SECURE, on a cluster of make kafka-up or its own")
-	}
-	cluster, err := target.Cluster(ctx)
-	if err != nil {
-		fail("%v", err)
-	}
-	defer cluster.Close()
-	o.Brokers, o.RegistryURL, o.Embedded = cluster.Brokers, cluster.RegistryURL, cluster.Embedded
-
-	res, err := Run(ctx, o, os.Stdout)
-	fmt.Println(res.Line())
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "bench:", err)
-		os.Exit(1)
-	}
+	flag.PrintDefaults()
 }
 
 // Run runs the sections o asks for and returns their figures.
