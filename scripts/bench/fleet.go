@@ -45,8 +45,12 @@ type fleet struct {
 // serviceCmd is `shop <service>` as the bench runs its services: on the
 // run's cluster, instance id on port (0: a free one), exactly-once, the
 // run's transaction bounds and log level; env on top (later entries win).
+// With o.Pin, the command runs under it (taskset -c 0).
 func serviceCmd(o Options, service, id string, port int, env ...string) *exec.Cmd {
 	cmd := exec.Command(o.Shop, service)
+	if len(o.Pin) > 0 {
+		cmd = exec.Command(o.Pin[0], append(o.Pin[1:len(o.Pin):len(o.Pin)], o.Shop, service)...)
+	}
 	cmd.Env = append(append(os.Environ(),
 		"KAFKA_BROKERS="+strings.Join(o.Brokers, ","), "SCHEMA_REGISTRY_URL="+o.RegistryURL,
 		"PORT="+strconv.Itoa(port), "INSTANCE_ID="+id, "DELIVERY=exactly-once", "PROCESSING_DELAY=0s",
@@ -189,12 +193,25 @@ func orEmptyDuration(d time.Duration) string {
 
 // url is the URL of the first running process of service.
 func (f *fleet) url(service string) string {
-	for _, p := range f.procs {
+	for _, p := range f.running() {
 		if p.service == service {
 			return p.url
 		}
 	}
 	return ""
+}
+
+// running are the processes that have not exited.
+func (f *fleet) running() []*proc {
+	var live []*proc
+	for _, p := range f.procs {
+		select {
+		case <-p.exited:
+		default:
+			live = append(live, p)
+		}
+	}
+	return live
 }
 
 // startOrders replaces the order instances with n new ones, each with the
@@ -290,12 +307,7 @@ func (f *fleet) cpuByService() map[string]int64 {
 // each service: all cpuTicks needs, which settle asks every 500 ms.
 func (f *fleet) serviceTicks() map[string]int64 {
 	by := make(map[string]int64)
-	for _, p := range f.procs {
-		select {
-		case <-p.exited:
-			continue
-		default:
-		}
+	for _, p := range f.running() {
 		by[p.service] += procTicks(strconv.Itoa(p.cmd.Process.Pid))
 	}
 	return by

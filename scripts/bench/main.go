@@ -16,6 +16,24 @@
 //     buffered read per payment) so that the load takes the 2 cores from
 //     the shop as little as it can; -http std uses net/http's client. Each
 //     level says how much CPU each process spent per payment.
+//   - overload: the payment edge past its capacity, open-loop (the
+//     overload command: each payment sent at its scheduled time, whatever
+//     the earlier ones are doing, its client giving up 2 s after that
+//     time). The shop (this process, with the embedded cluster, and the
+//     service processes, the payment one started fresh for the section)
+//     runs on CPU 0 and the load generator on CPU 1, so that the load does
+//     not take the CPU the shop needs as the rate grows; without 2 CPUs or
+//     taskset it runs unpinned and says so. First the capacity: the rate
+//     stepped up from 250/s, 1.5 times a step of 5 s, until a step fails
+//     (a payment not answered 200, or a p99 of 100 ms or more), then
+//     bisected between the last good and the first failed rate
+//     (overload_capacity_rps). Then 3 times the capacity for -overload-for:
+//     overload_offered_rps, overload_ok_rps, overload_goodput_ratio (the
+//     ok rate over the capacity), overload_shed_rps and _p99_ms,
+//     overload_ok_p99_ms, overload_timeouts, overload_rss_mb (the payment
+//     process's peak RSS), and, read on Kafka by the payments' keys,
+//     overload_charged_unanswered (charged without a 200) and
+//     overload_lost (answered 200, no order once the pipeline drained).
 //   - drain: a flood of payments written straight to Kafka, and the time
 //     until every one has its email, with 1 and 3 order instances and each
 //     PROCESSING_DELAY (drain_<instances>x<delay>_s).
@@ -52,12 +70,12 @@
 //     alos_rps, eos_over_alos); last, because on real brokers its millions
 //     of records keep the disks busy for a while.
 //
-// And the peak RSS (VmHWM) of each service process of e2e, ingest and
-// drain (rss_<service>_mb). The default sections are e2e, ingest, drain,
-// raw and eos: about 7 minutes on the embedded cluster of a busy 2-core
-// machine, 4.5 of them in drain (its 10 ms delays, and the wait before each
-// flood for the services to go idle: the email delivery loops still send
-// the emails of e2e and ingest over SMTP). restore and dedup take about
+// And the peak RSS (VmHWM) of each service process of e2e, ingest,
+// overload and drain (rss_<service>_mb). The default sections are e2e,
+// ingest, overload, drain, raw and eos: about 10 minutes on the embedded
+// cluster of a busy 2-core machine, 4.5 of them in drain (its 10 ms delays,
+// and the wait before each flood for the services to go idle: the email
+// delivery loops still send the emails of e2e and ingest over SMTP). restore and dedup take about
 // 100 s more there (most of it the full replay of 1,000,000 payments), and
 // write 4 records per payment of history to the
 // shop's topics for good: on a shared cluster every later replay reads
@@ -69,7 +87,7 @@
 // process, and the email instances deliver to a mail sink of this process
 // that keeps nothing.
 //
-//	go run ./scripts/bench [-only e2e,ingest,drain,raw,eos] [-c 64,256] [-rates 100,1000,5000] ...
+//	go run ./scripts/bench [-only e2e,ingest,overload,drain,raw,eos] [-c 64,256] [-rates 100,1000,5000] ...
 //	go run ./scripts/bench -only restore,dedup [-restore-sizes 100000,1000000]
 //
 // Progress goes to stdout as it runs; the last line is "bench: " followed by
@@ -99,6 +117,7 @@ import (
 type Options struct {
 	Sections    map[string]bool
 	Shop        string
+	Pin         []string // the service processes start under this command: taskset -c 0
 	LogDir      string
 	LogLevel    string // of the service processes
 	TxnRecords  int
@@ -109,6 +128,7 @@ type Options struct {
 	RawBuffered int           // raw: records in flight
 	RawLinger   time.Duration // raw at the e2e rates: the producer's linger
 	HTTPClient  string        // ingest: lean or std
+	OverloadFor time.Duration // overload: how long at 3 times the capacity
 
 	EOSRecords  int
 	EOSRounds   int
@@ -132,8 +152,8 @@ type Options struct {
 // allSections are the sections there are, in the order they run;
 // defaultSections those a run without -only runs.
 var (
-	allSections     = []string{"e2e", "ingest", "drain", "raw", "restore", "dedup", "eos"}
-	defaultSections = []string{"e2e", "ingest", "drain", "raw", "eos"}
+	allSections     = []string{"e2e", "ingest", "overload", "drain", "raw", "restore", "dedup", "eos"}
+	defaultSections = []string{"e2e", "ingest", "overload", "drain", "raw", "eos"}
 )
 
 func main() {
@@ -225,6 +245,7 @@ func defineFlags(o *Options) (lists, *time.Duration) {
 	flag.DurationVar(&o.TxnInterval, "txn-interval", target.EnvDuration("TXN_MAX_INTERVAL", 0), "commit interval, 0 for the default (env TXN_MAX_INTERVAL)")
 	flag.DurationVar(&o.IngestFor, "ingest-for", 10*time.Second, "ingest and raw: how long each level")
 	flag.StringVar(&o.HTTPClient, "http", "lean", "ingest: the clients' HTTP client: lean (one connection each, one write and a buffered read per payment, as wrk does) or std (net/http's)")
+	flag.DurationVar(&o.OverloadFor, "overload-for", 15*time.Second, "overload: how long the load at 3 times the capacity lasts")
 	flag.IntVar(&o.RawBuffered, "raw-inflight", 20_000, "raw: records in flight (the producer's MaxBufferedRecords)")
 	flag.DurationVar(&o.RawLinger, "raw-linger", 0, "raw at each of -rates: the producer's linger (0, as the payment service)")
 	flag.IntVar(&o.EOSRecords, "eos-records", 600_000, "eos: records per round")
@@ -251,6 +272,14 @@ name=value pairs. Sections, in the order they run (-only picks them):
   ingest   POST /payment from each count of clients of -c: ingest_rps (64),
            ingest_<n>_rps (ingest_256_rps), with p50 and p99, and the CPU each
            process spent per payment
+  overload the edge past its capacity, open-loop, the shop on CPU 0 and the
+           load generator on CPU 1: the capacity (the highest rate whose p99
+           stays under 100 ms, stepped up from 250/s), then 3 times it for
+           -overload-for, clients giving up after 2 s: overload_capacity_rps,
+           overload_offered_rps, overload_ok_rps, overload_goodput_ratio,
+           overload_shed_rps, overload_shed_p99_ms, overload_ok_p99_ms,
+           overload_timeouts, overload_rss_mb (the payment process's peak),
+           overload_lost, overload_charged_unanswered
   drain    a flood straight to Kafka drained by 1 and 3 order instances:
            drain_<n>x<delay>_s
   raw      franz-go alone producing the same records, acks=all, idempotent:
@@ -267,8 +296,9 @@ name=value pairs. Sections, in the order they run (-only picks them):
   eos      exactly-once against at-least-once on the same engine: eos_rps,
            alos_rps, eos_over_alos
 
-The default, e2e,ingest,drain,raw,eos, takes about 7 minutes on the embedded
-cluster (4.5 in drain); restore,dedup about 100 s more.
+The default, e2e,ingest,overload,drain,raw,eos, takes about 10 minutes on the
+embedded cluster (4.5 in drain, about 2 in overload); restore,dedup about
+100 s more.
 
 flags:
 `)
@@ -303,7 +333,7 @@ func Run(ctx context.Context, o Options, out io.Writer) (*Results, error) {
 		return res, err
 	}
 
-	if o.Sections["ingest"] || o.Sections["e2e"] || o.Sections["drain"] {
+	if o.Sections["ingest"] || o.Sections["e2e"] || o.Sections["overload"] || o.Sections["drain"] {
 		if err := runServices(ctx, o, cat, p, res); err != nil {
 			return res, err
 		}
@@ -335,8 +365,8 @@ func Run(ctx context.Context, o Options, out io.Writer) (*Results, error) {
 	return res, nil
 }
 
-// runServices runs the sections that need the services: e2e, ingest and
-// drain, and reports each service's peak RSS.
+// runServices runs the sections that need the services: e2e, ingest,
+// overload and drain, and reports each service's peak RSS.
 func runServices(ctx context.Context, o Options, cat *schemas.Catalog, p *progress, res *Results) error {
 	if err := os.MkdirAll(o.LogDir, 0o755); err != nil {
 		return err
@@ -385,6 +415,11 @@ func runServices(ctx context.Context, o Options, cat *schemas.Catalog, p *progre
 	if o.Sections["ingest"] {
 		if err := runIngest(ctx, o, f, payURL, w, p, res); err != nil {
 			return fmt.Errorf("ingest: %w", err)
+		}
+	}
+	if o.Sections["overload"] {
+		if err := runOverload(ctx, o, f, p, res); err != nil {
+			return fmt.Errorf("overload: %w", err)
 		}
 	}
 	if o.Sections["drain"] {
