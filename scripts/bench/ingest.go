@@ -10,6 +10,7 @@ import (
 
 	"github.com/blackfriday-kafka/shop/scripts/latency"
 	"github.com/blackfriday-kafka/shop/scripts/leanhttp"
+	periodic "github.com/blackfriday-kafka/shop/scripts/progress" // "progress" is this package's printer
 )
 
 // ingestWarmup runs before the measured time: connections open.
@@ -52,57 +53,102 @@ func runIngest(ctx context.Context, o Options, f *fleet, paymentURL string, w *w
 func runIngestLevel(ctx context.Context, o Options, f *fleet, clients int, paymentURL string, w *watcher, p *progress, res *Results) error {
 	settle(ctx, f, p, fmt.Sprintf("ingest %d", clients))
 	p.Printf("ingest: POST /payment from %d clients (%s HTTP client) for %s (after %s of warm-up); load average %s", clients, o.HTTPClient, o.IngestFor, ingestWarmup, loadAverage())
-	// Each client posts through a connection of its own: the lean one, or
-	// net/http's client with -http std.
-	var closers []func()
-	defer func() {
-		for _, c := range closers {
-			c()
-		}
-	}()
-	// newClient is a client of its own for each of the clients.
-	var newClient func() func(ctx context.Context, i int) (int, error)
-	if o.HTTPClient == "std" {
-		pay := newPayer(paymentURL, clients)
-		closers = append(closers, pay.close)
-		newClient = func() func(ctx context.Context, i int) (int, error) {
-			return func(ctx context.Context, i int) (int, error) { return pay.pay(ctx, i, nil) }
-		}
-	} else {
-		lean, err := leanhttp.NewClient(paymentURL)
-		if err != nil {
-			return err
-		}
-		var requests [][]byte
-		for _, body := range paymentBodies() {
-			requests = append(requests, lean.AppendPost(nil, "/payment", body))
-		}
-		newClient = func() func(ctx context.Context, i int) (int, error) {
-			c := lean.Conn()
-			closers = append(closers, c.Close)
-			return func(ctx context.Context, i int) (int, error) {
-				a, err := c.Do(ctx, requests[i%len(requests)], time.Now().Add(30*time.Second))
-				return a.Status, err
-			}
-		}
+	newClient, closeAll, err := ingestClients(o, paymentURL, clients)
+	if err != nil {
+		return err
 	}
+	defer closeAll()
 	emailsBefore := w.count()
-
 	cpuBefore := f.cpuByService()
 	recsBefore, batchesBefore := producerCounts(paymentURL)
 	begin := time.Now()
-	from, until := begin.Add(ingestWarmup), begin.Add(ingestWarmup+o.IngestFor)
-	type tally struct {
-		ok, okAll, failed int
-		latencies         []time.Duration
+	stop := periodic.Every(2*time.Second, func() {
+		p.Printf("ingest %d: %.0fs, %d emails so far", clients, time.Since(begin).Seconds(), w.count()-emailsBefore)
+	})
+	t := closedLoop(ctx, clients, newClient, begin.Add(ingestWarmup), begin.Add(ingestWarmup+o.IngestFor))
+	stop()
+	if err := ctx.Err(); err != nil {
+		return err
 	}
-	tallies := make([]tally, clients)
+
+	p50, p99 := latency.Percentile(t.latencies, 50), latency.Percentile(t.latencies, 99)
+	if recs, batches := producerCounts(paymentURL); batches > batchesBefore {
+		p.Printf("ingest %d: the payment service's producer wrote %.0f records in %.0f batches, %.1f records per batch (%.0f batches/s)",
+			clients, recs-recsBefore, batches-batchesBefore, (recs-recsBefore)/(batches-batchesBefore), (batches-batchesBefore)/time.Since(begin).Seconds())
+	}
+	p.Printf("ingest %d: %d payments acknowledged in %s: %s/s, p50 %sms, p99 %sms; %d not accepted; load average %s",
+		clients, t.ok, o.IngestFor, rate(t.ok, o.IngestFor), ms(p50), ms(p99), t.failed, loadAverage())
+	res.Add(ingestName(clients, "rps"), rate(t.ok, o.IngestFor))
+	res.Add(ingestName(clients, "p50_ms"), ms(p50))
+	res.Add(ingestName(clients, "p99_ms"), ms(p99))
+	res.Add(ingestName(clients, "errors"), strconv.Itoa(t.failed))
+
+	caughtUp := time.Now()
+	if err := w.waitCount(ctx, emailsBefore+t.okAll, 60*time.Second, func(done int) {
+		p.Printf("ingest %d: the pipeline catches up: %d/%d emails", clients, done-emailsBefore, t.okAll)
+	}); err != nil {
+		return err
+	}
+	p.Printf("ingest %d: every accepted payment has its email, %s after the load stopped; CPU per payment, from the first to the last email: %s",
+		clients, time.Since(caughtUp).Round(100*time.Millisecond), cpuSpent(cpuBefore, f.cpuByService(), t.okAll))
+	return nil
+}
+
+// payFunc posts payment i of the prepared bodies and returns the status.
+type payFunc func(ctx context.Context, i int) (int, error)
+
+// ingestClients makes, for each of clients, a client of its own through
+// newClient: a lean connection each, or net/http's client with -http std.
+// closeAll closes them all.
+func ingestClients(o Options, paymentURL string, clients int) (newClient func() payFunc, closeAll func(), err error) {
+	var closers []func()
+	closeAll = func() {
+		for _, c := range closers {
+			c()
+		}
+	}
+	if o.HTTPClient == "std" {
+		pay := newPayer(paymentURL, clients)
+		closers = append(closers, pay.close)
+		return func() payFunc {
+			return func(ctx context.Context, i int) (int, error) { return pay.pay(ctx, i, nil) }
+		}, closeAll, nil
+	}
+	lean, err := leanhttp.NewClient(paymentURL)
+	if err != nil {
+		return nil, nil, err
+	}
+	var requests [][]byte
+	for _, body := range paymentBodies() {
+		requests = append(requests, lean.AppendPost(nil, "/payment", body))
+	}
+	return func() payFunc {
+		c := lean.Conn()
+		closers = append(closers, c.Close)
+		return func(ctx context.Context, i int) (int, error) {
+			a, err := c.Do(ctx, requests[i%len(requests)], time.Now().Add(30*time.Second))
+			return a.Status, err
+		}
+	}, closeAll, nil
+}
+
+// ingestTally is what a closed loop's clients got: the 200s answered
+// between from and until (ok, with their latencies), all the 200s
+// (okAll), and the rest (failed).
+type ingestTally struct {
+	ok, okAll, failed int
+	latencies         []time.Duration
+}
+
+// closedLoop runs clients clients, each posting its next payment once the
+// last is answered, until until; only the 200s between from and until
+// count as ok.
+func closedLoop(ctx context.Context, clients int, newClient func() payFunc, from, until time.Time) ingestTally {
+	tallies := make([]ingestTally, clients)
 	var wg sync.WaitGroup
 	for c := range clients {
-		wg.Add(1)
 		pay := newClient()
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			t := &tallies[c]
 			for i := c; ; i += clients {
 				t0 := time.Now()
@@ -121,51 +167,13 @@ func runIngestLevel(ctx context.Context, o Options, f *fleet, clients int, payme
 					t.latencies = append(t.latencies, t1.Sub(t0))
 				}
 			}
-		}()
+		})
 	}
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	tick := time.NewTicker(2 * time.Second)
-	defer tick.Stop()
-wait:
-	for {
-		select {
-		case <-done:
-			break wait
-		case <-tick.C:
-			p.Printf("ingest %d: %.0fs, %d emails so far", clients, time.Since(begin).Seconds(), w.count()-emailsBefore)
-		}
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-
-	var ok, okAll, failed int
-	var latencies []time.Duration
+	wg.Wait()
+	var all ingestTally
 	for _, t := range tallies {
-		ok, okAll, failed = ok+t.ok, okAll+t.okAll, failed+t.failed
-		latencies = append(latencies, t.latencies...)
+		all.ok, all.okAll, all.failed = all.ok+t.ok, all.okAll+t.okAll, all.failed+t.failed
+		all.latencies = append(all.latencies, t.latencies...)
 	}
-	p50, p99 := latency.Percentile(latencies, 50), latency.Percentile(latencies, 99)
-	recs, batches := producerCounts(paymentURL)
-	if batches > batchesBefore {
-		p.Printf("ingest %d: the payment service's producer wrote %.0f records in %.0f batches, %.1f records per batch (%.0f batches/s)",
-			clients, recs-recsBefore, batches-batchesBefore, (recs-recsBefore)/(batches-batchesBefore), (batches-batchesBefore)/time.Since(begin).Seconds())
-	}
-	p.Printf("ingest %d: %d payments acknowledged in %s: %s/s, p50 %sms, p99 %sms; %d not accepted; load average %s",
-		clients, ok, o.IngestFor, rate(ok, o.IngestFor), ms(p50), ms(p99), failed, loadAverage())
-	res.Add(ingestName(clients, "rps"), rate(ok, o.IngestFor))
-	res.Add(ingestName(clients, "p50_ms"), ms(p50))
-	res.Add(ingestName(clients, "p99_ms"), ms(p99))
-	res.Add(ingestName(clients, "errors"), strconv.Itoa(failed))
-
-	caughtUp := time.Now()
-	if err := w.waitCount(ctx, emailsBefore+okAll, 60*time.Second, func(done int) {
-		p.Printf("ingest %d: the pipeline catches up: %d/%d emails", clients, done-emailsBefore, okAll)
-	}); err != nil {
-		return err
-	}
-	p.Printf("ingest %d: every accepted payment has its email, %s after the load stopped; CPU per payment, from the first to the last email: %s",
-		clients, time.Since(caughtUp).Round(100*time.Millisecond), cpuSpent(cpuBefore, f.cpuByService(), okAll))
-	return nil
+	return all
 }
