@@ -64,59 +64,18 @@ func runE2ERate(ctx context.Context, o Options, paymentRate int, f *fleet, payme
 		return err
 	}
 	defer times.close()
-	pay := newPayer(paymentURL, 1024)
-	defer pay.close()
-
-	type sent struct {
-		ok     bool
-		at     time.Time
-		answer accepted
-	}
-	all := make([]sent, n)
-	var (
-		wg       sync.WaitGroup
-		inflight = make(chan struct{}, 2048)
-		failed   atomic.Int64
-	)
 	cpuBefore := f.cpuByService()
-	start := time.Now()
-	lastReport := start
-	for i := range n {
-		if err := pace.Wait(ctx, start, i, paymentRate, time.Second); err != nil {
-			return err
-		}
-		inflight <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-inflight; wg.Done() }()
-			s := sent{at: time.Now()}
-			status, err := pay.pay(ctx, i, &s.answer)
-			s.ok = err == nil && status == http.StatusOK
-			if !s.ok {
-				failed.Add(1)
-			}
-			all[i] = s
-		}()
-		if now := time.Now(); now.Sub(lastReport) >= 2*time.Second {
-			p.Printf("e2e: sent %d/%d, %d emails so far", i+1, n, w.count())
-			lastReport = now
-		}
+	run, err := postAtRate(ctx, paymentURL, paymentRate, n, w, p)
+	if err != nil {
+		return err
 	}
-	wg.Wait()
-	sendTook := time.Since(start)
-
-	var orderIDs []string
-	for _, s := range all {
-		if s.ok {
-			orderIDs = append(orderIDs, schemas.OrderID(s.answer.PaymentID))
-		}
-	}
+	orderIDs := run.orderIDs()
 	if _, err := w.waitAll(ctx, orderIDs, 60*time.Second, func(done int) {
 		p.Printf("e2e: %d/%d emails", done, len(orderIDs))
 	}); err != nil {
 		return err
 	}
-	cpuAfter, took := f.cpuByService(), time.Since(start)
+	cpuAfter, took := f.cpuByService(), time.Since(run.start)
 	inbox, err := waitInbox(ctx, f.sink, orderIDs, p)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -127,41 +86,23 @@ func runE2ERate(ctx context.Context, o Options, paymentRate int, f *fleet, payme
 		p.Printf("e2e %d/s: %v; no inbox figures", paymentRate, err)
 		inbox = func(string) (time.Time, bool) { return time.Time{}, false }
 	}
-
-	var committed, produced, delivered []time.Duration
-	missingTS := 0
-	for _, s := range all {
-		if !s.ok || s.at.Sub(start) < e2eWarmup {
-			continue
-		}
-		paid, ok := times.get(s.answer.Partition, s.answer.Offset)
-		if !ok {
-			missingTS++
-			continue
-		}
-		e, _ := w.seen(schemas.OrderID(s.answer.PaymentID))
-		committed = append(committed, e.committed.Sub(paid))
-		produced = append(produced, e.produced.Sub(paid))
-		if at, ok := inbox(s.answer.PaymentID); ok {
-			delivered = append(delivered, at.Sub(paid))
-		}
-	}
-	if len(committed) == 0 {
-		return fmt.Errorf("no payment to measure (%d failed, %d without a record timestamp)", failed.Load(), missingTS)
+	lat, err := run.latencies(times, w, inbox)
+	if err != nil {
+		return err
 	}
 	// Each Percentile sorts a copy: once per figure.
-	c50, c99, cMax := ms(latency.Percentile(committed, 50)), ms(latency.Percentile(committed, 99)), ms(latency.Percentile(committed, 100))
-	prod50, prod99 := ms(latency.Percentile(produced, 50)), ms(latency.Percentile(produced, 99))
+	c50, c99, cMax := ms(latency.Percentile(lat.committed, 50)), ms(latency.Percentile(lat.committed, 99)), ms(latency.Percentile(lat.committed, 100))
+	prod50, prod99 := ms(latency.Percentile(lat.produced, 50)), ms(latency.Percentile(lat.produced, 99))
 	p.Printf("e2e %d/s: %d payments in %s (%s/s), %d failed; payment to email committed p50 %sms p99 %sms max %sms; to email produced p50 %sms p99 %sms; load average %s",
-		paymentRate, len(orderIDs), sendTook.Round(time.Millisecond), rate(len(orderIDs), sendTook), failed.Load(),
+		paymentRate, len(orderIDs), run.took.Round(time.Millisecond), rate(len(orderIDs), run.took), run.failed,
 		c50, c99, cMax, prod50, prod99, loadAverage())
-	res.Add(e2eName(paymentRate, "rate"), rate(len(orderIDs), sendTook))
+	res.Add(e2eName(paymentRate, "rate"), rate(len(orderIDs), run.took))
 	res.Add(e2eName(paymentRate, "p50_ms"), c50)
 	res.Add(e2eName(paymentRate, "p99_ms"), c99)
 	res.Add(e2eName(paymentRate, "produced_p50_ms"), prod50)
 	res.Add(e2eName(paymentRate, "produced_p99_ms"), prod99)
-	if len(delivered) > 0 {
-		in50, in99 := ms(latency.Percentile(delivered, 50)), ms(latency.Percentile(delivered, 99))
+	if len(lat.delivered) > 0 {
+		in50, in99 := ms(latency.Percentile(lat.delivered, 50)), ms(latency.Percentile(lat.delivered, 99))
 		ids, again := f.sink.delivered()
 		p.Printf("e2e %d/s: payment to email in the mail server's hands p50 %sms p99 %sms (%d messages so far, %d of them again)",
 			paymentRate, in50, in99, ids, again)
@@ -172,6 +113,100 @@ func runE2ERate(ctx context.Context, o Options, paymentRate int, f *fleet, payme
 	p.Printf("e2e %d/s: the machine was %s%% busy; CPU per payment: %s", paymentRate, busy, cpuSpent(cpuBefore, cpuAfter, len(orderIDs)))
 	res.Add(e2eName(paymentRate, "busy_pct"), busy)
 	return nil
+}
+
+// e2eRun is the payments of an e2e run, as their clients saw them.
+type e2eRun struct {
+	start  time.Time
+	took   time.Duration // to send them all
+	failed int
+	sent   []e2eSent
+}
+
+type e2eSent struct {
+	ok     bool
+	at     time.Time
+	answer accepted
+}
+
+// postAtRate posts n payments at paymentRate a second, each in a goroutine
+// of its own, at most 2,048 at once.
+func postAtRate(ctx context.Context, paymentURL string, paymentRate, n int, w *watcher, p *progress) (*e2eRun, error) {
+	pay := newPayer(paymentURL, 1024)
+	defer pay.close()
+	run := &e2eRun{sent: make([]e2eSent, n), start: time.Now()}
+	var (
+		wg       sync.WaitGroup
+		inflight = make(chan struct{}, 2048)
+		failed   atomic.Int64
+	)
+	lastReport := run.start
+	for i := range n {
+		if err := pace.Wait(ctx, run.start, i, paymentRate, time.Second); err != nil {
+			return nil, err
+		}
+		inflight <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-inflight }()
+			s := e2eSent{at: time.Now()}
+			status, err := pay.pay(ctx, i, &s.answer)
+			s.ok = err == nil && status == http.StatusOK
+			if !s.ok {
+				failed.Add(1)
+			}
+			run.sent[i] = s
+		})
+		if now := time.Now(); now.Sub(lastReport) >= 2*time.Second {
+			p.Printf("e2e: sent %d/%d, %d emails so far", i+1, n, w.count())
+			lastReport = now
+		}
+	}
+	wg.Wait()
+	run.took, run.failed = time.Since(run.start), int(failed.Load())
+	return run, nil
+}
+
+// orderIDs are the orders of the payments accepted.
+func (r *e2eRun) orderIDs() []string {
+	var ids []string
+	for _, s := range r.sent {
+		if s.ok {
+			ids = append(ids, schemas.OrderID(s.answer.PaymentID))
+		}
+	}
+	return ids
+}
+
+// e2eLatencies are, for each payment accepted after the warm-up, the time
+// from its record's timestamp to its email committed, produced and (if
+// known) in the mail server's hands.
+type e2eLatencies struct {
+	committed, produced, delivered []time.Duration
+}
+
+func (r *e2eRun) latencies(times *recordTimes, w *watcher, inbox func(paymentID string) (time.Time, bool)) (e2eLatencies, error) {
+	var l e2eLatencies
+	missingTS := 0
+	for _, s := range r.sent {
+		if !s.ok || s.at.Sub(r.start) < e2eWarmup {
+			continue
+		}
+		paid, ok := times.get(s.answer.Partition, s.answer.Offset)
+		if !ok {
+			missingTS++
+			continue
+		}
+		e, _ := w.seen(schemas.OrderID(s.answer.PaymentID))
+		l.committed = append(l.committed, e.committed.Sub(paid))
+		l.produced = append(l.produced, e.produced.Sub(paid))
+		if at, ok := inbox(s.answer.PaymentID); ok {
+			l.delivered = append(l.delivered, at.Sub(paid))
+		}
+	}
+	if len(l.committed) == 0 {
+		return l, fmt.Errorf("no payment to measure (%d failed, %d without a record timestamp)", r.failed, missingTS)
+	}
+	return l, nil
 }
 
 // busyPercent is how busy all the machine's CPUs were over d, in which
