@@ -47,25 +47,10 @@ func runRaw(ctx context.Context, o Options, cat *schemas.Catalog, p *progress, r
 		_, _ = adm.DeleteTopics(dctx, topic)
 	}()
 
-	codec := schemas.Payments.Codec(cat)
-	bodies := paymentBodies()
-	recs := make([]*kgo.Record, 10_000)
-	size := 0
-	for i := range recs {
-		req, fe := payment.ParseRequest(bodies[i%len(bodies)])
-		if fe != nil {
-			return fmt.Errorf("bench body %d: %v", i, fe)
-		}
-		pay := schemas.PaymentSucceeded{PaymentID: uuid.NewString(), UserID: req.UserID, Cart: req.Cart,
-			TotalCents: schemas.CartTotal(req.Cart), PaidAt: time.Now().UTC().Truncate(time.Millisecond)}
-		r, err := codec.Record(&pay)
-		if err != nil {
-			return err
-		}
-		recs[i] = r
-		size += len(r.Value)
+	recs, size, err := rawRecords(cat)
+	if err != nil {
+		return err
 	}
-
 	producer, err := rawProducer(ctx, o, topic, recs[0], kgo.MaxBufferedRecords(o.RawBuffered))
 	if err != nil {
 		return err
@@ -123,6 +108,30 @@ func runRaw(ctx context.Context, o Options, cat *schemas.Catalog, p *progress, r
 		}
 	}
 	return nil
+}
+
+// rawRecords are 10,000 payment records as the payment service writes
+// those of the ingest's bodies, and their size together.
+func rawRecords(cat *schemas.Catalog) ([]*kgo.Record, int, error) {
+	codec := schemas.Payments.Codec(cat)
+	bodies := paymentBodies()
+	recs := make([]*kgo.Record, 10_000)
+	size := 0
+	for i := range recs {
+		req, fe := payment.ParseRequest(bodies[i%len(bodies)])
+		if fe != nil {
+			return nil, 0, fmt.Errorf("bench body %d: %v", i, fe)
+		}
+		pay := schemas.PaymentSucceeded{PaymentID: uuid.NewString(), UserID: req.UserID, Cart: req.Cart,
+			TotalCents: schemas.CartTotal(req.Cart), PaidAt: time.Now().UTC().Truncate(time.Millisecond)}
+		r, err := codec.Record(&pay)
+		if err != nil {
+			return nil, 0, err
+		}
+		recs[i] = r
+		size += len(r.Value)
+	}
+	return recs, size, nil
 }
 
 // rawTransactions measures the floor of an exactly-once hop on the
