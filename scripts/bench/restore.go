@@ -264,32 +264,7 @@ func runDedup(ctx context.Context, o Options, h *history, p *progress, res *Resu
 		}
 	}()
 
-	// The restore log lines, as they come.
-	var restored time.Duration
-	var restoredOrders int64
-	parts := map[int32]bool{}
-	gotLines := make(chan struct{})
-	go func() {
-		defer close(gotLines)
-		for line := range t.lines {
-			var l struct {
-				Msg        string  `json:"msg"`
-				Partitions []int32 `json:"partitions"`
-				Payments   int64   `json:"payments"`
-			}
-			if json.Unmarshal([]byte(line), &l) != nil || l.Msg != "orders of the window restored" {
-				continue
-			}
-			restoredOrders += l.Payments
-			for _, pt := range l.Partitions {
-				parts[pt] = true
-			}
-			if len(parts) == infra.Partitions && restored == 0 {
-				restored = time.Since(t.start)
-				return
-			}
-		}
-	}()
+	restore, gotLines := readRestoreLog(t)
 	ready, err := t.waitReady(ctx, 10*time.Minute)
 	if err != nil {
 		return err
@@ -301,8 +276,9 @@ func runDedup(ctx context.Context, o Options, h *history, p *progress, res *Resu
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+	restored, restoredOrders := restore.restored, restore.orders
 	if restored == 0 {
-		return fmt.Errorf("the order service's log said the orders of partitions %v only were restored", slices.Sorted(maps.Keys(parts)))
+		return fmt.Errorf("the order service's log said the orders of partitions %v only were restored", slices.Sorted(maps.Keys(restore.parts)))
 	}
 
 	// A new payment, now, becomes an order.
@@ -331,6 +307,45 @@ func runDedup(ctx context.Context, o Options, h *history, p *progress, res *Resu
 	res.Add("dedup_first_order_s", fmt.Sprintf("%.2f", firstOrder.Seconds()))
 	res.Add("dedup_rss_mb", fmt.Sprintf("%.0f", float64(kb)/1024))
 	return nil
+}
+
+// restoreLog is what the order service's log says of the restore of its
+// memory of past payments: the orders restored, of which partitions, and
+// how long after the exec the last partition was.
+type restoreLog struct {
+	restored time.Duration
+	orders   int64
+	parts    map[int32]bool
+}
+
+// readRestoreLog reads t's log lines as they come; done closes once they
+// have said every partition is restored, or t's log ended. Read the log
+// once done is closed.
+func readRestoreLog(t *timed) (log *restoreLog, done <-chan struct{}) {
+	log = &restoreLog{parts: map[int32]bool{}}
+	closed := make(chan struct{})
+	go func() {
+		defer close(closed)
+		for line := range t.lines {
+			var l struct {
+				Msg        string  `json:"msg"`
+				Partitions []int32 `json:"partitions"`
+				Payments   int64   `json:"payments"`
+			}
+			if json.Unmarshal([]byte(line), &l) != nil || l.Msg != "orders of the window restored" {
+				continue
+			}
+			log.orders += l.Payments
+			for _, pt := range l.Partitions {
+				log.parts[pt] = true
+			}
+			if len(log.parts) == infra.Partitions {
+				log.restored = time.Since(t.start)
+				return
+			}
+		}
+	}()
+	return log, closed
 }
 
 // orderWatch follows order-created with read_committed from its end.
