@@ -189,17 +189,8 @@ func (h *history) grow(ctx context.Context, n int, p *progress) error {
 		if err := h.transaction(ctx, h.emails, mails); err != nil {
 			return fmt.Errorf("emails: %w", err)
 		}
-		// The deliveries, once the emails are committed and have offsets;
-		// an email's timestamp is its SentAt.
-		for i, r := range mails {
-			at := r.Timestamp.Add(300 * time.Millisecond)
-			dr, err := email.Delivery{EmailID: ids[i], State: email.Delivered, Partition: r.Partition, Offset: r.Offset,
-				MessageID: email.MessageID(ids[i]), At: at}.Record()
-			if err != nil {
-				return err
-			}
-			dr.Timestamp = at
-			h.payments.Produce(ctx, dr, failed.Promise())
+		if err := h.deliveries(ctx, mails, ids, failed.Promise); err != nil {
+			return err
 		}
 		if err := failed.Err(); err != nil {
 			return err
@@ -219,6 +210,23 @@ func (h *history) grow(ctx context.Context, n int, p *progress) error {
 		return err
 	}
 	p.Printf("history: %d payments written in %s (%s/s), 4 records each", n-from, time.Since(began).Round(100*time.Millisecond), rate(n-from, time.Since(began)))
+	return nil
+}
+
+// deliveries writes the delivery of each email of mails, whose IDs are
+// ids, once they are committed and have offsets, 300 ms after the email's
+// timestamp, its SentAt; promise gives each produce's promise.
+func (h *history) deliveries(ctx context.Context, mails []*kgo.Record, ids []string, promise func() func(*kgo.Record, error)) error {
+	for i, r := range mails {
+		at := r.Timestamp.Add(300 * time.Millisecond)
+		dr, err := email.Delivery{EmailID: ids[i], State: email.Delivered, Partition: r.Partition, Offset: r.Offset,
+			MessageID: email.MessageID(ids[i]), At: at}.Record()
+		if err != nil {
+			return err
+		}
+		dr.Timestamp = at
+		h.payments.Produce(ctx, dr, promise())
+	}
 	return nil
 }
 
