@@ -61,6 +61,12 @@ func main() {
 	asJSON := fs.Bool("json", false, "print the report as JSON, as the last line")
 	fs.Parse(os.Args[1:])
 
+	// Each connection is a file: past the limit, dials would fail here
+	// and be counted against the server.
+	if limit := openFiles(); limit > 0 && o.MaxConns > limit-256 {
+		o.MaxConns = max(1, limit-256)
+		fmt.Printf("overload: at most %d connections, within this process's limit of %d open files (ulimit -n)\n", o.MaxConns, limit)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	t := target.FromEnv()
