@@ -102,10 +102,24 @@ func (c *Conn) Do(ctx context.Context, req []byte, deadline time.Time) (Answer, 
 	}
 	_ = c.conn.SetDeadline(deadline)
 	a, closing, err := c.roundTrip(req)
-	if err != nil || closing {
+	switch {
+	case TimedOut(err):
+		c.abort()
+	case err != nil || closing:
 		c.Close()
 	}
 	return a, err
+}
+
+// abort closes the connection of a client that gave up with a reset, not
+// a FIN: the closing side keeps a closed connection's port a minute
+// (TIME_WAIT), and a load whose clients give up by the thousand would run
+// out of local ports, its dials crawling through the few left.
+func (c *Conn) abort() {
+	if tc, ok := c.conn.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
+	c.Close()
 }
 
 // TimedOut says whether err is Do's deadline passing: the client gave up.
