@@ -96,6 +96,9 @@ func stepSummary(r *openloop.Report) string {
 	if r.ShedWithoutRetryAfter > 0 {
 		s += fmt.Sprintf("; DEFECT: %d of the 503s without Retry-After", r.ShedWithoutRetryAfter)
 	}
+	if behind := r.GeneratorBehind(); behind != "" {
+		s += "; " + behind
+	}
 	return s
 }
 

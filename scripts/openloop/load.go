@@ -52,6 +52,9 @@ type load struct {
 	latency []time.Duration // from its scheduled time to its answer
 	late    []time.Duration // from its scheduled time to its write
 	unsent  atomic.Int64    // timed out waiting for a connection
+	// lateAnswers timed out though an answer came: the generator read it
+	// after the give-up, its timers late for want of CPU.
+	lateAnswers atomic.Int64
 
 	mu           sync.Mutex
 	statuses     map[int]int // the other statuses
@@ -155,6 +158,11 @@ func (l *load) pay(c *leanhttp.Conn, i int, req []byte) {
 	took := time.Since(due)
 	switch {
 	case leanhttp.TimedOut(err):
+		l.settle(i, timedOut, took)
+	case err == nil && took >= l.o.GiveUp:
+		// Its client had given up by then: what it saw is a timeout.
+		l.lateAnswers.Add(1)
+		c.Close()
 		l.settle(i, timedOut, took)
 	case err != nil:
 		l.mu.Lock()

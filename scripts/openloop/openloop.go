@@ -124,8 +124,11 @@ type Report struct {
 	OtherStatuses         string `json:"other_statuses,omitempty"` // such as "409×3, 500×1"
 	FirstError            string `json:"first_error,omitempty"`
 	// Unsent counts the timeouts of payments that waited for a connection
-	// until their client gave up: the pool was at its bound.
+	// until their client gave up: the pool was at its bound. LateAnswers
+	// counts those whose answer the generator read only after the give-up,
+	// short of CPU: both are the generator's, not the server's.
 	Unsent      int `json:"unsent"`
+	LateAnswers int `json:"late_answers"`
 	Connections int `json:"connections"`
 
 	OfferedRPS float64 `json:"offered_rps"`
@@ -149,7 +152,7 @@ func (l *load) report() *Report {
 		Offered: n, OK: int(l.counts[ok].Load()), Shed: int(l.counts[shed].Load()), Other: int(l.counts[other].Load()),
 		Errors: int(l.counts[failed].Load()), Timeouts: int(l.counts[timedOut].Load()),
 		ShedWithoutRetryAfter: l.bareShed, OtherStatuses: l.otherStatuses(), FirstError: l.firstFailure,
-		Unsent: int(l.unsent.Load()), Connections: int(l.conns.Load())}
+		Unsent: int(l.unsent.Load()), LateAnswers: int(l.lateAnswers.Load()), Connections: int(l.conns.Load())}
 	// The rates are over the time the payments were offered in.
 	offeredFor := l.sched.offset(n)
 	perSecond := func(k int) float64 { return float64(k) / offeredFor.Seconds() }
@@ -198,8 +201,11 @@ func (r *Report) Details() []string {
 	if r.FirstError != "" {
 		out = append(out, fmt.Sprintf("overload: %d connection errors, the first: %s", r.Errors, r.FirstError))
 	}
-	out = append(out, fmt.Sprintf("overload: %d payments at %d/s for %gs, clients giving up after %gs, users %d to %d; %d connections; the generator wrote them p99 %.1f ms after their time; %d gave up waiting for a connection",
-		r.Offered, r.Rate, r.ForS, r.GiveUpS, r.Users, r.Users+int64(r.Offered)-1, r.Connections, r.LateP99MS, r.Unsent))
+	out = append(out, fmt.Sprintf("overload: %d payments at %d/s for %gs, clients giving up after %gs, users %d to %d; %d connections; the generator wrote them p99 %.1f ms after their time",
+		r.Offered, r.Rate, r.ForS, r.GiveUpS, r.Users, r.Users+int64(r.Offered)-1, r.Connections, r.LateP99MS))
+	if behind := r.GeneratorBehind(); behind != "" {
+		out = append(out, "overload: "+behind)
+	}
 	if c := r.Check; c != nil {
 		state := "drained"
 		if !c.Drained {
@@ -210,6 +216,21 @@ func (r *Report) Details() []string {
 	}
 	return out
 }
+
+// GeneratorBehind says how the generator fell behind its schedule, "" if
+// it kept it: then the figures count its delays against the server.
+func (r *Report) GeneratorBehind() string {
+	if r.Unsent == 0 && r.LateAnswers == 0 && r.LateP99MS < LateBound {
+		return ""
+	}
+	return fmt.Sprintf("the generator fell behind (written p99 %.1f ms after their time; %d timeouts waited for a connection, %d answers read after the give-up): part of the latencies and timeouts are its own; give it a CPU of its own",
+		r.LateP99MS, r.Unsent, r.LateAnswers)
+}
+
+// LateBound is how late past their time, at p99 in ms, the generator may
+// write the payments and still be said to keep its schedule: its tick is a
+// millisecond.
+const LateBound = 20
 
 // JSON is the report as one line of JSON.
 func (r *Report) JSON() string {
