@@ -71,7 +71,7 @@ func TestCheckMatchesRecordsToPayments(t *testing.T) {
 		&kgo.Record{Topic: schemas.Payments.Name, Key: []byte(before)}).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
-	o := Options{Rate: 200, For: 500 * time.Millisecond, GiveUp: 5 * time.Second, Users: firstUser,
+	o := Options{Rate: 200, For: 500 * time.Millisecond, GiveUp: 5 * time.Second, FirstUser: firstUser,
 		Brokers: stack.Brokers, Drain: 3 * time.Second}
 
 	t.Run("every charge answered and ordered", func(t *testing.T) {

@@ -30,12 +30,12 @@ const (
 )
 
 // load is one open-loop run: its schedule, its pool of connections, and
-// what became of each payment, by index. Payment i is user users+i.
+// what became of each payment, by index. Payment i is user firstUser+i.
 type load struct {
-	o      Options
-	client *leanhttp.Client
-	sched  schedule
-	users  int64
+	o         Options
+	client    *leanhttp.Client
+	sched     schedule
+	firstUser int64
 
 	jobs chan int // payments handed to a busy pool, in order
 	// free is the connections waiting for a payment, less the payments
@@ -57,7 +57,7 @@ type load struct {
 	lateAnswers atomic.Int64
 
 	mu           sync.Mutex
-	statuses     map[int]int // the other statuses
+	statuses     map[int]int // the other statuses: three digits, so at most 1,000 keys
 	bareShed     int         // 503s without Retry-After
 	firstFailure string
 }
@@ -69,7 +69,7 @@ func newLoad(o Options) (*load, error) {
 	}
 	n := o.payments()
 	return &load{
-		o: o, client: client, users: o.Users,
+		o: o, client: client, firstUser: o.FirstUser,
 		sched:    schedule{rate: o.Rate, n: n},
 		jobs:     make(chan int, min(n, 1<<20)),
 		outcome:  make([]outcome, n),
@@ -131,11 +131,11 @@ func (l *load) connection(first int) {
 	defer l.wg.Done()
 	c := l.client.Conn()
 	defer c.Close()
-	rng := rand.New(rand.NewPCG(uint64(l.users), uint64(first)))
+	rng := rand.New(rand.NewPCG(uint64(l.firstUser), uint64(first)))
 	buf := make([]byte, 0, 512)
 	body := make([]byte, 0, 256)
 	for i, more := first, true; more; i, more = <-l.jobs {
-		body = shoppers.AppendBody(body[:0], rng, l.users+int64(i), 2)
+		body = shoppers.AppendBody(body[:0], rng, l.firstUser+int64(i), 2)
 		buf = l.client.AppendPost(buf[:0], "/payment", body)
 		l.pay(c, i, buf)
 		l.free.Add(1)

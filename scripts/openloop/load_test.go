@@ -81,7 +81,7 @@ func TestLoadCountsEveryPayment(t *testing.T) {
 	defer close(release)
 
 	var progress bytes.Buffer
-	o := Options{URL: srv.URL, Rate: 1000, For: 400 * time.Millisecond, GiveUp: time.Second, Users: firstUser, Progress: 100 * time.Millisecond}
+	o := Options{URL: srv.URL, Rate: 1000, For: 400 * time.Millisecond, GiveUp: time.Second, FirstUser: firstUser, Progress: 100 * time.Millisecond}
 	l, rep := runLoad(t, o, &progress)
 
 	want := map[outcome]int{}
@@ -137,7 +137,7 @@ func TestLatencyFromSchedule(t *testing.T) {
 	}))
 	defer srv.Close()
 
-	o := Options{URL: srv.URL, Rate: 1000, For: 20 * time.Millisecond, GiveUp: 5 * time.Second, Users: firstUser, MaxConns: 1}
+	o := Options{URL: srv.URL, Rate: 1000, For: 20 * time.Millisecond, GiveUp: 5 * time.Second, FirstUser: firstUser, MaxConns: 1}
 	l, rep := runLoad(t, o, nil)
 	if rep.OK != 20 || rep.Connections != 1 {
 		t.Fatalf("%d ok on %d connections, want 20 on 1", rep.OK, rep.Connections)

@@ -40,10 +40,10 @@ type Options struct {
 	For      time.Duration // how long they are offered
 	GiveUp   time.Duration // a client waits this long from its payment's scheduled time
 	MaxConns int           // the pool's bound; 0 is MaxConns
-	// Users is the user of the first payment, payment i's is Users+i; 0
+	// FirstUser is the user of the first payment, payment i's is FirstUser+i; 0
 	// draws one around 10^12, away from the users of the other tools.
-	Users    int64
-	Progress time.Duration // a line of progress this often; 0 for none
+	FirstUser int64
+	Progress  time.Duration // a line of progress this often; 0 for none
 
 	// Brokers, if any, are where the check reads payment-successful and
 	// order-created, with Kafka's options (credentials) on top; the check
@@ -64,14 +64,14 @@ func (o *Options) validate() error {
 		return fmt.Errorf("duration %s, give-up %s: want both above 0", o.For, o.GiveUp)
 	case o.payments() < 1 || o.payments() > MaxPayments:
 		return fmt.Errorf("%d payments/s for %s is %d payments: want 1 to %d", o.Rate, o.For, o.payments(), MaxPayments)
-	case o.MaxConns < 0 || o.Users < 0:
-		return fmt.Errorf("max connections %d, first user %d: want neither below 0", o.MaxConns, o.Users)
+	case o.MaxConns < 0 || o.FirstUser < 0:
+		return fmt.Errorf("max connections %d, first user %d: want neither below 0", o.MaxConns, o.FirstUser)
 	}
 	if o.MaxConns == 0 {
 		o.MaxConns = MaxConns
 	}
-	if o.Users == 0 {
-		o.Users = 1_000_000_000_000 + rand.Int64N(1_000_000_000)*1_000
+	if o.FirstUser == 0 {
+		o.FirstUser = 1_000_000_000_000 + rand.Int64N(1_000_000_000)*1_000
 	}
 	return nil
 }
@@ -105,11 +105,11 @@ func Run(ctx context.Context, o Options, out io.Writer) (*Report, error) {
 
 // Report is what a run measured. The bench reads it as JSON.
 type Report struct {
-	URL     string  `json:"url"`
-	Rate    int     `json:"rate"`
-	ForS    float64 `json:"for_s"`
-	GiveUpS float64 `json:"give_up_s"`
-	Users   int64   `json:"first_user"`
+	URL       string  `json:"url"`
+	Rate      int     `json:"rate"`
+	ForS      float64 `json:"for_s"`
+	GiveUpS   float64 `json:"give_up_s"`
+	FirstUser int64   `json:"first_user"`
 
 	// Offered = OK + Shed + Other + Errors + Timeouts.
 	Offered  int `json:"offered"`
@@ -148,7 +148,7 @@ type Report struct {
 
 func (l *load) report() *Report {
 	n := l.sched.n
-	r := &Report{URL: l.o.URL, Rate: l.o.Rate, ForS: l.o.For.Seconds(), GiveUpS: l.o.GiveUp.Seconds(), Users: l.users,
+	r := &Report{URL: l.o.URL, Rate: l.o.Rate, ForS: l.o.For.Seconds(), GiveUpS: l.o.GiveUp.Seconds(), FirstUser: l.firstUser,
 		Offered: n, OK: int(l.counts[ok].Load()), Shed: int(l.counts[shed].Load()), Other: int(l.counts[other].Load()),
 		Errors: int(l.counts[failed].Load()), Timeouts: int(l.counts[timedOut].Load()),
 		ShedWithoutRetryAfter: l.bareShed, OtherStatuses: l.otherStatuses(), FirstError: l.firstFailure,
@@ -202,7 +202,7 @@ func (r *Report) Details() []string {
 		out = append(out, fmt.Sprintf("overload: %d connection errors, the first: %s", r.Errors, r.FirstError))
 	}
 	out = append(out, fmt.Sprintf("overload: %d payments at %d/s for %gs, clients giving up after %gs, users %d to %d; %d connections; the generator wrote them p99 %.1f ms after their time",
-		r.Offered, r.Rate, r.ForS, r.GiveUpS, r.Users, r.Users+int64(r.Offered)-1, r.Connections, r.LateP99MS))
+		r.Offered, r.Rate, r.ForS, r.GiveUpS, r.FirstUser, r.FirstUser+int64(r.Offered)-1, r.Connections, r.LateP99MS))
 	if behind := r.GeneratorBehind(); behind != "" {
 		out = append(out, "overload: "+behind)
 	}
