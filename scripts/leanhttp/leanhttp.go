@@ -87,18 +87,8 @@ type Answer struct {
 // deadline: past it Do fails with an error TimedOut recognizes. After an
 // error the connection is closed.
 func (c *Conn) Do(ctx context.Context, req []byte, deadline time.Time) (Answer, error) {
-	if c.conn == nil {
-		d := net.Dialer{Deadline: deadline}
-		conn, err := d.DialContext(ctx, "tcp", c.c.addr)
-		if err != nil {
-			return Answer{}, err
-		}
-		c.conn = conn
-		if c.rd == nil {
-			c.rd = bufio.NewReaderSize(conn, 4096)
-		} else {
-			c.rd.Reset(conn)
-		}
+	if err := c.Open(ctx, deadline); err != nil {
+		return Answer{}, err
 	}
 	_ = c.conn.SetDeadline(deadline)
 	a, closing, err := c.roundTrip(req)
@@ -120,6 +110,27 @@ func (c *Conn) abort() {
 		_ = tc.SetLinger(0)
 	}
 	c.Close()
+}
+
+// Open dials the connection if it is not open, giving up at deadline. Do
+// opens it anyway; a load generator opens its connections before the
+// load, so that its first payments do not wait for a dial.
+func (c *Conn) Open(ctx context.Context, deadline time.Time) error {
+	if c.conn != nil {
+		return nil
+	}
+	d := net.Dialer{Deadline: deadline}
+	conn, err := d.DialContext(ctx, "tcp", c.c.addr)
+	if err != nil {
+		return err
+	}
+	c.conn = conn
+	if c.rd == nil {
+		c.rd = bufio.NewReaderSize(conn, 4096)
+	} else {
+		c.rd.Reset(conn)
+	}
+	return nil
 }
 
 // TimedOut says whether err is Do's deadline passing: the client gave up.

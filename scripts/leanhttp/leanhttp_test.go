@@ -49,6 +49,9 @@ func TestConn(t *testing.T) {
 	c := cl.Conn()
 	defer c.Close()
 	ctx := context.Background()
+	if err := c.Open(ctx, time.Now().Add(10*time.Second)); err != nil { // the first request goes on it
+		t.Fatal(err)
+	}
 	do := func(body string, within time.Duration) (Answer, error) {
 		return c.Do(ctx, cl.AppendPost(nil, "/payment", []byte(body)), time.Now().Add(within))
 	}

@@ -41,9 +41,10 @@ type load struct {
 	// free is the connections waiting for a payment, less the payments
 	// queued for one: below zero, payments wait for a connection.
 	free    atomic.Int64
-	conns   atomic.Int64 // connections in the pool
-	offered atomic.Int64 // payments whose time has come
-	settled atomic.Int64 // payments answered or given up
+	conns   atomic.Int64  // connections in the pool
+	seeds   atomic.Uint64 // each connection's carts of its own
+	offered atomic.Int64  // payments whose time has come
+	settled atomic.Int64  // payments answered or given up
 	counts  [timedOut + 1]atomic.Int64
 	wg      sync.WaitGroup
 
@@ -83,6 +84,7 @@ func newLoad(o Options) (*load, error) {
 // returns once each is answered or given up; out, if not nil, gets a line
 // of progress every o.Progress. Once ctx ends it offers no more.
 func (l *load) run(ctx context.Context, out io.Writer) {
+	l.warm(ctx)
 	every := l.o.Progress
 	if out == nil {
 		every = 0
@@ -122,19 +124,45 @@ func (l *load) offer(i int) {
 	l.free.Add(1) // the new connection takes i itself
 	l.conns.Add(1)
 	l.wg.Add(1)
-	go l.connection(i)
+	go l.connection(l.client.Conn(), i)
 }
 
-// connection is one client connection of the pool: it pays first, then
-// every payment handed to it, until the run has offered them all.
-func (l *load) connection(first int) {
+// warm opens o.Warm connections before the first payment is due, each
+// then waiting for one, so that the run does not begin with a storm of
+// dials, which a server on a busy CPU accepts late: its first payments
+// would wait in the kernel's accept queue, and ever more connections open
+// for the next. A dial that fails leaves its connection to dial at its
+// first payment.
+func (l *load) warm(ctx context.Context) {
+	conns := make([]*leanhttp.Conn, l.o.Warm)
+	var dials sync.WaitGroup
+	for k := range conns {
+		conns[k] = l.client.Conn()
+		dials.Go(func() { _ = conns[k].Open(ctx, time.Now().Add(10*time.Second)) })
+	}
+	dials.Wait()
+	for _, c := range conns {
+		l.free.Add(1)
+		l.conns.Add(1)
+		l.wg.Add(1)
+		go l.connection(c, -1)
+	}
+}
+
+// connection is one client connection of the pool: it pays first (none
+// if -1), then every payment handed to it, until the run has offered them
+// all.
+func (l *load) connection(c *leanhttp.Conn, first int) {
 	defer l.wg.Done()
-	c := l.client.Conn()
 	defer c.Close()
-	rng := rand.New(rand.NewPCG(uint64(l.firstUser), uint64(first)))
+	rng := rand.New(rand.NewPCG(uint64(l.firstUser), l.seeds.Add(1)))
 	buf := make([]byte, 0, 512)
 	body := make([]byte, 0, 256)
-	for i, more := first, true; more; i, more = <-l.jobs {
+	i, more := first, true
+	if first < 0 {
+		i, more = <-l.jobs
+	}
+	for ; more; i, more = <-l.jobs {
 		body = shoppers.AppendBody(body[:0], rng, l.firstUser+int64(i), 2)
 		buf = l.client.AppendPost(buf[:0], "/payment", body)
 		l.pay(c, i, buf)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -154,6 +155,33 @@ func TestLatencyFromSchedule(t *testing.T) {
 	}
 	if fromWrite == 0 {
 		t.Fatal("control: no payment waited for the connection, so the check above could not fail")
+	}
+}
+
+// TestWarmConnections: the connections opened before the run carry its
+// payments; a load they can carry opens no other.
+func TestWarmConnections(t *testing.T) {
+	var mu sync.Mutex
+	accepted := 0
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, `{"status":"success"}`)
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			mu.Lock()
+			accepted++
+			mu.Unlock()
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+
+	o := Options{URL: srv.URL, Rate: 100, For: 200 * time.Millisecond, GiveUp: 5 * time.Second, FirstUser: firstUser, Warm: 10}
+	_, rep := runLoad(t, o, nil)
+	mu.Lock()
+	defer mu.Unlock()
+	if rep.OK != 20 || rep.Connections != 10 || rep.Warm != 10 || accepted != 10 {
+		t.Fatalf("%d ok on %d connections (%d warm), the server accepted %d: want 20 on the 10 warm ones", rep.OK, rep.Connections, rep.Warm, accepted)
 	}
 }
 

@@ -40,6 +40,9 @@ type Options struct {
 	For      time.Duration // how long they are offered
 	GiveUp   time.Duration // a client waits this long from its payment's scheduled time
 	MaxConns int           // the pool's bound; 0 is MaxConns
+	// Warm is how many connections open before the first payment: 0
+	// opens a tenth of Rate (the payments of 100 ms), less than 0 none.
+	Warm int
 	// FirstUser is the user of the first payment, payment i's is FirstUser+i; 0
 	// draws one around 10^12, away from the users of the other tools.
 	FirstUser int64
@@ -70,6 +73,13 @@ func (o *Options) validate() error {
 	if o.MaxConns == 0 {
 		o.MaxConns = MaxConns
 	}
+	switch {
+	case o.Warm == 0:
+		o.Warm = max(1, o.Rate/10)
+	case o.Warm < 0:
+		o.Warm = 0
+	}
+	o.Warm = min(o.Warm, o.MaxConns)
 	if o.FirstUser == 0 {
 		o.FirstUser = 1_000_000_000_000 + rand.Int64N(1_000_000_000)*1_000
 	}
@@ -130,6 +140,7 @@ type Report struct {
 	Unsent      int `json:"unsent"`
 	LateAnswers int `json:"late_answers"`
 	Connections int `json:"connections"`
+	Warm        int `json:"warm"` // of them, opened before the first payment
 
 	OfferedRPS float64 `json:"offered_rps"`
 	OKRPS      float64 `json:"ok_rps"`
@@ -152,7 +163,7 @@ func (l *load) report() *Report {
 		Offered: n, OK: int(l.counts[ok].Load()), Shed: int(l.counts[shed].Load()), Other: int(l.counts[other].Load()),
 		Errors: int(l.counts[failed].Load()), Timeouts: int(l.counts[timedOut].Load()),
 		ShedWithoutRetryAfter: l.bareShed, OtherStatuses: l.otherStatuses(), FirstError: l.firstFailure,
-		Unsent: int(l.unsent.Load()), LateAnswers: int(l.lateAnswers.Load()), Connections: int(l.conns.Load())}
+		Unsent: int(l.unsent.Load()), LateAnswers: int(l.lateAnswers.Load()), Connections: int(l.conns.Load()), Warm: l.o.Warm}
 	// The rates are over the time the payments were offered in.
 	offeredFor := l.sched.offset(n)
 	perSecond := func(k int) float64 { return float64(k) / offeredFor.Seconds() }
@@ -201,8 +212,8 @@ func (r *Report) Details() []string {
 	if r.FirstError != "" {
 		out = append(out, fmt.Sprintf("overload: %d connection errors, the first: %s", r.Errors, r.FirstError))
 	}
-	out = append(out, fmt.Sprintf("overload: %d payments at %d/s for %gs, clients giving up after %gs, users %d to %d; %d connections; the generator wrote them p99 %.1f ms after their time",
-		r.Offered, r.Rate, r.ForS, r.GiveUpS, r.FirstUser, r.FirstUser+int64(r.Offered)-1, r.Connections, r.LateP99MS))
+	out = append(out, fmt.Sprintf("overload: %d payments at %d/s for %gs, clients giving up after %gs, users %d to %d; %d connections (%d opened before the first payment); the generator wrote them p99 %.1f ms after their time",
+		r.Offered, r.Rate, r.ForS, r.GiveUpS, r.FirstUser, r.FirstUser+int64(r.Offered)-1, r.Connections, r.Warm, r.LateP99MS))
 	if behind := r.GeneratorBehind(); behind != "" {
 		out = append(out, "overload: "+behind)
 	}

@@ -28,7 +28,8 @@ const description = `
 Offers -rate payments a second to PAYMENT_URL/payment (default
 http://localhost:8000) for -for, open-loop: the i-th at start + i/rate,
 whatever the earlier ones are doing, from a pool of connections that grows
-while all are busy (up to 20,000). Each payment is a user of its own, and
+while all are busy (up to 20,000; a tenth of -rate opened before the first
+payment, so that the run does not begin with a storm of dials). Each payment is a user of its own, and
 its client gives up -give-up after its scheduled time; latencies count from
 that time. Answers are counted as ok (200), shed (503, with or without
 Retry-After), other statuses, connection errors and timeouts, with progress
@@ -56,6 +57,7 @@ func main() {
 	fs.DurationVar(&o.For, "for", 10*time.Second, "how long to offer them")
 	fs.DurationVar(&o.GiveUp, "give-up", 2*time.Second, "a client gives up this long after its payment's scheduled time")
 	fs.IntVar(&o.MaxConns, "max-conns", openloop.MaxConns, "the pool's bound: past it, payments wait for a connection")
+	fs.IntVar(&o.Warm, "warm", 0, "connections opened before the first payment (0: a tenth of -rate; -1: none)")
 	fs.DurationVar(&o.Drain, "drain", 2*time.Minute, "-check: how long to wait for the orders")
 	check := fs.Bool("check", true, "then check payment-successful and order-created on Kafka; left out when Kafka does not answer, unless given")
 	asJSON := fs.Bool("json", false, "print the report as JSON, as the last line")
