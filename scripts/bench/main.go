@@ -72,7 +72,7 @@
 //
 // And the peak RSS (VmHWM) of each service process of e2e, ingest,
 // overload and drain (rss_<service>_mb). The default sections are e2e,
-// ingest, overload, drain, raw and eos: about 10 minutes on the embedded
+// ingest, overload, drain, raw and eos: about 9 minutes on the embedded
 // cluster of a busy 2-core machine, 4.5 of them in drain (its 10 ms delays,
 // and the wait before each flood for the services to go idle: the email
 // delivery loops still send the emails of e2e and ingest over SMTP). restore and dedup take about
@@ -296,8 +296,8 @@ name=value pairs. Sections, in the order they run (-only picks them):
   eos      exactly-once against at-least-once on the same engine: eos_rps,
            alos_rps, eos_over_alos
 
-The default, e2e,ingest,overload,drain,raw,eos, takes about 10 minutes on the
-embedded cluster (4.5 in drain, about 2 in overload); restore,dedup about
+The default, e2e,ingest,overload,drain,raw,eos, takes about 9 minutes on the
+embedded cluster (4.5 in drain, under 2 in overload); restore,dedup about
 100 s more.
 
 flags:
