@@ -70,7 +70,9 @@ type AdmissionOptions struct {
 	// it is refused. Default 20 ms.
 	Wait time.Duration
 	// Queue bounds the payments waiting for a place; past it a payment is
-	// refused without waiting. Default Max.
+	// refused without waiting. Default 32: enough for a burst; under a
+	// lasting overload the queue stays full and the rest are refused at
+	// once, without a timer each. Negative: no queue.
 	Queue int
 }
 
@@ -92,8 +94,11 @@ func (o AdmissionOptions) withDefaults() AdmissionOptions {
 	if o.Wait <= 0 {
 		o.Wait = 20 * time.Millisecond
 	}
-	if o.Queue <= 0 {
-		o.Queue = o.Max
+	switch {
+	case o.Queue == 0:
+		o.Queue = 32
+	case o.Queue < 0:
+		o.Queue = 0
 	}
 	return o
 }
@@ -152,6 +157,9 @@ func (a *Admission) Limit() int {
 	defer a.mu.Unlock()
 	return int(a.limit)
 }
+
+// Max is the largest the bound goes.
+func (a *Admission) Max() int { return int(a.max) }
 
 // InFlight is the payments admitted and not yet answered.
 func (a *Admission) InFlight() int {

@@ -101,3 +101,13 @@ func TestPastTheBoundAPaymentWaitsThenIsRefused(t *testing.T) {
 		t.Fatalf("%d left in the queue", len(b.queue))
 	}
 }
+
+// TestNoQueueRefusesAtOnce: with no queue, a payment past the bound is
+// refused without waiting (a wait of an hour would hang the test).
+func TestNoQueueRefusesAtOnce(t *testing.T) {
+	a := NewAdmission(AdmissionOptions{Initial: 1, Min: 1, Max: 1, Wait: time.Hour, Queue: -1})
+	a.acquire(context.Background())
+	if a.acquire(context.Background()) {
+		t.Fatal("admitted past the bound")
+	}
+}

@@ -6,13 +6,19 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/gorilla/mux"
+
+	"github.com/blackfriday-kafka/shop/infra/webserver"
 	"github.com/blackfriday-kafka/shop/services/config"
 	"github.com/blackfriday-kafka/shop/services/metrics"
+	"github.com/blackfriday-kafka/shop/services/payment"
 	"github.com/blackfriday-kafka/shop/services/shop"
 	"github.com/blackfriday-kafka/shop/services/shop/shoptest"
 )
@@ -87,4 +93,56 @@ func benchPay(b *testing.B, clients int) {
 		limit, _ := metrics.Sum(fams, "shop_payment_admission_limit", nil)
 		b.ReportMetric(limit, "limit")
 	}
+}
+
+// BenchmarkShed is POST /payment past the admission bound: the bound is
+// one payment, held by a payment waiting for a Kafka that does not answer,
+// and no queue, so that every request of the benchmark is refused at once.
+// What a refusal costs the server, for the profile:
+//
+//	go test -run '^$' -bench Shed -benchtime 200000x -cpuprofile shed.out -o payment.test ./services/payment/
+//	go tool pprof -top -cum -focus 'conn..serve' payment.test shed.out
+func BenchmarkShed(b *testing.B) {
+	_, cat := shoptest.Cluster(b) // for the registry only
+	svc, err := payment.New(config.Config{Brokers: []string{"127.0.0.1:1"}, InstanceID: "1",
+		Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))}, cat,
+		payment.Options{DeliveryTimeout: time.Minute, Admission: payment.AdmissionOptions{Initial: 1, Min: 1, Max: 1, Queue: -1}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	r := mux.NewRouter()
+	svc.Routes(r)
+	srv := httptest.NewUnstartedServer(r)
+	srv.Config = webserver.New(r, slog.New(slog.DiscardHandler))
+	srv.Start()
+	defer srv.Close()
+	defer srv.CloseClientConnections() // the held payment's too, first
+	body := `{"user_id": 42, "cart": [{"name": "MacBook", "price": 1999, "quantity": 1}]}`
+	go func() { // holds the one place until the server closes
+		resp, err := http.Post(srv.URL+"/payment", "application/json", strings.NewReader(body))
+		if err == nil {
+			resp.Body.Close()
+		}
+	}()
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	defer client.CloseIdleConnections()
+	for svc.Admission().InFlight() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			resp, err := client.Post(srv.URL+"/payment", "application/json", strings.NewReader(body))
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusServiceUnavailable {
+				b.Errorf("status %d, want 503", resp.StatusCode)
+				return
+			}
+		}
+	})
 }

@@ -73,7 +73,7 @@ func New(cfg config.Config, cat *schemas.Catalog, opts Options) (*Service, error
 	if opts.DeliveryTimeout <= 0 {
 		opts.DeliveryTimeout = 10 * time.Second
 	}
-	opts.Admission = opts.Admission.withDefaults()
+	admission := NewAdmission(opts.Admission)
 	kafka := metrics.Kafka("producer")
 	producer, err := kgo.NewClient(append(cfg.Kafka(),
 		kgo.WithHooks(kafka),
@@ -82,7 +82,7 @@ func New(cfg config.Config, cat *schemas.Catalog, opts Options) (*Service, error
 		kgo.ProducerLinger(0),
 		// Room for every payment the admission bound lets in: an admitted
 		// payment never waits for the buffer, only for Kafka.
-		kgo.MaxBufferedRecords(opts.Admission.Max),
+		kgo.MaxBufferedRecords(admission.Max()),
 	)...)
 	if err != nil {
 		return nil, err
@@ -97,7 +97,7 @@ func New(cfg config.Config, cat *schemas.Catalog, opts Options) (*Service, error
 		cat:       cat,
 		payments:  schemas.Payments.Codec(cat),
 		producer:  producer,
-		admission: NewAdmission(opts.Admission),
+		admission: admission,
 		ledger:    &ledger{table: requests, window: cfg.Window(), log: log, inFlight: make(map[string]string)},
 		kafka:     kafka,
 		log:       log,
@@ -123,6 +123,9 @@ func New(cfg config.Config, cat *schemas.Catalog, opts Options) (*Service, error
 }
 
 func (s *Service) Name() string { return "payment" }
+
+// Admission is the bound on the payments the service holds at once.
+func (s *Service) Admission() *Admission { return s.admission }
 
 // Healthy is nil: a payment that cannot be written is refused with a 503,
 // so the service is never stuck on one.
