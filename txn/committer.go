@@ -8,6 +8,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/blackfriday-kafka/shop/txn/kafkaclient"
 )
 
 // committer is how a batch begins and ends: in a Kafka transaction, or
@@ -33,7 +35,7 @@ func newTransactional(e *Engine, opts []kgo.Opt) (committer, *kgo.Client, error)
 		kgo.TransactionalID(e.cfg.TransactionalID),
 		kgo.TransactionTimeout(e.cfg.TransactionTimeout),
 		kgo.RequireStableFetchOffsets(),
-		TransactionsV1(),
+		kafkaclient.TransactionsV1(),
 	)
 	sess, err := kgo.NewGroupTransactSession(opts...)
 	if err != nil {
@@ -191,20 +193,4 @@ func rewind(ctx context.Context, cfg Config, cl *kgo.Client) error {
 	cl.SetOffsets(set)
 	cfg.Logger.Info("consumer set to the group's committed offsets", "topic", cfg.Topic, "offsets", set[cfg.Topic])
 	return nil
-}
-
-// LeaveGroup takes a static member out of its group: a static member's
-// client does not leave on close, which would strand its partitions until
-// the session times out.
-func LeaveGroup(brokers []string, connect []kgo.Opt, group, instanceID string, log *slog.Logger) {
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, connect...)...)
-	if err != nil {
-		return
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if _, err := kadm.NewClient(cl).LeaveGroup(ctx, kadm.LeaveGroup(group).InstanceIDs(instanceID)); err != nil {
-		log.Warn("leaving the group", "group", group, "instance", instanceID, "err", err)
-	}
 }

@@ -34,6 +34,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/blackfriday-kafka/shop/txn/kafkaclient"
 )
 
 // Handler turns one input record into the records to produce for it. An
@@ -265,7 +267,7 @@ func New(cfg Config) (*Engine, error) {
 		kgo.ConsumeTopics(cfg.Topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.FetchMaxWait(FetchMaxWait),
+		kgo.FetchMaxWait(kafkaclient.FetchMaxWait),
 		kgo.SessionTimeout(cfg.SessionTimeout),
 		kgo.HeartbeatInterval(cfg.SessionTimeout / 10),
 		kgo.OnPartitionsAssigned(e.assigned),
@@ -391,4 +393,4 @@ func (e *Engine) Stalled() (Stall, bool) {
 
 // ErrFenced means another instance took over this transactional ID: this one
 // must stop, or it would commit stale work.
-var ErrFenced = errors.New("txn: fenced by a newer instance with the same transactional ID")
+var ErrFenced = kafkaclient.ErrFenced

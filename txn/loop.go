@@ -4,12 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/blackfriday-kafka/shop/txn/kafkaclient"
 )
 
 // pollChunk is how many records the loop takes from the client at a time.
@@ -22,12 +23,6 @@ const pollChunk = 16
 // client holds: a poll with no wait at all would return nothing (a done
 // context ends a poll before it looks at what is buffered).
 const idleWait = time.Millisecond
-
-// FetchMaxWait bounds how long a broker holds a fetch that finds nothing
-// new (Kafka's default is 500 ms): a read_committed reader learns of a
-// commit only from its next fetch, so this bounds how late the next stage
-// and the views see it, at the price of a few idle fetches a second.
-const FetchMaxWait = 50 * time.Millisecond
 
 // stallLogEvery is how often a stalled stage says so in the log.
 const stallLogEvery = time.Minute
@@ -57,7 +52,7 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 			// not committed: the next owner reads them again.
 			return nil
 		}
-		if err := CheckFetches(fetches, e.cfg.Logger); err != nil {
+		if err := kafkaclient.CheckFetches(fetches, e.cfg.Logger); err != nil {
 			return err
 		}
 		if fetches.NumRecords() == 0 {
@@ -84,30 +79,8 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 func (e *Engine) close(leave bool) {
 	e.c.close()
 	if leave && e.cfg.InstanceID != "" {
-		LeaveGroup(e.cfg.Brokers, e.cfg.Connect, e.cfg.Group, e.cfg.InstanceID, e.cfg.Logger)
+		kafkaclient.LeaveGroup(e.cfg.Brokers, e.cfg.Connect, e.cfg.Group, e.cfg.InstanceID, e.cfg.Logger)
 	}
-}
-
-// CheckFetches logs the errors of a poll. It returns ErrFenced when the
-// group refused this member because another one joined with the same
-// instance ID: the newer instance has the partitions for good, and this one
-// would otherwise try to join again forever, holding nothing.
-func CheckFetches(fetches kgo.Fetches, log *slog.Logger) error {
-	var fencedErr error
-	fetches.EachError(func(topic string, partition int32, err error) {
-		switch {
-		case errors.Is(err, kerr.FencedInstanceID):
-			fencedErr = err
-		case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-			// A poll that reaches its deadline or shutdown is not a failure.
-		default:
-			log.Warn("fetch failed", "topic", topic, "partition", partition, "err", err)
-		}
-	})
-	if fencedErr != nil {
-		return fmt.Errorf("%w: %v", ErrFenced, fencedErr)
-	}
-	return nil
 }
 
 // batch runs one transaction: it processes the records in hand, keeps
@@ -171,7 +144,7 @@ func (e *Engine) batch(ctx context.Context, records []*kgo.Record) (bool, error)
 		if fetches.IsClientClosed() {
 			break
 		}
-		if err := CheckFetches(fetches, e.cfg.Logger); err != nil {
+		if err := kafkaclient.CheckFetches(fetches, e.cfg.Logger); err != nil {
 			failed, fencedNow = err, err
 			break
 		}

@@ -6,33 +6,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
-	"github.com/twmb/franz-go/pkg/kversion"
 )
-
-// TransactionsV1 keeps a transactional client on Kafka's transactions
-// version 1 (KIP-98: the client adds partitions to the transaction with
-// AddPartitionsToTxn), even on a Kafka 4 cluster that finalized version 2
-// (KIP-890), by capping Produce at v11: franz-go uses version 2 only with
-// Produce v12, and then pins EndTxn to v4 itself.
-//
-// Why: under version 2 the leader of a partition adds it to the
-// transaction on the first produce, and the coordinator answers
-// CONCURRENT_TRANSACTIONS while the previous transaction still writes its
-// markers. franz-go (v1.22) resends such a batch only after a metadata
-// refresh, which waits out MetadataMinAge, 5 s by default; the batches
-// pipelined behind it came back OUT_OF_ORDER_SEQUENCE_NUMBER (a new epoch
-// must start at sequence 0). Measured on Kafka 4.4: transactions stood
-// still for seconds, payment to email p50 8 to 26 s. Under version 1 the
-// client's own AddPartitionsToTxn meets CONCURRENT_TRANSACTIONS instead,
-// and retries it every 20 ms. The cost: version 2's epoch bump at every
-// end, which fences a late produce of the previous transaction; the engine
-// waits for every produce before it ends one, and aborts and rewinds after
-// an end that failed, so no produce of it can land later.
-func TransactionsV1() kgo.Opt {
-	v := kversion.Stable()
-	v.SetMaxKeyVersion(int16(kmsg.Produce), 11)
-	return kgo.MaxVersions(v)
-}
 
 // recoveries counts, and logs with the partition, what the Kafka client
 // does on its own to keep a transaction going, which would otherwise be

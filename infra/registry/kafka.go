@@ -12,7 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 
-	"github.com/blackfriday-kafka/shop/txn"
+	"github.com/blackfriday-kafka/shop/txn/kafkaclient"
 )
 
 const (
@@ -296,7 +296,7 @@ func (r *Registry) write(ctx context.Context, d decide) error {
 func (r *Registry) takeWriter(ctx context.Context) (*kgo.Client, error) {
 	cl, err := kgo.NewClient(r.clientOpts(
 		kgo.TransactionalID(r.cfg.WriterID),
-		txn.TransactionsV1(), // no stall at each write on Kafka 4 (see txn.TransactionsV1)
+		kafkaclient.TransactionsV1(), // no stall at each write on Kafka 4 (see kafkaclient.TransactionsV1)
 		kgo.DefaultProduceTopic(r.cfg.Topic),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
 		kgo.ProducerBatchMaxBytes(int32(r.maxRecord)), // as large as the topic takes: fits has checked

@@ -16,7 +16,7 @@ import (
 	"github.com/blackfriday-kafka/shop/services/lag"
 	"github.com/blackfriday-kafka/shop/services/order"
 	"github.com/blackfriday-kafka/shop/services/stage"
-	"github.com/blackfriday-kafka/shop/txn"
+	"github.com/blackfriday-kafka/shop/txn/kafkaclient"
 )
 
 // history is a shop's past written straight to its topics, for the
@@ -90,7 +90,7 @@ func newHistory(o Options, cat *schemas.Catalog) (*history, error) {
 		cl   **kgo.Client
 		name string
 	}{{&h.orders, "orders"}, {&h.emails, "emails"}} {
-		if *c.cl, err = kgo.NewClient(append(opts, kgo.TransactionalID("bench-history-"+c.name+"-"+run), txn.TransactionsV1())...); err != nil {
+		if *c.cl, err = kgo.NewClient(append(opts, kgo.TransactionalID("bench-history-"+c.name+"-"+run), kafkaclient.TransactionsV1())...); err != nil {
 			h.close()
 			return nil, err
 		}

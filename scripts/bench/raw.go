@@ -16,7 +16,7 @@ import (
 	"github.com/blackfriday-kafka/shop/scripts/latency"
 	"github.com/blackfriday-kafka/shop/scripts/pace"
 	"github.com/blackfriday-kafka/shop/services/payment"
-	"github.com/blackfriday-kafka/shop/txn"
+	"github.com/blackfriday-kafka/shop/txn/kafkaclient"
 )
 
 // runRaw measures the raw produce limit of the cluster: franz-go producing
@@ -148,7 +148,7 @@ func rawTransactions(ctx context.Context, o Options, topic string, recs []*kgo.R
 		kgo.DefaultProduceTopic(topic),
 		kgo.TransactionalID("bench-raw-"+uuid.NewString()),
 		kgo.ProducerLinger(0),
-		txn.TransactionsV1(), // as the stages run
+		kafkaclient.TransactionsV1(), // as the stages run
 	)
 	if err != nil {
 		return err

@@ -11,7 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/blackfriday-kafka/shop/txn"
+	"github.com/blackfriday-kafka/shop/txn/kafkaclient"
 )
 
 // warmTopic is the scratch topic of the warm-up, deleted after it.
@@ -42,7 +42,7 @@ func warm(ctx context.Context, d time.Duration) error {
 		first error
 	)
 	for i := range 3 {
-		p, _, err := admin(kgo.TransactionalID(fmt.Sprintf("kafka-up-warmup-%d", i)), txn.TransactionsV1(), kgo.ProducerLinger(0))
+		p, _, err := admin(kgo.TransactionalID(fmt.Sprintf("kafka-up-warmup-%d", i)), kafkaclient.TransactionsV1(), kgo.ProducerLinger(0))
 		if err != nil {
 			return err
 		}

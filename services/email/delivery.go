@@ -20,6 +20,7 @@ import (
 	"github.com/blackfriday-kafka/shop/services/deadletter"
 	"github.com/blackfriday-kafka/shop/services/metrics"
 	"github.com/blackfriday-kafka/shop/txn"
+	"github.com/blackfriday-kafka/shop/txn/kafkaclient"
 )
 
 // DeliveryGroup is the consumer group of the delivery loop: its committed
@@ -168,7 +169,7 @@ func NewCourier(cfg CourierConfig) (*Courier, error) {
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		// As the stages and views: a commit of the email stage
 		// reaches this read_committed reader only with its next fetch.
-		kgo.FetchMaxWait(txn.FetchMaxWait),
+		kgo.FetchMaxWait(kafkaclient.FetchMaxWait),
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
 		// A restarted instance takes its partitions back at once.
@@ -224,7 +225,7 @@ func (c *Courier) Run(ctx context.Context) (err error) {
 		}
 		c.cl.Close()
 		if !errors.Is(err, errCrash) && !errors.Is(err, txn.ErrFenced) {
-			txn.LeaveGroup(c.cfg.Brokers, c.cfg.Connect, DeliveryGroup, c.member, c.log)
+			kafkaclient.LeaveGroup(c.cfg.Brokers, c.cfg.Connect, DeliveryGroup, c.member, c.log)
 		}
 	}()
 	if err := c.cfg.Catalog.Await(ctx, c.log, schemas.Emails.Spec, schemas.OrderDLQ.Spec); err != nil {
@@ -246,7 +247,7 @@ func (c *Courier) Run(ctx context.Context) (err error) {
 		if fetches.IsClientClosed() {
 			return nil
 		}
-		if fenced := txn.CheckFetches(fetches, c.log); fenced != nil {
+		if fenced := kafkaclient.CheckFetches(fetches, c.log); fenced != nil {
 			c.cl.AllowRebalance()
 			return fmt.Errorf("email delivery: another instance is %s: %w", c.member, fenced)
 		}

@@ -14,7 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/blackfriday-kafka/shop/txn"
+	"github.com/blackfriday-kafka/shop/txn/kafkaclient"
 )
 
 // Checkpoint is a view's state with the offsets it covers: applying the
@@ -72,7 +72,7 @@ func (c *Checkpoints) newWriter() (*kgo.Client, error) {
 	return kgo.NewClient(append([]kgo.Opt{
 		kgo.SeedBrokers(c.brokers...),
 		kgo.TransactionalID(c.writerID),
-		txn.TransactionsV1(), // no stall at each checkpoint on Kafka 4 (see txn.TransactionsV1)
+		kafkaclient.TransactionsV1(), // no stall at each checkpoint on Kafka 4 (see kafkaclient.TransactionsV1)
 		kgo.DefaultProduceTopic(c.topic),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
 		kgo.ProducerBatchMaxBytes(chunkBytes + 64<<10),

@@ -18,6 +18,7 @@ import (
 
 	"github.com/blackfriday-kafka/shop/schemas"
 	"github.com/blackfriday-kafka/shop/txn"
+	"github.com/blackfriday-kafka/shop/txn/kafkaclient"
 )
 
 // State is a view that can be checkpointed: Snapshot and Restore run on the
@@ -51,8 +52,8 @@ func Follow(brokers []string, log *slog.Logger, topics []string, opts ...kgo.Opt
 		// The markers of transactions count in the position, so that a
 		// view knows when it has read to the end of a partition.
 		kgo.KeepControlRecords(),
-		// As the stages' consumers: see txn.FetchMaxWait.
-		kgo.FetchMaxWait(txn.FetchMaxWait),
+		// As the stages' consumers: see kafkaclient.FetchMaxWait.
+		kgo.FetchMaxWait(kafkaclient.FetchMaxWait),
 	}, opts...)...)
 	if err != nil {
 		return nil, err
@@ -97,7 +98,7 @@ func (f *Follower) Run(ctx context.Context, apply func(context.Context, *kgo.Rec
 		}
 		// A follower is in no group, so nothing can fence it: the
 		// errors are only logged.
-		_ = txn.CheckFetches(fetches, f.log)
+		_ = kafkaclient.CheckFetches(fetches, f.log)
 		for _, r := range fetches.Records() {
 			if r.Attrs.IsControl() {
 				f.setPosition(r.Topic, r.Partition, r.Offset+1)
