@@ -3,13 +3,13 @@ package txn
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/blackfriday-kafka/shop/txn/kafkaclient"
+	"github.com/blackfriday-kafka/shop/txn/loop"
 )
 
 // committer is how a batch begins and ends: in a Kafka transaction, or
@@ -134,7 +134,7 @@ type stop struct{ error }
 // offsets).
 func retry(ctx context.Context, cfg Config, what string, fn func() error) error {
 	var stopped error
-	Retry(ctx, cfg.Logger, what+" failed, retrying", cfg.MinBackoff, cfg.MaxBackoff, func() error {
+	loop.Retry(ctx, cfg.Logger, what+" failed, retrying", cfg.MinBackoff, cfg.MaxBackoff, func() error {
 		err := fn()
 		if s, ok := err.(stop); ok {
 			stopped = s.error
@@ -143,27 +143,6 @@ func retry(ctx context.Context, cfg Config, what string, fn func() error) error 
 		return err
 	}, "topic", cfg.Topic)
 	return stopped
-}
-
-// Retry runs fn until it succeeds or ctx ends, waiting from first, doubling
-// up to most, between tries, and logging each failure at warn as msg with
-// attrs, the backoff and the error. It reports whether fn succeeded.
-func Retry(ctx context.Context, log *slog.Logger, msg string, first, most time.Duration, fn func() error, attrs ...any) bool {
-	for backoff := first; ; backoff = min(2*backoff, most) {
-		err := fn()
-		if err == nil {
-			return true
-		}
-		if ctx.Err() != nil {
-			return false
-		}
-		log.Warn(msg, append(attrs, "backoff", backoff, "err", err)...)
-		select {
-		case <-ctx.Done():
-			return false
-		case <-time.After(backoff):
-		}
-	}
 }
 
 // rewind sets the consumer to the offsets the group committed, as the

@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/blackfriday-kafka/shop/txn/kafkaclient"
+	"github.com/blackfriday-kafka/shop/txn/loop"
 )
 
 // pollChunk is how many records the loop takes from the client at a time.
@@ -291,7 +292,7 @@ func (e *Engine) stillMember(ctx context.Context) bool {
 		ours  bool
 		owner string
 	)
-	asked := Retry(ctx, e.cfg.Logger, "asking the group who holds this instance failed, retrying", e.cfg.MinBackoff, e.cfg.MaxBackoff, func() error {
+	asked := loop.Retry(ctx, e.cfg.Logger, "asking the group who holds this instance failed, retrying", e.cfg.MinBackoff, e.cfg.MaxBackoff, func() error {
 		described, err := kadm.NewClient(e.Client()).DescribeGroups(ctx, e.cfg.Group)
 		if err == nil {
 			err = described.Error()

@@ -27,6 +27,7 @@ import (
 	"github.com/blackfriday-kafka/shop/services/serve"
 	"github.com/blackfriday-kafka/shop/services/stage"
 	"github.com/blackfriday-kafka/shop/services/view"
+	"github.com/blackfriday-kafka/shop/txn/loop"
 )
 
 // Service is the analytics service.
@@ -226,26 +227,19 @@ func (s *Service) deadLetter(codec *schemas.Codec[schemas.DeadLetter]) func(cont
 // group every few seconds.
 func (s *Service) housekeeping(ctx context.Context) error {
 	adm := kadm.NewClient(s.follow.Client())
-	tick := time.NewTicker(5 * time.Second)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case now := <-tick.C:
-			s.stats.forget(now)
-			pos := make(kadm.Offsets)
-			for topic, parts := range s.follow.Position() {
-				for p, next := range parts {
-					pos.AddOffset(topic, p, next, -1)
-				}
-			}
-			if len(pos) == 0 {
-				continue
-			}
-			if _, err := adm.CommitOffsets(ctx, stage.Group("analytics"), pos); err != nil && ctx.Err() == nil {
-				s.log.Debug("publishing position to the group failed", "err", err)
+	return loop.Every(ctx, 5*time.Second, func(now time.Time) {
+		s.stats.forget(now)
+		pos := make(kadm.Offsets)
+		for topic, parts := range s.follow.Position() {
+			for p, next := range parts {
+				pos.AddOffset(topic, p, next, -1)
 			}
 		}
-	}
+		if len(pos) == 0 {
+			return
+		}
+		if _, err := adm.CommitOffsets(ctx, stage.Group("analytics"), pos); err != nil && ctx.Err() == nil {
+			s.log.Debug("publishing position to the group failed", "err", err)
+		}
+	})
 }

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+
+	"github.com/blackfriday-kafka/shop/txn/loop"
 )
 
 // Producer is one exactly-once instance as its transaction coordinator
@@ -45,16 +47,8 @@ func newProducers(adm *kadm.Client, every time.Duration, log *slog.Logger, prefi
 }
 
 func (p *producers) Run(ctx context.Context) error {
-	tick := time.NewTicker(p.every)
-	defer tick.Stop()
-	for {
-		p.refresh(ctx)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-tick.C:
-		}
-	}
+	p.refresh(ctx)
+	return loop.Every(ctx, p.every, func(time.Time) { p.refresh(ctx) })
 }
 
 func (p *producers) refresh(ctx context.Context) {

@@ -9,6 +9,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
+
+	"github.com/blackfriday-kafka/shop/txn/loop"
 )
 
 // Watch asks the cluster for the lag of some groups every interval, for the
@@ -51,16 +53,8 @@ func NewWatch(adm func() *kadm.Client, every time.Duration, log *slog.Logger, gr
 
 // Run refreshes until ctx is cancelled.
 func (w *Watch) Run(ctx context.Context) error {
-	tick := time.NewTicker(w.every)
-	defer tick.Stop()
-	for {
-		w.refresh(ctx)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-tick.C:
-		}
-	}
+	w.refresh(ctx)
+	return loop.Every(ctx, w.every, func(time.Time) { w.refresh(ctx) })
 }
 
 // Last is the latest snapshot.

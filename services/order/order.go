@@ -18,6 +18,7 @@ import (
 	"github.com/blackfriday-kafka/shop/services/serve"
 	"github.com/blackfriday-kafka/shop/services/stage"
 	"github.com/blackfriday-kafka/shop/txn"
+	"github.com/blackfriday-kafka/shop/txn/loop"
 )
 
 // keepOrders is how many of the latest orders /orders can show.
@@ -57,7 +58,7 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return s.Service.Run(ctx) })
-	g.Go(func() error { return s.ordered.forget(ctx) })
+	g.Go(func() error { return loop.Every(ctx, time.Minute, s.ordered.forget) })
 	return g.Wait()
 }
 

@@ -12,7 +12,7 @@ import (
 
 	"github.com/blackfriday-kafka/shop/schemas"
 	"github.com/blackfriday-kafka/shop/services/view"
-	"github.com/blackfriday-kafka/shop/txn"
+	"github.com/blackfriday-kafka/shop/txn/loop"
 )
 
 // ordered is the order step's memory of the payments it has turned into
@@ -123,7 +123,7 @@ func (o *ordered) Drop(partitions []int32) {
 func (o *ordered) Restore(ctx context.Context, partitions []int32) {
 	start := time.Now()
 	var got map[int32]map[uuid.UUID]orderAt
-	if !txn.Retry(ctx, o.log, "restoring the orders of the window failed, retrying", 100*time.Millisecond, 5*time.Second, func() (err error) {
+	if !loop.Retry(ctx, o.log, "restoring the orders of the window failed, retrying", 100*time.Millisecond, 5*time.Second, func() (err error) {
 		got, err = o.read(ctx, partitions)
 		return err
 	}, "partitions", partitions) {
@@ -189,26 +189,17 @@ func (o *ordered) read(ctx context.Context, partitions []int32) (map[int32]map[u
 	return got, nil
 }
 
-// forget drops, every minute, the payments ordered before the window: a
-// duplicate older than the window is no longer told apart.
-func (o *ordered) forget(ctx context.Context) error {
-	tick := time.NewTicker(time.Minute)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case now := <-tick.C:
-			oldest := now.Add(-o.window).Unix()
-			o.mu.Lock()
-			for _, m := range o.parts {
-				for id, at := range m {
-					if at.at < oldest {
-						delete(m, id)
-					}
-				}
+// forget drops the payments ordered before the window: a duplicate older
+// than the window is no longer told apart. Run calls it every minute.
+func (o *ordered) forget(now time.Time) {
+	oldest := now.Add(-o.window).Unix()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, m := range o.parts {
+		for id, at := range m {
+			if at.at < oldest {
+				delete(m, id)
 			}
-			o.mu.Unlock()
 		}
 	}
 }

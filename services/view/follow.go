@@ -17,8 +17,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/blackfriday-kafka/shop/schemas"
-	"github.com/blackfriday-kafka/shop/txn"
 	"github.com/blackfriday-kafka/shop/txn/kafkaclient"
+	"github.com/blackfriday-kafka/shop/txn/loop"
 )
 
 // State is a view that can be checkpointed: Snapshot and Restore run on the
@@ -82,7 +82,7 @@ func (f *Follower) Run(ctx context.Context, apply func(context.Context, *kgo.Rec
 	// checkpoint: a broker down or a leader just elected (a restart while
 	// the cluster heals) is waited out, not fatal.
 	var ends map[string]map[int32]int64
-	if !txn.Retry(ctx, f.log, "view not started yet, retrying", 100*time.Millisecond, 5*time.Second, func() (err error) {
+	if !loop.Retry(ctx, f.log, "view not started yet, retrying", 100*time.Millisecond, 5*time.Second, func() (err error) {
 		ends, err = f.start(ctx)
 		return err
 	}, "topics", f.topics) {
