@@ -36,6 +36,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/blackfriday-kafka/shop/txn/kafkaclient"
+	"github.com/blackfriday-kafka/shop/txn/loop"
 )
 
 // Handler turns one input record into the records to produce for it. An
@@ -210,18 +211,7 @@ type Stats struct {
 }
 
 // Stall is a stage retrying the same records for longer than StallAfter.
-type Stall struct {
-	Topic     string
-	Partition int32
-	Offset    int64     // the record it fails on; -1 when unknown
-	Since     time.Time // the first failure
-	Reason    string    // the latest failure
-}
-
-func (s Stall) String() string {
-	return fmt.Sprintf("%s partition %d offset %d retried since %s: %s",
-		s.Topic, s.Partition, s.Offset, s.Since.UTC().Format(time.RFC3339), s.Reason)
-}
+type Stall = loop.Stall
 
 // Engine runs one consume-transform-produce loop.
 type Engine struct {
@@ -230,7 +220,7 @@ type Engine struct {
 	// client is the engine's Kafka client; renew replaces it.
 	client atomic.Pointer[kgo.Client]
 	c      committer
-	ready  atomic.Bool
+	poll   *loop.Poll
 
 	committed, aborted, records, produced, retriedEnds, renewals atomic.Int64
 	rec                                                          *recoveries
@@ -239,10 +229,10 @@ type Engine struct {
 	// where they sit: the retry hands the refusal to the handler.
 	refused map[position]error
 
-	mu       sync.Mutex
-	failing  Stall          // Since is zero while transactions commit
-	loggedAt time.Time      // the last stall log line
-	held     map[int32]bool // the partitions of Topic assigned to this instance
+	failures *loop.Failures
+
+	mu   sync.Mutex
+	held map[int32]bool // the partitions of Topic assigned to this instance
 }
 
 type position struct {
@@ -259,6 +249,13 @@ func New(cfg Config) (*Engine, error) {
 		return nil, err
 	}
 	e := &Engine{cfg: cfg, refused: make(map[position]error), rec: &recoveries{log: cfg.Logger.With("topic", cfg.Topic)}}
+	e.poll = &loop.Poll{Name: "txn", Client: e.Client, Max: min(pollChunk, cfg.MaxRecords), Log: cfg.Logger,
+		MinBackoff: cfg.MinBackoff, MaxBackoff: cfg.MaxBackoff, Step: e.step,
+		Retrying: func(backoff time.Duration) {
+			cfg.Logger.Warn("transaction aborted, retrying the same records", "topic", cfg.Topic, "backoff", backoff)
+		}}
+	e.failures = &loop.Failures{Topic: cfg.Topic, After: cfg.StallAfter, Log: cfg.Logger, Attrs: []any{"topic", cfg.Topic},
+		Lines: loop.Lines{Stalled: "stage stalled: the same records keep failing", Ended: "stage moving again"}}
 	opts := append([]kgo.Opt{
 		kgo.SeedBrokers(cfg.Brokers...),
 		kgo.WithLogger(e.rec),
@@ -378,18 +375,11 @@ func (e *Engine) Stats() Stats {
 func (e *Engine) Client() *kgo.Client { return e.client.Load() }
 
 // Ready reports whether the engine has reached the cluster.
-func (e *Engine) Ready() bool { return e.ready.Load() }
+func (e *Engine) Ready() bool { return e.poll.Ready() }
 
 // Stalled reports the stall of the stage, if it has retried the same
 // records for longer than StallAfter.
-func (e *Engine) Stalled() (Stall, bool) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.failing.Since.IsZero() || time.Since(e.failing.Since) < e.cfg.StallAfter {
-		return Stall{}, false
-	}
-	return e.failing, true
-}
+func (e *Engine) Stalled() (Stall, bool) { return e.failures.Stalled() }
 
 // ErrFenced means another instance took over this transactional ID: this one
 // must stop, or it would commit stale work.

@@ -25,9 +25,6 @@ const pollChunk = 16
 // context ends a poll before it looks at what is buffered).
 const idleWait = time.Millisecond
 
-// stallLogEvery is how often a stalled stage says so in the log.
-const stallLogEvery = time.Minute
-
 // Run consumes until ctx is cancelled, then ends the transaction in hand
 // (committing what was fully processed), leaves the group and returns nil.
 // It returns an error only when the engine cannot go on, for example
@@ -36,45 +33,15 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 	// A fenced instance must not leave the group: its instance ID now
 	// belongs to the newer instance, which leaving would take out.
 	defer func() { e.close(!errors.Is(err, ErrFenced)) }()
-	if err := e.Client().Ping(ctx); err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return fmt.Errorf("txn: cluster unreachable: %w", err)
-	}
-	e.ready.Store(true)
-	defer e.ready.Store(false)
+	return e.poll.Run(ctx)
+}
 
-	backoff := e.cfg.MinBackoff
-	for ctx.Err() == nil {
-		fetches := e.Client().PollRecords(ctx, min(pollChunk, e.cfg.MaxRecords))
-		if fetches.IsClientClosed() || ctx.Err() != nil {
-			// Polled records that were never begun on are simply
-			// not committed: the next owner reads them again.
-			return nil
-		}
-		if err := kafkaclient.CheckFetches(fetches, e.cfg.Logger); err != nil {
-			return err
-		}
-		if fetches.NumRecords() == 0 {
-			continue
-		}
-		committed, err := e.batch(ctx, fetches.Records())
-		if err != nil {
-			return err
-		}
-		if committed {
-			backoff = e.cfg.MinBackoff
-			continue
-		}
-		e.cfg.Logger.Warn("transaction aborted, retrying the same records", "topic", e.cfg.Topic, "backoff", backoff)
-		select {
-		case <-ctx.Done():
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, e.cfg.MaxBackoff)
-	}
-	return nil
+// step is a transaction of the records of a poll, and of what comes in
+// the meantime; a transaction that did not commit asks for a backoff
+// before its records are read again.
+func (e *Engine) step(ctx context.Context, records []*kgo.Record) (retry bool, err error) {
+	committed, err := e.batch(ctx, records)
+	return !committed, err
 }
 
 func (e *Engine) close(leave bool) {
@@ -238,35 +205,17 @@ func (e *Engine) refuse(in *kgo.Record, err error) {
 // failed notes a transaction that did not commit, on the record it failed
 // on, and logs once a minute while the stage stalls.
 func (e *Engine) failed(on *kgo.Record, err error) {
-	now := time.Now()
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.failing.Since.IsZero() {
-		e.failing = Stall{Topic: e.cfg.Topic, Partition: -1, Offset: -1, Since: now}
+	if on == nil {
+		e.failures.Fail(-1, -1, err)
+		return
 	}
-	if on != nil {
-		e.failing.Partition, e.failing.Offset = on.Partition, on.Offset
-	}
-	if err != nil {
-		e.failing.Reason = err.Error()
-	}
-	if now.Sub(e.failing.Since) >= e.cfg.StallAfter && now.Sub(e.loggedAt) >= stallLogEvery {
-		e.loggedAt = now
-		e.cfg.Logger.Error("stage stalled: the same records keep failing",
-			"topic", e.failing.Topic, "partition", e.failing.Partition, "offset", e.failing.Offset,
-			"since", e.failing.Since, "err", e.failing.Reason)
-	}
+	e.failures.Fail(on.Partition, on.Offset, err)
 }
 
 // progressed notes a commit: whatever failed before is behind.
 func (e *Engine) progressed() {
 	clear(e.refused)
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if !e.failing.Since.IsZero() && time.Since(e.failing.Since) >= e.cfg.StallAfter {
-		e.cfg.Logger.Info("stage moving again", "topic", e.cfg.Topic, "stalled_for", time.Since(e.failing.Since).Round(time.Second))
-	}
-	e.failing = Stall{}
+	e.failures.Progress()
 }
 
 // outlived reports whether a transaction begun at start has lasted long

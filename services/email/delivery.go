@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"math"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,6 +20,7 @@ import (
 	"github.com/blackfriday-kafka/shop/services/metrics"
 	"github.com/blackfriday-kafka/shop/txn"
 	"github.com/blackfriday-kafka/shop/txn/kafkaclient"
+	"github.com/blackfriday-kafka/shop/txn/loop"
 )
 
 // DeliveryGroup is the consumer group of the delivery loop: its committed
@@ -110,16 +110,13 @@ type Courier struct {
 	letters deadletter.Letters
 	log     *slog.Logger
 	member  string
-	ready   atomic.Bool
+	poll    *loop.Poll
+	// failures is since when deliveries fail, and what the log says of it.
+	failures *loop.Failures
 
 	kafka    prometheus.Collector
 	outcomes *prometheus.CounterVec
 	took     prometheus.Histogram
-
-	mu      sync.Mutex
-	failing time.Time // since when deliveries fail; zero while they go through
-	reason  string
-	logged  time.Time // the last log line about it
 }
 
 // errCrash stops the loop where a test asked it to crash.
@@ -185,6 +182,10 @@ func NewCourier(cfg CourierConfig) (*Courier, error) {
 	if err != nil {
 		return nil, fmt.Errorf("email delivery: %w", err)
 	}
+	c.poll = &loop.Poll{Name: "email delivery", Client: func() *kgo.Client { return c.cl }, Max: pollMax, Log: c.log,
+		MinBackoff: cfg.MinBackoff, MaxBackoff: cfg.MaxBackoff, Step: c.cycle, Polled: c.cl.AllowRebalance}
+	c.failures = &loop.Failures{After: cfg.StallAfter, Log: c.log, Attrs: []any{"smtp", cfg.SMTP.Addr},
+		Lines: loop.Lines{Begun: "delivery failing, retrying with backoff", Stalled: "delivery stalled", Ended: "delivery going again"}}
 	return c, nil
 }
 
@@ -231,42 +232,12 @@ func (c *Courier) Run(ctx context.Context) (err error) {
 	if err := c.cfg.Catalog.Await(ctx, c.log, schemas.Emails.Spec, schemas.OrderDLQ.Spec); err != nil {
 		return nil
 	}
-	if err := c.cl.Ping(ctx); err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return fmt.Errorf("email delivery: cluster unreachable: %w", err)
-	}
-	c.ready.Store(true)
-	defer c.ready.Store(false)
 	c.log.Info("delivering", "smtp", c.cfg.SMTP.Addr, "group", DeliveryGroup, "member", c.member)
-
-	backoff := c.cfg.MinBackoff
-	for ctx.Err() == nil {
-		fetches := c.cl.PollRecords(ctx, pollMax)
-		if fetches.IsClientClosed() {
-			return nil
-		}
-		if fenced := kafkaclient.CheckFetches(fetches, c.log); fenced != nil {
-			c.cl.AllowRebalance()
-			return fmt.Errorf("email delivery: another instance is %s: %w", c.member, fenced)
-		}
-		retry, err := c.cycle(ctx, fetches.Records())
-		c.cl.AllowRebalance()
-		if err != nil {
-			return err
-		}
-		if !retry {
-			backoff = c.cfg.MinBackoff
-			continue
-		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, c.cfg.MaxBackoff)
+	err = c.poll.Run(ctx)
+	if errors.Is(err, txn.ErrFenced) {
+		return fmt.Errorf("email delivery: another instance is %s: %w", c.member, err)
 	}
-	return nil
+	return err
 }
 
 // partition is one partition's part of a cycle.
@@ -594,47 +565,21 @@ func (c *Courier) deliver(ctx context.Context, conn *sender, r *kgo.Record) (sen
 
 // failed notes a delivery that did not go through, and says so in the log:
 // at once the first time, then once a minute.
-func (c *Courier) failed(err error) {
-	now := time.Now()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	first := c.failing.IsZero()
-	if first {
-		c.failing = now
-	}
-	c.reason = err.Error()
-	switch {
-	case first:
-		c.logged = now
-		c.log.Warn("delivery failing, retrying with backoff", "smtp", c.cfg.SMTP.Addr, "err", err)
-	case now.Sub(c.failing) >= c.cfg.StallAfter && now.Sub(c.logged) >= time.Minute:
-		c.logged = now
-		c.log.Error("delivery stalled", "smtp", c.cfg.SMTP.Addr, "since", c.failing, "err", err)
-	}
-}
+func (c *Courier) failed(err error) { c.failures.Fail(-1, -1, err) }
 
 // progressed notes a cycle without failure.
-func (c *Courier) progressed() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if !c.failing.IsZero() {
-		c.log.Info("delivery going again", "smtp", c.cfg.SMTP.Addr, "failed_for", time.Since(c.failing).Round(time.Millisecond))
-	}
-	c.failing, c.reason = time.Time{}, ""
-}
+func (c *Courier) progressed() { c.failures.Progress() }
 
 // Healthy is nil unless deliveries have failed for longer than StallAfter.
 func (c *Courier) Healthy() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if !c.failing.IsZero() && time.Since(c.failing) >= c.cfg.StallAfter {
-		return fmt.Errorf("email delivery to %s failing since %s: %s", c.cfg.SMTP.Addr, c.failing.UTC().Format(time.RFC3339), c.reason)
+	if st, ok := c.failures.Stalled(); ok {
+		return fmt.Errorf("email delivery to %s failing since %s: %s", c.cfg.SMTP.Addr, st.Since.UTC().Format(time.RFC3339), st.Reason)
 	}
 	return nil
 }
 
 // Ready reports whether the loop has reached the cluster.
-func (c *Courier) Ready() bool { return c.ready.Load() }
+func (c *Courier) Ready() bool { return c.poll.Ready() }
 
 // Collectors are the loop's metrics.
 func (c *Courier) Collectors() []prometheus.Collector {
@@ -644,12 +589,10 @@ func (c *Courier) Collectors() []prometheus.Collector {
 			Name: "shop_email_delivery_failing_since_seconds",
 			Help: "Unix time since which this instance's deliveries fail (the mail server is down, slow or answers 4xx); 0 while they go through.",
 		}, func() float64 {
-			c.mu.Lock()
-			defer c.mu.Unlock()
-			if c.failing.IsZero() {
-				return 0
+			if since := c.failures.Since(); !since.IsZero() {
+				return float64(since.Unix())
 			}
-			return float64(c.failing.Unix())
+			return 0
 		}),
 	}
 }
