@@ -18,7 +18,6 @@ import (
 	"github.com/blackfriday-kafka/shop/infra"
 	"github.com/blackfriday-kafka/shop/schemas"
 	"github.com/blackfriday-kafka/shop/services/shop/shoptest"
-	"github.com/blackfriday-kafka/shop/services/stage"
 )
 
 // TestOrderServiceKilledMidStream kills the order service with SIGKILL while
@@ -67,7 +66,7 @@ func TestOrderServiceKilledMidStream(t *testing.T) {
 	}
 
 	consumed := func() int64 {
-		offsets, err := adm.FetchOffsets(context.Background(), stage.Group("order"))
+		offsets, err := adm.FetchOffsets(context.Background(), schemas.Group("order"))
 		if err != nil {
 			return 0
 		}

@@ -76,26 +76,26 @@ var Table = map[string][]Grant{
 	},
 	"order": {
 		topic(schemas.Payments.Name, read),
-		group("order-service-group", read),
+		group(schemas.Group("order"), read),
 		topic(schemas.Orders.Name, readWrite), // its view, and the memory of what it ordered
 		topic(schemas.PaymentDLQ.Name, write),
 		topic(schemas.Duplicates.Name, write),
 		topic(schemas.OrderViewCheckpoints.Name, readWrite),
-		transactionalIDs("order-service-", transact),
+		transactionalIDs(schemas.TransactionalID("order", ""), transact),
 		transactionalIDs(schemas.OrderViewCheckpoints.Name+"-", transact),
 	},
 	"email": {
 		topic(schemas.Orders.Name, read),
-		group("email-service-group", read),
+		group(schemas.Group("email"), read),
 		topic(schemas.Emails.Name, readWrite), // its view
 		topic(schemas.OrderDLQ.Name, write),
 		topic(schemas.EmailViewCheckpoints.Name, readWrite),
-		transactionalIDs("email-service-", transact),
+		transactionalIDs(schemas.TransactionalID("email", ""), transact),
 		transactionalIDs(schemas.EmailViewCheckpoints.Name+"-", transact),
 		// The delivery loop: email-sent in a group of its own, the
 		// delivery records and smtp-rejected dead letters with an
 		// idempotent producer.
-		group("email-delivery-group", read),
+		group(schemas.DeliveryGroup, read),
 		topic(schemas.EmailDeliveries.Name, readWrite),
 		{Resource: kmsg.ACLResourceTypeCluster, Name: "kafka-cluster", Ops: []kmsg.ACLOperation{kmsg.ACLOperationIdempotentWrite}},
 	},
@@ -107,13 +107,13 @@ var Table = map[string][]Grant{
 		topic(schemas.OrderDLQ.Name, read),
 		topic(schemas.Duplicates.Name, read),
 		topic(schemas.EmailDeliveries.Name, read), // the undelivered count
-		group("analytics-service-group", read),    // it publishes its position there
+		group(schemas.Group("analytics"), read),   // it publishes its position there
 		// The dashboard: the stages' groups and producers, seen, not touched.
-		group("order-service-group", describe),
-		group("email-service-group", describe),
-		group("email-delivery-group", describe),
-		transactionalIDs("order-service-", describe),
-		transactionalIDs("email-service-", describe),
+		group(schemas.Group("order"), describe),
+		group(schemas.Group("email"), describe),
+		group(schemas.DeliveryGroup, describe),
+		transactionalIDs(schemas.TransactionalID("order", ""), describe),
+		transactionalIDs(schemas.TransactionalID("email", ""), describe),
 		// Its own state: the checkpoints of its figures.
 		topic(schemas.AnalyticsCheckpoints.Name, readWrite),
 		transactionalIDs(schemas.AnalyticsCheckpoints.Name+"-", transact),

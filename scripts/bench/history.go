@@ -15,7 +15,6 @@ import (
 	"github.com/blackfriday-kafka/shop/services/email"
 	"github.com/blackfriday-kafka/shop/services/lag"
 	"github.com/blackfriday-kafka/shop/services/order"
-	"github.com/blackfriday-kafka/shop/services/stage"
 	"github.com/blackfriday-kafka/shop/txn/kafkaclient"
 )
 
@@ -70,9 +69,9 @@ const historySpacing = 100 * time.Microsecond
 // historyGroups are the groups that must be empty, and caught up, before
 // the history is written, with the topic each one consumes.
 var historyGroups = map[string]string{
-	stage.Group("order"): schemas.Payments.Name,
-	stage.Group("email"): schemas.Orders.Name,
-	email.DeliveryGroup:  schemas.Emails.Name,
+	schemas.Group("order"): schemas.Payments.Name,
+	schemas.Group("email"): schemas.Orders.Name,
+	schemas.DeliveryGroup:  schemas.Emails.Name,
 }
 
 func newHistory(o Options, cat *schemas.Catalog) (*history, error) {

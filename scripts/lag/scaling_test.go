@@ -16,7 +16,6 @@ import (
 	"github.com/blackfriday-kafka/shop/services/lag"
 	"github.com/blackfriday-kafka/shop/services/shop"
 	"github.com/blackfriday-kafka/shop/services/shop/shoptest"
-	"github.com/blackfriday-kafka/shop/services/stage"
 )
 
 // TestConsumerGroupScaling measures the tutorial's part 4 on the embedded
@@ -79,7 +78,7 @@ func drainRate(t *testing.T, n, stop int) float64 {
 		instances[i] = s
 		t.Cleanup(func() { s.Stop() })
 	}
-	group := stage.Group("order")
+	group := schemas.Group("order")
 
 	// Wait until every instance holds a partition and the group commits.
 	var first lag.Report

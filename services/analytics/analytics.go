@@ -25,7 +25,6 @@ import (
 	"github.com/blackfriday-kafka/shop/services/lag"
 	"github.com/blackfriday-kafka/shop/services/metrics"
 	"github.com/blackfriday-kafka/shop/services/serve"
-	"github.com/blackfriday-kafka/shop/services/stage"
 	"github.com/blackfriday-kafka/shop/services/view"
 	"github.com/blackfriday-kafka/shop/txn/loop"
 )
@@ -96,7 +95,7 @@ func New(cfg config.Config, cat *schemas.Catalog) (*Service, error) {
 		s.groups.StallAfter = cfg.StallAfter
 	}
 	s.producers = newProducers(kadm.NewClient(s.follow.Client()), groupsEvery, s.log,
-		stage.TransactionalID("order", ""), stage.TransactionalID("email", ""))
+		schemas.TransactionalID("order", ""), schemas.TransactionalID("email", ""))
 	s.edge = newEdgeWatch(cfg.PaymentURLs, groupsEvery, s.log)
 	return s, nil
 }
@@ -238,7 +237,7 @@ func (s *Service) housekeeping(ctx context.Context) error {
 		if len(pos) == 0 {
 			return
 		}
-		if _, err := adm.CommitOffsets(ctx, stage.Group("analytics"), pos); err != nil && ctx.Err() == nil {
+		if _, err := adm.CommitOffsets(ctx, schemas.Group("analytics"), pos); err != nil && ctx.Err() == nil {
 			s.log.Debug("publishing position to the group failed", "err", err)
 		}
 	})

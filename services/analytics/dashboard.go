@@ -8,10 +8,10 @@ import (
 
 	"github.com/gorilla/mux"
 
+	"github.com/blackfriday-kafka/shop/schemas"
 	"github.com/blackfriday-kafka/shop/services/email"
 	"github.com/blackfriday-kafka/shop/services/lag"
 	"github.com/blackfriday-kafka/shop/services/serve"
-	"github.com/blackfriday-kafka/shop/services/stage"
 )
 
 // web is the dashboard: plain HTML, CSS and JS, and uPlot for the charts
@@ -24,7 +24,7 @@ var web embed.FS
 // exactly-once stages and the email delivery loop. (Analytics is no member
 // of its group: it publishes its position every few seconds for lag tools,
 // and rebuilds from the log.)
-var DashboardGroups = []string{stage.Group("order"), stage.Group("email"), email.DeliveryGroup}
+var DashboardGroups = []string{schemas.Group("order"), schemas.Group("email"), schemas.DeliveryGroup}
 
 // groupsEvery is how often the dashboard's view of the groups is refreshed.
 const groupsEvery = 2 * time.Second

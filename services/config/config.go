@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/blackfriday-kafka/shop/services/stage"
 )
 
 // The services, in the order of the flow, and their HTTP ports.
@@ -120,6 +122,21 @@ func (c Config) Checkpoints() time.Duration {
 		return c.CheckpointEvery
 	}
 	return 10 * time.Second
+}
+
+// Stage is how the exactly-once stages of the services run.
+func (c Config) Stage() stage.Options {
+	return stage.Options{
+		Brokers:     c.Brokers,
+		Connect:     c.Connect(),
+		InstanceID:  c.InstanceID,
+		Logger:      c.Log(),
+		AtLeastOnce: c.AtLeastOnce,
+		MaxRecords:  c.MaxRecords,
+		MaxInterval: c.MaxInterval,
+		StallAfter:  c.StallAfter,
+		Checkpoints: c.Checkpoints(),
+	}
 }
 
 // Window is IdempotencyWindow, 24 hours when unset.

@@ -23,10 +23,6 @@ import (
 	"github.com/blackfriday-kafka/shop/txn/loop"
 )
 
-// DeliveryGroup is the consumer group of the delivery loop: its committed
-// offsets on email-sent are how far delivery has provably got.
-const DeliveryGroup = "email-delivery-group"
-
 // CourierConfig configures the delivery loop. Brokers, SMTP.Addr and
 // Catalog are required.
 type CourierConfig struct {
@@ -160,7 +156,7 @@ func NewCourier(cfg CourierConfig) (*Courier, error) {
 	var err error
 	c.cl, err = kgo.NewClient(append([]kgo.Opt{
 		kgo.SeedBrokers(cfg.Brokers...),
-		kgo.ConsumerGroup(DeliveryGroup),
+		kgo.ConsumerGroup(schemas.DeliveryGroup),
 		kgo.ConsumeTopics(schemas.Emails.Name),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
@@ -192,7 +188,7 @@ func NewCourier(cfg CourierConfig) (*Courier, error) {
 func (c *Courier) logAssignment(what string) func(context.Context, *kgo.Client, map[string][]int32) {
 	return func(_ context.Context, _ *kgo.Client, parts map[string][]int32) {
 		if len(parts) > 0 {
-			c.log.Info("partitions "+what, "group", DeliveryGroup, "topic", schemas.Emails.Name, "partitions", parts[schemas.Emails.Name])
+			c.log.Info("partitions "+what, "group", schemas.DeliveryGroup, "topic", schemas.Emails.Name, "partitions", parts[schemas.Emails.Name])
 		}
 	}
 }
@@ -226,13 +222,13 @@ func (c *Courier) Run(ctx context.Context) (err error) {
 		}
 		c.cl.Close()
 		if !errors.Is(err, errCrash) && !errors.Is(err, txn.ErrFenced) {
-			kafkaclient.LeaveGroup(c.cfg.Brokers, c.cfg.Connect, DeliveryGroup, c.member, c.log)
+			kafkaclient.LeaveGroup(c.cfg.Brokers, c.cfg.Connect, schemas.DeliveryGroup, c.member, c.log)
 		}
 	}()
 	if err := c.cfg.Catalog.Await(ctx, c.log, schemas.Emails.Spec, schemas.OrderDLQ.Spec); err != nil {
 		return nil
 	}
-	c.log.Info("delivering", "smtp", c.cfg.SMTP.Addr, "group", DeliveryGroup, "member", c.member)
+	c.log.Info("delivering", "smtp", c.cfg.SMTP.Addr, "group", schemas.DeliveryGroup, "member", c.member)
 	err = c.poll.Run(ctx)
 	if errors.Is(err, txn.ErrFenced) {
 		return fmt.Errorf("email delivery: another instance is %s: %w", c.member, err)

@@ -125,7 +125,7 @@ func byMessageID(mb *mailbox.Server) map[string]int {
 // committed is the delivery group's committed offset of each partition of
 // email-sent.
 func committed(adm *kadm.Client) (map[int32]int64, error) {
-	offs, err := adm.FetchOffsets(context.Background(), email.DeliveryGroup)
+	offs, err := adm.FetchOffsets(context.Background(), schemas.DeliveryGroup)
 	if err != nil {
 		return nil, err
 	}

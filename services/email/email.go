@@ -46,7 +46,7 @@ type Service struct {
 // without one (a test's) commits the outbox and delivers nothing.
 func New(cfg config.Config, cat *schemas.Catalog) (*Service, error) {
 	log := cfg.Log().With("service", "email", "instance", cfg.InstanceID)
-	st, err := stage.New(cfg, cat, stage.Spec{
+	st, err := stage.New(cfg.Stage(), cat, stage.Spec{
 		Service: "email",
 		Input:   schemas.Orders.Spec,
 		DLQ:     schemas.OrderDLQ,

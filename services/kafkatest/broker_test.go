@@ -20,7 +20,6 @@ import (
 	"time"
 
 	"github.com/blackfriday-kafka/shop/schemas"
-	"github.com/blackfriday-kafka/shop/services/stage"
 )
 
 // brokerPID is the PID of Kafka node id as scripts/kafka-up recorded it, if
@@ -52,7 +51,7 @@ func TestBrokerKilledMidStream(t *testing.T) {
 	waitISRFull(t, 60*time.Second)
 	adm := admin(t)
 	ctx := context.Background()
-	txnID := stage.TransactionalID("order", "kt-1")
+	txnID := schemas.TransactionalID("order", "kt-1")
 	coords := adm.FindTxnCoordinators(ctx, txnID)
 	coord, ok := coords[txnID]
 	if !ok || coord.Err != nil {

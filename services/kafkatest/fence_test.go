@@ -12,13 +12,12 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 
 	"github.com/blackfriday-kafka/shop/schemas"
-	"github.com/blackfriday-kafka/shop/services/stage"
 )
 
 // consumedBy is the sum of the offsets a group committed on
 // payment-successful past from.
 func consumedBy(ctx context.Context, adm *kadm.Client, service string, from Offsets) int64 {
-	offsets, err := adm.FetchOffsets(ctx, stage.Group(service))
+	offsets, err := adm.FetchOffsets(ctx, schemas.Group(service))
 	if err != nil {
 		return 0
 	}

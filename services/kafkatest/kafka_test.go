@@ -30,7 +30,6 @@ import (
 	"github.com/blackfriday-kafka/shop/services/config"
 	"github.com/blackfriday-kafka/shop/services/shop"
 	"github.com/blackfriday-kafka/shop/services/shop/shoptest"
-	"github.com/blackfriday-kafka/shop/services/stage"
 )
 
 // The cluster under test, set up once by TestMain.
@@ -686,13 +685,13 @@ func (p *process) stop(timeout time.Duration) error {
 
 // groupMembers is how many members the consumer group of service has.
 func groupMembers(ctx context.Context, adm *kadm.Client, service string) (int, string, error) {
-	groups, err := adm.DescribeGroups(ctx, stage.Group(service))
+	groups, err := adm.DescribeGroups(ctx, schemas.Group(service))
 	if err != nil {
 		return 0, "", err
 	}
-	g, ok := groups[stage.Group(service)]
+	g, ok := groups[schemas.Group(service)]
 	if !ok {
-		return 0, "", fmt.Errorf("group %s not described", stage.Group(service))
+		return 0, "", fmt.Errorf("group %s not described", schemas.Group(service))
 	}
 	if g.Err != nil {
 		return 0, "", g.Err

@@ -43,10 +43,10 @@ func New(cfg config.Config, cat *schemas.Catalog) (*Service, error) {
 		Outputs: "orders_created",
 	}
 	if !cfg.AtLeastOnce {
-		step.ordered = newOrdered(cfg.Brokers, stage.Group("order"), step.orders, cfg.Window(), log, cfg.Connect()...)
+		step.ordered = newOrdered(cfg.Brokers, schemas.Group("order"), step.orders, cfg.Window(), log, cfg.Connect()...)
 		spec.Store = step.ordered
 	}
-	s, err := stage.NewService(cfg, cat, spec, schemas.Orders, keepOrders, schemas.OrderViewCheckpoints)
+	s, err := stage.NewService(cfg.Stage(), cat, spec, schemas.Orders, keepOrders, schemas.OrderViewCheckpoints)
 	return &Service{Service: s, ordered: step.ordered}, err
 }
 

@@ -20,13 +20,40 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/blackfriday-kafka/shop/schemas"
-	"github.com/blackfriday-kafka/shop/services/config"
 	"github.com/blackfriday-kafka/shop/services/deadletter"
 	"github.com/blackfriday-kafka/shop/services/lag"
 	"github.com/blackfriday-kafka/shop/services/metrics"
 	"github.com/blackfriday-kafka/shop/services/view"
 	"github.com/blackfriday-kafka/shop/txn"
 )
+
+// Options say how a stage runs: where the cluster is, which instance this
+// is, and the bounds of its engine. The zero value of a bound takes the
+// engine's default.
+type Options struct {
+	Brokers []string
+	// Connect are the options any client needs to reach the cluster
+	// besides Brokers, such as SASL credentials.
+	Connect    []kgo.Opt
+	InstanceID string // the instance's name in its group, part of its transactional ID
+	Logger     *slog.Logger
+	// AtLeastOnce runs the stage without transactions and without its
+	// Store: the control that shows what transactions prevent.
+	AtLeastOnce bool
+	MaxRecords  int
+	MaxInterval time.Duration
+	StallAfter  time.Duration
+	// Checkpoints is how often a Service's view saves a checkpoint; 0
+	// saves none, and the view reads its topic from the start.
+	Checkpoints time.Duration
+}
+
+func (o Options) log() *slog.Logger {
+	if o.Logger == nil {
+		return slog.Default()
+	}
+	return o.Logger
+}
 
 // Spec says what a stage does.
 type Spec struct {
@@ -59,15 +86,6 @@ type Store interface {
 	Abort()
 }
 
-// Group is the consumer group of a service, such as order-service-group.
-func Group(service string) string { return service + "-service-group" }
-
-// TransactionalID is stable per service instance: a restarted instance
-// fences the transactions its previous incarnation left open.
-func TransactionalID(service, instance string) string {
-	return service + "-service-" + instance
-}
-
 // lagEvery is how often a stage asks the cluster for its group's lag.
 const lagEvery = 5 * time.Second
 
@@ -90,12 +108,12 @@ type Stage struct {
 }
 
 // New connects a stage.
-func New(cfg config.Config, cat *schemas.Catalog, spec Spec) (*Stage, error) {
+func New(opts Options, cat *schemas.Catalog, spec Spec) (*Stage, error) {
 	labels := prometheus.Labels{"service": spec.Service}
 	s := &Stage{
 		spec:    spec,
 		cat:     cat,
-		log:     cfg.Log().With("service", spec.Service, "instance", cfg.InstanceID),
+		log:     opts.log().With("service", spec.Service, "instance", opts.InstanceID),
 		dead:    make(map[string]int64),
 		byTopic: make(map[string]int64),
 		transform: prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -119,28 +137,28 @@ func New(cfg config.Config, cat *schemas.Catalog, spec Spec) (*Stage, error) {
 	}
 	kafka := metrics.NewLatestKafka("engine")
 	s.kafka = kafka
-	if cfg.AtLeastOnce {
+	if opts.AtLeastOnce {
 		s.spec.Store = nil
 	}
 	letters := deadletter.Letters{Codec: spec.DLQ.Codec(cat), Service: spec.Service, Logger: s.log}
 	mode := txn.ExactlyOnce
-	if cfg.AtLeastOnce {
+	if opts.AtLeastOnce {
 		mode = txn.AtLeastOnce
 	}
-	id := TransactionalID(spec.Service, cfg.InstanceID)
+	id := schemas.TransactionalID(spec.Service, opts.InstanceID)
 	var err error
 	s.engine, err = txn.New(txn.Config{
-		Brokers:         cfg.Brokers,
-		Connect:         cfg.Connect(),
-		Group:           Group(spec.Service),
+		Brokers:         opts.Brokers,
+		Connect:         opts.Connect,
+		Group:           schemas.Group(spec.Service),
 		Topic:           spec.Input.Name,
 		TransactionalID: id,
 		InstanceID:      id,
 		Handler:         txn.Chain(spec.Handler, letters.Middleware, s.timed),
 		Mode:            mode,
-		MaxRecords:      cfg.MaxRecords,
-		MaxInterval:     cfg.MaxInterval,
-		StallAfter:      cfg.StallAfter,
+		MaxRecords:      opts.MaxRecords,
+		MaxInterval:     opts.MaxInterval,
+		StallAfter:      opts.StallAfter,
 		Logger:          s.log,
 		Hooks:           kafka.Hooks,
 		OnBatch:         s.observe,
@@ -150,9 +168,9 @@ func New(cfg config.Config, cat *schemas.Catalog, spec Spec) (*Stage, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.watch = lag.NewWatch(func() *kadm.Client { return kadm.NewClient(s.engine.Client()) }, lagEvery, s.log, Group(spec.Service))
-	if cfg.StallAfter > 0 {
-		s.watch.StallAfter = cfg.StallAfter
+	s.watch = lag.NewWatch(func() *kadm.Client { return kadm.NewClient(s.engine.Client()) }, lagEvery, s.log, schemas.Group(spec.Service))
+	if opts.StallAfter > 0 {
+		s.watch.StallAfter = opts.StallAfter
 	}
 	return s, nil
 }
@@ -310,7 +328,7 @@ func (s *Stage) Collectors() []prometheus.Collector {
 			func(st txn.Stats) int64 { return st.AddPartitions }),
 		stallCollector{s},
 		s.transform, s.records, s.took,
-		s.watch.Collector(Group(s.spec.Service), func() string {
+		s.watch.Collector(schemas.Group(s.spec.Service), func() string {
 			member, _ := s.engine.Client().GroupMetadata()
 			return member
 		}),
@@ -354,18 +372,18 @@ type Service[Out any] struct {
 
 // NewService connects a stage and its view of output, keeping the newest
 // keep values, checkpointed on the state topic checkpoints.
-func NewService[Out any](cfg config.Config, cat *schemas.Catalog, spec Spec, output schemas.Topic[Out], keep int, checkpoints schemas.StateTopic) (*Service[Out], error) {
-	st, err := New(cfg, cat, spec)
+func NewService[Out any](opts Options, cat *schemas.Catalog, spec Spec, output schemas.Topic[Out], keep int, checkpoints schemas.StateTopic) (*Service[Out], error) {
+	st, err := New(opts, cat, spec)
 	if err != nil {
 		return nil, err
 	}
 	var cps *view.Checkpoints
-	if cfg.Checkpoints() > 0 {
-		if cps, err = view.OpenCheckpoints(cfg.Brokers, checkpoints.Name, cfg.InstanceID, cfg.Connect()...); err != nil {
+	if opts.Checkpoints > 0 {
+		if cps, err = view.OpenCheckpoints(opts.Brokers, checkpoints.Name, opts.InstanceID, opts.Connect...); err != nil {
 			return nil, err
 		}
 	}
-	outputs, err := view.NewLatest(cfg.Brokers, output.Codec(cat), keep, st.log, cps, cfg.Checkpoints(), cfg.Connect()...)
+	outputs, err := view.NewLatest(opts.Brokers, output.Codec(cat), keep, st.log, cps, opts.Checkpoints, opts.Connect...)
 	if err != nil {
 		return nil, err
 	}
