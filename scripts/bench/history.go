@@ -13,9 +13,9 @@ import (
 	"github.com/blackfriday-kafka/shop/schemas"
 	"github.com/blackfriday-kafka/shop/scripts/shoppers"
 	"github.com/blackfriday-kafka/shop/services/email"
-	"github.com/blackfriday-kafka/shop/services/lag"
 	"github.com/blackfriday-kafka/shop/services/order"
 	"github.com/blackfriday-kafka/shop/txn/kafkaclient"
+	"github.com/blackfriday-kafka/shop/txn/lag"
 )
 
 // history is a shop's past written straight to its topics, for the

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/blackfriday-kafka/shop/schemas"
-	"github.com/blackfriday-kafka/shop/services/metrics"
+	"github.com/blackfriday-kafka/shop/txn/metrics"
 )
 
 // payer posts payments to the payment service.

@@ -18,8 +18,8 @@ import (
 	"github.com/blackfriday-kafka/shop/infra"
 	"github.com/blackfriday-kafka/shop/schemas"
 	"github.com/blackfriday-kafka/shop/scripts/console"
-	"github.com/blackfriday-kafka/shop/services/deadletter"
 	"github.com/blackfriday-kafka/shop/services/shop/shoptest"
+	"github.com/blackfriday-kafka/shop/txn/deadletter"
 )
 
 type env struct {

@@ -19,7 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/blackfriday-kafka/shop/scripts/target"
-	"github.com/blackfriday-kafka/shop/services/lag"
+	"github.com/blackfriday-kafka/shop/txn/lag"
 )
 
 const description = `

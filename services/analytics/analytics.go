@@ -20,13 +20,13 @@ import (
 
 	"github.com/blackfriday-kafka/shop/schemas"
 	"github.com/blackfriday-kafka/shop/services/config"
-	"github.com/blackfriday-kafka/shop/services/deadletter"
 	"github.com/blackfriday-kafka/shop/services/email"
-	"github.com/blackfriday-kafka/shop/services/lag"
-	"github.com/blackfriday-kafka/shop/services/metrics"
 	"github.com/blackfriday-kafka/shop/services/serve"
-	"github.com/blackfriday-kafka/shop/services/view"
+	"github.com/blackfriday-kafka/shop/txn/deadletter"
+	"github.com/blackfriday-kafka/shop/txn/lag"
 	"github.com/blackfriday-kafka/shop/txn/loop"
+	"github.com/blackfriday-kafka/shop/txn/metrics"
+	"github.com/blackfriday-kafka/shop/txn/view"
 )
 
 // Service is the analytics service.

@@ -10,8 +10,8 @@ import (
 
 	"github.com/blackfriday-kafka/shop/schemas"
 	"github.com/blackfriday-kafka/shop/services/email"
-	"github.com/blackfriday-kafka/shop/services/lag"
 	"github.com/blackfriday-kafka/shop/services/serve"
+	"github.com/blackfriday-kafka/shop/txn/lag"
 )
 
 // web is the dashboard: plain HTML, CSS and JS, and uPlot for the charts

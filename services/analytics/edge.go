@@ -6,7 +6,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/blackfriday-kafka/shop/services/metrics"
+	"github.com/blackfriday-kafka/shop/txn/metrics"
 )
 
 // Edge is the payment service's admission as the dashboard shows it: what

@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/blackfriday-kafka/shop/services/stage"
+	"github.com/blackfriday-kafka/shop/txn/stage"
 )
 
 // The services, in the order of the flow, and their HTTP ports.

@@ -16,11 +16,11 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/blackfriday-kafka/shop/schemas"
-	"github.com/blackfriday-kafka/shop/services/deadletter"
-	"github.com/blackfriday-kafka/shop/services/metrics"
 	"github.com/blackfriday-kafka/shop/txn"
+	"github.com/blackfriday-kafka/shop/txn/deadletter"
 	"github.com/blackfriday-kafka/shop/txn/kafkaclient"
 	"github.com/blackfriday-kafka/shop/txn/loop"
+	"github.com/blackfriday-kafka/shop/txn/metrics"
 )
 
 // CourierConfig configures the delivery loop. Brokers, SMTP.Addr and

@@ -25,7 +25,7 @@ import (
 	"github.com/blackfriday-kafka/shop/services/email"
 	"github.com/blackfriday-kafka/shop/services/shop"
 	"github.com/blackfriday-kafka/shop/services/shop/shoptest"
-	"github.com/blackfriday-kafka/shop/services/view"
+	"github.com/blackfriday-kafka/shop/txn/view"
 )
 
 // queued is the email the stage commits for the order of payment

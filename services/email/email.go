@@ -21,11 +21,11 @@ import (
 
 	"github.com/blackfriday-kafka/shop/schemas"
 	"github.com/blackfriday-kafka/shop/services/config"
-	"github.com/blackfriday-kafka/shop/services/metrics"
 	"github.com/blackfriday-kafka/shop/services/serve"
-	"github.com/blackfriday-kafka/shop/services/stage"
-	"github.com/blackfriday-kafka/shop/services/view"
 	"github.com/blackfriday-kafka/shop/txn"
+	"github.com/blackfriday-kafka/shop/txn/metrics"
+	"github.com/blackfriday-kafka/shop/txn/stage"
+	"github.com/blackfriday-kafka/shop/txn/view"
 )
 
 // keepEmails is how many of the latest emails /emails can show.

@@ -16,9 +16,9 @@ import (
 	"github.com/blackfriday-kafka/shop/schemas"
 	"github.com/blackfriday-kafka/shop/services/config"
 	"github.com/blackfriday-kafka/shop/services/serve"
-	"github.com/blackfriday-kafka/shop/services/stage"
 	"github.com/blackfriday-kafka/shop/txn"
 	"github.com/blackfriday-kafka/shop/txn/loop"
+	"github.com/blackfriday-kafka/shop/txn/stage"
 )
 
 // keepOrders is how many of the latest orders /orders can show.

@@ -11,8 +11,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/blackfriday-kafka/shop/schemas"
-	"github.com/blackfriday-kafka/shop/services/view"
 	"github.com/blackfriday-kafka/shop/txn/loop"
+	"github.com/blackfriday-kafka/shop/txn/view"
 )
 
 // ordered is the order step's memory of the payments it has turned into

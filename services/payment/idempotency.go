@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/blackfriday-kafka/shop/schemas"
-	"github.com/blackfriday-kafka/shop/services/view"
+	"github.com/blackfriday-kafka/shop/txn/view"
 )
 
 // HeaderIdempotencyKey names the request a client may retry: the same user,

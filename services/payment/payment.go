@@ -22,9 +22,9 @@ import (
 	"github.com/blackfriday-kafka/shop/infra/webserver"
 	"github.com/blackfriday-kafka/shop/schemas"
 	"github.com/blackfriday-kafka/shop/services/config"
-	"github.com/blackfriday-kafka/shop/services/metrics"
 	"github.com/blackfriday-kafka/shop/services/serve"
-	"github.com/blackfriday-kafka/shop/services/view"
+	"github.com/blackfriday-kafka/shop/txn/metrics"
+	"github.com/blackfriday-kafka/shop/txn/view"
 )
 
 // maxBody bounds a request: 100 items with 200-character names fit easily.

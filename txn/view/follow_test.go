@@ -13,7 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
-	"github.com/blackfriday-kafka/shop/services/view"
+	"github.com/blackfriday-kafka/shop/txn/view"
 )
 
 // A view started while the cluster heals (a leader just elected, its high

@@ -20,11 +20,11 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/blackfriday-kafka/shop/schemas"
-	"github.com/blackfriday-kafka/shop/services/deadletter"
-	"github.com/blackfriday-kafka/shop/services/lag"
-	"github.com/blackfriday-kafka/shop/services/metrics"
-	"github.com/blackfriday-kafka/shop/services/view"
 	"github.com/blackfriday-kafka/shop/txn"
+	"github.com/blackfriday-kafka/shop/txn/deadletter"
+	"github.com/blackfriday-kafka/shop/txn/lag"
+	"github.com/blackfriday-kafka/shop/txn/metrics"
+	"github.com/blackfriday-kafka/shop/txn/view"
 )
 
 // Options say how a stage runs: where the cluster is, which instance this
