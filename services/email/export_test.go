@@ -5,6 +5,7 @@ import (
 	"net"
 
 	"github.com/blackfriday-kafka/shop/schemas"
+	"github.com/blackfriday-kafka/shop/txn/sink"
 )
 
 // CrashAfterSend makes the loop of cfg stop, as SIGKILL would, right
@@ -15,7 +16,7 @@ func CrashAfterSend(cfg *CourierConfig, crash func(*schemas.EmailSent) bool) {
 }
 
 // ErrCrash is what Run returns after such a crash.
-var ErrCrash = errCrash
+var ErrCrash = sink.ErrKilled
 
 // Send sends one message as the delivery loop does, on a connection kept
 // across calls of the same Sender.
