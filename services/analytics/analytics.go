@@ -20,12 +20,12 @@ import (
 
 	"github.com/blackfriday-kafka/shop/schemas"
 	"github.com/blackfriday-kafka/shop/services/config"
-	"github.com/blackfriday-kafka/shop/services/email"
 	"github.com/blackfriday-kafka/shop/services/serve"
 	"github.com/blackfriday-kafka/shop/txn/deadletter"
 	"github.com/blackfriday-kafka/shop/txn/lag"
 	"github.com/blackfriday-kafka/shop/txn/loop"
 	"github.com/blackfriday-kafka/shop/txn/metrics"
+	"github.com/blackfriday-kafka/shop/txn/sink"
 	"github.com/blackfriday-kafka/shop/txn/view"
 )
 
@@ -45,7 +45,7 @@ type Service struct {
 	groups    *lag.Watch           // the consumer groups, for the dashboard
 	producers *producers           // the stages' transactions, for the dashboard
 	edge      *edgeWatch           // the payment instances' admission, for the dashboard
-	emails    *email.Deliveries    // what became of the emails, for the dashboard
+	emails    *sink.Outcomes       // what became of the emails, for the dashboard
 	kafka     prometheus.Collector // the follower's client metrics
 }
 
@@ -57,7 +57,7 @@ func New(cfg config.Config, cat *schemas.Catalog) (*Service, error) {
 		stats: newStats(),
 	}
 	// And the email deliveries: the undelivered count the dashboard shows.
-	s.emails = email.NewDeliveries(schemas.Emails.Codec(cat), 0, s.log)
+	s.emails = sink.NewOutcomes(s.log)
 	// Each topic is read through its own entry of the table.
 	s.folds = map[string]func(context.Context, *kgo.Record) error{
 		schemas.Payments.Name: fold(cat, schemas.Payments, s.log, "payment counted", only(s.addPayment),
@@ -67,7 +67,7 @@ func New(cfg config.Config, cat *schemas.Catalog) (*Service, error) {
 		// An email counts, and joins the delivery states, from one decode.
 		schemas.Emails.Name: fold(cat, schemas.Emails, s.log, "email counted", func(r *kgo.Record, e *schemas.EmailSent) {
 			s.stats.addEmail(e)
-			s.emails.AddEmail(r.Partition, r.Offset, e)
+			s.emails.Record(r.Partition, r.Offset, e.EmailID, e.Status == schemas.EmailQueued, e.SentAt)
 		}, func(e *schemas.EmailSent) slog.Attr { return slog.String("email_id", e.EmailID) }),
 		schemas.EmailDeliveries.Name: s.emails.Apply,
 		schemas.Duplicates.Name: fold(cat, schemas.Duplicates, s.log, "duplicate payment taken back", only(s.stats.addDuplicate),

@@ -9,9 +9,9 @@ import (
 	"github.com/gorilla/mux"
 
 	"github.com/blackfriday-kafka/shop/schemas"
-	"github.com/blackfriday-kafka/shop/services/email"
 	"github.com/blackfriday-kafka/shop/services/serve"
 	"github.com/blackfriday-kafka/shop/txn/lag"
+	"github.com/blackfriday-kafka/shop/txn/sink"
 )
 
 // web is the dashboard: plain HTML, CSS and JS, and uPlot for the charts
@@ -40,8 +40,8 @@ type Dashboard struct {
 	Edge Edge `json:"edge"`
 	// Emails is the delivery queue: committed emails the mail server has
 	// not answered for yet.
-	Emails email.Undelivered `json:"emails"`
-	Now    time.Time         `json:"now"`
+	Emails sink.Undelivered `json:"emails"`
+	Now    time.Time        `json:"now"`
 }
 
 func (s *Service) dashboard(now time.Time) Dashboard {

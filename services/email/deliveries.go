@@ -13,17 +13,19 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/blackfriday-kafka/shop/schemas"
+	"github.com/blackfriday-kafka/shop/txn/sink"
 )
 
 // Delivery states of an email, as /emails shows them in its status.
 const (
 	Queued    = schemas.EmailQueued // committed on email-sent, not handed over yet
-	Delivered = "delivered"         // the mail server answered 250 to the message
-	Rejected  = "rejected"          // the mail server refused it for good; it is a dead letter
+	Delivered = sink.Delivered      // the mail server answered 250 to the message
+	Rejected  = sink.Rejected       // the mail server refused it for good; it is a dead letter
 )
 
 // Delivery is a record of the email-deliveries state topic, keyed by
-// email_id, JSON: what became of one email. The delivery loop writes it
+// email_id, JSON: what became of one email, the sink's outcome record
+// (sink.Outcome) with the email's Message-ID. The delivery loop writes it
 // once the mail server answered, before it commits the email's offset; a
 // resend writes it again, the same but for At.
 type Delivery struct {
@@ -54,60 +56,34 @@ type Email struct {
 	Reply       string     `json:"smtp_reply,omitempty"`   // the server's refusal
 }
 
-// Undelivered is how many committed emails the mail server has not taken
-// or refused yet, and since when the oldest of them waits.
-type Undelivered struct {
-	Count     int        `json:"undelivered"`
-	Oldest    *time.Time `json:"oldest_undelivered_at"` // its sent_at, the commit of its transaction
-	Delivered int64      `json:"delivered"`
-	Rejected  int64      `json:"rejected"`
-}
-
-// Deliveries is what became of every committed email: the fold of
-// email-sent and email-deliveries, both read with read_committed by one
-// view.Follower, so that it never counts an email of an aborted
-// transaction. It knows which emails are still queued (an email read
-// without its delivery) and keeps the newest keep emails with their state
-// for /emails. A delivery can be read before its email (the two topics are
-// read side by side): it waits until the email comes; one for an email read
-// before is a resend's, and changes nothing.
+// Deliveries is what became of every committed email, for /emails: the
+// sink's fold of email-sent and email-deliveries (sink.Outcomes), with the
+// newest keep emails and their states.
 type Deliveries struct {
-	codec *schemas.Codec[schemas.EmailSent]
-	log   *slog.Logger
-	keep  int
+	codec    *schemas.Codec[schemas.EmailSent]
+	log      *slog.Logger
+	keep     int
+	outcomes *sink.Outcomes // which emails wait, and what became of the others
 
-	mu      sync.RWMutex
-	ring    []*Email // the newest keep emails
-	next    int
-	count   int
-	byID    map[string]*Email   // the emails in ring
-	pending map[string]queued   // email_id -> where the queued email is
-	early   map[string]Delivery // deliveries read before their email
-	pos     map[int32]int64     // next offset to read of each partition of email-sent
-	done    map[string]int64    // emails delivered and rejected, by state
-	folded  int                 // emails read, for pruning early
-}
-
-type queued struct {
-	Partition int32
-	Offset    int64
-	Since     time.Time
+	mu    sync.RWMutex
+	ring  []*Email // the newest keep emails
+	next  int
+	count int
+	byID  map[string]*Email // the emails in ring
 }
 
 // NewDeliveries folds emails decoded with codec, keeping the newest keep
-// (0 keeps counts only, as analytics does).
+// (0 keeps counts only).
 func NewDeliveries(codec *schemas.Codec[schemas.EmailSent], keep int, log *slog.Logger) *Deliveries {
-	d := &Deliveries{codec: codec, log: log, keep: keep}
+	d := &Deliveries{codec: codec, log: log, keep: keep, outcomes: sink.NewOutcomes(log)}
 	d.reset()
 	return d
 }
 
+// reset empties the ring; d.mu is held.
 func (d *Deliveries) reset() {
 	d.ring, d.next, d.count = make([]*Email, 0, d.keep), 0, 0
 	d.byID = make(map[string]*Email)
-	d.pending, d.early = make(map[string]queued), make(map[string]Delivery)
-	d.pos, d.done = make(map[int32]int64), make(map[string]int64)
-	d.folded = 0
 }
 
 // Topics are what Deliveries folds: the apply of a view.Follower of them.
@@ -127,13 +103,7 @@ func (d *Deliveries) Apply(ctx context.Context, r *kgo.Record) error {
 		}
 		d.AddEmail(r.Partition, r.Offset, e)
 	case schemas.EmailDeliveries.Name:
-		var del Delivery
-		if err := json.Unmarshal(r.Value, &del); err != nil || del.EmailID == "" {
-			d.log.Warn("skipping a delivery record that does not parse", "topic", r.Topic, "partition", r.Partition,
-				"offset", r.Offset, "key", string(r.Key), "err", err)
-			return nil
-		}
-		d.delivery(del)
+		d.delivery(r)
 	}
 	return nil
 }
@@ -141,65 +111,46 @@ func (d *Deliveries) Apply(ctx context.Context, r *kgo.Record) error {
 // AddEmail is Apply for a record of email-sent at partition and offset,
 // already decoded.
 func (d *Deliveries) AddEmail(partition int32, offset int64, e *schemas.EmailSent) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.pos[partition] = offset + 1
 	v := &Email{EmailSent: *e, MessageID: MessageID(e.EmailID)}
-	if e.Status == Queued {
-		if del, ok := d.early[e.EmailID]; ok {
-			delete(d.early, e.EmailID)
-			d.resolve(v, del)
-		} else {
-			d.pending[e.EmailID] = queued{Partition: partition, Offset: offset, Since: e.SentAt}
-		}
+	if out, ok := d.outcomes.Record(partition, offset, e.EmailID, e.Status == Queued, e.SentAt); ok {
+		resolve(v, out)
 	}
-	if d.keep > 0 {
-		d.count++
-		if len(d.ring) < d.keep {
-			d.ring = append(d.ring, v)
-		} else {
-			if old := d.ring[d.next]; d.byID[old.EmailID] == old {
-				delete(d.byID, old.EmailID)
-			}
-			d.ring[d.next] = v
-			d.next = (d.next + 1) % d.keep
-		}
-		d.byID[e.EmailID] = v
-	}
-	if d.folded++; d.folded%1024 == 0 {
-		// A delivery of an email at an offset already read will never
-		// meet its email (a topic of an older run, say): forget it.
-		for id, del := range d.early {
-			if del.Offset < d.pos[del.Partition] {
-				delete(d.early, id)
-			}
-		}
-	}
-}
-
-func (d *Deliveries) delivery(del Delivery) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if _, ok := d.pending[del.EmailID]; ok {
-		delete(d.pending, del.EmailID)
-		v := d.byID[del.EmailID]
-		if v == nil {
-			v = &Email{}
-		}
-		d.resolve(v, del)
+	if d.keep == 0 {
 		return
 	}
-	if del.Offset >= d.pos[del.Partition] {
-		d.early[del.EmailID] = del // its email is not read yet
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.count++
+	if len(d.ring) < d.keep {
+		d.ring = append(d.ring, v)
+	} else {
+		if old := d.ring[d.next]; d.byID[old.EmailID] == old {
+			delete(d.byID, old.EmailID)
+		}
+		d.ring[d.next] = v
+		d.next = (d.next + 1) % d.keep
 	}
-	// Otherwise a resend's: the email has its state already.
+	d.byID[e.EmailID] = v
 }
 
-// resolve gives v the state of del and counts it; d.mu is held.
-func (d *Deliveries) resolve(v *Email, del Delivery) {
-	at := del.At
-	v.Status, v.DeliveredAt, v.Reply = del.State, &at, del.Reply
-	d.done[del.State]++
+// delivery folds a record of email-deliveries: the email it settles, if
+// /emails shows it, takes its state.
+func (d *Deliveries) delivery(r *kgo.Record) {
+	out, settled := d.outcomes.Read(r)
+	if !settled {
+		return // early, a resend's, or no delivery record
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if v := d.byID[out.ID]; v != nil {
+		resolve(v, out)
+	}
+}
+
+// resolve gives v the state of out.
+func resolve(v *Email, out sink.Outcome) {
+	at := out.At
+	v.Status, v.DeliveredAt, v.Reply = out.State, &at, out.Reply
 }
 
 // Newest returns how many emails were read and up to limit of the newest,
@@ -217,26 +168,11 @@ func (d *Deliveries) Newest(limit int) (int, []Email) {
 }
 
 // Undelivered is the queue the mail server has not answered for yet.
-func (d *Deliveries) Undelivered() Undelivered {
-	d.mu.RLock()
-	defer d.mu.RUnlock()
-	u := Undelivered{Count: len(d.pending), Delivered: d.done[Delivered], Rejected: d.done[Rejected]}
-	for _, q := range d.pending {
-		if u.Oldest == nil || q.Since.Before(*u.Oldest) {
-			since := q.Since
-			u.Oldest = &since
-		}
-	}
-	return u
-}
+func (d *Deliveries) Undelivered() sink.Undelivered { return d.outcomes.Undelivered() }
 
 // Pending counts the committed emails not delivered or refused yet: what
 // Undelivered counts, without looking for the oldest.
-func (d *Deliveries) Pending() int {
-	d.mu.RLock()
-	defer d.mu.RUnlock()
-	return len(d.pending)
-}
+func (d *Deliveries) Pending() int { return d.outcomes.Pending() }
 
 // deliveriesVersion changes whenever the snapshot does: a checkpoint of
 // another version is not restored (the view reads the log from the start).
@@ -246,8 +182,8 @@ type deliveriesSnapshot struct {
 	Version int
 	Count   int
 	Emails  []Email // the ring, oldest first
-	Pending map[string]queued
-	Early   map[string]Delivery
+	Pending map[string]sink.Waiting
+	Early   map[string]sink.Outcome
 	Pos     map[int32]int64
 	Done    map[string]int64
 }
@@ -255,15 +191,14 @@ type deliveriesSnapshot struct {
 // Snapshot encodes the fold for a checkpoint.
 func (d *Deliveries) Snapshot() ([]byte, error) {
 	count, newest := d.Newest(d.keep)
-	d.mu.RLock()
+	st := d.outcomes.State()
 	snap := deliveriesSnapshot{Version: deliveriesVersion, Count: count, Emails: make([]Email, 0, len(newest)),
-		Pending: d.pending, Early: d.early, Pos: d.pos, Done: d.done}
+		Pending: st.Pending, Early: st.Early, Pos: st.Pos, Done: st.Done}
 	for i := len(newest) - 1; i >= 0; i-- {
 		snap.Emails = append(snap.Emails, newest[i])
 	}
 	var buf bytes.Buffer
 	err := gob.NewEncoder(&buf).Encode(snap)
-	d.mu.RUnlock()
 	return buf.Bytes(), err
 }
 
@@ -276,6 +211,7 @@ func (d *Deliveries) Restore(b []byte) error {
 	if snap.Version != deliveriesVersion {
 		return errors.New("checkpoint of another version of the email view")
 	}
+	d.outcomes.SetState(sink.OutcomesState{Version: snap.Version, Pending: snap.Pending, Early: snap.Early, Pos: snap.Pos, Done: snap.Done})
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.reset()
@@ -293,17 +229,5 @@ func (d *Deliveries) Restore(b []byte) error {
 		d.byID[v.EmailID] = &v
 	}
 	d.count = snap.Count
-	if snap.Pending != nil {
-		d.pending = snap.Pending
-	}
-	if snap.Early != nil {
-		d.early = snap.Early
-	}
-	if snap.Pos != nil {
-		d.pos = snap.Pos
-	}
-	if snap.Done != nil {
-		d.done = snap.Done
-	}
 	return nil
 }
