@@ -51,140 +51,203 @@ func (e *Engine) close(leave bool) {
 	}
 }
 
+// transaction is one batch in the making: what it consumed and produced,
+// and why it cannot commit, if it cannot.
+type transaction struct {
+	start    time.Time
+	cl       *kgo.Client
+	records  []*kgo.Record // the records in hand: the last ones polled
+	produced promises
+	outputs  []*kgo.Record
+	n        int // input records processed
+	failed   error
+	culprit  *kgo.Record // the input the failure belongs to, if known
+	// fencedNow is set when the group fenced this instance mid-batch:
+	// the batch aborts and Run stops.
+	fencedNow error
+}
+
 // batch runs one transaction: it processes the records in hand, keeps
 // polling until the batch is full or MaxInterval has passed, then commits.
 // It reports whether the transaction committed.
 func (e *Engine) batch(ctx context.Context, records []*kgo.Record) (bool, error) {
-	start := time.Now()
-	cl := e.Client()
+	t := &transaction{start: time.Now(), cl: e.Client(), records: records}
+	if err := e.begin(); err != nil {
+		return false, err
+	}
+	e.fill(ctx, t)
+	if t.failed == nil {
+		if err := e.awaitOutputs(ctx, t); err != nil {
+			return false, err
+		}
+	}
+	committed, err := e.end(ctx, t)
+	if t.fencedNow != nil {
+		return false, t.fencedNow
+	}
+	reason, err := e.afterEnd(ctx, t, err)
+	if err != nil {
+		return false, err
+	}
+	if !committed {
+		e.aborted.Add(1)
+		if t.culprit == nil && len(t.records) > 0 {
+			t.culprit = t.records[0]
+		}
+		e.failed(t.culprit, errors.Join(t.failed, reason))
+		return false, nil
+	}
+	e.committed.Add(1)
+	e.records.Add(int64(t.n))
+	e.produced.Add(int64(len(t.outputs)))
+	e.progressed()
+	return true, nil
+}
+
+func (e *Engine) begin() error {
 	if err := e.c.begin(); err != nil {
 		if fenced(err) {
-			return false, fmt.Errorf("%w: %v", ErrFenced, err)
+			return fmt.Errorf("%w: %v", ErrFenced, err)
 		}
-		return false, fmt.Errorf("txn: begin: %w", err)
+		return fmt.Errorf("txn: begin: %w", err)
 	}
-	var (
-		produced = new(promises)
-		outputs  []*kgo.Record
-		n        int
-		failed   error
-		culprit  *kgo.Record // the input the failure belongs to, if known
-		// fencedNow is set when the group fenced this instance
-		// mid-batch: the batch aborts and Run stops.
-		fencedNow error
-	)
-	deadline := start.Add(e.cfg.MaxInterval)
-	for {
-		for _, in := range records {
-			hctx := ctx
-			if refusal, ok := e.refused[at(in)]; ok {
-				hctx = withRefusal(ctx, refusal)
-			}
-			out, err := e.cfg.Handler(hctx, in)
-			if err != nil {
-				failed, culprit = err, in
-				break
-			}
-			for _, r := range out {
-				// Outputs of processed records must not fail
-				// because shutdown began: they commit or abort
-				// with the batch.
-				cl.Produce(context.WithoutCancel(ctx), r, produced.promise(in))
-			}
-			outputs = append(outputs, out...)
-			n++
-		}
-		if failed != nil || n >= e.cfg.MaxRecords || ctx.Err() != nil || !time.Now().Before(deadline) {
-			break
-		}
-		// Only what the client holds already: with nothing more
-		// waiting, the transaction ends now, one commit round trip
-		// after its records came. Under load the client buffers
-		// more while a transaction runs and commits, so the next
-		// one grows by itself, as a group commit does.
-		wait := time.Now().Add(idleWait)
-		if deadline.Before(wait) {
-			wait = deadline
-		}
-		pollCtx, cancel := context.WithDeadline(ctx, wait)
-		fetches := cl.PollRecords(pollCtx, min(pollChunk, e.cfg.MaxRecords-n))
-		cancel()
-		if fetches.IsClientClosed() {
-			break
-		}
-		if err := kafkaclient.CheckFetches(fetches, e.cfg.Logger); err != nil {
-			failed, fencedNow = err, err
-			break
-		}
-		if records = fetches.Records(); len(records) == 0 {
-			break
-		}
-	}
+	return nil
+}
 
-	if failed == nil {
-		// Every record of the batch is in hand: send what the producer
-		// still holds back for its linger (10ms by default) now, rather
-		// than wait it out, which left the engine idle for most of each
-		// transaction. Flush fails only with its context.
-		_ = cl.Flush(context.WithoutCancel(ctx))
-		culprit, failed = produced.wait()
-		if failed != nil && permanent(failed) {
-			e.refuse(culprit, failed)
+// fill processes the records in hand and polls for more, until a record
+// fails, the batch is full, MaxInterval has passed or nothing more waits
+// in the client.
+func (e *Engine) fill(ctx context.Context, t *transaction) {
+	deadline := t.start.Add(e.cfg.MaxInterval)
+	for e.handle(ctx, t) {
+		if t.n >= e.cfg.MaxRecords || ctx.Err() != nil || !time.Now().Before(deadline) {
+			return
 		}
-		if outdated(failed) && !e.outlived(start) {
-			// Our producer epoch is old, and not because the coordinator
-			// timed our transaction out: a newer instance with our
-			// transactional ID took it. Aborting would initialise the
-			// producer again and fence that instance in turn.
-			e.aborted.Add(1)
-			if e.cfg.OnBatch != nil {
-				e.cfg.OnBatch(Batch{Records: n, Outputs: outputs, Took: time.Since(start), Err: failed})
-			}
-			return false, fmt.Errorf("%w: %v", ErrFenced, failed)
+		records, ok := e.more(ctx, t, deadline)
+		if !ok {
+			return
+		}
+		if t.records = records; len(records) == 0 {
+			return
 		}
 	}
-	if failed != nil && ctx.Err() == nil {
-		e.cfg.Logger.Warn("batch failed", "topic", e.cfg.Topic, "records", n, "err", failed)
+}
+
+// handle hands the records in hand to the handler and produces their
+// outputs. It reports whether every one of them went through.
+func (e *Engine) handle(ctx context.Context, t *transaction) bool {
+	for _, in := range t.records {
+		hctx := ctx
+		if refusal, ok := e.refused[at(in)]; ok {
+			hctx = withRefusal(ctx, refusal)
+		}
+		out, err := e.cfg.Handler(hctx, in)
+		if err != nil {
+			t.failed, t.culprit = err, in
+			return false
+		}
+		for _, r := range out {
+			// Outputs of processed records must not fail because
+			// shutdown began: they commit or abort with the batch.
+			t.cl.Produce(context.WithoutCancel(ctx), r, t.produced.promise(in))
+		}
+		t.outputs = append(t.outputs, out...)
+		t.n++
+	}
+	return true
+}
+
+// more polls only what the client holds already: with nothing more
+// waiting, the transaction ends now, one commit round trip after its
+// records came. Under load the client buffers more while a transaction
+// runs and commits, so the next one grows by itself, as a group commit
+// does. It reports false when the client closed or the group fenced this
+// instance.
+func (e *Engine) more(ctx context.Context, t *transaction, deadline time.Time) ([]*kgo.Record, bool) {
+	wait := time.Now().Add(idleWait)
+	if deadline.Before(wait) {
+		wait = deadline
+	}
+	pollCtx, cancel := context.WithDeadline(ctx, wait)
+	defer cancel()
+	fetches := t.cl.PollRecords(pollCtx, min(pollChunk, e.cfg.MaxRecords-t.n))
+	if fetches.IsClientClosed() {
+		return nil, false
+	}
+	if err := kafkaclient.CheckFetches(fetches, e.cfg.Logger); err != nil {
+		t.failed, t.fencedNow = err, err
+		return nil, false
+	}
+	return fetches.Records(), true
+}
+
+// awaitOutputs waits for every output of the batch. Every record of the
+// batch is in hand: it sends what the producer still holds back for its
+// linger (10ms by default) now, rather than wait it out, which left the
+// engine idle for most of each transaction. It returns ErrFenced when a
+// newer instance took the transactional ID.
+func (e *Engine) awaitOutputs(ctx context.Context, t *transaction) error {
+	_ = t.cl.Flush(context.WithoutCancel(ctx)) // it fails only with its context
+	t.culprit, t.failed = t.produced.wait()
+	if t.failed != nil && permanent(t.failed) {
+		e.refuse(t.culprit, t.failed)
+	}
+	if outdated(t.failed) && !e.outlived(t.start) {
+		// Our producer epoch is old, and not because the coordinator
+		// timed our transaction out: a newer instance with our
+		// transactional ID took it. Aborting would initialise the
+		// producer again and fence that instance in turn.
+		e.aborted.Add(1)
+		e.onBatch(t, false, t.failed)
+		return fmt.Errorf("%w: %v", ErrFenced, t.failed)
+	}
+	return nil
+}
+
+// end commits the transaction, or aborts it when something failed, and
+// tells OnBatch.
+func (e *Engine) end(ctx context.Context, t *transaction) (bool, error) {
+	if t.failed != nil && ctx.Err() == nil {
+		e.cfg.Logger.Warn("batch failed", "topic", e.cfg.Topic, "records", t.n, "err", t.failed)
 	}
 	endCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.EndTimeout)
 	defer cancel()
-	committed, err := e.c.end(endCtx, failed == nil)
+	committed, err := e.c.end(endCtx, t.failed == nil)
+	e.onBatch(t, committed, errors.Join(t.failed, err))
+	return committed, err
+}
+
+func (e *Engine) onBatch(t *transaction, committed bool, err error) {
 	if e.cfg.OnBatch != nil {
-		e.cfg.OnBatch(Batch{Records: n, Outputs: outputs, Committed: committed, Took: time.Since(start), Err: errors.Join(failed, err)})
+		e.cfg.OnBatch(Batch{Records: t.n, Outputs: t.outputs, Committed: committed, Took: time.Since(t.start), Err: err})
 	}
-	if fencedNow != nil {
-		return false, fencedNow
-	}
+}
+
+// afterEnd follows an end that failed. When nobody can say whether it
+// committed, it aborts and reads again from the group's offsets; when the
+// coordinator aborted a transaction that outlived its timeout, and the
+// group still gives the instance to this member, it renews the client.
+// It returns what is left of the failure, for the stall's reason, and an
+// error when the engine cannot go on: fenced by a newer instance.
+func (e *Engine) afterEnd(ctx context.Context, t *transaction, err error) (reason, stop error) {
 	if err != nil && !fenced(err) {
 		e.retriedEnds.Add(1)
 		e.cfg.Logger.Warn("ending transaction failed; aborting it and reading from the group's committed offsets", "topic", e.cfg.Topic, "err", err)
 		if err = e.c.recover(ctx); err == nil {
 			e.restoreHeld(ctx)
 		} else if !fenced(err) {
-			return false, err
+			return nil, err
 		}
 	}
 	if err != nil && fenced(err) {
-		if !outdated(err) || !e.outlived(start) || !e.stillMember(ctx) {
-			return false, fmt.Errorf("%w: %v", ErrFenced, err)
+		if !outdated(err) || !e.outlived(t.start) || !e.stillMember(ctx) {
+			return nil, fmt.Errorf("%w: %v", ErrFenced, err)
 		}
-		if err := e.renew(ctx, time.Since(start), err); err != nil {
-			return false, err
+		if err := e.renew(ctx, time.Since(t.start), err); err != nil {
+			return nil, err
 		}
 	}
-	if !committed {
-		e.aborted.Add(1)
-		if culprit == nil && len(records) > 0 {
-			culprit = records[0]
-		}
-		e.failed(culprit, errors.Join(failed, err))
-		return false, nil
-	}
-	e.committed.Add(1)
-	e.records.Add(int64(n))
-	e.produced.Add(int64(len(outputs)))
-	e.progressed()
-	return true, nil
+	return err, nil
 }
 
 // refuse remembers that Kafka refused the outputs of in for good. If it had
