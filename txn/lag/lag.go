@@ -118,78 +118,102 @@ func Collect(ctx context.Context, adm *kadm.Client, groups ...string) (Report, e
 		return rep, fmt.Errorf("describe groups: %w", err)
 	}
 	fetched := adm.FetchManyOffsets(ctx, groups...)
-
 	topics := described.AssignedPartitions()
 	topics.MergeTopics(described.JoinTopics())
 	topics.Merge(fetched.CommittedPartitions())
-	var starts, lsos, hwms kadm.ListedOffsets
-	if names := topics.Topics(); len(names) > 0 {
-		for _, l := range []struct {
-			list func(context.Context, ...string) (kadm.ListedOffsets, error)
-			into *kadm.ListedOffsets
-			what string
-		}{
-			{adm.ListStartOffsets, &starts, "start"},
-			{adm.ListCommittedOffsets, &lsos, "last stable"},
-			{adm.ListEndOffsets, &hwms, "end"},
-		} {
-			*l.into, err = l.list(ctx, names...)
-			if err != nil && !errors.As(err, &shardErr) {
-				return rep, fmt.Errorf("list %s offsets: %w", l.what, err)
-			}
-		}
+	offs, err := listOffsets(ctx, adm, topics.Topics())
+	if err != nil {
+		return rep, err
 	}
-
 	for _, name := range groups {
-		g := Group{Group: name, Members: []Member{}, Partitions: []Partition{}}
-		d, ok := described[name]
-		switch {
-		case !ok:
-			g.Err = "not described (its coordinator did not answer)"
-		case d.Err != nil:
-			g.Err = d.Err.Error()
-		case fetched[name].Err != nil:
-			g.Err = fetched[name].Err.Error()
-		}
-		if g.Err != "" {
-			rep.Groups = append(rep.Groups, g)
-			continue
-		}
-		g.State = d.State
-		for _, m := range d.Members {
-			mm := Member{Name: memberName(&m), Static: m.InstanceID != nil && *m.InstanceID != "",
-				ID: m.MemberID, Host: m.ClientHost, Assigned: map[string][]int32{}}
-			if c, ok := m.Assigned.AsConsumer(); ok {
-				for _, t := range c.Topics {
-					mm.Assigned[t.Topic] = slices.Sorted(slices.Values(t.Partitions))
-				}
-			}
-			g.Members = append(g.Members, mm)
-		}
-		slices.SortFunc(g.Members, func(a, b Member) int { return cmp.Compare(a.Name, b.Name) })
-
-		commits := fetched[name].Fetched
-		stable := kadm.CalculateGroupLagWithStartOffsets(d, commits, starts, lsos)
-		end := kadm.CalculateGroupLagWithStartOffsets(d, commits, starts, hwms)
-		for _, l := range stable.Sorted() {
-			p := Partition{Topic: l.Topic, Partition: l.Partition, Committed: l.Commit.At,
-				Start: l.Start.Offset, LSO: l.End.Offset, Lag: l.Lag, LagHWM: -1, HWM: -1}
-			if l.Member != nil {
-				p.Member, p.MemberID = memberName(l.Member), l.Member.MemberID
-			}
-			err := l.Err
-			if h, ok := end.Lookup(l.Topic, l.Partition); ok {
-				p.HWM, p.LagHWM = h.End.Offset, h.Lag
-				err = cmp.Or(err, h.Err)
-			}
-			if err != nil {
-				p.Err = err.Error()
-			}
-			g.Partitions = append(g.Partitions, p)
-		}
-		rep.Groups = append(rep.Groups, g)
+		rep.Groups = append(rep.Groups, offs.group(name, described, fetched))
 	}
 	return rep, nil
+}
+
+// offsets are where the partitions of some topics start, where their last
+// stable offset is and where they end.
+type offsets struct{ starts, lsos, hwms kadm.ListedOffsets }
+
+// listOffsets lists the offsets of topics. A shard that did not answer leaves
+// its partitions without, which their lag then says.
+func listOffsets(ctx context.Context, adm *kadm.Client, topics []string) (offsets, error) {
+	var o offsets
+	if len(topics) == 0 {
+		return o, nil
+	}
+	var shardErr *kadm.ShardErrors
+	for _, l := range []struct {
+		list func(context.Context, ...string) (kadm.ListedOffsets, error)
+		into *kadm.ListedOffsets
+		what string
+	}{
+		{adm.ListStartOffsets, &o.starts, "start"},
+		{adm.ListCommittedOffsets, &o.lsos, "last stable"},
+		{adm.ListEndOffsets, &o.hwms, "end"},
+	} {
+		var err error
+		if *l.into, err = l.list(ctx, topics...); err != nil && !errors.As(err, &shardErr) {
+			return o, fmt.Errorf("list %s offsets: %w", l.what, err)
+		}
+	}
+	return o, nil
+}
+
+// group is the lag of group name, or why it is not known.
+func (o offsets) group(name string, described kadm.DescribedGroups, fetched kadm.FetchOffsetsResponses) Group {
+	g := Group{Group: name, Members: []Member{}, Partitions: []Partition{}}
+	d, ok := described[name]
+	switch {
+	case !ok:
+		g.Err = "not described (its coordinator did not answer)"
+	case d.Err != nil:
+		g.Err = d.Err.Error()
+	case fetched[name].Err != nil:
+		g.Err = fetched[name].Err.Error()
+	}
+	if g.Err != "" {
+		return g
+	}
+	g.State = d.State
+	for _, m := range d.Members {
+		mm := Member{Name: memberName(&m), Static: m.InstanceID != nil && *m.InstanceID != "",
+			ID: m.MemberID, Host: m.ClientHost, Assigned: map[string][]int32{}}
+		if c, ok := m.Assigned.AsConsumer(); ok {
+			for _, t := range c.Topics {
+				mm.Assigned[t.Topic] = slices.Sorted(slices.Values(t.Partitions))
+			}
+		}
+		g.Members = append(g.Members, mm)
+	}
+	slices.SortFunc(g.Members, func(a, b Member) int { return cmp.Compare(a.Name, b.Name) })
+	g.Partitions = o.partitions(d, fetched[name].Fetched)
+	return g
+}
+
+// partitions is the lag of each partition of group d, which committed
+// commits, against the LSO and against the high watermark.
+func (o offsets) partitions(d kadm.DescribedGroup, commits kadm.OffsetResponses) []Partition {
+	parts := []Partition{}
+	stable := kadm.CalculateGroupLagWithStartOffsets(d, commits, o.starts, o.lsos)
+	end := kadm.CalculateGroupLagWithStartOffsets(d, commits, o.starts, o.hwms)
+	for _, l := range stable.Sorted() {
+		p := Partition{Topic: l.Topic, Partition: l.Partition, Committed: l.Commit.At,
+			Start: l.Start.Offset, LSO: l.End.Offset, Lag: l.Lag, LagHWM: -1, HWM: -1}
+		if l.Member != nil {
+			p.Member, p.MemberID = memberName(l.Member), l.Member.MemberID
+		}
+		err := l.Err
+		if h, ok := end.Lookup(l.Topic, l.Partition); ok {
+			p.HWM, p.LagHWM = h.End.Offset, h.Lag
+			err = cmp.Or(err, h.Err)
+		}
+		if err != nil {
+			p.Err = err.Error()
+		}
+		parts = append(parts, p)
+	}
+	return parts
 }
 
 // memberName names a member as an operator knows it: by its static
