@@ -160,21 +160,59 @@ func (c Config) Log() *slog.Logger {
 // variable is checked only by the commands that use it: a bad
 // PROCESSING_DELAY fails `shop order`, not `shop topics`.
 func FromEnv(getenv func(string) string, services ...string) (Config, error) {
-	get := func(name, def string) string {
-		if v := getenv(name); v != "" {
-			return v
-		}
-		return def
+	e := env(getenv)
+	cfg, err := e.cluster()
+	if err != nil {
+		return cfg, err
 	}
+	if err := e.services(&cfg, services); err != nil {
+		return cfg, err
+	}
+	if !slices.Contains(services, "order") && !slices.Contains(services, "email") {
+		return cfg, nil
+	}
+	return cfg, e.stages(&cfg)
+}
+
+// env is the environment, as getenv reads it.
+type env func(string) string
+
+// get is the value of name, or def when it is unset or empty.
+func (e env) get(name, def string) string {
+	if v := e(name); v != "" {
+		return v
+	}
+	return def
+}
+
+// duration is the Go duration in name, if set, checked by ok.
+func (e env) duration(name string, into *time.Duration, ok func(time.Duration) bool, want string) error {
+	v := e(name)
+	if v == "" {
+		return nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || !ok(d) {
+		return fmt.Errorf("%s=%q: want %s", name, v, want)
+	}
+	*into = d
+	return nil
+}
+
+func positive(d time.Duration) bool { return d > 0 }
+
+// cluster reads what every command needs: the cluster, the registry, the
+// credentials, the mail server and the logger.
+func (e env) cluster() (Config, error) {
 	cfg := Config{
-		Brokers:      SplitBrokers(get("KAFKA_BROKERS", DefaultBrokers)),
-		RegistryURL:  get("SCHEMA_REGISTRY_URL", DefaultRegistryURL),
-		InstanceID:   get("INSTANCE_ID", "1"),
-		RegistryAddr: get("REGISTRY_ADDR", "127.0.0.1:8081"),
-		DataDir:      get("DATA_DIR", ".run/embedded"),
-		Fresh:        getenv("FRESH") == "1",
-		Secure:       getenv("SECURE") == "1",
-		SASL:         Credentials{Mechanism: getenv("KAFKA_SASL_MECHANISM"), Username: getenv("KAFKA_USERNAME"), Password: getenv("KAFKA_PASSWORD")},
+		Brokers:      SplitBrokers(e.get("KAFKA_BROKERS", DefaultBrokers)),
+		RegistryURL:  e.get("SCHEMA_REGISTRY_URL", DefaultRegistryURL),
+		InstanceID:   e.get("INSTANCE_ID", "1"),
+		RegistryAddr: e.get("REGISTRY_ADDR", "127.0.0.1:8081"),
+		DataDir:      e.get("DATA_DIR", ".run/embedded"),
+		Fresh:        e("FRESH") == "1",
+		Secure:       e("SECURE") == "1",
+		SASL:         Credentials{Mechanism: e("KAFKA_SASL_MECHANISM"), Username: e("KAFKA_USERNAME"), Password: e("KAFKA_PASSWORD")},
 	}
 	if _, ok := mechanisms[cfg.SASL.Mechanism]; !ok && cfg.SASL.Mechanism != "" {
 		return cfg, fmt.Errorf("KAFKA_SASL_MECHANISM=%q: want SCRAM-SHA-512, SCRAM-SHA-256 or PLAIN", cfg.SASL.Mechanism)
@@ -183,85 +221,92 @@ func FromEnv(getenv func(string) string, services ...string) (Config, error) {
 		return cfg, fmt.Errorf("KAFKA_USERNAME and KAFKA_PASSWORD go together: give both, or neither for the dev principals")
 	}
 	if len(cfg.Brokers) == 0 {
-		return cfg, fmt.Errorf("KAFKA_BROKERS=%q: no broker", getenv("KAFKA_BROKERS"))
+		return cfg, fmt.Errorf("KAFKA_BROKERS=%q: no broker", e("KAFKA_BROKERS"))
 	}
-	cfg.SMTPAddr, cfg.OwnSMTP = get("SMTP_ADDR", DefaultSMTPAddr), getenv("SMTP_ADDR") == ""
-	cfg.SMTPAuth = Credentials{Mechanism: "PLAIN", Username: getenv("SMTP_USERNAME"), Password: getenv("SMTP_PASSWORD")}
+	cfg.SMTPAddr, cfg.OwnSMTP = e.get("SMTP_ADDR", DefaultSMTPAddr), e("SMTP_ADDR") == ""
+	cfg.SMTPAuth = Credentials{Mechanism: "PLAIN", Username: e("SMTP_USERNAME"), Password: e("SMTP_PASSWORD")}
 	if (cfg.SMTPAuth.Username == "") != (cfg.SMTPAuth.Password == "") {
 		return cfg, fmt.Errorf("SMTP_USERNAME and SMTP_PASSWORD go together: give both, or neither")
 	}
-	cfg.SMTPPlainAuth = getenv("SMTP_PLAIN_AUTH") == "1"
+	cfg.SMTPPlainAuth = e("SMTP_PLAIN_AUTH") == "1"
 	var err error
-	if cfg.RegistryUsers, err = registryUsers(getenv); err != nil {
+	if cfg.RegistryUsers, err = registryUsers(e); err != nil {
 		return cfg, err
 	}
-	cfg.RegistryWriters = SplitBrokers(getenv("REGISTRY_WRITERS"))
+	cfg.RegistryWriters = SplitBrokers(e("REGISTRY_WRITERS"))
 	if _, port, err := net.SplitHostPort(cfg.SMTPAddr); err != nil || port == "" {
 		return cfg, fmt.Errorf("SMTP_ADDR=%q: want host:port, such as localhost:1025", cfg.SMTPAddr)
 	}
-	logger, err := newLogger(getenv("LOG_LEVEL"), getenv("LOG_FORMAT"))
+	logger, err := newLogger(e("LOG_LEVEL"), e("LOG_FORMAT"))
 	if err != nil {
 		return cfg, err
 	}
 	cfg.Logger = logger
+	return cfg, nil
+}
+
+// services reads what the services of a command use: where one listens,
+// the stall bound, the checkpoints, the window, the order step's delay and
+// the payment instances analytics watches.
+func (e env) services(cfg *Config, services []string) error {
 	uses := func(s string) bool { return slices.Contains(services, s) }
-	if v := getenv("STALL_AFTER"); v != "" && len(services) > 0 {
-		if cfg.StallAfter, err = time.ParseDuration(v); err != nil || cfg.StallAfter <= 0 {
-			return cfg, fmt.Errorf("STALL_AFTER=%q: want a positive Go duration, such as 1m", v)
+	if len(services) > 0 {
+		if err := e.duration("STALL_AFTER", &cfg.StallAfter, positive, "a positive Go duration, such as 1m"); err != nil {
+			return err
 		}
 	}
-
-	if port := getenv("PORT"); port != "" && len(services) == 1 {
+	if port := e("PORT"); port != "" && len(services) == 1 {
 		if _, err := strconv.ParseUint(port, 10, 16); err != nil {
-			return cfg, fmt.Errorf("PORT=%q: not a port number", port)
+			return fmt.Errorf("PORT=%q: not a port number", port)
 		}
 		cfg.Addr = ":" + port
 	}
-	if v := getenv("CHECKPOINT_EVERY"); v != "" && len(services) > 0 {
-		if cfg.CheckpointEvery, err = time.ParseDuration(v); err != nil || cfg.CheckpointEvery < 0 {
-			return cfg, fmt.Errorf("CHECKPOINT_EVERY=%q: want a Go duration, such as 10s, or 0 for none", v)
+	if v := e("CHECKPOINT_EVERY"); v != "" && len(services) > 0 {
+		notNegative := func(d time.Duration) bool { return d >= 0 }
+		if err := e.duration("CHECKPOINT_EVERY", &cfg.CheckpointEvery, notNegative, "a Go duration, such as 10s, or 0 for none"); err != nil {
+			return err
 		}
 		cfg.NoCheckpoints = cfg.CheckpointEvery == 0
 	}
-	if v := getenv("IDEMPOTENCY_WINDOW"); v != "" && (uses("payment") || uses("order")) {
-		if cfg.IdempotencyWindow, err = time.ParseDuration(v); err != nil || cfg.IdempotencyWindow <= 0 {
-			return cfg, fmt.Errorf("IDEMPOTENCY_WINDOW=%q: want a positive Go duration, such as 24h", v)
+	if uses("payment") || uses("order") {
+		if err := e.duration("IDEMPOTENCY_WINDOW", &cfg.IdempotencyWindow, positive, "a positive Go duration, such as 24h"); err != nil {
+			return err
 		}
 	}
 	if uses("order") {
-		if cfg.ProcessingDelay, err = time.ParseDuration(get("PROCESSING_DELAY", "0s")); err != nil || cfg.ProcessingDelay < 0 {
-			return cfg, fmt.Errorf("PROCESSING_DELAY=%q: want a Go duration, such as 100ms", getenv("PROCESSING_DELAY"))
+		var err error
+		if cfg.ProcessingDelay, err = time.ParseDuration(e.get("PROCESSING_DELAY", "0s")); err != nil || cfg.ProcessingDelay < 0 {
+			return fmt.Errorf("PROCESSING_DELAY=%q: want a Go duration, such as 100ms", e("PROCESSING_DELAY"))
 		}
 	}
 	if uses("analytics") {
-		for _, u := range strings.Split(get("PAYMENT_URLS", "http://localhost:8000"), ",") {
+		for _, u := range strings.Split(e.get("PAYMENT_URLS", "http://localhost:8000"), ",") {
 			if u = strings.TrimSpace(u); !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
-				return cfg, fmt.Errorf("PAYMENT_URLS=%q: want URLs such as http://localhost:8000, comma-separated", getenv("PAYMENT_URLS"))
+				return fmt.Errorf("PAYMENT_URLS=%q: want URLs such as http://localhost:8000, comma-separated", e("PAYMENT_URLS"))
 			}
 			cfg.PaymentURLs = append(cfg.PaymentURLs, strings.TrimSuffix(u, "/"))
 		}
 	}
-	if !uses("order") && !uses("email") {
-		return cfg, nil
-	}
-	switch d := get("DELIVERY", "exactly-once"); d {
+	return nil
+}
+
+// stages reads what the exactly-once stages use: the delivery mode and the
+// bounds of a transaction.
+func (e env) stages(cfg *Config) error {
+	switch d := e.get("DELIVERY", "exactly-once"); d {
 	case "exactly-once":
 	case "at-least-once":
 		cfg.AtLeastOnce = true
 	default:
-		return cfg, fmt.Errorf("DELIVERY=%q: want exactly-once or at-least-once", d)
+		return fmt.Errorf("DELIVERY=%q: want exactly-once or at-least-once", d)
 	}
-	if v := getenv("TXN_MAX_RECORDS"); v != "" {
+	if v := e("TXN_MAX_RECORDS"); v != "" {
+		var err error
 		if cfg.MaxRecords, err = strconv.Atoi(v); err != nil || cfg.MaxRecords <= 0 {
-			return cfg, fmt.Errorf("TXN_MAX_RECORDS=%q: want a positive number of records per transaction", v)
+			return fmt.Errorf("TXN_MAX_RECORDS=%q: want a positive number of records per transaction", v)
 		}
 	}
-	if v := getenv("TXN_MAX_INTERVAL"); v != "" {
-		if cfg.MaxInterval, err = time.ParseDuration(v); err != nil || cfg.MaxInterval <= 0 {
-			return cfg, fmt.Errorf("TXN_MAX_INTERVAL=%q: want a positive Go duration, such as 100ms", v)
-		}
-	}
-	return cfg, nil
+	return e.duration("TXN_MAX_INTERVAL", &cfg.MaxInterval, positive, "a positive Go duration, such as 100ms")
 }
 
 // SplitBrokers is the brokers of a comma-separated list, as KAFKA_BROKERS
