@@ -90,42 +90,7 @@ func servicesOf(cmd string) []string {
 func run(ctx context.Context, cmd string, cfg config.Config) error {
 	switch cmd {
 	case "run", "cluster":
-		if cfg.Fresh {
-			if err := os.RemoveAll(cfg.DataDir); err != nil {
-				return err
-			}
-			cfg.Logger.Info("starting empty: removed the data of the last run", "dir", cfg.DataDir)
-		}
-		var secure *infra.Secure
-		if cfg.Secure {
-			secure = access.Stack(access.DevPassword)
-		}
-		stack, err := infra.StartEmbedded(ctx, infra.EmbeddedConfig{
-			BrokerPorts:  []int{9092, 9093, 9094},
-			RegistryAddr: "127.0.0.1:8081",
-			DataDir:      cfg.DataDir,
-			Secure:       secure,
-		})
-		if err != nil {
-			return err
-		}
-		defer stack.Close()
-		cfg.Logger.Info("embedded stack started", "kafka", stack.BrokerList(), "registry", stack.RegistryURL, "data", cfg.DataDir, "secure", cfg.Secure)
-		mail, err := ownMailServer(cfg)
-		if err != nil {
-			return err
-		}
-		if mail != nil {
-			defer mail.Close()
-			cfg.SMTPAddr = mail.SMTPAddr
-		}
-		if cmd == "cluster" {
-			fmt.Printf("ready: kafka=%s registry=%s%s%s\n", stack.BrokerList(), stack.RegistryURL, inboxLine(mail), secureLine(cfg))
-			<-ctx.Done()
-			return nil
-		}
-		cfg.Brokers, cfg.RegistryURL = stack.Brokers, stack.RegistryURL
-		return runServices(ctx, cfg, servicesOf(cmd), " kafka="+stack.BrokerList()+" registry="+stack.RegistryURL+inboxLine(mail)+secureLine(cfg))
+		return runStack(ctx, cmd, cfg)
 	case "registry":
 		srv, err := startRegistry(ctx, cfg)
 		if err != nil {
@@ -146,17 +111,7 @@ func run(ctx context.Context, cmd string, cfg config.Config) error {
 		}
 		return nil
 	case "acls":
-		cl, err := kgo.NewClient(cfg.Kafka()...)
-		if err != nil {
-			return err
-		}
-		defer cl.Close()
-		if err := access.Apply(ctx, kadm.NewClient(cl)); err != nil {
-			return err
-		}
-		_ = access.Print(os.Stdout)
-		fmt.Printf("acls: the principals' ACLs are on %s\n", strings.Join(cfg.Brokers, ","))
-		return nil
+		return applyACLs(ctx, cfg)
 	case "schemas":
 		if err := infra.RegisterSchemas(ctx, cfg.RegistryURL, cfg.Registry()...); err != nil {
 			return err
@@ -189,6 +144,61 @@ func startRegistry(ctx context.Context, cfg config.Config) (*infra.RegistryServe
 		opts = append(opts, func(c *registry.Config) { c.Users, c.Writers = users, writers })
 	}
 	return infra.StartRegistry(ctx, cfg.RegistryAddr, cfg.Brokers, opts...)
+}
+
+// runStack runs the embedded stack, and for run the four services on it.
+func runStack(ctx context.Context, cmd string, cfg config.Config) error {
+	if cfg.Fresh {
+		if err := os.RemoveAll(cfg.DataDir); err != nil {
+			return err
+		}
+		cfg.Logger.Info("starting empty: removed the data of the last run", "dir", cfg.DataDir)
+	}
+	var secure *infra.Secure
+	if cfg.Secure {
+		secure = access.Stack(access.DevPassword)
+	}
+	stack, err := infra.StartEmbedded(ctx, infra.EmbeddedConfig{
+		BrokerPorts:  []int{9092, 9093, 9094},
+		RegistryAddr: "127.0.0.1:8081",
+		DataDir:      cfg.DataDir,
+		Secure:       secure,
+	})
+	if err != nil {
+		return err
+	}
+	defer stack.Close()
+	cfg.Logger.Info("embedded stack started", "kafka", stack.BrokerList(), "registry", stack.RegistryURL, "data", cfg.DataDir, "secure", cfg.Secure)
+	mail, err := ownMailServer(cfg)
+	if err != nil {
+		return err
+	}
+	if mail != nil {
+		defer mail.Close()
+		cfg.SMTPAddr = mail.SMTPAddr
+	}
+	if cmd == "cluster" {
+		fmt.Printf("ready: kafka=%s registry=%s%s%s\n", stack.BrokerList(), stack.RegistryURL, inboxLine(mail), secureLine(cfg))
+		<-ctx.Done()
+		return nil
+	}
+	cfg.Brokers, cfg.RegistryURL = stack.Brokers, stack.RegistryURL
+	return runServices(ctx, cfg, servicesOf(cmd), " kafka="+stack.BrokerList()+" registry="+stack.RegistryURL+inboxLine(mail)+secureLine(cfg))
+}
+
+// applyACLs creates the principals' ACLs, and prints them.
+func applyACLs(ctx context.Context, cfg config.Config) error {
+	cl, err := kgo.NewClient(cfg.Kafka()...)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	if err := access.Apply(ctx, kadm.NewClient(cl)); err != nil {
+		return err
+	}
+	_ = access.Print(os.Stdout)
+	fmt.Printf("acls: the principals' ACLs are on %s\n", strings.Join(cfg.Brokers, ","))
+	return nil
 }
 
 // runServices starts the named services, prints "ready:" once each answers
