@@ -157,6 +157,56 @@ func main() {
 
 // Run runs the fleet, the payments and the kills, then checks the topics.
 func Run(ctx context.Context, o Options, out *os.File) (Verdict, int, error) {
+	announce(o, out)
+	rng := rand.New(rand.NewPCG(o.Seed, o.Seed^0x5eed))
+	reg, err := schemas.NewRegistryClient(o.RegistryURL, o.RegistryAuth...)
+	if err != nil {
+		return Verdict{}, 0, err
+	}
+	c := &chaos{o: o, out: out}
+	if c.cat, err = schemas.Resolved(ctx, reg); err != nil {
+		return Verdict{}, 0, err
+	}
+	// Only what this run writes is judged: the output topics are read
+	// from where they end now.
+	if c.from, err = infra.EndOffsets(ctx, o.Brokers, []string{schemas.Orders.Name, schemas.Emails.Name}, o.Connect...); err != nil {
+		return Verdict{}, 0, err
+	}
+	if err := os.MkdirAll(o.LogDir, 0o755); err != nil {
+		return Verdict{}, 0, err
+	}
+	if err := c.startMail(ctx); err != nil {
+		return Verdict{}, 0, err
+	}
+	defer c.mail.close()
+	if c.fleet, err = newFleet(c.o); err != nil {
+		return Verdict{}, 0, err
+	}
+	if err := c.fleet.start(); err != nil {
+		return Verdict{}, 0, err
+	}
+	defer c.fleet.stop()
+	if c.brokers = c.brokerKills(rng); c.brokers != nil {
+		defer func() {
+			if err := c.brokers.finish(); err != nil {
+				fmt.Fprintf(os.Stderr, "chaos: the cluster may be left with a broker down: %v\n", err)
+			}
+		}()
+	}
+	sendDone, err := c.send(ctx, rng)
+	if err != nil {
+		return Verdict{}, 0, err
+	}
+	defer c.sender.close()
+	if c.watch, err = newWatch(ctx, c.cat, c.o, c.from); err != nil {
+		return Verdict{}, 0, err
+	}
+	defer c.watch.close()
+	return c.run(ctx, sendDone, rand.New(rand.NewPCG(rng.Uint64(), rng.Uint64())))
+}
+
+// announce says what the run is about to do.
+func announce(o Options, out *os.File) {
 	where := "embedded cluster " + strings.Join(o.Brokers, ",")
 	if !o.Embedded {
 		where = "cluster " + strings.Join(o.Brokers, ",")
@@ -166,201 +216,220 @@ func Run(ctx context.Context, o Options, out *os.File) (Verdict, int, error) {
 	}
 	fmt.Fprintf(out, "chaos: %d payments, %d order and %d email instances, %s, seed %d, on the %s\n",
 		o.N, o.Instances, o.Instances, o.Mode, o.Seed, where)
-	if o.Via == "http" {
-		keys := "each with its Idempotency-Key"
-		if !o.Keys {
-			keys = "without Idempotency-Key (the control)"
-		}
-		posts := "one in five posted twice at once"
-		if o.Posts > 1 {
-			posts = fmt.Sprintf("each posted %d times at once", o.Posts)
-		}
-		fmt.Fprintf(out, "chaos: payments through POST /payment to %d payment instances, killed too, %s, %s, tried again after %s without an answer\n",
-			paymentInstances, keys, posts, attemptTimeout)
+	if o.Via != "http" {
+		return
 	}
-	rng := rand.New(rand.NewPCG(o.Seed, o.Seed^0x5eed))
+	keys := "each with its Idempotency-Key"
+	if !o.Keys {
+		keys = "without Idempotency-Key (the control)"
+	}
+	posts := "one in five posted twice at once"
+	if o.Posts > 1 {
+		posts = fmt.Sprintf("each posted %d times at once", o.Posts)
+	}
+	fmt.Fprintf(out, "chaos: payments through POST /payment to %d payment instances, killed too, %s, %s, tried again after %s without an answer\n",
+		paymentInstances, keys, posts, attemptTimeout)
+}
 
-	reg, err := schemas.NewRegistryClient(o.RegistryURL, o.RegistryAuth...)
-	if err != nil {
-		return Verdict{}, 0, err
-	}
-	cat, err := schemas.Resolved(ctx, reg)
-	if err != nil {
-		return Verdict{}, 0, err
-	}
-	// Only what this run writes is judged: the output topics are read
-	// from where they end now.
-	from, err := infra.EndOffsets(ctx, o.Brokers, []string{schemas.Orders.Name, schemas.Emails.Name}, o.Connect...)
-	if err != nil {
-		return Verdict{}, 0, err
-	}
+// chaos is a run under way: what it started, and what it has seen.
+type chaos struct {
+	o       Options
+	out     *os.File
+	cat     *schemas.Catalog
+	from    map[string]map[int32]kgo.Offset // where the output topics ended when the run began
+	mail    *mailServer
+	fleet   *fleet
+	brokers *brokerChaos // nil without broker kills
+	sender  payments
+	watch   *watch
 
-	if err := os.MkdirAll(o.LogDir, 0o755); err != nil {
-		return Verdict{}, 0, err
-	}
+	start, lastReport, nextKill time.Time
+	sending                     bool
+	drainedAt, inboxAt          time.Time // when the topics drained; the last look at the inbox
+}
+
+// startMail starts the mail server, or its proxy to the one of the
+// cluster, that the email instances deliver to.
+func (c *chaos) startMail(ctx context.Context) error {
 	// A generator of its own, so that a seed kills as it did before
 	// chaos cut SMTP connections.
-	mail, err := startMailServer(ctx, o, rand.New(rand.NewPCG(o.Seed^0x5e7d, o.Seed^0xc0de)))
+	mail, err := startMailServer(ctx, c.o, rand.New(rand.NewPCG(c.o.Seed^0x5e7d, c.o.Seed^0xc0de)))
 	if err != nil {
-		return Verdict{}, 0, err
+		return err
 	}
-	defer mail.close()
-	o.DeliverTo = mail.proxy.addr()
+	c.mail, c.o.DeliverTo = mail, mail.proxy.addr()
 	if mail.own != nil {
-		fmt.Fprintf(out, "chaos: emails to an in-process mail server on %s (inbox %s), through a proxy on %s that cuts connections\n", mail.upstream, mail.own.URL, o.DeliverTo)
+		fmt.Fprintf(c.out, "chaos: emails to an in-process mail server on %s (inbox %s), through a proxy on %s that cuts connections\n", mail.upstream, mail.own.URL, c.o.DeliverTo)
 	} else {
-		fmt.Fprintf(out, "chaos: emails to the mail server on %s (inbox %s), through a proxy on %s that cuts connections\n", mail.upstream, o.InboxURL, o.DeliverTo)
+		fmt.Fprintf(c.out, "chaos: emails to the mail server on %s (inbox %s), through a proxy on %s that cuts connections\n", mail.upstream, c.o.InboxURL, c.o.DeliverTo)
 	}
-	fleet, err := newFleet(o)
-	if err != nil {
-		return Verdict{}, 0, err
-	}
-	if err := fleet.start(); err != nil {
-		return Verdict{}, 0, err
-	}
-	defer fleet.stop()
+	return nil
+}
 
-	var brokers *brokerChaos
-	if !o.Embedded && o.BrokerKills {
-		nodes := findNodes(o.KafkaRunDir, o.Brokers)
-		if len(nodes) >= 3 {
-			brokers = newBrokerChaos(o, nodes, rand.New(rand.NewPCG(rng.Uint64(), rng.Uint64())))
-			fmt.Fprintf(out, "chaos: also killing brokers: %d nodes of %s, one at a time, each restarted by %s\n", len(nodes), o.KafkaRunDir, o.KafkaUp)
-			defer func() {
-				if err := brokers.finish(); err != nil {
-					fmt.Fprintf(os.Stderr, "chaos: the cluster may be left with a broker down: %v\n", err)
-				}
-			}()
-		} else {
-			fmt.Fprintf(out, "chaos: no broker kills: no running nodes of scripts/kafka-up in %s for %s\n", o.KafkaRunDir, strings.Join(o.Brokers, ","))
-		}
+// brokerKills is what kills brokers, against a cluster of
+// scripts/kafka-up; nil on any other.
+func (c *chaos) brokerKills(rng *rand.Rand) *brokerChaos {
+	if c.o.Embedded || !c.o.BrokerKills {
+		return nil
 	}
-	kills := func() int {
-		if brokers == nil {
-			return fleet.kills
-		}
-		return fleet.kills + brokers.kills
+	nodes := findNodes(c.o.KafkaRunDir, c.o.Brokers)
+	if len(nodes) < 3 {
+		fmt.Fprintf(c.out, "chaos: no broker kills: no running nodes of scripts/kafka-up in %s for %s\n", c.o.KafkaRunDir, strings.Join(c.o.Brokers, ","))
+		return nil
 	}
+	fmt.Fprintf(c.out, "chaos: also killing brokers: %d nodes of %s, one at a time, each restarted by %s\n", len(nodes), c.o.KafkaRunDir, c.o.KafkaUp)
+	return newBrokerChaos(c.o, nodes, rand.New(rand.NewPCG(rng.Uint64(), rng.Uint64())))
+}
 
-	// Payments are paced so the kills land while they flow: a kill every
-	// 1.25 s on average, MinKills of them, with a fifth to spare.
-	duration := time.Duration(float64(o.MinKills) * 1.25 * 1.2 * float64(time.Second))
-	duration = max(duration, time.Duration(o.N)*time.Second/2000)
-	var sender payments
-	if o.Via == "http" {
-		if err := fleet.waitPayments(ctx); err != nil {
-			return Verdict{}, 0, err
+// send starts sending the payments, paced so the kills land while they
+// flow: a kill every 1.25 s on average, MinKills of them, with a fifth to
+// spare. The channel says when they are all sent.
+func (c *chaos) send(ctx context.Context, rng *rand.Rand) (<-chan error, error) {
+	duration := time.Duration(float64(c.o.MinKills) * 1.25 * 1.2 * float64(time.Second))
+	duration = max(duration, time.Duration(c.o.N)*time.Second/2000)
+	if c.o.Via == "http" {
+		if err := c.fleet.waitPayments(ctx); err != nil {
+			return nil, err
 		}
-		sender = newHTTPSender(fleet.paymentURLs(), o.Keys, o.Posts)
+		c.sender = newHTTPSender(c.fleet.paymentURLs(), c.o.Keys, c.o.Posts)
 	} else {
-		sender = newSender(cat, o)
+		c.sender = newSender(c.cat, c.o)
 	}
-	defer sender.close()
-	sendDone := make(chan error, 1)
-	go func() { sendDone <- sender.send(ctx, o.N, duration, rng.Uint64()) }()
+	done := make(chan error, 1)
+	seed := rng.Uint64()
+	go func() { done <- c.sender.send(ctx, c.o.N, duration, seed) }()
+	return done, nil
+}
 
-	watch, err := newWatch(ctx, cat, o, from)
-	if err != nil {
-		return Verdict{}, 0, err
+// kills counts the instance and broker kills.
+func (c *chaos) kills() int {
+	if c.brokers == nil {
+		return c.fleet.kills
 	}
-	defer watch.close()
+	return c.fleet.kills + c.brokers.kills
+}
 
-	killRng := rand.New(rand.NewPCG(rng.Uint64(), rng.Uint64()))
-	next := time.Now().Add(killDelay(killRng))
+// run kills while the payments flow, and once everything drained and the
+// mail server has every email, stops the instances and judges.
+func (c *chaos) run(ctx context.Context, sendDone <-chan error, killRng *rand.Rand) (Verdict, int, error) {
+	c.nextKill = time.Now().Add(killDelay(killRng))
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
-	start, lastReport := time.Now(), time.Now()
-	sending := true
-	var drainedAt, inboxAt time.Time // when the topics drained; the last look at the inbox
+	c.start, c.lastReport, c.sending = time.Now(), time.Now(), true
 	for {
 		select {
 		case <-ctx.Done():
-			return Verdict{}, kills(), fmt.Errorf("gave up: %w (%s)", ctx.Err(), watch.progress())
+			return Verdict{}, c.kills(), fmt.Errorf("gave up: %w (%s)", ctx.Err(), c.watch.progress())
 		case err := <-sendDone:
 			if err != nil {
-				return Verdict{}, kills(), fmt.Errorf("sending payments: %w", err)
+				return Verdict{}, c.kills(), fmt.Errorf("sending payments: %w", err)
 			}
-			sending = false
+			c.sending = false
 		case now := <-tick.C:
-			if err := fleet.reap(); err != nil {
-				return Verdict{}, kills(), err
+			drained, err := c.strike(now, killRng)
+			if err != nil {
+				return Verdict{}, c.kills(), err
 			}
-			drained := !sending && watch.drained(sender.ids())
-			if now.After(next) && (!drained || fleet.kills < o.MinKills) {
-				if err := fleet.killOne(killRng); err != nil {
-					return Verdict{}, kills(), err
-				}
-				next = now.Add(killDelay(killRng))
-			}
-			brokerStatus := ""
-			if brokers != nil {
-				// Brokers die while payments flow, and at least once.
-				did, err := brokers.step(now, !drained || brokers.kills == 0)
-				if err != nil {
-					return Verdict{}, kills(), err
-				}
-				if did != "" {
-					fmt.Fprintf(out, "  %5.1fs  %s\n", now.Sub(start).Seconds(), did)
-				}
-				brokerStatus = brokers.status()
-			}
-			if !drained {
-				// Connections are cut while emails flow.
-				if did := mail.step(now); did != "" {
-					fmt.Fprintf(out, "  %5.1fs  %s\n", now.Sub(start).Seconds(), did)
-				}
-			}
-			if now.Sub(lastReport) >= 2*time.Second {
-				fmt.Fprintf(out, "  %5.1fs  sent %d/%d  %s  kills %d%s\n", now.Sub(start).Seconds(), sender.count(), o.N, watch.progress(), fleet.kills, brokerStatus)
-				lastReport = now
-			}
-			if drained && fleet.kills >= o.MinKills && (brokers == nil || (brokers.idle() && brokers.kills > 0)) {
-				if drainedAt.IsZero() {
-					drainedAt = now
-					fmt.Fprintf(out, "  drained after %.1fs and %d kills; waiting for the mail server to have every email\n", time.Since(start).Seconds(), kills())
-				}
-				if now.Sub(inboxAt) < time.Second {
-					continue
-				}
-				inboxAt = now
-				missing, err := watch.undelivered(ctx, mail)
-				if err != nil {
-					fmt.Fprintf(os.Stderr, "  inbox: %v\n", err)
-				}
-				if err != nil || (missing > 0 && now.Sub(drainedAt) < inboxWait) {
-					continue
-				}
-				fmt.Fprintf(out, "  every email on the mail server %.1fs later (%d missing); stopping the instances\n", now.Sub(drainedAt).Seconds(), missing)
-				fleet.stop()
-				if h, ok := sender.(*httpSender); ok {
-					fmt.Fprintf(out, "  http: %s\n", h.summary())
-				}
-				ledger, err := collect(ctx, cat, o, from, sender.ids())
-				if err != nil {
-					return Verdict{}, kills(), err
-				}
-				if ledger.Messages, err = mail.messages(ctx); err != nil {
-					return Verdict{}, kills(), fmt.Errorf("reading the inbox: %w", err)
-				}
-				ledger.MessagesChecked = true
-				v := Check(ledger, schemas.OrderID, schemas.EmailID, email.MessageID)
-				v.Report(out)
-				cuts, faults := mail.proxy.counts()
-				smtpKills := fmt.Sprintf("%d SMTP connections cut in %d faults; %d of the instance kills hit email (stage and delivery loop)",
-					cuts, faults, fleet.killsOf["email"])
-				instances := "order and email instances"
-				if o.Via == "http" {
-					instances = fmt.Sprintf("payment, order and email instances (%d of payment)", fleet.killsOf["payment"])
-				}
-				if brokers != nil {
-					fmt.Fprintf(out, "  kills: %d of %s, %d of brokers, %s (kills=%d below counts instances and brokers)\n", fleet.kills, instances, brokers.kills, smtpKills, kills())
-				} else {
-					fmt.Fprintf(out, "  kills: %d of %s, no broker, %s\n", fleet.kills, instances, smtpKills)
-				}
-				return v, kills(), nil
+			if drained && c.fleet.kills >= c.o.MinKills && (c.brokers == nil || (c.brokers.idle() && c.brokers.kills > 0)) && c.inboxFull(ctx, now) {
+				return c.judge(ctx)
 			}
 		}
 	}
+}
+
+// strike does what one tick of the run does while it runs: it reaps the
+// instances that died, kills one when its time came (while payments flow,
+// or until MinKills), kills a broker, cuts SMTP connections while emails
+// flow, and reports. It reports whether the pipeline has drained.
+func (c *chaos) strike(now time.Time, killRng *rand.Rand) (bool, error) {
+	if err := c.fleet.reap(); err != nil {
+		return false, err
+	}
+	drained := !c.sending && c.watch.drained(c.sender.ids())
+	if now.After(c.nextKill) && (!drained || c.fleet.kills < c.o.MinKills) {
+		if err := c.fleet.killOne(killRng); err != nil {
+			return false, err
+		}
+		c.nextKill = now.Add(killDelay(killRng))
+	}
+	brokerStatus := ""
+	if c.brokers != nil {
+		// Brokers die while payments flow, and at least once.
+		did, err := c.brokers.step(now, !drained || c.brokers.kills == 0)
+		if err != nil {
+			return false, err
+		}
+		if did != "" {
+			fmt.Fprintf(c.out, "  %5.1fs  %s\n", now.Sub(c.start).Seconds(), did)
+		}
+		brokerStatus = c.brokers.status()
+	}
+	if !drained {
+		// Connections are cut while emails flow.
+		if did := c.mail.step(now); did != "" {
+			fmt.Fprintf(c.out, "  %5.1fs  %s\n", now.Sub(c.start).Seconds(), did)
+		}
+	}
+	if now.Sub(c.lastReport) >= 2*time.Second {
+		fmt.Fprintf(c.out, "  %5.1fs  sent %d/%d  %s  kills %d%s\n", now.Sub(c.start).Seconds(), c.sender.count(), c.o.N, c.watch.progress(), c.fleet.kills, brokerStatus)
+		c.lastReport = now
+	}
+	return drained, nil
+}
+
+// inboxFull reports, once the topics drained, whether the mail server has
+// every email, looking once a second; after inboxWait it gives up, and
+// the emails still missing are reported lost.
+func (c *chaos) inboxFull(ctx context.Context, now time.Time) bool {
+	if c.drainedAt.IsZero() {
+		c.drainedAt = now
+		fmt.Fprintf(c.out, "  drained after %.1fs and %d kills; waiting for the mail server to have every email\n", time.Since(c.start).Seconds(), c.kills())
+	}
+	if now.Sub(c.inboxAt) < time.Second {
+		return false
+	}
+	c.inboxAt = now
+	missing, err := c.watch.undelivered(ctx, c.mail)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "  inbox: %v\n", err)
+	}
+	if err != nil || (missing > 0 && now.Sub(c.drainedAt) < inboxWait) {
+		return false
+	}
+	fmt.Fprintf(c.out, "  every email on the mail server %.1fs later (%d missing); stopping the instances\n", now.Sub(c.drainedAt).Seconds(), missing)
+	return true
+}
+
+// judge stops the instances, reads what the run committed and what the
+// mail server got, and checks it.
+func (c *chaos) judge(ctx context.Context) (Verdict, int, error) {
+	c.fleet.stop()
+	if h, ok := c.sender.(*httpSender); ok {
+		fmt.Fprintf(c.out, "  http: %s\n", h.summary())
+	}
+	ledger, err := collect(ctx, c.cat, c.o, c.from, c.sender.ids())
+	if err != nil {
+		return Verdict{}, c.kills(), err
+	}
+	if ledger.Messages, err = c.mail.messages(ctx); err != nil {
+		return Verdict{}, c.kills(), fmt.Errorf("reading the inbox: %w", err)
+	}
+	ledger.MessagesChecked = true
+	v := Check(ledger, schemas.OrderID, schemas.EmailID, email.MessageID)
+	v.Report(c.out)
+	cuts, faults := c.mail.proxy.counts()
+	smtpKills := fmt.Sprintf("%d SMTP connections cut in %d faults; %d of the instance kills hit email (stage and delivery loop)",
+		cuts, faults, c.fleet.killsOf["email"])
+	instances := "order and email instances"
+	if c.o.Via == "http" {
+		instances = fmt.Sprintf("payment, order and email instances (%d of payment)", c.fleet.killsOf["payment"])
+	}
+	if c.brokers != nil {
+		fmt.Fprintf(c.out, "  kills: %d of %s, %d of brokers, %s (kills=%d below counts instances and brokers)\n", c.fleet.kills, instances, c.brokers.kills, smtpKills, c.kills())
+	} else {
+		fmt.Fprintf(c.out, "  kills: %d of %s, no broker, %s\n", c.fleet.kills, instances, smtpKills)
+	}
+	return v, c.kills(), nil
 }
 
 // payments sends the run's payments and says which were accepted: straight
