@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"strings"
@@ -40,7 +39,7 @@ func newFleet(o Options) (*fleet, error) {
 	f := &fleet{o: o, killsOf: map[string]int{}}
 	if o.Via == "http" {
 		for i := 1; i <= paymentInstances; i++ {
-			port, err := freePort()
+			port, err := serve.FreePort()
 			if err != nil {
 				return nil, err
 			}
@@ -53,15 +52,6 @@ func newFleet(o Options) (*fleet, error) {
 		}
 	}
 	return f, nil
-}
-
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
 // paymentURLs are where the payment instances listen.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"time"
 )
@@ -34,4 +35,15 @@ func WaitReady(ctx context.Context, baseURL string, every time.Duration, stopped
 		case <-time.After(every):
 		}
 	}
+}
+
+// FreePort is a TCP port of 127.0.0.1 that nothing listens on, now: where a
+// service process started with PORT will listen.
+func FreePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
 }
