@@ -1,10 +1,10 @@
-// Package compose checks infra/docker-compose.yml, the shop's Docker stack,
-// and infra/docker-compose.secure.yml, its secure variant over it, without
-// Docker. It loads the files with the loader Docker Compose itself uses and
-// compares them with the stacks stated below (secure.go for the secure
-// one): every service, what it must say and why. The stack is never started
-// where the project is built and tested, so this check is what keeps a hand
-// edit of the files honest.
+// Package compose is tests only: they check infra/docker-compose.yml, the
+// shop's Docker stack, and infra/docker-compose.secure.yml, its secure
+// variant over it, without Docker. They load the files with the loader
+// Docker Compose itself uses and compare them with the stacks stated below
+// (secure_stack_test.go for the secure one): every service, what it must
+// say and why. The stack is never started where the project is built and
+// tested, so this check is what keeps a hand edit of the files honest.
 package compose
 
 import (
