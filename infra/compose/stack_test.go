@@ -199,7 +199,7 @@ func checkStack(p *types.Project, stated map[string]service) []string {
 	confluent := map[string][]string{} // tag -> services
 	for _, name := range slices.Sorted(maps.Keys(p.Services)) {
 		if _, ok := stated[name]; !ok {
-			c.fail("services", "%s is not part of the stack: state what it needs in infra/compose/check.go", name)
+			c.fail("services", "%s is not part of the stack: state what it needs in infra/compose/stack_test.go", name)
 		}
 		if repo, tag := splitImage(p.Services[name].Image); strings.HasPrefix(repo, "confluentinc/") {
 			confluent[tag] = append(confluent[tag], name)
