@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"log/slog"
 	"reflect"
 	"strconv"
 	"sync/atomic"
@@ -16,7 +17,7 @@ import (
 
 	"github.com/blackfriday-kafka/shop/infra"
 	"github.com/blackfriday-kafka/shop/schemas"
-	"github.com/blackfriday-kafka/shop/services/shop/shoptest"
+	"github.com/blackfriday-kafka/shop/schemas/schemastest"
 	"github.com/blackfriday-kafka/shop/txn"
 	"github.com/blackfriday-kafka/shop/txn/deadletter"
 )
@@ -29,8 +30,29 @@ func headers(r *kgo.Record) map[string]string {
 	return m
 }
 
+// cluster starts the embedded cluster and registry, with topics and
+// schemas, until the test ends.
+func cluster(t *testing.T) (*infra.Embedded, *schemas.Catalog) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	stack, err := infra.StartEmbedded(ctx, infra.EmbeddedConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stack.Close)
+	cat, err := schemas.Connect(ctx, stack.RegistryURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return stack, cat
+}
+
+// logger writes to the test's log.
+func logger(t *testing.T) *slog.Logger { return slog.New(slog.NewTextHandler(t.Output(), nil)) }
+
 func TestRecordKeepsTheOriginal(t *testing.T) {
-	_, cat := shoptest.Cluster(t)
+	cat := schemastest.Catalog(t)
 	l := deadletter.Letters{Codec: schemas.PaymentDLQ.Codec(cat), Service: "order"}
 	src := &kgo.Record{Topic: "payment-successful", Partition: 1, Offset: 41, Key: []byte("7"), Value: []byte("{oops")}
 	rec, err := l.Record(src, "bad-magic-byte", errors.New("not Avro"))
@@ -58,7 +80,7 @@ func TestRecordKeepsTheOriginal(t *testing.T) {
 // A record too large for its dead letter keeps a prefix, the size and the
 // SHA-256 of the whole value, and says so in the value and the headers.
 func TestRecordCutsWhatDoesNotFit(t *testing.T) {
-	_, cat := shoptest.Cluster(t)
+	cat := schemastest.Catalog(t)
 	l := deadletter.Letters{Codec: schemas.PaymentDLQ.Codec(cat), Service: "order"}
 	value := bytes.Repeat([]byte("x"), 999_805)
 	src := &kgo.Record{Topic: "payment-successful", Partition: 0, Offset: 3, Key: []byte("7"), Value: value}
@@ -100,7 +122,7 @@ func (poison) ErrorClass() string { return "validation" }
 // so one that was written in an aborted transaction is never read
 // committed, and the one of the retry is there once.
 func TestDeadLettersCommitWithTheirTransaction(t *testing.T) {
-	stack, cat := shoptest.Cluster(t)
+	stack, cat := cluster(t)
 	ctx := context.Background()
 	in, out := schemas.Payments.Name, schemas.Orders.Name
 	cl, err := kgo.NewClient(kgo.SeedBrokers(stack.Brokers...), kgo.DefaultProduceTopic(in))
@@ -145,12 +167,12 @@ func TestDeadLettersCommitWithTheirTransaction(t *testing.T) {
 		}
 		return []*kgo.Record{{Topic: out, Key: r.Key, Value: []byte(strconv.Itoa(2 * n))}}, nil
 	}
-	letters := deadletter.Letters{Codec: schemas.PaymentDLQ.Codec(cat), Service: "order", Logger: shoptest.Logger(t)}
+	letters := deadletter.Letters{Codec: schemas.PaymentDLQ.Codec(cat), Service: "order", Logger: logger(t)}
 	var committed atomic.Int64
 	e, err := txn.New(txn.Config{
 		Brokers: stack.Brokers, Group: "dead-letter-test", Topic: in, TransactionalID: "dead-letter-test",
 		Handler: txn.Chain(h, letters.Middleware), MinBackoff: 10 * time.Millisecond,
-		Logger: shoptest.Logger(t),
+		Logger: logger(t),
 		OnBatch: func(b txn.Batch) {
 			if b.Committed {
 				committed.Add(int64(b.Records))
