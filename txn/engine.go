@@ -20,6 +20,12 @@
 // invalid), the engine aborts and hands the refusal to the handler with the
 // same record on the retry (see Refused), so that the middleware can
 // dead-letter it instead of the engine retrying forever.
+//
+// The engine is the root of the shop's Kafka runtime. Beneath it: stage
+// (the engine behind the deadletter middleware, as a service runs it), view
+// (what was committed, read back and checkpointed), sink (a side effect
+// after the commit, at least once), lag and metrics; and what they all
+// share, kafkaclient and loop. None of them imports a service.
 package txn
 
 import (
