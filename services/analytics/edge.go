@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/blackfriday-kafka/shop/txn/loop"
 	"github.com/blackfriday-kafka/shop/txn/metrics"
 )
 
@@ -37,16 +38,8 @@ func newEdgeWatch(urls []string, every time.Duration, log *slog.Logger) *edgeWat
 }
 
 func (e *edgeWatch) Run(ctx context.Context) error {
-	tick := time.NewTicker(e.every)
-	defer tick.Stop()
-	for {
-		e.refresh()
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-tick.C:
-		}
-	}
+	e.refresh()
+	return loop.Every(ctx, e.every, func(time.Time) { e.refresh() })
 }
 
 func (e *edgeWatch) refresh() {
