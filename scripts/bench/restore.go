@@ -8,7 +8,6 @@ import (
 	"io"
 	"maps"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os/exec"
 	"slices"
@@ -38,7 +37,7 @@ const timedGrace = time.Minute
 // startTimed executes `shop <service>` with the environment of the
 // bench's services and env on top, its log in o.LogDir.
 func startTimed(o Options, service, id string, withLines bool, env ...string) (*timed, error) {
-	port, err := freePort()
+	port, err := serve.FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -70,16 +69,6 @@ func startTimed(o Options, service, id string, withLines bool, env ...string) (*
 		}()
 	}
 	return t, nil
-}
-
-// freePort is a TCP port nothing listens on, now.
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
 // waitReady polls /readyz every 5 ms until it answers 200, and returns

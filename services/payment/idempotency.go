@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/blackfriday-kafka/shop/schemas"
+	"github.com/blackfriday-kafka/shop/txn/loop"
 	"github.com/blackfriday-kafka/shop/txn/view"
 )
 
@@ -143,18 +144,11 @@ func (l *ledger) record(ctx context.Context, key, fp string, response []byte) er
 // tombstone each: compaction then drops them from the topic too, so the
 // ledger's size is what the window holds.
 func (l *ledger) sweep(ctx context.Context) error {
-	tick := time.NewTicker(time.Minute)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-tick.C:
-		}
+	return loop.Every(ctx, time.Minute, func(now time.Time) {
 		var old []string
 		l.table.Range(func(key string, b []byte) bool {
 			var a answer
-			if json.Unmarshal(b, &a) != nil || time.Since(a.At) >= l.window {
+			if json.Unmarshal(b, &a) != nil || now.Sub(a.At) >= l.window {
 				old = append(old, key)
 			}
 			return true
@@ -164,10 +158,10 @@ func (l *ledger) sweep(ctx context.Context) error {
 				if ctx.Err() == nil {
 					l.log.Warn("forgetting an expired Idempotency-Key failed", "err", err)
 				}
-				break
+				return
 			}
 		}
-	}
+	})
 }
 
 // ledgerKey is the ledger's key of a user's key: keys are the user's own.
