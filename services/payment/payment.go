@@ -296,7 +296,7 @@ func (s *Service) encode(w http.ResponseWriter, p *schemas.PaymentSucceeded) (*k
 	rec, err := s.payments.Record(p)
 	if _, missing := errors.AsType[*schemas.MissingSchemaError](err); missing {
 		s.rejected.WithLabelValues("kafka_unavailable").Inc()
-		serve.Error(w, http.StatusServiceUnavailable, "payments are unavailable: "+err.Error()+"; nothing was charged", "")
+		unavailable(w, "payments are unavailable: "+err.Error()+"; nothing was charged")
 		return nil, false
 	}
 	if err != nil {
@@ -328,8 +328,15 @@ func (s *Service) produce(w http.ResponseWriter, r *http.Request, rec *kgo.Recor
 		serve.Error(w, 499, "the client left before Kafka acknowledged the payment; nothing was charged", "")
 		return ignored
 	}
-	serve.Error(w, http.StatusServiceUnavailable, "payments are unavailable: Kafka did not acknowledge the payment, nothing was charged; retry later", "")
+	unavailable(w, "payments are unavailable: Kafka did not acknowledge the payment, nothing was charged; retry later")
 	return failed
+}
+
+// unavailable answers 503 for a payment Kafka or the registry could not
+// take, with the same Retry-After as a refusal for overload.
+func unavailable(w http.ResponseWriter, msg string) {
+	w.Header().Set("Retry-After", strconv.Itoa(retryAfter))
+	serve.Error(w, http.StatusServiceUnavailable, msg, "")
 }
 
 // answerOf is the 200 body of an acknowledged payment: a Response as

@@ -48,8 +48,8 @@ func TestKafkaDownIs503(t *testing.T) {
 	defer resp.Body.Close()
 	var body map[string]string
 	_ = json.NewDecoder(resp.Body).Decode(&body)
-	if resp.StatusCode != http.StatusServiceUnavailable || body["status"] != "error" || body["error"] == "" {
-		t.Fatalf("with Kafka down: %d %v, want 503 with an error", resp.StatusCode, body)
+	if resp.StatusCode != http.StatusServiceUnavailable || body["status"] != "error" || body["error"] == "" || resp.Header.Get("Retry-After") != "1" {
+		t.Fatalf("with Kafka down: %d %v %v, want 503 with an error and Retry-After", resp.StatusCode, resp.Header, body)
 	}
 	if took := time.Since(start); took > 10*time.Second {
 		t.Fatalf("the 503 took %v", took)
