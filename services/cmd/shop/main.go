@@ -62,7 +62,6 @@ func main() {
 		os.Exit(2)
 	}
 	cmd := os.Args[1]
-	tuneCollector()
 	cfg, err := config.FromEnv(os.Getenv, servicesOf(cmd)...)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "shop "+cmd+":", err)
