@@ -139,6 +139,10 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 // "open", or "secure" (SECURE=1).
 const securityFile = "shop-security"
 
+// ErrDataMadeOpen is why a secure start refuses a data directory made
+// open: the operator's to decide, so the command says it in one line.
+var ErrDataMadeOpen = errors.New("made without SECURE=1")
+
 // markDataDir refuses, before anything starts, a secure stack on a data
 // directory made open: the brokers would load the open stack's users
 // (none) over the principals', and refuse every client. It marks a new
@@ -160,7 +164,7 @@ func markDataDir(dir string, secure bool) error {
 	case err != nil:
 		return err
 	case secure && strings.TrimSpace(string(made)) == "open":
-		return fmt.Errorf("the data in %s was made without SECURE=1 and cannot go secure: FRESH=1 starts it empty (deleting its data), or start without SECURE=1 to keep it", dir)
+		return fmt.Errorf("the data in %s was %w and cannot go secure: FRESH=1 starts it empty (deleting its data), or start without SECURE=1 to keep it", dir, ErrDataMadeOpen)
 	}
 	return nil
 }
