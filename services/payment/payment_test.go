@@ -18,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/blackfriday-kafka/shop/infra/webserver"
+	"github.com/blackfriday-kafka/shop/infra/webserver/webservertest"
 	"github.com/blackfriday-kafka/shop/schemas"
 	"github.com/blackfriday-kafka/shop/scripts/poison/pills"
 	"github.com/blackfriday-kafka/shop/services/config"
@@ -28,17 +29,7 @@ import (
 // TestKafkaDownIs503 posts a valid payment to a payment service whose brokers
 // do not answer: the client gets a 503 and an explanation, not a hang.
 func TestKafkaDownIs503(t *testing.T) {
-	_, cat := shoptest.Cluster(t) // for the registry only
-	svc, err := payment.New(config.Config{Brokers: []string{"127.0.0.1:1"}, InstanceID: "1", Logger: shoptest.Logger(t)},
-		cat, payment.Options{DeliveryTimeout: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := mux.NewRouter()
-	svc.Routes(r)
-	srv := httptest.NewServer(r)
-	defer srv.Close()
-
+	srv := kafkaDown(t)
 	start := time.Now()
 	resp, err := http.Post(srv.URL+"/payment", "application/json",
 		strings.NewReader(`{"user_id": 42, "cart": [{"name": "MacBook", "price": 1999, "quantity": 1}]}`))
@@ -163,21 +154,10 @@ func TestHostileBodiesCostAlmostNothing(t *testing.T) {
 	}
 }
 
-// TestHugeHeadersAre431: 1.2 MB of headers is refused before any handler.
-func TestHugeHeadersAre431(t *testing.T) {
-	srv := kafkaDown(t)
-	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/payment", strings.NewReader(`{}`))
-	for i := range 12 {
-		req.Header.Set(fmt.Sprintf("X-Padding-%d", i), strings.Repeat("p", 100_000))
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
-		t.Fatalf("1.2 MB of headers: %d, want 431", resp.StatusCode)
-	}
+// TestHugeHeadersAreRefused: 1.2 MB of headers is refused before any
+// handler.
+func TestHugeHeadersAreRefused(t *testing.T) {
+	webservertest.RefusesHugeHeaders(t, kafkaDown(t).URL, "/payment")
 }
 
 // TestBodyTooSlowIs408: a body that does not arrive within the server's
