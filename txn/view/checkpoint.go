@@ -53,7 +53,13 @@ type manifest struct {
 	At      time.Time                  `json:"at"`
 }
 
-const manifestKey = "manifest"
+// manifestKey is the key of the manifests of the checkpoints called name.
+func manifestKey(name string) string {
+	if name == "" {
+		return "manifest"
+	}
+	return "manifest/" + name
+}
 
 // OpenCheckpoints connects to the checkpoint topic of a view, for the view
 // of instance. Its writes are transactions of the ID <topic>-<instance>,
@@ -83,8 +89,14 @@ func (c *Checkpoints) newWriter() (*kgo.Client, error) {
 func (c *Checkpoints) Close() { c.writer.Close() }
 
 // Save writes cp as one transaction.
-func (c *Checkpoints) Save(ctx context.Context, cp Checkpoint) error {
-	err := c.save(ctx, cp)
+func (c *Checkpoints) Save(ctx context.Context, cp Checkpoint) error { return c.SaveNamed(ctx, "", cp) }
+
+// SaveNamed writes cp as the checkpoint called name: the topic keeps one
+// latest checkpoint per name, so that a view split in parts (analytics' by
+// partition number) saves and loads each part on its own, whichever
+// instance holds it.
+func (c *Checkpoints) SaveNamed(ctx context.Context, name string, cp Checkpoint) error {
+	err := c.save(ctx, manifestKey(name), cp)
 	if errors.Is(err, kerr.ProducerFenced) {
 		// The coordinator aborted a checkpoint that outlived its
 		// transaction timeout (as when its broker died), or another
@@ -100,7 +112,7 @@ func (c *Checkpoints) Save(ctx context.Context, cp Checkpoint) error {
 	return err
 }
 
-func (c *Checkpoints) save(ctx context.Context, cp Checkpoint) error {
+func (c *Checkpoints) save(ctx context.Context, key string, cp Checkpoint) error {
 	var id [8]byte
 	_, _ = rand.Read(id[:])
 	save := hex.EncodeToString(id[:])
@@ -131,7 +143,7 @@ func (c *Checkpoints) save(ctx context.Context, cp Checkpoint) error {
 	if err != nil {
 		return err
 	}
-	if err := c.writer.ProduceSync(ctx, &kgo.Record{Key: []byte(manifestKey), Value: value}).FirstErr(); err != nil {
+	if err := c.writer.ProduceSync(ctx, &kgo.Record{Key: []byte(key), Value: value}).FirstErr(); err != nil {
 		return err
 	}
 	if err := c.writer.EndTransaction(ctx, kgo.TryCommit); err != nil {
@@ -142,7 +154,12 @@ func (c *Checkpoints) save(ctx context.Context, cp Checkpoint) error {
 }
 
 // Load returns the latest checkpoint, or nil if there is none.
-func (c *Checkpoints) Load(ctx context.Context) (*Checkpoint, error) {
+func (c *Checkpoints) Load(ctx context.Context) (*Checkpoint, error) { return c.LoadNamed(ctx, "") }
+
+// LoadNamed returns the latest checkpoint called name, or nil if there is
+// none.
+func (c *Checkpoints) LoadNamed(ctx context.Context, name string) (*Checkpoint, error) {
+	key := manifestKey(name)
 	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(c.brokers...)}, c.opts...)...)
 	if err != nil {
 		return nil, err
@@ -175,7 +192,7 @@ func (c *Checkpoints) Load(ctx context.Context) (*Checkpoint, error) {
 			return nil, err
 		}
 		for i := len(recs) - 1; i >= 0; i-- {
-			if string(recs[i].Key) != manifestKey {
+			if string(recs[i].Key) != key {
 				continue
 			}
 			var m manifest

@@ -104,7 +104,7 @@ func (f *Follower) Run(ctx context.Context, apply func(context.Context, *kgo.Rec
 				f.setPosition(r.Topic, r.Partition, r.Offset+1)
 				continue
 			}
-			if !f.apply(ctx, r, apply) {
+			if !applyRetrying(ctx, f.log, r, apply) {
 				f.save(ctx, dirty)
 				return nil
 			}
@@ -167,19 +167,19 @@ func (f *Follower) start(ctx context.Context) (map[string]map[int32]int64, error
 	return ends, nil
 }
 
-// apply applies one record, retrying while the failure may pass. It
+// applyRetrying applies one record, retrying while the failure may pass. It
 // returns false if ctx ended first.
-func (f *Follower) apply(ctx context.Context, r *kgo.Record, apply func(context.Context, *kgo.Record) error) bool {
+func applyRetrying(ctx context.Context, log *slog.Logger, r *kgo.Record, apply func(context.Context, *kgo.Record) error) bool {
 	for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, 5*time.Second) {
 		err := apply(ctx, r)
 		if _, never := errors.AsType[*schemas.RecordError](err); err == nil || never {
 			if err != nil {
-				f.log.Debug("skipping unreadable record", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset,
+				log.Debug("skipping unreadable record", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset,
 					"key", string(r.Key), "err", err)
 			}
 			return true
 		}
-		f.log.Warn("record not applied to the view yet, retrying", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset,
+		log.Warn("record not applied to the view yet, retrying", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset,
 			"key", string(r.Key), "backoff", backoff, "err", err)
 		select {
 		case <-ctx.Done():
