@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -31,73 +32,110 @@ import (
 
 // Service is the analytics service.
 //
-// At start it loads its latest checkpoint (the figures and the offsets
-// they cover, on analytics-checkpoints) and reads only the log after it,
-// or the whole log without one, so the figures stay exact across restarts.
-// It still commits its position to analytics-service-group, so that lag
-// tools show how far behind it is.
+// Its instances share the shop's partitions through analytics-service-group:
+// each folds the partitions the group gives it (partition p of every topic
+// together) into figures of their own, checkpointed under the partition's
+// number on analytics-checkpoints, so that a partition that changes hands
+// goes on from its last checkpoint. A request to any instance gathers the
+// figures of every partition from their owners (see gather.go).
 type Service struct {
-	cat       *schemas.Catalog
-	log       *slog.Logger
-	follow    *view.Follower
-	folds     map[string]func(context.Context, *kgo.Record) error // by topic
-	stats     *Stats
-	groups    *lag.Watch           // the consumer groups, for the dashboard
-	producers *producers           // the stages' transactions, for the dashboard
-	edge      *edgeWatch           // the payment instances' admission, for the dashboard
-	emails    *sink.Outcomes       // what became of the emails, for the dashboard
-	kafka     prometheus.Collector // the follower's client metrics
+	cat        *schemas.Catalog
+	log        *slog.Logger
+	instance   string                                                      // its name in the group and in answers
+	figures    *view.Partitioned[*Stats]                                   // the partitions this instance holds
+	deliveries *view.Follower                                              // email-sent and email-deliveries, all partitions
+	folds      map[string]func(context.Context, *Stats, *kgo.Record) error // by topic
+	address    atomic.Pointer[string]                                      // this instance's base URL, as the others reach it
+	http       *http.Client                                                // to the other instances
+	groups     *lag.Watch                                                  // the consumer groups, for the dashboard
+	producers  *producers                                                  // the stages' transactions, for the dashboard
+	edge       *edgeWatch                                                  // the payment instances' admission, for the dashboard
+	emailCodec *schemas.Codec[schemas.EmailSent]
+	emails     *sink.Outcomes         // what became of the emails, for the dashboard
+	kafka      []prometheus.Collector // the clients' metrics
 }
 
 // New connects the analytics service.
 func New(cfg config.Config, cat *schemas.Catalog) (*Service, error) {
 	s := &Service{
-		cat:   cat,
-		log:   cfg.Log().With("service", "analytics", "instance", cfg.InstanceID),
-		stats: newStats(),
+		cat:      cat,
+		log:      cfg.Log().With("service", "analytics", "instance", cfg.InstanceID),
+		instance: schemas.TransactionalID("analytics", cfg.InstanceID), // analytics-service-2
+		http:     &http.Client{Timeout: gatherTimeout},
 	}
 	// And the email deliveries: the undelivered count the dashboard shows.
-	s.emails = sink.NewOutcomes(s.log)
+	s.emails, s.emailCodec = sink.NewOutcomes(s.log), schemas.Emails.Codec(cat)
 	// Each topic is read through its own entry of the table.
-	s.folds = map[string]func(context.Context, *kgo.Record) error{
-		schemas.Payments.Name: fold(cat, schemas.Payments, s.log, "payment counted", only(s.addPayment),
+	s.folds = map[string]func(context.Context, *Stats, *kgo.Record) error{
+		schemas.Payments.Name: fold(cat, schemas.Payments, s.log, "payment counted", (*Stats).addValidPayment,
 			func(p *schemas.PaymentSucceeded) slog.Attr { return slog.String("payment_id", p.PaymentID) }),
-		schemas.Orders.Name: fold(cat, schemas.Orders, s.log, "order counted", only(s.stats.addOrder),
+		schemas.Orders.Name: fold(cat, schemas.Orders, s.log, "order counted", (*Stats).addOrder,
 			func(o *schemas.OrderCreated) slog.Attr { return slog.String("order_id", o.OrderID) }),
-		// An email counts, and joins the delivery states, from one decode.
-		schemas.Emails.Name: fold(cat, schemas.Emails, s.log, "email counted", func(r *kgo.Record, e *schemas.EmailSent) {
-			s.stats.addEmail(e)
-			s.emails.Record(r.Partition, r.Offset, e.EmailID, e.Status == schemas.EmailQueued, e.SentAt)
-		}, func(e *schemas.EmailSent) slog.Attr { return slog.String("email_id", e.EmailID) }),
-		schemas.EmailDeliveries.Name: s.emails.Apply,
-		schemas.Duplicates.Name: fold(cat, schemas.Duplicates, s.log, "duplicate payment taken back", only(s.stats.addDuplicate),
+		schemas.Emails.Name: fold(cat, schemas.Emails, s.log, "email counted", (*Stats).addEmail,
+			func(e *schemas.EmailSent) slog.Attr { return slog.String("email_id", e.EmailID) }),
+		schemas.Duplicates.Name: fold(cat, schemas.Duplicates, s.log, "duplicate payment taken back", (*Stats).addDuplicate,
 			func(d *schemas.PaymentDuplicate) slog.Attr { return slog.String("payment_id", d.PaymentID) }),
 		schemas.PaymentDLQ.Name: s.deadLetter(schemas.PaymentDLQ.Codec(cat)),
 		schemas.OrderDLQ.Name:   s.deadLetter(schemas.OrderDLQ.Codec(cat)),
 	}
-	kafka := metrics.Kafka("follower")
-	s.kafka = kafka
+	// One kprom.Metrics serves one client: the group member's, and the
+	// delivery states' reader's.
+	member, reader := metrics.Kafka("follower"), metrics.Kafka("deliveries")
+	s.kafka = []prometheus.Collector{member, reader}
+	var figures, deliveries *view.Checkpoints
+	if cfg.Checkpoints() > 0 {
+		var err error
+		if figures, err = view.OpenCheckpoints(cfg.Brokers, schemas.AnalyticsCheckpoints.Name, cfg.InstanceID, cfg.Connect()...); err != nil {
+			return nil, err
+		}
+		// A writer of its own: a transactional ID writes one
+		// checkpoint at a time.
+		if deliveries, err = view.OpenCheckpoints(cfg.Brokers, schemas.AnalyticsCheckpoints.Name, cfg.InstanceID+"-deliveries", cfg.Connect()...); err != nil {
+			return nil, err
+		}
+	}
 	var err error
-	s.follow, err = view.Follow(cfg.Brokers, s.log, append(schemas.TopicNames(), schemas.EmailDeliveries.Name), append(cfg.Connect(), kgo.WithHooks(kafka))...)
+	s.figures, err = view.FollowPartitioned(view.PartitionedConfig[*Stats]{
+		Brokers: cfg.Brokers, Group: schemas.Group("analytics"), Topics: schemas.TopicNames(), Log: s.log,
+		Fresh: newStats, Address: s.Address, Checkpoints: figures, Every: cfg.Checkpoints(),
+		// The dashboard's groups panel names the member by it.
+		Opts: append(cfg.Connect(), kgo.WithHooks(member), kgo.ClientID(s.instance)),
+	})
 	if err != nil {
 		return nil, err
 	}
-	if every := cfg.Checkpoints(); every > 0 {
-		cps, err := view.OpenCheckpoints(cfg.Brokers, schemas.AnalyticsCheckpoints.Name, cfg.InstanceID, cfg.Connect()...)
-		if err != nil {
-			return nil, err
-		}
-		s.follow.Checkpointed(view.Composite(s.stats, s.emails), cps, every)
+	// The delivery states join email-sent with email-deliveries, which is
+	// keyed by email_id, not by user: the join does not split by
+	// partition, so each instance keeps all of it (it is small).
+	s.deliveries, err = view.Follow(cfg.Brokers, s.log, []string{schemas.Emails.Name, schemas.EmailDeliveries.Name},
+		append(cfg.Connect(), kgo.WithHooks(reader))...)
+	if err != nil {
+		return nil, err
 	}
-	groups := kadm.NewClient(s.follow.Client())
+	if deliveries != nil {
+		s.deliveries.Checkpointed(s.emails, deliveries, cfg.Checkpoints())
+	}
+	groups := kadm.NewClient(s.deliveries.Client())
 	s.groups = lag.NewWatch(func() *kadm.Client { return groups }, groupsEvery, s.log, DashboardGroups...)
 	if cfg.StallAfter > 0 {
 		s.groups.StallAfter = cfg.StallAfter
 	}
-	s.producers = newProducers(kadm.NewClient(s.follow.Client()), groupsEvery, s.log,
+	s.producers = newProducers(kadm.NewClient(s.deliveries.Client()), groupsEvery, s.log,
 		schemas.TransactionalID("order", ""), schemas.TransactionalID("email", ""))
 	s.edge = newEdgeWatch(cfg.PaymentURLs, groupsEvery, s.log)
 	return s, nil
+}
+
+// Advertise sets the base URL the other instances reach this one at; the
+// shop calls it once the service listens, before Run.
+func (s *Service) Advertise(url string) { s.address.Store(&url) }
+
+// Address is the base URL this instance advertises to the group.
+func (s *Service) Address() string {
+	if a := s.address.Load(); a != nil {
+		return *a
+	}
+	return ""
 }
 
 func (s *Service) Name() string { return "analytics" }
@@ -111,27 +149,41 @@ func (s *Service) Collectors() []prometheus.Collector {
 	for i, c := range schemas.ErrorClasses {
 		classes[i] = string(c)
 	}
-	return []prometheus.Collector{
-		metrics.CountsByLabel("shop_analytics_events_total", "Committed events folded into the figures, by topic.",
-			"topic", nil, schemas.TopicNames(), s.stats.topicCounts),
-		metrics.CountsByLabel("shop_analytics_dead_letters_total", "Dead letters on dlq-payment and dlq-order, by error_class.",
-			"error_class", nil, classes, s.stats.deadLetterCounts),
+	// The figures of the partitions this instance holds: summed over the
+	// instances, they are the shop's.
+	return append([]prometheus.Collector{
+		metrics.CountsByLabel("shop_analytics_events_total", "Committed events folded into the figures of the partitions this instance holds, by topic.",
+			"topic", nil, schemas.TopicNames(), func() map[string]int64 { return s.heldStats().topicCounts() }),
+		metrics.CountsByLabel("shop_analytics_dead_letters_total", "Dead letters on dlq-payment and dlq-order of the partitions this instance holds, by error_class.",
+			"error_class", nil, classes, func() map[string]int64 { return s.heldStats().deadLetterCounts() }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "shop_analytics_revenue_euros_total", Help: "Revenue of the committed orders, in euros (total_revenue of /analytics).",
-		}, s.stats.revenueEuros),
+			Name: "shop_analytics_revenue_euros_total", Help: "Revenue of the committed orders of the partitions this instance holds, in euros (total_revenue of /analytics for all).",
+		}, func() float64 { return s.heldStats().revenueEuros() }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "shop_analytics_unique_users", Help: "Users who paid at least once.",
-		}, func() float64 { return float64(s.stats.uniqueUsers()) }),
-		s.kafka,
-	}
+			Name: "shop_analytics_unique_users", Help: "Users who paid at least once, in the partitions this instance holds (each user is in one).",
+		}, func() float64 { return float64(s.heldStats().uniqueUsers()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "shop_analytics_partitions_held", Help: "Partition numbers this instance holds in analytics-service-group.",
+		}, func() float64 { return float64(len(s.figures.Owned())) }),
+	}, s.kafka...)
 }
 
 func (s *Service) Routes(r *mux.Router) {
-	r.HandleFunc("/analytics", func(w http.ResponseWriter, _ *http.Request) {
-		serve.JSON(w, http.StatusOK, s.stats.report(time.Now()))
+	r.HandleFunc("/analytics", func(w http.ResponseWriter, req *http.Request) {
+		figures, cov := s.gather(req.Context())
+		serve.JSON(w, http.StatusOK, ReportAll{Report: figures.report(time.Now()), Coverage: cov})
 	}).Methods(http.MethodGet)
-	r.HandleFunc("/analytics/live", func(w http.ResponseWriter, _ *http.Request) {
-		serve.JSON(w, http.StatusOK, s.stats.live(time.Now()))
+	r.HandleFunc("/analytics/live", func(w http.ResponseWriter, req *http.Request) {
+		figures, cov := s.gather(req.Context())
+		serve.JSON(w, http.StatusOK, LiveAll{Live: figures.live(time.Now()), Coverage: cov})
+	}).Methods(http.MethodGet)
+	r.HandleFunc(partitionsPath, func(w http.ResponseWriter, _ *http.Request) {
+		held, err := s.held(true)
+		if err != nil {
+			serve.JSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
+			return
+		}
+		serve.JSON(w, http.StatusOK, held)
 	}).Methods(http.MethodGet)
 	s.dashboardRoutes(r)
 }
@@ -142,7 +194,8 @@ func (s *Service) Run(ctx context.Context) error {
 		return nil // stopped before the schemas were there
 	}
 	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return s.follow.Run(ctx, s.apply) })
+	g.Go(func() error { return s.figures.Run(ctx, s.apply) })
+	g.Go(func() error { return s.deliveries.Run(ctx, s.applyDelivery) })
 	g.Go(func() error { return s.housekeeping(ctx) })
 	g.Go(func() error { return s.groups.Run(ctx) })
 	g.Go(func() error { return s.producers.Run(ctx) })
@@ -150,51 +203,55 @@ func (s *Service) Run(ctx context.Context) error {
 	return g.Wait()
 }
 
-// Ready is nil once the shop's schemas are registered and the figures
-// cover everything committed when the service started.
+// Ready is nil once the shop's schemas are registered, the group has given
+// this instance its partitions and their figures cover everything
+// committed when they came, and the delivery states are caught up too.
 func (s *Service) Ready(ctx context.Context) error {
 	if err := s.cat.Missing(schemas.Topics()...); err != nil {
 		return err
 	}
-	if !s.follow.CaughtUp() {
+	if !s.figures.Ready() || !s.deliveries.CaughtUp() {
 		return errors.New("still reading the shop's history")
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	return s.follow.Client().Ping(ctx)
+	return s.figures.Client().Ping(ctx)
 }
 
-// apply folds a committed record into the figures. Poison on an input
-// topic is skipped (the service that consumes it dead-letters it, and the
-// dead letter is counted).
-func (s *Service) apply(ctx context.Context, r *kgo.Record) error {
-	return s.folds[r.Topic](ctx, r)
+// apply folds a committed record into the figures of its partition.
+// Poison on an input topic is skipped (the service that consumes it
+// dead-letters it, and the dead letter is counted).
+func (s *Service) apply(ctx context.Context, st *Stats, r *kgo.Record) error {
+	return s.folds[r.Topic](ctx, st, r)
+}
+
+// applyDelivery folds a committed email or delivery record into the
+// delivery states.
+func (s *Service) applyDelivery(ctx context.Context, r *kgo.Record) error {
+	if r.Topic == schemas.EmailDeliveries.Name {
+		return s.emails.Apply(ctx, r)
+	}
+	e, err := s.emailCodec.Decode(ctx, r.Value)
+	if err != nil {
+		return err
+	}
+	s.emails.Record(r.Partition, r.Offset, e.EmailID, e.Status == schemas.EmailQueued, e.SentAt)
+	return nil
 }
 
 // fold decodes the records of topic t and adds each to the figures; the
 // debug line names the event by id.
-func fold[V any](cat *schemas.Catalog, t schemas.Topic[V], log *slog.Logger, msg string, add func(*kgo.Record, *V), id func(*V) slog.Attr) func(context.Context, *kgo.Record) error {
+func fold[V any](cat *schemas.Catalog, t schemas.Topic[V], log *slog.Logger, msg string, add func(*Stats, *V), id func(*V) slog.Attr) func(context.Context, *Stats, *kgo.Record) error {
 	codec := t.Codec(cat)
-	return func(ctx context.Context, r *kgo.Record) error {
+	return func(ctx context.Context, st *Stats, r *kgo.Record) error {
 		v, err := codec.Decode(ctx, r.Value)
 		if err != nil {
 			return err
 		}
-		add(r, v)
+		add(st, v)
 		log.LogAttrs(ctx, slog.LevelDebug, msg, slog.String("topic", r.Topic), slog.Int("partition", int(r.Partition)),
 			slog.Int64("offset", r.Offset), id(v))
 		return nil
-	}
-}
-
-// only is add for fold, which needs nothing of the record but its value.
-func only[V any](add func(*V)) func(*kgo.Record, *V) { return func(_ *kgo.Record, v *V) { add(v) } }
-
-// addPayment counts a valid payment; an invalid one is refused by the order
-// service and counted as a dead letter.
-func (s *Service) addPayment(p *schemas.PaymentSucceeded) {
-	if schemas.ValidatePayment(p) == nil {
-		s.stats.addPayment(p)
 	}
 }
 
@@ -203,8 +260,8 @@ const OtherErrorClass = "other"
 
 // deadLetter counts the dead letters of a queue by error class: from the
 // DeadLetter value, or from its header if the value does not decode.
-func (s *Service) deadLetter(codec *schemas.Codec[schemas.DeadLetter]) func(context.Context, *kgo.Record) error {
-	return func(ctx context.Context, r *kgo.Record) error {
+func (s *Service) deadLetter(codec *schemas.Codec[schemas.DeadLetter]) func(context.Context, *Stats, *kgo.Record) error {
+	return func(ctx context.Context, st *Stats, r *kgo.Record) error {
 		class := deadletter.Header(r, deadletter.HeaderErrorClass)
 		if dl, err := codec.Decode(ctx, r.Value); err == nil {
 			class = dl.ErrorClass
@@ -215,30 +272,19 @@ func (s *Service) deadLetter(codec *schemas.Codec[schemas.DeadLetter]) func(cont
 		if !slices.Contains(schemas.ErrorClasses, schemas.ErrorClass(class)) {
 			class = OtherErrorClass
 		}
-		s.stats.addDeadLetter(r.Topic, class, r.Timestamp)
+		st.addDeadLetter(r.Topic, class, r.Timestamp)
 		s.log.Debug("dead letter counted", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset,
 			"key", string(r.Key), "error_class", class)
 		return nil
 	}
 }
 
-// housekeeping drops old rate buckets and publishes the position to the
-// group every few seconds.
+// housekeeping drops old rate buckets every few seconds. (The position is
+// published to the group by the group's own commits, for lag tools.)
 func (s *Service) housekeeping(ctx context.Context) error {
-	adm := kadm.NewClient(s.follow.Client())
 	return loop.Every(ctx, 5*time.Second, func(now time.Time) {
-		s.stats.forget(now)
-		pos := make(kadm.Offsets)
-		for topic, parts := range s.follow.Position() {
-			for p, next := range parts {
-				pos.AddOffset(topic, p, next, -1)
-			}
-		}
-		if len(pos) == 0 {
-			return
-		}
-		if _, err := adm.CommitOffsets(ctx, schemas.Group("analytics"), pos); err != nil && ctx.Err() == nil {
-			s.log.Debug("publishing position to the group failed", "err", err)
+		for _, o := range s.figures.Owned() {
+			o.State.forget(now)
 		}
 	})
 }

@@ -1,6 +1,7 @@
 package analytics
 
 import (
+	"context"
 	"embed"
 	"io/fs"
 	"net/http"
@@ -21,10 +22,9 @@ import (
 var web embed.FS
 
 // DashboardGroups are the consumer groups the dashboard shows: the two
-// exactly-once stages and the email delivery loop. (Analytics is no member
-// of its group: it publishes its position every few seconds for lag tools,
-// and rebuilds from the log.)
-var DashboardGroups = []string{schemas.Group("order"), schemas.Group("email"), schemas.DeliveryGroup}
+// exactly-once stages, the email delivery loop, and analytics' own, whose
+// members each hold partition p of every topic it reads.
+var DashboardGroups = []string{schemas.Group("order"), schemas.Group("email"), schemas.DeliveryGroup, schemas.Group("analytics")}
 
 // groupsEvery is how often the dashboard's view of the groups is refreshed.
 const groupsEvery = 2 * time.Second
@@ -32,7 +32,7 @@ const groupsEvery = 2 * time.Second
 // Dashboard is /analytics/dashboard: everything the page shows, in one answer
 // so that its numbers agree with each other.
 type Dashboard struct {
-	Analytics Report       `json:"analytics"` // as /analytics
+	Analytics ReportAll    `json:"analytics"` // as /analytics
 	History   History      `json:"history"`
 	Groups    lag.Snapshot `json:"groups"`
 	Producers []Producer   `json:"producers"`
@@ -44,10 +44,11 @@ type Dashboard struct {
 	Now    time.Time        `json:"now"`
 }
 
-func (s *Service) dashboard(now time.Time) Dashboard {
+func (s *Service) dashboard(ctx context.Context, now time.Time) Dashboard {
+	figures, cov := s.gather(ctx)
 	return Dashboard{
-		Analytics: s.stats.report(now),
-		History:   s.stats.history(now),
+		Analytics: ReportAll{Report: figures.report(now), Coverage: cov},
+		History:   figures.history(now),
 		Groups:    s.groups.Last(),
 		Producers: s.producers.Last(),
 		Edge:      s.edge.Last(),
@@ -71,9 +72,9 @@ func (s *Service) dashboardRoutes(r *mux.Router) {
 		_, _ = w.Write(index)
 	}).Methods(http.MethodGet)
 	r.PathPrefix("/dashboard/").Handler(http.StripPrefix("/dashboard/", http.FileServerFS(filesOnly{static}))).Methods(http.MethodGet)
-	r.HandleFunc("/analytics/dashboard", func(w http.ResponseWriter, _ *http.Request) {
+	r.HandleFunc("/analytics/dashboard", func(w http.ResponseWriter, req *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
-		serve.JSON(w, http.StatusOK, s.dashboard(time.Now()))
+		serve.JSON(w, http.StatusOK, s.dashboard(req.Context(), time.Now()))
 	}).Methods(http.MethodGet)
 }
 

@@ -118,6 +118,16 @@ func TestDashboardShowsWhatAnalyticsReports(t *testing.T) {
 			const who = [...document.querySelectorAll('tr[data-group="' + g + '"] td.part .who')].map((e) => e.textContent);
 			return who.length === 3 && who.every((w) => w === g.replace("-group", "-1"));
 		})`)
+	// One instance holds every partition of analytics' own group, and
+	// the line under the header says the figures count them all.
+	waitFor(t, page, "analytics' partitions held by its one instance", 15*time.Second,
+		`(() => {
+			const who = [...document.querySelectorAll('tr[data-group="analytics-service-group"] td.part .who')].map((e) => e.textContent);
+			const cov = document.querySelector("#coverage");
+			return who.length >= 3 && who.every((w) => w === "analytics-service-1") &&
+				cov.dataset.complete === "true" && cov.textContent.includes("analytics-service-1 holds 0, 1, 2") &&
+				cov.textContent.includes("all 3 partitions counted");
+		})()`)
 	waitFor(t, page, "two charts with the payments in them", 10*time.Second,
 		`document.querySelectorAll(".uplot canvas").length === 2 && document.querySelector("#payments-rate").textContent === "3 / min"`)
 

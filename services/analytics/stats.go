@@ -49,6 +49,14 @@ func newStats() *Stats {
 	}
 }
 
+// addValidPayment counts a valid payment; an invalid one is refused by
+// the order service and counted as a dead letter.
+func (s *Stats) addValidPayment(p *schemas.PaymentSucceeded) {
+	if schemas.ValidatePayment(p) == nil {
+		s.addPayment(p)
+	}
+}
+
 func (s *Stats) addPayment(p *schemas.PaymentSucceeded) {
 	s.fold(schemas.Payments.Name, p.PaidAt, func() {
 		s.payments++
@@ -94,6 +102,33 @@ func (s *Stats) touch(at time.Time) {
 	if at.After(s.lastUpdated) {
 		s.lastUpdated = at
 	}
+}
+
+// merge adds the figures of o, another partition's: the counts and the
+// per-second buckets add up, the users' bitmaps unite (a user counts once
+// however many partitions they paid in).
+func (s *Stats) merge(o *Stats) {
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.payments += o.payments
+	s.duplicates += o.duplicates
+	s.orders += o.orders
+	s.emails += o.emails
+	s.revenueCents += o.revenueCents
+	s.users.Or(o.users)
+	for _, m := range [][2]map[string]int64{{s.deadLetters, o.deadLetters}, {s.byTopic, o.byTopic}} {
+		for k, n := range m[1] {
+			m[0][k] += n
+		}
+	}
+	for _, m := range [][2]map[int64]int64{{s.paymentsAt, o.paymentsAt}, {s.ordersAt, o.ordersAt}, {s.revenueAt, o.revenueAt}} {
+		for k, n := range m[1] {
+			m[0][k] += n
+		}
+	}
+	s.touch(o.lastUpdated)
 }
 
 // forget drops rate buckets older than the charts need; the totals stay.

@@ -1,6 +1,7 @@
 package analytics
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -45,5 +46,48 @@ func TestHistoryCountsTheMinuteUpToEachPoint(t *testing.T) {
 	s.forget(now)
 	if h2 := s.history(now); h2.PaymentsPerMinute[last-7] != 1 {
 		t.Fatal("forget dropped a second the charts still show")
+	}
+}
+
+// TestMergeIsTheFiguresOfAllPartitions: the figures of partitions folded
+// apart and merged are those of every event folded in one, to the cent and
+// the user; a user who paid in two partitions counts once.
+func TestMergeIsTheFiguresOfAllPartitions(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	one, parts := newStats(), []*Stats{newStats(), newStats(), newStats()}
+	for i := range 300 {
+		user := int64(1 + i%37)
+		at := now.Add(-time.Duration(i) * time.Second)
+		p := &schemas.PaymentSucceeded{UserID: user, TotalCents: int64(101 * i), PaidAt: at}
+		o := &schemas.OrderCreated{UserID: user, TotalCents: int64(101 * i), CreatedAt: at}
+		part := parts[i%3] // users in every partition: the union must count each once
+		for _, s := range []*Stats{one, part} {
+			s.addPayment(p)
+			s.addOrder(o)
+			if i%10 == 0 {
+				s.addDeadLetter(schemas.PaymentDLQ.Name, "bad-magic-byte", at)
+			}
+		}
+	}
+	merged := newStats()
+	for _, p := range parts {
+		merged.merge(p)
+	}
+	want, got := one.report(now), merged.report(now)
+	if got.UniqueUsers != 37 || want.UniqueUsers != 37 {
+		t.Fatalf("unique users: merged %d, one fold %d, want 37", got.UniqueUsers, want.UniqueUsers)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("merged:\n%+v\none fold:\n%+v", got, want)
+	}
+	if fmt.Sprint(merged.history(now)) != fmt.Sprint(one.history(now)) {
+		t.Fatal("the merged charts differ from one fold's")
+	}
+	// The control: a partition left out shows.
+	less := newStats()
+	less.merge(parts[0])
+	less.merge(parts[1])
+	if less.report(now).TotalRevenue == want.TotalRevenue {
+		t.Fatal("two partitions of three merge to the whole revenue")
 	}
 }

@@ -72,6 +72,11 @@ func Start(ctx context.Context, cfg config.Config, cat *schemas.Catalog, opts Op
 		if err != nil {
 			return nil, err
 		}
+		// A service that tells others where it is (analytics, to its
+		// group) learns its URL once it listens.
+		if a, ok := svc.(interface{ Advertise(url string) }); ok {
+			a.Advertise(srv.URL())
+		}
 		s.servers[name] = srv
 	}
 	ctx, s.cancel = context.WithCancel(ctx)

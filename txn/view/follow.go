@@ -1,9 +1,10 @@
 // Package view is the read-committed view of a topic: what the services show
 // on /orders, /emails and /analytics. A view reads its topics with
-// read_committed, outside any consumer group, so it never shows work of an
-// aborted transaction; it starts from its latest checkpoint, if it keeps
-// any, and otherwise from the first offset, so a restarted service shows
-// the same view as before.
+// read_committed, so it never shows work of an aborted transaction; it
+// starts from its latest checkpoint, if it keeps any, and otherwise from the
+// first offset, so a restarted service shows the same view as before. A
+// Follower reads every partition, outside any consumer group; a Partitioned
+// view shares the partitions among the members of a group, by number.
 package view
 
 import (

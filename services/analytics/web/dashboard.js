@@ -251,6 +251,21 @@ function renderProducers(list) {
   $("producers").tBodies[0].replaceChildren(...rows);
 }
 
+// renderCoverage says which analytics instance holds which partitions,
+// and, while the figures lack a partition (its holder died, the group
+// rebalances), which one and why: the figures are then not the shop's.
+function renderCoverage(a) {
+  const box = $("coverage");
+  box.dataset.complete = String(!!a.complete);
+  box.classList.toggle("partial", !a.complete);
+  const held = (a.instances || []).map((i) =>
+    i.instance + " holds " + (i.partitions.length ? i.partitions.map((p) => p.partition).join(", ") : "nothing it could show"));
+  const missing = (a.missing_partitions || []).map((p) =>
+    "partition " + p + " missing: " + ((a.missing_because || {})[String(p)] || "no holder"));
+  box.textContent = "analytics-service-group: " + (held.join(" · ") || "no instance holds a partition") +
+    (missing.length ? " — " + missing.join("; ") : " — all " + a.partitions + " partitions counted");
+}
+
 function renderCharts(h) {
   revenueChart.setData([h.time, h.revenue_per_minute]);
   ratesChart.setData([h.time, h.payments_per_minute, h.orders_per_minute]);
@@ -268,6 +283,7 @@ async function poll() {
     const d = await resp.json();
     renderTiles(d.analytics, d.history, d.emails);
     renderCharts(d.history);
+    renderCoverage(d.analytics);
     renderDeadLetters(d.analytics.dlq_by_class);
     renderGroups(d.groups);
     renderProducers(d.producers);
