@@ -75,7 +75,7 @@ func TestLagAgreesWithKadm(t *testing.T) {
 		}
 	}
 
-	// An empty group that committed by hand (as analytics does) ...
+	// An empty group that committed by hand (as a tool may) ...
 	if err := adm.CommitAllOffsets(ctx, "by-hand", kadm.Offsets{topic: {
 		0: {Topic: topic, Partition: 0, At: 3},
 		2: {Topic: topic, Partition: 2, At: 1},
