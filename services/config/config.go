@@ -96,6 +96,12 @@ type Config struct {
 	// it is that instance.
 	PaymentURLs []string
 
+	// AnalyticsURL (ANALYTICS_URL) is the base URL an analytics instance
+	// advertises to the others of its group, which ask it for the figures
+	// of its partitions; empty means http://127.0.0.1:<its port>, enough
+	// when the instances share a host.
+	AnalyticsURL string
+
 	// DataDir (DATA_DIR, default .run/embedded) is where `shop run` and
 	// `shop cluster` keep the embedded cluster's data; Fresh (FRESH=1)
 	// deletes it first.
@@ -285,6 +291,12 @@ func (e env) services(cfg *Config, services []string) error {
 				return fmt.Errorf("PAYMENT_URLS=%q: want URLs such as http://localhost:8000, comma-separated", e("PAYMENT_URLS"))
 			}
 			cfg.PaymentURLs = append(cfg.PaymentURLs, strings.TrimSuffix(u, "/"))
+		}
+		if u := e("ANALYTICS_URL"); u != "" {
+			if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
+				return fmt.Errorf("ANALYTICS_URL=%q: want the URL the other analytics instances reach this one at, such as http://analytics-2:8003", u)
+			}
+			cfg.AnalyticsURL = strings.TrimSuffix(u, "/")
 		}
 	}
 	return nil

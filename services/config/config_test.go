@@ -48,6 +48,7 @@ func TestBadValuesFailOnlyTheCommandsThatUseThem(t *testing.T) {
 		{"DELIVERY", "sometimes", []string{"order"}, []string{"payment"}},
 		{"PORT", "http", []string{"payment"}, nil},
 		{"LOG_LEVEL", "loud", []string{"payment"}, nil},
+		{"ANALYTICS_URL", "analytics-2:8003", []string{"analytics"}, []string{"payment", "order"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			vars := env(map[string]string{tc.name: tc.value})

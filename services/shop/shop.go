@@ -73,9 +73,13 @@ func Start(ctx context.Context, cfg config.Config, cat *schemas.Catalog, opts Op
 			return nil, err
 		}
 		// A service that tells others where it is (analytics, to its
-		// group) learns its URL once it listens.
+		// group) learns its URL once it listens, unless it is told one.
 		if a, ok := svc.(interface{ Advertise(url string) }); ok {
-			a.Advertise(srv.URL())
+			url := srv.URL()
+			if cfg.AnalyticsURL != "" {
+				url = cfg.AnalyticsURL
+			}
+			a.Advertise(url)
 		}
 		s.servers[name] = srv
 	}
