@@ -368,6 +368,7 @@ func (v *Partitioned[S]) noteAssigned(assigned map[string][]int32) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	v.assigned, v.joined = slices.Sorted(maps.Keys(numbers)), true
+	v.noteReady() // a member given nothing (more members than partitions) is ready as it joins
 }
 
 // Owned is one partition this member holds.

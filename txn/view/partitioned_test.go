@@ -203,3 +203,40 @@ func nonZero(m map[string]int) map[string]int {
 	}
 	return out
 }
+
+// A member the group gives nothing (more members than partitions) is ready
+// once it has joined: it answers by asking the others.
+func TestPartitionedMemberWithNothingIsReady(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var members []*view.Partitioned[*tally]
+	for range 2 {
+		v, err := view.FollowPartitioned(view.PartitionedConfig[*tally]{
+			Brokers: c.ListenAddrs(), Group: "few", Topics: []string{"a"},
+			Log: slog.New(slog.DiscardHandler), Fresh: newTally,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- v.Run(ctx, func(context.Context, *tally, *kgo.Record) error { return nil }) }()
+		defer func() { cancel(); <-done }()
+		members = append(members, v)
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		held := len(members[0].Owned()) + len(members[1].Owned())
+		owners, _ := members[0].Owners(ctx)
+		if held == 1 && len(owners) == 2 && members[0].Ready() && members[1].Ready() {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 20s: %d partitions held, %d members, ready %v and %v; want 1, 2, both ready",
+				held, len(owners), members[0].Ready(), members[1].Ready())
+		}
+	}
+}
