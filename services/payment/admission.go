@@ -122,6 +122,8 @@ const (
 // the bound to have moved, short enough that a buyer does not leave.
 const retryAfter = 1
 
+var retryAfterSeconds = strconv.Itoa(retryAfter) // the header's value, formatted once
+
 // overloadedBody is the answer to a payment refused for overload, written
 // as it is: a refusal costs no encoding.
 var overloadedBody = []byte(`{"status":"error","error":"the payment service is at capacity: nothing was charged; retry after ` +
@@ -180,7 +182,7 @@ func (a *Admission) admit(ctx context.Context, w http.ResponseWriter) (ticket, b
 		a.shed.Inc()
 		h := w.Header()
 		h.Set("Content-Type", "application/json")
-		h.Set("Retry-After", strconv.Itoa(retryAfter))
+		h.Set("Retry-After", retryAfterSeconds)
 		w.WriteHeader(http.StatusServiceUnavailable)
 		_, _ = w.Write(overloadedBody)
 		return ticket{}, false

@@ -178,7 +178,6 @@ func (s *Service) pay(w http.ResponseWriter, r *http.Request) {
 	}
 	outcome := ignored
 	defer func() { t.done(outcome) }()
-	start := time.Now()
 	req, ok := s.readPayment(w, r)
 	if !ok {
 		return
@@ -209,7 +208,7 @@ func (s *Service) pay(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.accepted.Inc()
-	s.latency.Observe(time.Since(start).Seconds())
+	s.latency.Observe(time.Since(t.start).Seconds())
 	s.log.Info("payment accepted",
 		"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset,
 		"payment_id", p.PaymentID, "user_id", p.UserID, "total", schemas.Euros(p.TotalCents).String())
@@ -335,7 +334,7 @@ func (s *Service) produce(w http.ResponseWriter, r *http.Request, rec *kgo.Recor
 // unavailable answers 503 for a payment Kafka or the registry could not
 // take, with the same Retry-After as a refusal for overload.
 func unavailable(w http.ResponseWriter, msg string) {
-	w.Header().Set("Retry-After", strconv.Itoa(retryAfter))
+	w.Header().Set("Retry-After", retryAfterSeconds)
 	serve.Error(w, http.StatusServiceUnavailable, msg, "")
 }
 

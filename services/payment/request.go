@@ -118,18 +118,13 @@ func (d *requestDecoder) fail(err error, want *schemas.FieldError) *schemas.Fiel
 }
 
 func (d *requestDecoder) request() (*Request, *schemas.FieldError) {
-	if tok, err := d.dec.ReadToken(); err != nil || tok.Kind() != '{' {
-		return nil, d.fail(err, errBody)
+	if d.dec.PeekKind() != '{' {
+		return nil, d.fail(d.dec.SkipValue(), errBody)
 	}
 	req := &Request{}
 	var seenUser, seenCart bool
-	for d.dec.PeekKind() != '}' {
-		name, err := d.dec.ReadToken()
-		if err != nil {
-			return nil, d.fail(err, errBody)
-		}
-		var fe *schemas.FieldError
-		switch name.String() {
+	fe := d.object(func(name string) (fe *schemas.FieldError, known bool) {
+		switch name {
 		case "user_id":
 			seenUser = true
 			req.UserID, fe = d.integer("user_id", math.MaxInt64)
@@ -137,24 +132,47 @@ func (d *requestDecoder) request() (*Request, *schemas.FieldError) {
 			seenCart = true
 			req.Cart, fe = d.cart()
 		default:
-			if err := d.dec.SkipValue(); err != nil {
-				fe = d.fail(err, errBody)
-			}
+			return nil, false
 		}
-		if fe != nil {
-			return nil, fe
-		}
-	}
-	if _, err := d.dec.ReadToken(); err != nil {
-		return nil, d.fail(err, errBody)
-	}
+		return fe, true
+	})
 	switch {
+	case fe != nil:
+		return nil, fe
 	case !seenUser:
 		return nil, &schemas.FieldError{Field: "user_id", Reason: "is required"}
 	case !seenCart:
 		return nil, &schemas.FieldError{Field: "cart", Reason: "is required"}
 	}
 	return req, nil
+}
+
+// object reads the object the decoder is at, handing each member's name to
+// member, which reads its value; a name member does not know (known false)
+// has its value skipped. A name given twice is the decoder's error.
+func (d *requestDecoder) object(member func(name string) (fe *schemas.FieldError, known bool)) *schemas.FieldError {
+	if _, err := d.dec.ReadToken(); err != nil { // {
+		return d.fail(err, errBody)
+	}
+	for d.dec.PeekKind() != '}' {
+		name, err := d.dec.ReadToken()
+		if err != nil {
+			return d.fail(err, errBody)
+		}
+		fe, known := member(name.String())
+		if !known {
+			if err := d.dec.SkipValue(); err != nil {
+				fe = d.fail(err, errBody)
+			}
+		}
+		if fe != nil {
+			return fe
+		}
+	}
+	if _, err := d.dec.ReadToken(); err != nil { // }
+		return d.fail(err, errBody)
+	}
+	return nil
 }
 
 func (d *requestDecoder) cart() ([]schemas.CartItem, *schemas.FieldError) {
@@ -191,17 +209,9 @@ func (d *requestDecoder) item(i int) (schemas.CartItem, *schemas.FieldError) {
 	if d.dec.PeekKind() != '{' {
 		return item, d.fail(d.dec.SkipValue(), &schemas.FieldError{Field: path, Reason: "must be an object with name, price and quantity"})
 	}
-	if _, err := d.dec.ReadToken(); err != nil {
-		return item, d.fail(err, errBody)
-	}
 	var seenName, seenPrice, seenQuantity bool
-	for d.dec.PeekKind() != '}' {
-		name, err := d.dec.ReadToken()
-		if err != nil {
-			return item, d.fail(err, errBody)
-		}
-		var fe *schemas.FieldError
-		switch name.String() {
+	fe := d.object(func(name string) (fe *schemas.FieldError, known bool) {
+		switch name {
 		case "name":
 			seenName = true
 			item.Name, fe = d.name(path + ".name")
@@ -214,24 +224,19 @@ func (d *requestDecoder) item(i int) (schemas.CartItem, *schemas.FieldError) {
 			q, fe = d.integer(path+".quantity", math.MaxInt32)
 			item.Quantity = int32(q)
 		default:
-			if err := d.dec.SkipValue(); err != nil {
-				fe = d.fail(err, errBody)
-			}
+			return nil, false
 		}
-		if fe != nil {
-			return item, fe
-		}
-	}
-	if _, err := d.dec.ReadToken(); err != nil {
-		return item, d.fail(err, errBody)
-	}
-	for _, f := range []struct {
-		seen bool
-		name string
-	}{{seenName, ".name"}, {seenPrice, ".price"}, {seenQuantity, ".quantity"}} {
-		if !f.seen {
-			return item, &schemas.FieldError{Field: path + f.name, Reason: "is required"}
-		}
+		return fe, true
+	})
+	switch {
+	case fe != nil:
+		return item, fe
+	case !seenName:
+		return item, &schemas.FieldError{Field: path + ".name", Reason: "is required"}
+	case !seenPrice:
+		return item, &schemas.FieldError{Field: path + ".price", Reason: "is required"}
+	case !seenQuantity:
+		return item, &schemas.FieldError{Field: path + ".quantity", Reason: "is required"}
 	}
 	return item, nil
 }
