@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"syscall"
 	"testing"
@@ -28,10 +27,7 @@ func TestOrderServiceKilledMidStream(t *testing.T) {
 		t.Skip("builds and kills a real process")
 	}
 	stack, cat := shoptest.Cluster(t)
-	bin := filepath.Join(t.TempDir(), "shop")
-	if out, err := exec.Command("go", "build", "-o", bin, "../services/cmd/shop").CombinedOutput(); err != nil {
-		t.Fatalf("build shop: %v\n%s", err, out)
-	}
+	bin := shopBin(t)
 	startOrder := func() *exec.Cmd {
 		cmd := exec.Command(bin, "order")
 		cmd.Env = append(os.Environ(),

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"sync"
@@ -103,10 +102,7 @@ func TestAnalyticsScalesOutExactThroughAKill(t *testing.T) {
 		t.Skip("builds and kills real processes")
 	}
 	stack, cat := shoptest.Cluster(t)
-	bin := filepath.Join(t.TempDir(), "shop")
-	if out, err := exec.Command("go", "build", "-o", bin, "../services/cmd/shop").CombinedOutput(); err != nil {
-		t.Fatalf("build shop: %v\n%s", err, out)
-	}
+	bin := shopBin(t)
 	cfg := shoptest.Config(t, stack)
 	shoptest.Services(t, cfg, cat, shop.Options{Services: []string{"order"}})
 
