@@ -28,6 +28,9 @@ import (
 type Client struct {
 	host string // for the Host header, as the URL has it
 	addr string // host:port, to dial
+	// head is what a POST writes between its path and its body's length:
+	// the same for every request, so it is made once.
+	head string
 }
 
 // NewClient is a client of the server at baseURL, such as
@@ -44,13 +47,18 @@ func NewClient(baseURL string) (*Client, error) {
 	if u.Port() == "" {
 		addr = net.JoinHostPort(u.Hostname(), "80")
 	}
-	return &Client{host: u.Host, addr: addr}, nil
+	head := " HTTP/1.1\r\nHost: " + u.Host + "\r\nContent-Type: application/json\r\nContent-Length: "
+	return &Client{host: u.Host, addr: addr, head: head}, nil
 }
 
 // AppendPost appends to dst the whole of a POST of a JSON body to path, as
 // one write sends it.
 func (c *Client) AppendPost(dst []byte, path string, body []byte) []byte {
-	dst = fmt.Appendf(dst, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", path, c.host, len(body))
+	dst = append(dst, "POST "...)
+	dst = append(dst, path...)
+	dst = append(dst, c.head...)
+	dst = strconv.AppendInt(dst, int64(len(body)), 10)
+	dst = append(dst, "\r\n\r\n"...)
 	return append(dst, body...)
 }
 
