@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -71,7 +72,8 @@ func runIngestLevel(ctx context.Context, o Options, f *fleet, clients int, payme
 		return err
 	}
 
-	p50, p99 := latency.Percentile(t.latencies, 50), latency.Percentile(t.latencies, 99)
+	slices.Sort(t.latencies)
+	p50, p99 := latency.Sorted(t.latencies, 50), latency.Sorted(t.latencies, 99)
 	if recs, batches := producerCounts(paymentURL); batches > batchesBefore {
 		p.Printf("ingest %d: the payment service's producer wrote %.0f records in %.0f batches, %.1f records per batch (%.0f batches/s)",
 			clients, recs-recsBefore, batches-batchesBefore, (recs-recsBefore)/(batches-batchesBefore), (batches-batchesBefore)/time.Since(begin).Seconds())

@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"slices"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -181,7 +182,8 @@ func (l *load) report() *Report {
 			late = append(late, l.late[i])
 		}
 	}
-	r.OKP50MS, r.OKP99MS = ms(latency.Percentile(oks, 50)), ms(latency.Percentile(oks, 99))
+	slices.Sort(oks)
+	r.OKP50MS, r.OKP99MS = ms(latency.Sorted(oks, 50)), ms(latency.Sorted(oks, 99))
 	r.ShedP99MS, r.LateP99MS = ms(latency.Percentile(sheds, 99)), ms(latency.Percentile(late, 99))
 	return r
 }

@@ -65,7 +65,7 @@ func (r Report) Throughput() float64 {
 // Percentile is the latency below which q of the accepted payments were
 // answered (nearest rank), such as Percentile(0.99).
 func (r Report) Percentile(q float64) time.Duration {
-	return latency.Percentile(r.Latencies, 100*q)
+	return latency.Sorted(r.Latencies, 100*q)
 }
 
 // String is the report: failures by cause, then one summary line.
