@@ -109,6 +109,9 @@ func EndOffsets(ctx context.Context, brokers []string, topics []string, opts ...
 	}
 	defer cl.Close()
 	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topics...)
+	if err == nil {
+		err = ends.Error() // a partition whose end was not listed
+	}
 	if err != nil {
 		return nil, err
 	}
