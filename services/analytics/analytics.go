@@ -18,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/blackfriday-kafka/shop/schemas"
 	"github.com/blackfriday-kafka/shop/services/config"
@@ -39,6 +40,7 @@ import (
 // goes on from its last checkpoint. A request to any instance gathers the
 // figures of every partition from their owners (see gather.go).
 type Service struct {
+	gathering  singleflight.Group // one gather of the shop's figures at a time, shared
 	cat        *schemas.Catalog
 	log        *slog.Logger
 	instance   string                                                      // its name in the group and in answers

@@ -32,7 +32,7 @@ const gatherTimeout = 2 * time.Second
 
 // maxHeldBytes bounds a holder's answer: the figures of its partitions,
 // the users' bitmaps first of all (a million users take a few MiB).
-const maxHeldBytes = 256 << 20
+const maxHeldBytes = 32 << 20
 
 // Held is /analytics/partitions: the figures of the partitions an instance
 // holds.
@@ -122,9 +122,27 @@ func (s *Service) heldStats() *Stats {
 	return all
 }
 
+// gathered is a gather's result, shared by the requests that wait on it.
+type gathered struct {
+	figures *Stats
+	cov     Coverage
+}
+
 // gather is the figures of every partition, from their holders, merged,
-// and what they cover.
+// and what they cover. The requests that come while one gather runs share
+// its result (they only read it): every open dashboard asks each second,
+// and each gather asks every holder.
 func (s *Service) gather(ctx context.Context) (*Stats, Coverage) {
+	v, _, _ := s.gathering.Do("gather", func() (any, error) {
+		figures, cov := s.collect(context.WithoutCancel(ctx))
+		return gathered{figures, cov}, nil
+	})
+	g := v.(gathered)
+	return g.figures, g.cov
+}
+
+// collect asks the group who holds what and every holder for its figures.
+func (s *Service) collect(ctx context.Context) (*Stats, Coverage) {
 	ctx, cancel := context.WithTimeout(ctx, gatherTimeout)
 	defer cancel()
 	all := newStats()
