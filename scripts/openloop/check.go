@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/blackfriday-kafka/shop/infra"
 	"github.com/blackfriday-kafka/shop/schemas"
 )
 
@@ -47,26 +48,15 @@ type Checked struct {
 
 // startCheck notes the ends of payment-successful and order-created.
 func startCheck(ctx context.Context, o Options) (*check, error) {
+	from, err := infra.EndOffsets(ctx, o.Brokers, []string{schemas.Payments.Name, schemas.Orders.Name}, o.Kafka...)
+	if err != nil {
+		return nil, fmt.Errorf("the ends of %s and %s at %v: %w", schemas.Payments.Name, schemas.Orders.Name, o.Brokers, err)
+	}
 	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(o.Brokers...)}, o.Kafka...)...)
 	if err != nil {
 		return nil, err
 	}
-	c := &check{o: o, admin: kadm.NewClient(cl), from: map[string]map[int32]kgo.Offset{}}
-	ends, err := c.admin.ListEndOffsets(ctx, schemas.Payments.Name, schemas.Orders.Name)
-	if err == nil {
-		err = ends.Error()
-	}
-	if err != nil {
-		cl.Close()
-		return nil, fmt.Errorf("the ends of %s and %s at %v: %w", schemas.Payments.Name, schemas.Orders.Name, o.Brokers, err)
-	}
-	ends.Each(func(e kadm.ListedOffset) {
-		if c.from[e.Topic] == nil {
-			c.from[e.Topic] = map[int32]kgo.Offset{}
-		}
-		c.from[e.Topic][e.Partition] = kgo.NewOffset().At(e.Offset)
-	})
-	return c, nil
+	return &check{o: o, admin: kadm.NewClient(cl), from: from}, nil
 }
 
 func (c *check) close() {

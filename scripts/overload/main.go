@@ -16,9 +16,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
-
+	"github.com/blackfriday-kafka/shop/infra"
 	"github.com/blackfriday-kafka/shop/schemas"
 	"github.com/blackfriday-kafka/shop/scripts/openloop"
 	"github.com/blackfriday-kafka/shop/scripts/target"
@@ -106,11 +104,6 @@ func explicit(fs *flag.FlagSet, name string) bool {
 func kafkaAnswers(ctx context.Context, t target.Target) bool {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	cl, err := kgo.NewClient(t.Kafka()...)
-	if err != nil {
-		return false
-	}
-	defer cl.Close()
-	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, schemas.Payments.Name)
-	return err == nil && ends.Error() == nil
+	_, err := infra.EndOffsets(ctx, t.Brokers, []string{schemas.Payments.Name}, t.Config.Connect()...)
+	return err == nil
 }
