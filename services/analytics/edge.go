@@ -6,6 +6,8 @@ import (
 	"sync"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/blackfriday-kafka/shop/txn/loop"
 	"github.com/blackfriday-kafka/shop/txn/metrics"
 )
@@ -52,13 +54,10 @@ func (e *edgeWatch) refresh() {
 			continue
 		}
 		next.Instances++
-		for name, into := range map[string]*float64{
-			"shop_payments_admitted_total": &next.Admitted, "shop_payments_shed_total": &next.Shed,
-			"shop_payment_admission_limit": &next.Limit, "shop_payments_in_flight": &next.InFlight,
-		} {
-			v, _ := metrics.Sum(fams, name, nil)
-			*into += v
-		}
+		next.Admitted += sum(fams, "shop_payments_admitted_total")
+		next.Shed += sum(fams, "shop_payments_shed_total")
+		next.Limit += sum(fams, "shop_payment_admission_limit")
+		next.InFlight += sum(fams, "shop_payments_in_flight")
 	}
 	e.mu.Lock()
 	e.last = next
@@ -70,4 +69,11 @@ func (e *edgeWatch) Last() Edge {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
 	return e.last
+}
+
+// sum is the value of a family of a payment instance's metrics, 0 when it
+// has none.
+func sum(fams map[string]*dto.MetricFamily, name string) float64 {
+	v, _ := metrics.Sum(fams, name, nil)
+	return v
 }
