@@ -141,10 +141,18 @@ func (c *check) poll(ctx context.Context, t *tally, read map[int32]int64) error 
 			return fmt.Errorf("%s[%d]: %w", fe.Topic, fe.Partition, fe.Err)
 		}
 	}
-	fetches.EachRecord(func(r *kgo.Record) {
-		t.add(r.Topic, r.Key)
-		if r.Topic == schemas.Payments.Name {
-			read[r.Partition] = max(read[r.Partition], r.Offset+1)
+	fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+		if len(p.Records) == 0 {
+			return
+		}
+		for _, r := range p.Records {
+			t.add(r.Topic, r.Key)
+		}
+		// A partition's records come in offset order: the last is the
+		// furthest read.
+		if p.Topic == schemas.Payments.Name {
+			last := p.Records[len(p.Records)-1]
+			read[p.Partition] = max(read[p.Partition], last.Offset+1)
 		}
 	})
 	return nil
