@@ -114,18 +114,25 @@ func passes(r *openloop.Report) bool {
 // the first that failed.
 func findCapacity(step func(rate int) (*openloop.Report, error)) (int, error) {
 	good, bad := 0, 0
-	for rate := overloadFirstRate; bad == 0; rate = rate * 3 / 2 {
-		if rate > overloadMaxRate {
-			return good, fmt.Errorf("every step up to %d/s passed: the generator cannot tell the edge's capacity", good)
-		}
+	// try runs a step at rate and moves the edge it passes or fails.
+	try := func(rate int) error {
 		rep, err := step(rate)
 		if err != nil {
-			return 0, err
+			return err
 		}
 		if passes(rep) {
 			good = rate
 		} else {
 			bad = rate
+		}
+		return nil
+	}
+	for rate := overloadFirstRate; bad == 0; rate = rate * 3 / 2 {
+		if rate > overloadMaxRate {
+			return good, fmt.Errorf("every step up to %d/s passed: the generator cannot tell the edge's capacity", good)
+		}
+		if err := try(rate); err != nil {
+			return 0, err
 		}
 	}
 	for range overloadBisections {
@@ -133,14 +140,8 @@ func findCapacity(step func(rate int) (*openloop.Report, error)) (int, error) {
 		if mid == good {
 			break
 		}
-		rep, err := step(mid)
-		if err != nil {
+		if err := try(mid); err != nil {
 			return 0, err
-		}
-		if passes(rep) {
-			good = mid
-		} else {
-			bad = mid
 		}
 	}
 	if good == 0 {
