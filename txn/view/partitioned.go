@@ -174,9 +174,13 @@ func (v *Partitioned[S]) fold(ctx context.Context, recs []*kgo.Record, apply fun
 			p.caughtUp = true
 			v.log.Info("partition caught up", "partition", r.Partition, "after", time.Since(p.since).Round(time.Millisecond))
 		}
-		v.noteReady()
 		v.mu.Unlock()
 	}
+	// Once a poll, not once a record: during a catch-up every record
+	// would look over every partition.
+	v.mu.Lock()
+	v.noteReady()
+	v.mu.Unlock()
 	return true
 }
 
@@ -454,8 +458,11 @@ func (v *Partitioned[S]) Partitions(ctx context.Context) (int32, error) {
 	var most int32
 	for _, name := range v.topics {
 		t, ok := topics[name]
-		if !ok || t.Err != nil {
-			return 0, fmt.Errorf("topic %s: %v", name, t.Err)
+		switch {
+		case !ok:
+			return 0, fmt.Errorf("topic %s not listed", name)
+		case t.Err != nil:
+			return 0, fmt.Errorf("topic %s: %w", name, t.Err)
 		}
 		most = max(most, int32(len(t.Partitions)))
 	}
@@ -511,8 +518,9 @@ func (b *byNumber) MemberBalancer(members []kmsg.JoinGroupResponseMember) (kgo.G
 	return cb, cb.MemberTopics(), nil
 }
 
-// Balance deals the partition numbers round the members, sorted as the
-// group sorts them, so that each holds p of every topic it reads.
+// Balance deals the partition numbers round the members, in the order of
+// the group's answer to the leader, so that each holds p of every topic it
+// reads.
 func (b *byNumber) Balance(cb *kgo.ConsumerBalancer, topics map[string]int32) kgo.IntoSyncAssignment {
 	plan := cb.NewPlan()
 	members := cb.Members()
@@ -524,17 +532,12 @@ func (b *byNumber) Balance(cb *kgo.ConsumerBalancer, topics map[string]int32) kg
 		most = max(most, n)
 	}
 	for n := range most {
-		member := &members[int(n)%len(members)]
-		cb.EachMember(func(m *kmsg.JoinGroupResponseMember, meta *kmsg.ConsumerMemberMetadata) {
-			if m.MemberID != member.MemberID {
-				return
+		m, meta := cb.MemberAt(int(n) % len(members))
+		for _, topic := range meta.Topics {
+			if n < topics[topic] {
+				plan.AddPartition(m, topic, n)
 			}
-			for _, topic := range meta.Topics {
-				if n < topics[topic] {
-					plan.AddPartition(m, topic, n)
-				}
-			}
-		})
+		}
 	}
 	return plan
 }
