@@ -211,7 +211,7 @@ func (d *Deliveries) Restore(b []byte) error {
 	if snap.Version != deliveriesVersion {
 		return errors.New("checkpoint of another version of the email view")
 	}
-	d.outcomes.SetState(sink.OutcomesState{Version: snap.Version, Pending: snap.Pending, Early: snap.Early, Pos: snap.Pos, Done: snap.Done})
+	d.outcomes.SetState(sink.OutcomesState{Pending: snap.Pending, Early: snap.Early, Pos: snap.Pos, Done: snap.Done})
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.reset()
