@@ -186,7 +186,7 @@ func buildGenerator(ctx context.Context, o Options, pin *pinning, paymentURL str
 		return nil, fmt.Errorf("go build ./scripts/overload: %w\n%s", err, out)
 	}
 	g := &generator{bin: bin, url: paymentURL, brokers: o.Brokers, logPath: filepath.Join(o.LogDir, "overload.log")}
-	if pin.on {
+	if pin.cpus != "" {
 		g.prefix = []string{"taskset", "-c", pin.generate}
 	}
 	return g, os.WriteFile(g.logPath, nil, 0o644)
@@ -238,9 +238,10 @@ func (g *generator) run(ctx context.Context, rate int, d time.Duration, check bo
 // generator on another (CPU 0 and CPU 1 of a 2-core machine), when this
 // process may run on 2 CPUs and taskset is there.
 type pinning struct {
-	on             bool
 	shop, generate string // the CPUs, such as "0" and "1"
-	cpus           string // this process's CPUs before, given back by release
+	// cpus are this process's CPUs before, given back by release; "" when
+	// nothing is pinned.
+	cpus string
 }
 
 // pinShop pins this process (every thread: the embedded cluster runs in
@@ -258,17 +259,9 @@ func pinShop(f *fleet, p *progress, embedded bool) *pinning {
 		p.Printf("overload: fewer than 2 CPUs (%s%s): the shop and the load generator run unpinned, and share the CPU", cpus, orNil(err))
 		return pin
 	}
-	pin.on, pin.cpus = true, cpus
+	pin.cpus = cpus
 	pin.shop, pin.generate = strconv.Itoa(ids[0]), strconv.Itoa(ids[1])
-	pids := []int{os.Getpid()}
-	for _, pr := range f.running() {
-		pids = append(pids, pr.cmd.Process.Pid)
-	}
-	for _, pid := range pids {
-		if err := setAffinity(pid, pin.shop); err != nil {
-			p.Printf("overload: %v", err)
-		}
-	}
+	pinFleet(f, p, pin.shop)
 	f.o.Pin = []string{"taskset", "-c", pin.shop}
 	where := "this process, with the embedded cluster, and the service processes"
 	if !embedded {
@@ -282,16 +275,22 @@ func pinShop(f *fleet, p *progress, embedded bool) *pinning {
 // release gives this process and the running service processes back the
 // CPUs this process had before, for the sections after this one.
 func (pin *pinning) release(f *fleet, p *progress) {
-	if !pin.on {
+	if pin.cpus == "" {
 		return
 	}
 	f.o.Pin = nil
+	pinFleet(f, p, pin.cpus)
+}
+
+// pinFleet sets the CPUs of this process and of the fleet's running
+// processes, every thread of each; a process it cannot set is said to p.
+func pinFleet(f *fleet, p *progress, cpus string) {
 	pids := []int{os.Getpid()}
 	for _, pr := range f.running() {
 		pids = append(pids, pr.cmd.Process.Pid)
 	}
 	for _, pid := range pids {
-		if err := setAffinity(pid, pin.cpus); err != nil {
+		if err := setAffinity(pid, cpus); err != nil {
 			p.Printf("overload: %v", err)
 		}
 	}
