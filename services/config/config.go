@@ -207,6 +207,13 @@ func (e env) duration(name string, into *time.Duration, ok func(time.Duration) b
 
 func positive(d time.Duration) bool { return d > 0 }
 
+func notNegative(d time.Duration) bool { return d >= 0 }
+
+// isHTTP says whether u is an http or https URL.
+func isHTTP(u string) bool {
+	return strings.HasPrefix(u, "http://") || strings.HasPrefix(u, "https://")
+}
+
 // cluster reads what every command needs: the cluster, the registry, the
 // credentials, the mail server and the logger.
 func (e env) cluster() (Config, error) {
@@ -268,7 +275,6 @@ func (e env) services(cfg *Config, services []string) error {
 		cfg.Addr = ":" + port
 	}
 	if v := e("CHECKPOINT_EVERY"); v != "" && len(services) > 0 {
-		notNegative := func(d time.Duration) bool { return d >= 0 }
 		if err := e.duration("CHECKPOINT_EVERY", &cfg.CheckpointEvery, notNegative, "a Go duration, such as 10s, or 0 for none"); err != nil {
 			return err
 		}
@@ -280,20 +286,19 @@ func (e env) services(cfg *Config, services []string) error {
 		}
 	}
 	if uses("order") {
-		var err error
-		if cfg.ProcessingDelay, err = time.ParseDuration(e.get("PROCESSING_DELAY", "0s")); err != nil || cfg.ProcessingDelay < 0 {
-			return fmt.Errorf("PROCESSING_DELAY=%q: want a Go duration, such as 100ms", e("PROCESSING_DELAY"))
+		if err := e.duration("PROCESSING_DELAY", &cfg.ProcessingDelay, notNegative, "a Go duration, such as 100ms"); err != nil {
+			return err
 		}
 	}
 	if uses("analytics") {
 		for _, u := range strings.Split(e.get("PAYMENT_URLS", "http://localhost:8000"), ",") {
-			if u = strings.TrimSpace(u); !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
+			if u = strings.TrimSpace(u); !isHTTP(u) {
 				return fmt.Errorf("PAYMENT_URLS=%q: want URLs such as http://localhost:8000, comma-separated", e("PAYMENT_URLS"))
 			}
 			cfg.PaymentURLs = append(cfg.PaymentURLs, strings.TrimSuffix(u, "/"))
 		}
 		if u := e("ANALYTICS_URL"); u != "" {
-			if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
+			if !isHTTP(u) {
 				return fmt.Errorf("ANALYTICS_URL=%q: want the URL the other analytics instances reach this one at, such as http://analytics-2:8003", u)
 			}
 			cfg.AnalyticsURL = strings.TrimSuffix(u, "/")
