@@ -209,10 +209,10 @@ func newTally(l *load) *tally {
 // add counts a record of topic keyed key, if it is one of the run's users.
 func (t *tally) add(topic string, key []byte) {
 	user, err := strconv.ParseInt(string(key), 10, 64)
-	if err != nil || user < t.l.firstUser || user-t.l.firstUser >= int64(t.l.sched.n) {
+	if err != nil || user < t.l.o.FirstUser || user-t.l.o.FirstUser >= int64(t.l.sched.n) {
 		return
 	}
-	i := int(user - t.l.firstUser)
+	i := int(user - t.l.o.FirstUser)
 	switch topic {
 	case schemas.Payments.Name:
 		t.charged++

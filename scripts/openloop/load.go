@@ -30,12 +30,11 @@ const (
 )
 
 // load is one open-loop run: its schedule, its pool of connections, and
-// what became of each payment, by index. Payment i is user firstUser+i.
+// what became of each payment, by index. Payment i is user o.FirstUser+i.
 type load struct {
-	o         Options
-	client    *leanhttp.Client
-	sched     schedule
-	firstUser int64
+	o      Options
+	client *leanhttp.Client
+	sched  schedule
 
 	jobs chan int // payments handed to a busy pool, in order
 	// free is the connections waiting for a payment, less the payments
@@ -70,7 +69,7 @@ func newLoad(o Options) (*load, error) {
 	}
 	n := o.payments()
 	return &load{
-		o: o, client: client, firstUser: o.FirstUser,
+		o: o, client: client,
 		sched:    schedule{rate: o.Rate, n: n},
 		jobs:     make(chan int, min(n, 1<<20)),
 		outcome:  make([]outcome, n),
@@ -155,7 +154,7 @@ func (l *load) warm(ctx context.Context) {
 func (l *load) connection(c *leanhttp.Conn, first int) {
 	defer l.wg.Done()
 	defer c.Close()
-	rng := rand.New(rand.NewPCG(uint64(l.firstUser), l.seeds.Add(1)))
+	rng := rand.New(rand.NewPCG(uint64(l.o.FirstUser), l.seeds.Add(1)))
 	buf := make([]byte, 0, 512)
 	body := make([]byte, 0, 256)
 	i, more := first, true
@@ -163,7 +162,7 @@ func (l *load) connection(c *leanhttp.Conn, first int) {
 		i, more = <-l.jobs
 	}
 	for ; more; i, more = <-l.jobs {
-		body = shoppers.AppendBody(body[:0], rng, l.firstUser+int64(i), 2)
+		body = shoppers.AppendBody(body[:0], rng, l.o.FirstUser+int64(i), 2)
 		buf = l.client.AppendPost(buf[:0], "/payment", body)
 		l.pay(c, i, buf)
 		l.free.Add(1)

@@ -160,7 +160,7 @@ type Report struct {
 
 func (l *load) report() *Report {
 	n := l.sched.n
-	r := &Report{URL: l.o.URL, Rate: l.o.Rate, ForS: l.o.For.Seconds(), GiveUpS: l.o.GiveUp.Seconds(), FirstUser: l.firstUser,
+	r := &Report{URL: l.o.URL, Rate: l.o.Rate, ForS: l.o.For.Seconds(), GiveUpS: l.o.GiveUp.Seconds(), FirstUser: l.o.FirstUser,
 		Offered: n, OK: int(l.counts[ok].Load()), Shed: int(l.counts[shed].Load()), Other: int(l.counts[other].Load()),
 		Errors: int(l.counts[failed].Load()), Timeouts: int(l.counts[timedOut].Load()),
 		ShedWithoutRetryAfter: l.bareShed, OtherStatuses: l.otherStatuses(), FirstError: l.firstFailure,
