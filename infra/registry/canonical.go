@@ -100,7 +100,7 @@ func writeAvro(b *bytes.Buffer, v any, ns string) error {
 	case map[string]any:
 		return writeAvroObject(b, t, ns)
 	default:
-		return fmt.Errorf("a type must be a name, a union or an object, not %s", jsonText(v))
+		return fmt.Errorf("a type must be a name, a union or an object, not %s", marshal(v))
 	}
 	return nil
 }
@@ -182,7 +182,7 @@ func writeFields(b *bytes.Buffer, fields []any, ns string) error {
 		}
 		field, ok := f.(map[string]any)
 		if !ok {
-			return fmt.Errorf("a field must be an object, not %s", jsonText(f))
+			return fmt.Errorf("a field must be an object, not %s", marshal(f))
 		}
 		keys := make([]string, 0, len(field))
 		for k := range field {
@@ -210,52 +210,8 @@ func writeFields(b *bytes.Buffer, fields []any, ns string) error {
 }
 
 // writeJSON writes a JSON value with sorted keys, no whitespace, and its
-// numbers as written.
-func writeJSON(b *bytes.Buffer, v any) {
-	switch t := v.(type) {
-	case map[string]any:
-		keys := make([]string, 0, len(t))
-		for k := range t {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		b.WriteByte('{')
-		for i, k := range keys {
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			writeString(b, k)
-			b.WriteByte(':')
-			writeJSON(b, t[k])
-		}
-		b.WriteByte('}')
-	case []any:
-		b.WriteByte('[')
-		for i, e := range t {
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			writeJSON(b, e)
-		}
-		b.WriteByte(']')
-	case json.Number:
-		b.WriteString(t.String())
-	case string:
-		writeString(b, t)
-	default: // bool, nil
-		b.WriteString(jsonText(t))
-	}
-}
+// numbers as written (json.Number): what marshal writes.
+func writeJSON(b *bytes.Buffer, v any) { b.Write(marshal(v)) }
 
 // writeString writes a JSON string with only the escapes JSON needs.
-func writeString(b *bytes.Buffer, s string) {
-	enc := json.NewEncoder(b)
-	enc.SetEscapeHTML(false)
-	_ = enc.Encode(s)       // a string always encodes
-	b.Truncate(b.Len() - 1) // the encoder's newline
-}
-
-func jsonText(v any) string {
-	out, _ := json.Marshal(v)
-	return string(out)
-}
+func writeString(b *bytes.Buffer, s string) { b.Write(marshal(s)) }
