@@ -197,11 +197,7 @@ type tally struct {
 
 func newTally(l *load) *tally {
 	t := &tally{l: l, charges: make([]uint16, l.sched.n), ordered: make([]bool, l.sched.n)}
-	for i := range l.sched.n {
-		if l.outcome[i] == ok {
-			t.answered++
-		}
-	}
+	t.answered = int(l.counts[ok].Load())
 	t.waiting = t.answered
 	return t
 }

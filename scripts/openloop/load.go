@@ -43,9 +43,9 @@ type load struct {
 	conns   atomic.Int64  // connections in the pool
 	seeds   atomic.Uint64 // each connection's carts of its own
 	offered atomic.Int64  // payments whose time has come
-	settled atomic.Int64  // payments answered or given up
-	counts  [timedOut + 1]atomic.Int64
-	wg      sync.WaitGroup
+	// counts are the payments answered or given up, by outcome.
+	counts [timedOut + 1]atomic.Int64
+	wg     sync.WaitGroup
 
 	// By payment, each written once by the connection that sends it.
 	outcome []outcome
@@ -218,12 +218,14 @@ func (l *load) pay(c *leanhttp.Conn, i int, req []byte) {
 func (l *load) settle(i int, what outcome, took time.Duration) {
 	l.outcome[i], l.latency[i] = what, took
 	l.counts[what].Add(1)
-	l.settled.Add(1)
 }
 
 // progress is a line of how the run goes.
 func (l *load) progress() string {
-	offered, settled := l.offered.Load(), l.settled.Load()
+	offered, settled := l.offered.Load(), int64(0)
+	for i := range l.counts {
+		settled += l.counts[i].Load()
+	}
 	line := fmt.Sprintf("overload: %3.0fs  offered %d, ok %d, shed %d, timeouts %d, in flight %d, connections %d",
 		time.Since(l.sched.start).Seconds(), offered, l.counts[ok].Load(), l.counts[shed].Load(), l.counts[timedOut].Load(),
 		offered-settled, l.conns.Load())
