@@ -170,7 +170,7 @@ func (l *load) report() *Report {
 	perSecond := func(k int) float64 { return float64(k) / offeredFor.Seconds() }
 	r.OfferedRPS, r.OKRPS, r.ShedRPS = perSecond(r.Offered), perSecond(r.OK), perSecond(r.Shed)
 
-	// A lateness is had by at most each payment that was not left unsent.
+	// Only a payment that was written has a lateness: at most the unsent fewer.
 	oks, sheds, late := make([]time.Duration, 0, r.OK), make([]time.Duration, 0, r.Shed), make([]time.Duration, 0, max(0, n-r.Unsent))
 	for i := range n {
 		switch l.outcome[i] {
