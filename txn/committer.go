@@ -35,7 +35,7 @@ func newTransactional(e *Engine, opts []kgo.Opt) (committer, *kgo.Client, error)
 		kgo.TransactionalID(e.cfg.TransactionalID),
 		kgo.TransactionTimeout(e.cfg.TransactionTimeout),
 		kgo.RequireStableFetchOffsets(),
-		kafkaclient.TransactionsV1(),
+		kafkaclient.Transactions(),
 	)
 	sess, err := kgo.NewGroupTransactSession(opts...)
 	if err != nil {

@@ -138,6 +138,7 @@ var brokerSettings = []setting{
 	{"KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR", "3", "consumer offsets survive a broker"},
 	{"KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR", "3", "transactions survive a broker"},
 	{"KAFKA_TRANSACTION_STATE_LOG_MIN_ISR", "2", "transactions commit on two copies"},
+	{"KAFKA_ADD_PARTITIONS_TO_TXN_RETRY_BACKOFF_MAX_MS", "2000", "under transactions version 2 a first produce waits at the broker, not 5 s in the client"},
 	{"KAFKA_AUTO_CREATE_TOPICS_ENABLE", "false", "topics are created on purpose, never by a typo"},
 	{"KAFKA_LOG_DIRS", "", "the data stays in /var/lib/kafka/data, on the node's volume"},
 }

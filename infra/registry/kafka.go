@@ -296,7 +296,7 @@ func (r *Registry) write(ctx context.Context, d decide) error {
 func (r *Registry) takeWriter(ctx context.Context) (*kgo.Client, error) {
 	cl, err := kgo.NewClient(r.clientOpts(
 		kgo.TransactionalID(r.cfg.WriterID),
-		kafkaclient.TransactionsV1(), // no stall at each write on Kafka 4 (see kafkaclient.TransactionsV1)
+		kafkaclient.Transactions(),
 		kgo.DefaultProduceTopic(r.cfg.Topic),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
 		kgo.ProducerBatchMaxBytes(int32(r.maxRecord)), // as large as the topic takes: fits has checked

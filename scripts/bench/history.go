@@ -89,7 +89,7 @@ func newHistory(o Options, cat *schemas.Catalog) (*history, error) {
 		cl   **kgo.Client
 		name string
 	}{{&h.orders, "orders"}, {&h.emails, "emails"}} {
-		if *c.cl, err = kgo.NewClient(append(opts, kgo.TransactionalID("bench-history-"+c.name+"-"+run), kafkaclient.TransactionsV1())...); err != nil {
+		if *c.cl, err = kgo.NewClient(append(opts, kgo.TransactionalID("bench-history-"+c.name+"-"+run), kafkaclient.Transactions())...); err != nil {
 			h.close()
 			return nil, err
 		}

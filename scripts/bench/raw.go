@@ -148,7 +148,7 @@ func rawTransactions(ctx context.Context, o Options, topic string, recs []*kgo.R
 		kgo.DefaultProduceTopic(topic),
 		kgo.TransactionalID("bench-raw-"+uuid.NewString()),
 		kgo.ProducerLinger(0),
-		kafkaclient.TransactionsV1(), // as the stages run
+		kafkaclient.Transactions(), // as the stages run
 	)
 	if err != nil {
 		return err

@@ -42,7 +42,7 @@ func warm(ctx context.Context, d time.Duration) error {
 		first error
 	)
 	for i := range 3 {
-		p, _, err := admin(kgo.TransactionalID(fmt.Sprintf("kafka-up-warmup-%d", i)), kafkaclient.TransactionsV1(), kgo.ProducerLinger(0))
+		p, _, err := admin(kgo.TransactionalID(fmt.Sprintf("kafka-up-warmup-%d", i)), kafkaclient.Transactions(), kgo.ProducerLinger(0))
 		if err != nil {
 			return err
 		}

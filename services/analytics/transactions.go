@@ -21,10 +21,6 @@ type Producer struct {
 	State           string     `json:"state"`            // Empty, Ongoing, PrepareCommit, CompleteCommit…
 	Epoch           int16      `json:"epoch"`
 	OpenSince       *time.Time `json:"open_since,omitempty"` // while a transaction is open
-	// EpochBumps are the new epochs the dashboard saw since it started:
-	// a restarted instance, or a producer the client re-initialised after
-	// a failure. Under transactions version 1 an epoch moves only then.
-	EpochBumps int `json:"epoch_bumps"`
 }
 
 // producers asks the cluster every interval for the transactions of the
@@ -35,15 +31,12 @@ type producers struct {
 	every    time.Duration
 	log      *slog.Logger
 
-	mu     sync.RWMutex
-	last   []Producer
-	epochs map[string]int16
-	bumps  map[string]int
+	mu   sync.RWMutex
+	last []Producer
 }
 
 func newProducers(adm *kadm.Client, every time.Duration, log *slog.Logger, prefixes ...string) *producers {
-	return &producers{adm: adm, prefixes: prefixes, every: every, log: log, last: []Producer{},
-		epochs: make(map[string]int16), bumps: make(map[string]int)}
+	return &producers{adm: adm, prefixes: prefixes, every: every, log: log, last: []Producer{}}
 }
 
 func (p *producers) Run(ctx context.Context) error {
@@ -80,11 +73,7 @@ func (p *producers) refresh(ctx context.Context) {
 		if d.Err != nil {
 			continue
 		}
-		if old, seen := p.epochs[d.TxnID]; seen && d.ProducerEpoch != old {
-			p.bumps[d.TxnID]++
-		}
-		p.epochs[d.TxnID] = d.ProducerEpoch
-		pr := Producer{TransactionalID: d.TxnID, State: d.State, Epoch: d.ProducerEpoch, EpochBumps: p.bumps[d.TxnID]}
+		pr := Producer{TransactionalID: d.TxnID, State: d.State, Epoch: d.ProducerEpoch}
 		if d.State == "Ongoing" && d.StartTimestamp > 0 {
 			at := time.UnixMilli(d.StartTimestamp)
 			pr.OpenSince = &at

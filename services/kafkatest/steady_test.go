@@ -22,11 +22,12 @@ import (
 
 // TestSteadyLoadNeverStalls pays 1,000 times a second for 20 seconds and
 // measures each payment until its email is committed. On a Kafka 4
-// cluster, transactions version 2 stood the pipeline still for seconds at
-// a time, and the brokers refused the stages' produce batches with
-// OutOfOrderSequence: the test fails on any such refusal in the brokers'
-// logs (which make kafka-up keeps in .run/kafka), or when no email is
-// committed for 2 s while payments wait for theirs. The latencies are
+// cluster, transactions version 2 once stood the pipeline still for
+// seconds at a time, and the brokers refused the stages' produce batches
+// with OutOfOrderSequence (see kafkaclient.Transactions): the test fails on
+// any such refusal in the brokers' logs (which make kafka-up keeps in
+// .run/kafka), or when no email is committed for 2 s while payments wait
+// for theirs. The latencies are
 // reported, not held to a figure: a busy machine is slower, not stalled
 // (make bench measures them).
 const stillFor = 2 * time.Second

@@ -1,6 +1,6 @@
 // Package kafkaclient is what every Kafka client of the runtime shares, the
 // engine's, the views', the sink's and the registry's writer: the settings
-// they are built with (FetchMaxWait, TransactionsV1), what the errors of a
+// they are built with (FetchMaxWait, Transactions), what the errors of a
 // poll mean (CheckFetches, ErrFenced), and how a static member leaves its
 // group (LeaveGroup).
 package kafkaclient
@@ -15,8 +15,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
-	"github.com/twmb/franz-go/pkg/kversion"
 )
 
 // FetchMaxWait bounds how long a broker holds a fetch that finds nothing
@@ -25,29 +23,24 @@ import (
 // and the views see it, at the price of a few idle fetches a second.
 const FetchMaxWait = 50 * time.Millisecond
 
-// TransactionsV1 keeps a transactional client on Kafka's transactions
-// version 1 (KIP-98: the client adds partitions to the transaction with
-// AddPartitionsToTxn), even on a Kafka 4 cluster that finalized version 2
-// (KIP-890), by capping Produce at v11: franz-go uses version 2 only with
-// Produce v12, and then pins EndTxn to v4 itself.
+// Transactions is what every transactional client adds to its options.
 //
-// Why: under version 2 the leader of a partition adds it to the
-// transaction on the first produce, and the coordinator answers
-// CONCURRENT_TRANSACTIONS while the previous transaction still writes its
-// markers. franz-go (v1.22) resends such a batch only after a metadata
-// refresh, which waits out MetadataMinAge, 5 s by default; the batches
-// pipelined behind it came back OUT_OF_ORDER_SEQUENCE_NUMBER (a new epoch
-// must start at sequence 0). Measured on Kafka 4.4: transactions stood
-// still for seconds, payment to email p50 8 to 26 s. Under version 1 the
-// client's own AddPartitionsToTxn meets CONCURRENT_TRANSACTIONS instead,
-// and retries it every 20 ms. The cost: version 2's epoch bump at every
-// end, which fences a late produce of the previous transaction; the engine
-// waits for every produce before it ends one, and aborts and rewinds after
-// an end that failed, so no produce of it can land later.
-func TransactionsV1() kgo.Opt {
-	v := kversion.Stable()
-	v.SetMaxKeyVersion(int16(kmsg.Produce), 11)
-	return kgo.MaxVersions(v)
+// On a Kafka 4 cluster, which finalizes transactions version 2 (KIP-890),
+// franz-go uses it: the leader of a partition adds it to the transaction at
+// the first produce, and every end bumps the producer epoch, which fences a
+// late produce of the previous transaction, a zombie's. While the previous
+// transaction still writes its markers, the coordinator answers that first
+// produce CONCURRENT_TRANSACTIONS; the broker retries on its own for
+// add.partitions.to.txn.retry.backoff.max.ms (100 ms by default; make
+// kafka-up and the Docker stack set 2 s, longer than markers take on a
+// busy machine), and only then tells the client. franz-go resends such a
+// batch after a metadata refresh, no sooner than MetadataMinAge after the
+// last one: 5 s by default, which stood transactions still for seconds on
+// Kafka 4.4 and is 250 ms here. The batches pipelined behind the refused one
+// come back OUT_OF_ORDER_SEQUENCE_NUMBER (a new epoch starts at sequence 0)
+// and are resent after it; the broker logs them as errors.
+func Transactions() kgo.Opt {
+	return kgo.MetadataMinAge(250 * time.Millisecond)
 }
 
 // ErrFenced means another instance took over this transactional ID, or this

@@ -78,7 +78,7 @@ func (c *Checkpoints) newWriter() (*kgo.Client, error) {
 	return kgo.NewClient(append([]kgo.Opt{
 		kgo.SeedBrokers(c.brokers...),
 		kgo.TransactionalID(c.writerID),
-		kafkaclient.TransactionsV1(), // no stall at each checkpoint on Kafka 4 (see kafkaclient.TransactionsV1)
+		kafkaclient.Transactions(),
 		kgo.DefaultProduceTopic(c.topic),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
 		kgo.ProducerBatchMaxBytes(chunkBytes + 64<<10),
@@ -97,11 +97,14 @@ func (c *Checkpoints) Save(ctx context.Context, cp Checkpoint) error { return c.
 // instance holds it.
 func (c *Checkpoints) SaveNamed(ctx context.Context, name string, cp Checkpoint) error {
 	err := c.save(ctx, manifestKey(name), cp)
-	if errors.Is(err, kerr.ProducerFenced) {
+	if errors.Is(err, kerr.ProducerFenced) || errors.Is(err, kerr.InvalidTxnState) {
 		// The coordinator aborted a checkpoint that outlived its
 		// transaction timeout (as when its broker died), or another
 		// writer took the ID: either way this writer cannot go on, and
-		// the next checkpoint needs a new one.
+		// the next checkpoint needs a new one. Under transactions
+		// version 2 the abort bumped the epoch, and the late commit
+		// reads as a retry of that end with the other outcome:
+		// INVALID_TXN_STATE rather than PRODUCER_FENCED.
 		c.writer.Close()
 		w, werr := c.newWriter()
 		if werr != nil {

@@ -237,15 +237,16 @@ function renderGroups(g) {
 }
 
 // Each exactly-once instance's producer as its transaction coordinator
-// sees it. An epoch that moves means the instance restarted, or its client
-// re-initialised the producer after a failure: worth a look.
+// sees it. Under transactions version 2 (Kafka 4) the epoch moves at every
+// transaction's end; a restart or a re-initialised producer shows in the
+// stages' recoveries.
 function renderProducers(list) {
   const rows = (list || []).map((p) => {
     const tr = el("tr");
     tr.dataset.producer = p.transactional_id;
     const open = p.open_since ? Math.max(0, (Date.now() - new Date(p.open_since)) / 1000).toFixed(1) + " s" : "–";
     tr.append(el("td", "group", p.transactional_id), el("td", "", p.state), el("td", "", String(p.epoch)),
-      el("td", "", open), el("td", "part " + (p.epoch_bumps > 0 ? "warn" : "ok"), String(p.epoch_bumps)));
+      el("td", "", open));
     return tr;
   });
   $("producers").tBodies[0].replaceChildren(...rows);
