@@ -108,10 +108,10 @@ type Config struct {
 
 	// TransactionTimeout bounds how long a transaction of a dead
 	// instance blocks its partitions before the broker aborts it.
-	TransactionTimeout time.Duration // default 10s
+	TransactionTimeout time.Duration // default DefaultTransactionTimeout
 	// SessionTimeout bounds how long a dead instance holds its
 	// partitions before the group rebalances them.
-	SessionTimeout time.Duration // default 10s
+	SessionTimeout time.Duration // default DefaultSessionTimeout
 	// EndTimeout bounds the commit or abort of a transaction, also at
 	// shutdown, when the run context is already cancelled.
 	EndTimeout time.Duration // default 10s
@@ -153,6 +153,14 @@ type Config struct {
 	OnRevoked  func(partitions []int32)
 }
 
+// The timeouts the services run with. An instance paused for longer than
+// both wakes up a zombie: its partitions have moved on and its transaction
+// was aborted (make chaos FAULTS=pause makes such pauses).
+const (
+	DefaultTransactionTimeout = 10 * time.Second
+	DefaultSessionTimeout     = 10 * time.Second
+)
+
 func (c *Config) defaults() error {
 	switch {
 	case len(c.Brokers) == 0:
@@ -177,8 +185,8 @@ func (c *Config) defaults() error {
 	if c.MaxBackoff < c.MinBackoff {
 		c.MaxBackoff = max(5*time.Second, c.MinBackoff)
 	}
-	def(&c.TransactionTimeout, 10*time.Second)
-	def(&c.SessionTimeout, 10*time.Second)
+	def(&c.TransactionTimeout, DefaultTransactionTimeout)
+	def(&c.SessionTimeout, DefaultSessionTimeout)
 	def(&c.EndTimeout, 10*time.Second)
 	def(&c.StallAfter, time.Minute)
 	if c.Logger == nil {
