@@ -147,3 +147,32 @@ func ReadTopic(ctx context.Context, brokers []string, topic string, iso kgo.Isol
 		recs = append(recs, got...)
 	}
 }
+
+// OutOfSync lists the partitions of every topic, Kafka's internal ones
+// too, that have no leader or fewer replicas in sync than they have, and
+// counts the partitions it looked at: after a broker's fault, a cluster is
+// whole again once the list is empty.
+func OutOfSync(ctx context.Context, brokers []string, opts ...kgo.Opt) (short []string, partitions int, err error) {
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, opts...)...)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer cl.Close()
+	details, err := kadm.NewClient(cl).ListTopicsWithInternal(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	for _, d := range details.Sorted() {
+		if d.Err != nil {
+			short = append(short, fmt.Sprintf("%s: %v", d.Topic, d.Err))
+			continue
+		}
+		for _, p := range d.Partitions.Sorted() {
+			partitions++
+			if p.Err != nil || p.Leader < 0 || len(p.ISR) < len(p.Replicas) {
+				short = append(short, fmt.Sprintf("%s/%d leader=%d isr=%v replicas=%v", d.Topic, p.Partition, p.Leader, p.ISR, p.Replicas))
+			}
+		}
+	}
+	return short, partitions, nil
+}
