@@ -34,8 +34,8 @@ schemas: ## register every schema, compatibility BACKWARD (idempotent; refuses a
 poison: ## send poison pills and prove each one reached the DLQ
 	@$(GO) run ./scripts/poison
 
-chaos: build ## exactly-once under SIGKILLs (N=10000 KILLS=20 SEED= MODE=at-least-once for the control; BROKER_KILLS=false on kafka-up; VIA=http through POST /payment, POSTS=3 each posted three times, KEYS=0 its control)
-	@$(GO) run ./scripts/chaos $(if $(N),-n $(N)) $(if $(KILLS),-kills $(KILLS)) $(if $(SEED),-seed $(SEED)) $(if $(MODE),-mode $(MODE)) $(if $(BROKER_KILLS),-broker-kills=$(BROKER_KILLS)) $(if $(VIA),-via $(VIA)) $(if $(KEYS),-keys=$(if $(filter 0,$(KEYS)),false,true)) $(if $(POSTS),-posts $(POSTS))
+chaos: build ## exactly-once under faults (N=10000 FAULTS=kill,pause,partition KILLS=20 PAUSES=10 SEED= MODE=at-least-once for the control; BROKER_KILLS=false on kafka-up; VIA=http through POST /payment, POSTS=3 each posted three times, KEYS=0 its control)
+	@$(GO) run ./scripts/chaos $(if $(N),-n $(N)) $(if $(FAULTS),-faults $(FAULTS)) $(if $(KILLS),-kills $(KILLS)) $(if $(PAUSES),-pauses $(PAUSES)) $(if $(SEED),-seed $(SEED)) $(if $(MODE),-mode $(MODE)) $(if $(BROKER_KILLS),-broker-kills=$(BROKER_KILLS)) $(if $(VIA),-via $(VIA)) $(if $(KEYS),-keys=$(if $(filter 0,$(KEYS)),false,true)) $(if $(POSTS),-posts $(POSTS))
 
 test: ## every test that needs nothing but Go
 	$(GO) vet ./...

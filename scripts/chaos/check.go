@@ -215,7 +215,7 @@ func (v Verdict) Report(w io.Writer) {
 }
 
 // Line is the last line of a run, the one checks read.
-func (v Verdict) Line(kills int) string {
-	return fmt.Sprintf("exactly-once: in=%d orders=%d emails=%d duplicates=%d lost=%d kills=%d",
-		v.In, v.Orders, v.Emails, v.Duplicates(), v.Lost(), kills)
+func (v Verdict) Line(n Counts) string {
+	return fmt.Sprintf("exactly-once: in=%d orders=%d emails=%d duplicates=%d lost=%d kills=%d pauses=%d partitions=%d",
+		v.In, v.Orders, v.Emails, v.Duplicates(), v.Lost(), n.Kills, n.Pauses, n.Partitions)
 }

@@ -87,7 +87,7 @@ func TestCheckCatchesEveryViolation(t *testing.T) {
 			}
 		})
 	}
-	if got := Check(clean(3), orderOf, emailOf, messageOf).Line(4); got != "exactly-once: in=3 orders=3 emails=3 duplicates=0 lost=0 kills=4" {
+	if got := Check(clean(3), orderOf, emailOf, messageOf).Line(Counts{Kills: 4, Pauses: 12, Partitions: 2}); got != "exactly-once: in=3 orders=3 emails=3 duplicates=0 lost=0 kills=4 pauses=12 partitions=2" {
 		t.Fatalf("line = %q", got)
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -21,6 +22,17 @@ type instance struct {
 	cmd         *exec.Cmd
 	exited      chan struct{}
 	err         error
+	paused      bool // stopped with SIGSTOP by the pauser
+}
+
+// alive is true while the process runs (or is paused).
+func (m *instance) alive() bool {
+	select {
+	case <-m.exited:
+		return false
+	default:
+		return true
+	}
 }
 
 // fleet is the order and email instances of a run.
@@ -101,7 +113,7 @@ func (f *fleet) spawn(m *instance) error {
 	}
 	cmd := exec.Command(f.o.Shop, m.service)
 	cmd.Env = append(serviceEnv(),
-		"KAFKA_BROKERS="+joinBrokers(f.o.Brokers), "SCHEMA_REGISTRY_URL="+f.o.RegistryURL,
+		"KAFKA_BROKERS="+joinBrokers(f.o.Brokers), "SCHEMA_REGISTRY_URL="+cmp.Or(f.o.RegistryVia, f.o.RegistryURL),
 		fmt.Sprintf("PORT=%d", m.port), "INSTANCE_ID="+m.id, "DELIVERY="+f.o.Mode, "LOG_LEVEL=warn", "LOG_FORMAT=text")
 	if f.o.DeliverTo != "" {
 		cmd.Env = append(cmd.Env, "SMTP_ADDR="+f.o.DeliverTo)
@@ -120,13 +132,22 @@ func (f *fleet) spawn(m *instance) error {
 	return nil
 }
 
-// killOne kills a random instance with SIGKILL and starts it again.
-func (f *fleet) killOne(rng *rand.Rand) error {
-	m := f.members[rng.IntN(len(f.members))]
+// killOne kills a random instance with SIGKILL and starts it again; a
+// paused one is left to its pause.
+func (f *fleet) killOne(rng *rand.Rand, log *faultLog) error {
+	var running []*instance
+	for _, m := range f.members {
+		if !m.paused {
+			running = append(running, m)
+		}
+	}
+	m := running[rng.IntN(len(running))]
+	pid := m.cmd.Process.Pid
 	_ = m.cmd.Process.Signal(syscall.SIGKILL)
 	<-m.exited
 	f.kills++
 	f.killsOf[m.service]++
+	log.begin("kill", fmt.Sprintf("%s %s (pid %d)", m.service, m.id, pid), 0, "")
 	return f.spawn(m)
 }
 
@@ -154,6 +175,9 @@ func (f *fleet) stop() {
 	}
 	f.stopped = true
 	for _, m := range f.members {
+		if m.paused { // a stopped process acts on SIGTERM only once woken
+			_ = m.cmd.Process.Signal(syscall.SIGCONT)
+		}
 		_ = m.cmd.Process.Signal(syscall.SIGTERM)
 	}
 	deadline := time.After(20 * time.Second)

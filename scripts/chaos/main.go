@@ -60,8 +60,12 @@ import (
 
 // Options of a run.
 type Options struct {
-	N         int
-	MinKills  int
+	N        int
+	Faults   Faults
+	MinKills int
+	// MinPauses is the fewest pauses of order and email instances, every
+	// third longer than their session and transaction timeouts.
+	MinPauses int
 	Seed      uint64
 	Mode      string // exactly-once or at-least-once
 	Shop      string // path of the shop binary
@@ -91,6 +95,9 @@ type Options struct {
 	// API). DeliverTo is what the instances dial: chaos's proxy to it.
 	SMTPAddr, InboxURL string
 	DeliverTo          string
+	// RegistryVia, when set, is the registry's URL for the instances:
+	// chaos's proxy in front of it, which a pause freezes.
+	RegistryVia string
 
 	// BrokerKills kills and restarts the brokers of a cluster that
 	// KafkaUp started, whose PID files are in KafkaRunDir.
@@ -102,7 +109,9 @@ type Options struct {
 func main() {
 	var o Options
 	flag.IntVar(&o.N, "n", target.EnvInt("N", 10_000), "payments to send (env N)")
-	flag.IntVar(&o.MinKills, "kills", target.EnvInt("KILLS", 20), "kill at least this many instances while payments flow (env KILLS)")
+	faults := flag.String("faults", target.Env("FAULTS", "kill"), "the faults, comma-separated: kill, pause, partition (env FAULTS)")
+	flag.IntVar(&o.MinKills, "kills", target.EnvInt("KILLS", 20), "with kill, kill at least this many instances while payments flow (env KILLS)")
+	flag.IntVar(&o.MinPauses, "pauses", target.EnvInt("PAUSES", 10), "with pause, pause at least this many order and email instances, every third for longer than their timeouts (env PAUSES)")
 	seed := flag.Int64("seed", int64(target.EnvInt("SEED", 0)), "random seed; 0 picks one and prints it (env SEED)")
 	flag.StringVar(&o.Mode, "mode", target.Env("MODE", "exactly-once"), "exactly-once, or at-least-once for the control (env MODE)")
 	flag.StringVar(&o.Shop, "shop", "bin/shop", "the shop binary (make build)")
@@ -118,6 +127,10 @@ func main() {
 	flag.StringVar(&o.SMTPAddr, "smtp", target.Env("SMTP_ADDR", "localhost:1025"), "against KAFKA_BROKERS, the mail server (env SMTP_ADDR)")
 	flag.StringVar(&o.InboxURL, "inbox", target.Env("MAILPIT_URL", "http://localhost:8025"), "against KAFKA_BROKERS, its inbox, Mailpit's API (env MAILPIT_URL)")
 	flag.Parse()
+	var err error
+	if o.Faults, err = parseFaults(*faults); err != nil {
+		fail("-faults %v", err)
+	}
 	if o.Mode != "exactly-once" && o.Mode != "at-least-once" {
 		fail("-mode %q: want exactly-once or at-least-once", o.Mode)
 	}
@@ -145,48 +158,68 @@ func main() {
 	o.Brokers, o.RegistryURL, o.Embedded = cluster.Brokers, cluster.RegistryURL, cluster.Embedded
 	o.Secure, o.Connect, o.RegistryAuth = cluster.Secure, cluster.Connect, cluster.Registry
 
-	v, kills, err := Run(ctx, o, os.Stdout)
+	v, counts, err := Run(ctx, o, os.Stdout)
 	if err != nil {
 		fail("%v", err)
 	}
-	fmt.Println(v.Line(kills))
-	if !v.OK() {
+	fmt.Println(v.Line(counts))
+	if !v.OK() || !counts.whole {
 		os.Exit(1)
 	}
 }
 
-// Run runs the fleet, the payments and the kills, then checks the topics.
-func Run(ctx context.Context, o Options, out *os.File) (Verdict, int, error) {
+// Counts are the faults a run made, for its last line, and whether the
+// cluster was whole at the end (true on the embedded cluster, which no
+// fault strikes).
+type Counts struct {
+	Kills, Pauses, Partitions int
+	whole                     bool
+}
+
+// Run runs the fleet, the payments and the faults, then checks the topics.
+func Run(ctx context.Context, o Options, out *os.File) (Verdict, Counts, error) {
 	announce(o, out)
 	rng := rand.New(rand.NewPCG(o.Seed, o.Seed^0x5eed))
 	reg, err := schemas.NewRegistryClient(o.RegistryURL, o.RegistryAuth...)
 	if err != nil {
-		return Verdict{}, 0, err
+		return Verdict{}, Counts{}, err
 	}
-	c := &chaos{o: o, out: out}
+	c := &chaos{o: o, out: out, start: time.Now()}
+	c.flog = newFaultLog(out, c.start)
 	if c.cat, err = schemas.Resolved(ctx, reg); err != nil {
-		return Verdict{}, 0, err
+		return Verdict{}, Counts{}, err
 	}
 	// Only what this run writes is judged: the output topics are read
 	// from where they end now.
 	if c.from, err = infra.EndOffsets(ctx, o.Brokers, []string{schemas.Orders.Name, schemas.Emails.Name}, o.Connect...); err != nil {
-		return Verdict{}, 0, err
+		return Verdict{}, Counts{}, err
 	}
 	if err := os.MkdirAll(o.LogDir, 0o755); err != nil {
-		return Verdict{}, 0, err
+		return Verdict{}, Counts{}, err
 	}
 	if err := c.startMail(ctx); err != nil {
-		return Verdict{}, 0, err
+		return Verdict{}, Counts{}, err
 	}
 	defer c.mail.close()
+	if err := c.dependencies(); err != nil {
+		return Verdict{}, Counts{}, err
+	}
+	defer c.wakeDependencies()
 	if c.fleet, err = newFleet(c.o); err != nil {
-		return Verdict{}, 0, err
+		return Verdict{}, Counts{}, err
 	}
 	if err := c.fleet.start(); err != nil {
-		return Verdict{}, 0, err
+		return Verdict{}, Counts{}, err
 	}
 	defer c.fleet.stop()
-	if c.brokers = c.brokerKills(rng); c.brokers != nil {
+	if o.Faults.Pause {
+		c.pauser = newPauser(c.fleet, c.flog, rand.New(rand.NewPCG(o.Seed^0x57_0b, o.Seed^0xc0_47)))
+		defer c.pauser.wakeAll()
+	}
+	if c.brokers, err = c.brokerChaos(rng); err != nil {
+		return Verdict{}, Counts{}, err
+	}
+	if c.brokers != nil {
 		defer func() {
 			if err := c.brokers.finish(); err != nil {
 				fmt.Fprintf(os.Stderr, "chaos: the cluster may be left with a broker down: %v\n", err)
@@ -195,11 +228,11 @@ func Run(ctx context.Context, o Options, out *os.File) (Verdict, int, error) {
 	}
 	sendDone, err := c.send(ctx, rng)
 	if err != nil {
-		return Verdict{}, 0, err
+		return Verdict{}, Counts{}, err
 	}
 	defer c.sender.close()
 	if c.watch, err = newWatch(ctx, c.cat, c.o, c.from); err != nil {
-		return Verdict{}, 0, err
+		return Verdict{}, Counts{}, err
 	}
 	defer c.watch.close()
 	return c.run(ctx, sendDone, rand.New(rand.NewPCG(rng.Uint64(), rng.Uint64())))
@@ -216,6 +249,18 @@ func announce(o Options, out *os.File) {
 	}
 	fmt.Fprintf(out, "chaos: %d payments, %d order and %d email instances, %s, seed %d, on the %s\n",
 		o.N, o.Instances, o.Instances, o.Mode, o.Seed, where)
+	var faults []string
+	if o.Faults.Kill {
+		faults = append(faults, fmt.Sprintf("SIGKILL of instances (at least %d)", o.MinKills))
+	}
+	if o.Faults.Pause {
+		faults = append(faults, fmt.Sprintf("SIGSTOP of order and email instances (at least %d, every third longer than the %s session and transaction timeouts), of the registry and of the mail server (%s each)",
+			o.MinPauses, zombieAfter, dependencyPause))
+	}
+	if o.Faults.Partition {
+		faults = append(faults, "a broker cut off from the others and from the shop")
+	}
+	fmt.Fprintf(out, "chaos: faults %s: %s\n", o.Faults, strings.Join(faults, "; "))
 	if o.Via != "http" {
 		return
 	}
@@ -239,9 +284,13 @@ type chaos struct {
 	from    map[string]map[int32]kgo.Offset // where the output topics ended when the run began
 	mail    *mailServer
 	fleet   *fleet
-	brokers *brokerChaos // nil without broker kills
+	brokers *brokerChaos // nil without broker faults
+	pauser  *pauser      // nil without pauses
+	deps    []*dependency
+	flog    *faultLog
 	sender  payments
 	watch   *watch
+	sendFor time.Duration // how long the payments are spread over
 
 	start, lastReport, nextKill time.Time
 	sending                     bool
@@ -266,27 +315,103 @@ func (c *chaos) startMail(ctx context.Context) error {
 	return nil
 }
 
-// brokerKills is what kills brokers, against a cluster of
-// scripts/kafka-up; nil on any other.
-func (c *chaos) brokerKills(rng *rand.Rand) *brokerChaos {
-	if c.o.Embedded || !c.o.BrokerKills {
-		return nil
+// brokerChaos is what strikes brokers, against a cluster of
+// scripts/kafka-up; nil on any other, or when no broker fault is asked for.
+func (c *chaos) brokerChaos(rng *rand.Rand) (*brokerChaos, error) {
+	f := c.o.Faults
+	f.Kill = f.Kill && c.o.BrokerKills
+	if c.o.Embedded || f == (Faults{}) {
+		if c.o.Embedded && c.o.Faults.Partition {
+			return nil, errors.New("FAULTS=partition cuts a broker of make kafka-up off; the embedded cluster runs in chaos's own process (set KAFKA_BROKERS)")
+		}
+		return nil, nil
 	}
 	nodes := findNodes(c.o.KafkaRunDir, c.o.Brokers)
 	if len(nodes) < 3 {
-		fmt.Fprintf(c.out, "chaos: no broker kills: no running nodes of scripts/kafka-up in %s for %s\n", c.o.KafkaRunDir, strings.Join(c.o.Brokers, ","))
+		if f.Partition {
+			return nil, fmt.Errorf("FAULTS=partition: no running nodes of scripts/kafka-up in %s for %s", c.o.KafkaRunDir, strings.Join(c.o.Brokers, ","))
+		}
+		fmt.Fprintf(c.out, "chaos: no broker faults: no running nodes of scripts/kafka-up in %s for %s\n", c.o.KafkaRunDir, strings.Join(c.o.Brokers, ","))
+		return nil, nil
+	}
+	if f.Partition {
+		for _, n := range nodes {
+			if _, err := nodeLink(c.o.KafkaRunDir, n.id); err != nil {
+				return nil, err
+			}
+		}
+	}
+	o := c.o
+	o.Faults = f
+	var what []string
+	for _, k := range []struct {
+		on   bool
+		what string
+	}{{f.Kill, "killed (each restarted by " + c.o.KafkaUp + ")"}, {f.Pause, "paused"}, {f.Partition, "cut off"}} {
+		if k.on {
+			what = append(what, k.what)
+		}
+	}
+	fmt.Fprintf(c.out, "chaos: brokers too: %d nodes of %s, one at a time, %s\n", len(nodes), c.o.KafkaRunDir, strings.Join(what, ", "))
+	return newBrokerChaos(o, nodes, rand.New(rand.NewPCG(rng.Uint64(), rng.Uint64())), c.flog), nil
+}
+
+// dependencies sets up the pauses of the registry and of the mail server:
+// the processes of make kafka-up, or, on the embedded stack, proxies in
+// front of chaos's own, which the instances then go through.
+func (c *chaos) dependencies() error {
+	if !c.o.Faults.Pause {
 		return nil
 	}
-	fmt.Fprintf(c.out, "chaos: also killing brokers: %d nodes of %s, one at a time, each restarted by %s\n", len(nodes), c.o.KafkaRunDir, c.o.KafkaUp)
-	return newBrokerChaos(c.o, nodes, rand.New(rand.NewPCG(rng.Uint64(), rng.Uint64())))
+	reg := &dependency{name: "registry"}
+	mail := &dependency{name: "mail server", proxy: c.mail.proxy}
+	if !c.o.Embedded {
+		reg.pid = max(kafkaUpPID(c.o.KafkaRunDir, "registry", "registry"), kafkaUpPID(c.o.KafkaRunDir, "apicurio", "quarkus-run.jar"))
+		mail.pid = kafkaUpPID(c.o.KafkaRunDir, "mailpit", "mailpit")
+	}
+	if reg.pid == 0 {
+		p, via, err := registryProxy(c.o.RegistryURL)
+		if err != nil {
+			return err
+		}
+		reg.proxy, c.o.RegistryVia = p, via
+	}
+	c.deps = []*dependency{reg, mail}
+	for _, d := range c.deps {
+		fmt.Fprintf(c.out, "chaos: %s paused for %s once (%s)\n", d.name, dependencyPause, d.how())
+	}
+	return nil
+}
+
+func (c *chaos) wakeDependencies() {
+	for _, d := range c.deps {
+		d.wake(c.flog)
+		if d.proxy != nil && d.name == "registry" {
+			d.proxy.close()
+		}
+	}
 }
 
 // send starts sending the payments, paced so the kills land while they
 // flow: a kill every 1.25 s on average, MinKills of them, with a fifth to
 // spare. The channel says when they are all sent.
 func (c *chaos) send(ctx context.Context, rng *rand.Rand) (<-chan error, error) {
-	duration := time.Duration(float64(c.o.MinKills) * 1.25 * 1.2 * float64(time.Second))
+	var duration time.Duration
+	if c.o.Faults.Kill {
+		duration = time.Duration(float64(c.o.MinKills) * 1.25 * 1.2 * float64(time.Second))
+	}
+	if c.o.Faults.Pause {
+		// A pause begins every 2 s or so, one instance of each
+		// service at a time, and every third lasts some 16 s; the
+		// registry and the mail server are paused while payments flow.
+		duration = max(duration, time.Duration(c.o.MinPauses)*4*time.Second, 2*dependencyPause+10*time.Second)
+	}
 	duration = max(duration, time.Duration(c.o.N)*time.Second/2000)
+	c.sendFor = duration
+	for i, d := range c.deps {
+		// The registry at a fifth of the way, the mail server at half.
+		d.at = time.Now().Add(duration * time.Duration(1+3*i) / 5)
+	}
 	if c.o.Via == "http" {
 		if err := c.fleet.waitPayments(ctx); err != nil {
 			return nil, err
@@ -301,77 +426,110 @@ func (c *chaos) send(ctx context.Context, rng *rand.Rand) (<-chan error, error) 
 	return done, nil
 }
 
-// kills counts the instance and broker kills.
-func (c *chaos) kills() int {
-	if c.brokers == nil {
-		return c.fleet.kills
+// counts are the faults made so far.
+func (c *chaos) counts() Counts {
+	n := Counts{Kills: c.fleet.kills, whole: true}
+	n.Pauses, _ = c.flog.count("pause", 0)
+	n.Partitions, _ = c.flog.count("partition", 0)
+	if c.brokers != nil {
+		n.Kills += c.brokers.kills
 	}
-	return c.fleet.kills + c.brokers.kills
+	return n
 }
 
-// run kills while the payments flow, and once everything drained and the
-// mail server has every email, stops the instances and judges.
-func (c *chaos) run(ctx context.Context, sendDone <-chan error, killRng *rand.Rand) (Verdict, int, error) {
+// run makes faults while the payments flow, and once everything drained,
+// every fault is over and the mail server has every email, stops the
+// instances and judges.
+func (c *chaos) run(ctx context.Context, sendDone <-chan error, killRng *rand.Rand) (Verdict, Counts, error) {
 	c.nextKill = time.Now().Add(killDelay(killRng))
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
-	c.start, c.lastReport, c.sending = time.Now(), time.Now(), true
+	c.lastReport, c.sending = time.Now(), true
 	for {
 		select {
 		case <-ctx.Done():
-			return Verdict{}, c.kills(), fmt.Errorf("gave up: %w (%s)", ctx.Err(), c.watch.progress())
+			return Verdict{}, c.counts(), fmt.Errorf("gave up: %w (%s)", ctx.Err(), c.watch.progress())
 		case err := <-sendDone:
 			if err != nil {
-				return Verdict{}, c.kills(), fmt.Errorf("sending payments: %w", err)
+				return Verdict{}, c.counts(), fmt.Errorf("sending payments: %w", err)
 			}
 			c.sending = false
 		case now := <-tick.C:
 			drained, err := c.strike(now, killRng)
 			if err != nil {
-				return Verdict{}, c.kills(), err
+				return Verdict{}, c.counts(), err
 			}
-			if drained && c.fleet.kills >= c.o.MinKills && (c.brokers == nil || (c.brokers.idle() && c.brokers.kills > 0)) && c.inboxFull(ctx, now) {
+			if drained && c.faultsDone() && c.inboxFull(ctx, now) {
 				return c.judge(ctx)
 			}
 		}
 	}
 }
 
+// faultsDone is true once the run made the fewest faults of each kind it
+// was asked for, and none is on.
+func (c *chaos) faultsDone() bool {
+	if c.o.Faults.Kill && c.fleet.kills < c.o.MinKills {
+		return false
+	}
+	if c.pauser != nil && (!c.pauser.idle() || c.pauser.count < c.o.MinPauses) {
+		return false
+	}
+	for _, d := range c.deps {
+		if !d.done {
+			return false
+		}
+	}
+	return c.brokers == nil || (c.brokers.idle() && c.brokers.done())
+}
+
 // strike does what one tick of the run does while it runs: it reaps the
 // instances that died, kills one when its time came (while payments flow,
-// or until MinKills), kills a broker, cuts SMTP connections while emails
-// flow, and reports. It reports whether the pipeline has drained.
+// or until MinKills), pauses and wakes instances, the registry and the mail
+// server, strikes a broker, cuts SMTP connections while emails flow, and
+// reports. It reports whether the pipeline has drained.
 func (c *chaos) strike(now time.Time, killRng *rand.Rand) (bool, error) {
 	if err := c.fleet.reap(); err != nil {
 		return false, err
 	}
 	drained := !c.sending && c.watch.drained(c.sender.ids())
-	if now.After(c.nextKill) && (!drained || c.fleet.kills < c.o.MinKills) {
-		if err := c.fleet.killOne(killRng); err != nil {
+	if c.o.Faults.Kill && now.After(c.nextKill) && (!drained || c.fleet.kills < c.o.MinKills) {
+		if err := c.fleet.killOne(killRng, c.flog); err != nil {
 			return false, err
 		}
 		c.nextKill = now.Add(killDelay(killRng))
 	}
-	brokerStatus := ""
-	if c.brokers != nil {
-		// Brokers die while payments flow, and at least once.
-		did, err := c.brokers.step(now, !drained || c.brokers.kills == 0)
-		if err != nil {
+	if c.pauser != nil {
+		if err := c.pauser.step(now, !drained || c.pauser.count < c.o.MinPauses); err != nil {
 			return false, err
 		}
-		if did != "" {
-			fmt.Fprintf(c.out, "  %5.1fs  %s\n", now.Sub(c.start).Seconds(), did)
+	}
+	mailPaused := false
+	for _, d := range c.deps {
+		if err := d.step(now, c.flog); err != nil {
+			return false, err
+		}
+		mailPaused = mailPaused || (d.pausing() && d.proxy == c.mail.proxy)
+	}
+	brokerStatus := ""
+	if c.brokers != nil {
+		// Brokers are struck while payments flow, and until each kind
+		// of fault was made its fewest times.
+		if err := c.brokers.step(now, !drained || !c.brokers.done()); err != nil {
+			return false, err
 		}
 		brokerStatus = c.brokers.status()
 	}
-	if !drained {
+	if !drained && !mailPaused {
 		// Connections are cut while emails flow.
 		if did := c.mail.step(now); did != "" {
 			fmt.Fprintf(c.out, "  %5.1fs  %s\n", now.Sub(c.start).Seconds(), did)
 		}
 	}
 	if now.Sub(c.lastReport) >= 2*time.Second {
-		fmt.Fprintf(c.out, "  %5.1fs  sent %d/%d  %s  kills %d%s\n", now.Sub(c.start).Seconds(), c.sender.count(), c.o.N, c.watch.progress(), c.fleet.kills, brokerStatus)
+		n := c.counts()
+		fmt.Fprintf(c.out, "  %5.1fs  sent %d/%d  %s  kills %d  pauses %d  partitions %d%s\n", now.Sub(c.start).Seconds(), c.sender.count(), c.o.N, c.watch.progress(),
+			c.fleet.kills, n.Pauses, n.Partitions, brokerStatus)
 		c.lastReport = now
 	}
 	return drained, nil
@@ -383,7 +541,9 @@ func (c *chaos) strike(now time.Time, killRng *rand.Rand) (bool, error) {
 func (c *chaos) inboxFull(ctx context.Context, now time.Time) bool {
 	if c.drainedAt.IsZero() {
 		c.drainedAt = now
-		fmt.Fprintf(c.out, "  drained after %.1fs and %d kills; waiting for the mail server to have every email\n", time.Since(c.start).Seconds(), c.kills())
+		n := c.counts()
+		fmt.Fprintf(c.out, "  drained after %.1fs, %d kills, %d pauses and %d partitions; waiting for the mail server to have every email\n",
+			time.Since(c.start).Seconds(), n.Kills, n.Pauses, n.Partitions)
 	}
 	if now.Sub(c.inboxAt) < time.Second {
 		return false
@@ -402,21 +562,23 @@ func (c *chaos) inboxFull(ctx context.Context, now time.Time) bool {
 
 // judge stops the instances, reads what the run committed and what the
 // mail server got, and checks it.
-func (c *chaos) judge(ctx context.Context) (Verdict, int, error) {
+func (c *chaos) judge(ctx context.Context) (Verdict, Counts, error) {
 	c.fleet.stop()
 	if h, ok := c.sender.(*httpSender); ok {
 		fmt.Fprintf(c.out, "  http: %s\n", h.summary())
 	}
 	ledger, err := collect(ctx, c.cat, c.o, c.from, c.sender.ids())
 	if err != nil {
-		return Verdict{}, c.kills(), err
+		return Verdict{}, c.counts(), err
 	}
 	if ledger.Messages, err = c.mail.messages(ctx); err != nil {
-		return Verdict{}, c.kills(), fmt.Errorf("reading the inbox: %w", err)
+		return Verdict{}, c.counts(), fmt.Errorf("reading the inbox: %w", err)
 	}
 	ledger.MessagesChecked = true
 	v := Check(ledger, schemas.OrderID, schemas.EmailID, email.MessageID)
+	c.flog.report(c.out)
 	v.Report(c.out)
+	n := c.counts()
 	cuts, faults := c.mail.proxy.counts()
 	smtpKills := fmt.Sprintf("%d SMTP connections cut in %d faults; %d of the instance kills hit email (stage and delivery loop)",
 		cuts, faults, c.fleet.killsOf["email"])
@@ -425,11 +587,44 @@ func (c *chaos) judge(ctx context.Context) (Verdict, int, error) {
 		instances = fmt.Sprintf("payment, order and email instances (%d of payment)", c.fleet.killsOf["payment"])
 	}
 	if c.brokers != nil {
-		fmt.Fprintf(c.out, "  kills: %d of %s, %d of brokers, %s (kills=%d below counts instances and brokers)\n", c.fleet.kills, instances, c.brokers.kills, smtpKills, c.kills())
+		fmt.Fprintf(c.out, "  kills: %d of %s, %d of brokers, %s (kills=%d below counts instances and brokers)\n", c.fleet.kills, instances, c.brokers.kills, smtpKills, n.Kills)
 	} else {
 		fmt.Fprintf(c.out, "  kills: %d of %s, no broker, %s\n", c.fleet.kills, instances, smtpKills)
 	}
-	return v, c.kills(), nil
+	if c.pauser != nil || c.brokers != nil {
+		pauses := "none of instances"
+		if c.pauser != nil {
+			pauses = fmt.Sprintf("%d of order and email instances, %d of them longer than the %s session and transaction timeouts; the registry and the mail server %s each",
+				c.pauser.count, c.pauser.long, zombieAfter, dependencyPause)
+		}
+		brokers := "no broker"
+		if c.brokers != nil {
+			brokers = fmt.Sprintf("%d of brokers", c.brokers.pauses)
+		}
+		fmt.Fprintf(c.out, "  pauses: %s; %s (pauses=%d below counts them all); partitions: %d of brokers\n", pauses, brokers, n.Pauses, n.Partitions)
+	}
+	if !c.o.Embedded {
+		n.whole = c.inSync(ctx)
+	}
+	return v, n, nil
+}
+
+// inSync checks and says that the cluster is whole at the end: every
+// partition of every topic with all its replicas in sync. A broker
+// recovering from the last fault gets a minute.
+func (c *chaos) inSync(ctx context.Context) bool {
+	err := waitInSync(c.o.Brokers, c.o.Connect, time.Minute)
+	short, parts, lerr := infra.OutOfSync(ctx, c.o.Brokers, c.o.Connect...)
+	switch {
+	case lerr != nil:
+		fmt.Fprintf(c.out, "  in-sync replicas: cannot tell: %v\n", lerr)
+		return false
+	case err != nil || len(short) > 0:
+		fmt.Fprintf(c.out, "  in-sync replicas: %d of %d partitions short at the end, such as %s\n", len(short), parts, strings.Join(short[:min(3, len(short))], "; "))
+		return false
+	}
+	fmt.Fprintf(c.out, "  in-sync replicas: all %d partitions of every topic, Kafka's own included, have every replica in sync at the end\n", parts)
+	return true
 }
 
 // payments sends the run's payments and says which were accepted: straight

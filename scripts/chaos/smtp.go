@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net"
 	"sync"
@@ -20,7 +19,7 @@ type mailServer struct {
 	upstream string          // the server's SMTP address
 	inbox    *mailbox.Client // its inbox, through Mailpit's API
 	own      *mailbox.Server // the in-process one, if chaos started it
-	proxy    *smtpProxy      // what the instances dial
+	proxy    *tcpProxy       // what the instances dial
 	rng      *rand.Rand      // when to cut
 	next     time.Time       // the next cut
 }
@@ -90,33 +89,39 @@ func (m *mailServer) messages(ctx context.Context) (map[string]int, error) {
 	return m.inbox.CountByMessageID(ctx)
 }
 
-// smtpProxy forwards TCP connections to an SMTP server, and cuts them on
-// demand: what a mail server's restart or a network failure does to the
-// delivery loop's connection, mid-message or between messages.
-type smtpProxy struct {
+// tcpProxy forwards TCP connections to a server, and cuts them on demand:
+// what a mail server's restart or a network failure does to the delivery
+// loop's connection, mid-message or between messages. It can also freeze:
+// it then moves no byte either way, and connections made meanwhile are
+// accepted but go nowhere, until it thaws; that is what a server stopped
+// with SIGSTOP looks like to its clients (the kernel accepts for it,
+// nothing answers), for a server chaos runs in its own process.
+type tcpProxy struct {
 	ln       net.Listener
 	upstream string
 
 	mu      sync.Mutex
 	conns   map[net.Conn]net.Conn // client side -> server side
 	downTil time.Time
-	cuts    int // connections cut
-	faults  int // cuts and outages that cut at least one connection
+	thawed  chan struct{} // closed while the proxy is not frozen
+	cuts    int           // connections cut
+	faults  int           // cuts and outages that cut at least one connection
 }
 
-func startProxy(upstream string) (*smtpProxy, error) {
+func startProxy(upstream string) (*tcpProxy, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
-	p := &smtpProxy{ln: ln, upstream: upstream, conns: make(map[net.Conn]net.Conn)}
+	p := &tcpProxy{ln: ln, upstream: upstream, conns: make(map[net.Conn]net.Conn), thawed: make(chan struct{})}
+	close(p.thawed)
 	go p.serve()
 	return p, nil
 }
 
-func (p *smtpProxy) addr() string { return p.ln.Addr().String() }
+func (p *tcpProxy) addr() string { return p.ln.Addr().String() }
 
-func (p *smtpProxy) serve() {
+func (p *tcpProxy) serve() {
 	for {
 		c, err := p.ln.Accept()
 		if err != nil {
@@ -133,7 +138,8 @@ func (p *smtpProxy) serve() {
 	}
 }
 
-func (p *smtpProxy) forward(c net.Conn) {
+func (p *tcpProxy) forward(c net.Conn) {
+	p.waitThawed()
 	u, err := net.DialTimeout("tcp", p.upstream, 5*time.Second)
 	if err != nil {
 		c.Close()
@@ -143,8 +149,8 @@ func (p *smtpProxy) forward(c net.Conn) {
 	p.conns[c] = u
 	p.mu.Unlock()
 	done := make(chan struct{}, 2)
-	go func() { _, _ = io.Copy(u, c); done <- struct{}{} }()
-	go func() { _, _ = io.Copy(c, u); done <- struct{}{} }()
+	go func() { p.copy(u, c); done <- struct{}{} }()
+	go func() { p.copy(c, u); done <- struct{}{} }()
 	<-done
 	c.Close()
 	u.Close()
@@ -153,8 +159,53 @@ func (p *smtpProxy) forward(c net.Conn) {
 	p.mu.Unlock()
 }
 
+// copy moves bytes from src to dst, holding each read while frozen.
+func (p *tcpProxy) copy(dst, src net.Conn) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			p.waitThawed()
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func (p *tcpProxy) waitThawed() {
+	p.mu.Lock()
+	thawed := p.thawed
+	p.mu.Unlock()
+	<-thawed
+}
+
+// freeze stops every byte until thaw.
+func (p *tcpProxy) freeze() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	select {
+	case <-p.thawed:
+		p.thawed = make(chan struct{})
+	default:
+	}
+}
+
+func (p *tcpProxy) thaw() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	select {
+	case <-p.thawed:
+	default:
+		close(p.thawed)
+	}
+}
+
 // cut closes every connection open now and returns how many.
-func (p *smtpProxy) cut() int {
+func (p *tcpProxy) cut() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	n := len(p.conns)
@@ -171,7 +222,7 @@ func (p *smtpProxy) cut() int {
 }
 
 // outage cuts every connection and refuses new ones for d.
-func (p *smtpProxy) outage(d time.Duration) int {
+func (p *tcpProxy) outage(d time.Duration) int {
 	p.mu.Lock()
 	p.downTil = time.Now().Add(d)
 	p.mu.Unlock()
@@ -184,13 +235,14 @@ func (p *smtpProxy) outage(d time.Duration) int {
 	return n
 }
 
-func (p *smtpProxy) counts() (cuts, faults int) {
+func (p *tcpProxy) counts() (cuts, faults int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.cuts, p.faults
 }
 
-func (p *smtpProxy) close() {
+func (p *tcpProxy) close() {
+	p.thaw()
 	p.ln.Close()
 	p.cut()
 }
