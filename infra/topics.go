@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/blackfriday-kafka/shop/schemas"
@@ -148,31 +149,43 @@ func ReadTopic(ctx context.Context, brokers []string, topic string, iso kgo.Isol
 	}
 }
 
-// OutOfSync lists the partitions of every topic, Kafka's internal ones
-// too, that have no leader or fewer replicas in sync than they have, and
-// counts the partitions it looked at: after a broker's fault, a cluster is
-// whole again once the list is empty.
+// OutOfSync lists the partitions of every topic, Kafka's own too, that have
+// no leader or fewer replicas in sync than they have, as each broker of
+// the cluster sees them, and counts the partitions: after a broker's
+// fault, the cluster is whole again once the list is empty. Every broker
+// is asked, because a broker that was paused or cut off answers from its
+// own stale view until it has caught up, and that view may be whole.
 func OutOfSync(ctx context.Context, brokers []string, opts ...kgo.Opt) (short []string, partitions int, err error) {
 	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, opts...)...)
 	if err != nil {
 		return nil, 0, err
 	}
 	defer cl.Close()
-	details, err := kadm.NewClient(cl).ListTopicsWithInternal(ctx)
+	meta, err := kadm.NewClient(cl).BrokerMetadata(ctx)
 	if err != nil {
 		return nil, 0, err
 	}
-	for _, d := range details.Sorted() {
-		if d.Err != nil {
-			short = append(short, fmt.Sprintf("%s: %v", d.Topic, d.Err))
+	seen := map[string]bool{}
+	for _, b := range meta.Brokers {
+		req := kmsg.NewPtrMetadataRequest() // no topics named: every topic
+		req.Topics = nil
+		resp, err := req.RequestWith(ctx, cl.Broker(int(b.NodeID)))
+		if err != nil {
+			short = append(short, fmt.Sprintf("broker %d: %v", b.NodeID, err))
 			continue
 		}
-		for _, p := range d.Partitions.Sorted() {
-			partitions++
-			if p.Err != nil || p.Leader < 0 || len(p.ISR) < len(p.Replicas) {
-				short = append(short, fmt.Sprintf("%s/%d leader=%d isr=%v replicas=%v", d.Topic, p.Partition, p.Leader, p.ISR, p.Replicas))
+		n := 0
+		for _, t := range resp.Topics {
+			for _, p := range t.Partitions {
+				n++
+				name := fmt.Sprintf("%s/%d", *t.Topic, p.Partition)
+				if e := kerr.ErrorForCode(p.ErrorCode); (e != nil || p.Leader < 0 || len(p.ISR) < len(p.Replicas)) && !seen[name] {
+					seen[name] = true
+					short = append(short, fmt.Sprintf("%s leader=%d isr=%v replicas=%v (broker %d's view)", name, p.Leader, p.ISR, p.Replicas, b.NodeID))
+				}
 			}
 		}
+		partitions = max(partitions, n)
 	}
 	return short, partitions, nil
 }
