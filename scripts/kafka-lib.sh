@@ -9,12 +9,29 @@ KAFKA_LIB="$KAFKA_CACHE/lib"
 RUN_DIR="$ROOT/.run/kafka"
 SHOP="$ROOT/bin/shop"
 KAFKACHECK="$ROOT/bin/kafkacheck"
+KAFKANET="$ROOT/bin/kafkanet"
 
 NODES=(1 2 3)
 client_port() { echo $((9091 + $1)); }     # 9092 9093 9094
 controller_port() { echo $((19091 + $1)); } # 19092 19093 19094
 REGISTRY_ADDR=127.0.0.1:8081
 BROKER_LIST=127.0.0.1:9092,127.0.0.1:9093,127.0.0.1:9094
+
+# Network namespaces (as root, unless NETNS=0): each node in a namespace of
+# its own, shop-kafka-N, at 10.209.0.N on a bridge of the host, shopkafka0
+# (10.209.0.254), through a veth pair whose host side is shopkN. Taking that
+# link down cuts the node off from the others and from the shop while its
+# process runs (make chaos FAULTS=partition). bin/kafkanet forwards
+# 127.0.0.1:909N to the node, so the seed brokers stay on localhost.
+NET_BRIDGE=shopkafka0
+NET_PREFIX=10.209.0
+node_netns() { echo "shop-kafka-$1"; }
+node_link() { echo "shopk$1"; }
+node_host() { if [[ $(net_mode) == netns ]]; then echo "$NET_PREFIX.$1"; else echo 127.0.0.1; fi; }
+net_mode() { cat "$RUN_DIR/net" 2>/dev/null || echo loopback; }
+node_linkfile() { echo "$RUN_DIR/node-$1.link"; }
+kafkanet_pidfile() { echo "$RUN_DIR/kafkanet.pid"; }
+kafkanet_marker() { echo "$KAFKANET 127.0.0.1:"; }
 
 say() { printf '%s: %s\n' "$PROG" "$*"; }
 die() { printf '%s: %s\n' "$PROG" "$*" >&2; exit 1; }
