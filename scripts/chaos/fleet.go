@@ -180,11 +180,11 @@ func (f *fleet) stop() {
 		}
 		_ = m.cmd.Process.Signal(syscall.SIGTERM)
 	}
-	deadline := time.After(20 * time.Second)
+	deadline := time.Now().Add(20 * time.Second)
 	for _, m := range f.members {
 		select {
 		case <-m.exited:
-		case <-deadline:
+		case <-time.After(time.Until(deadline)):
 			_ = m.cmd.Process.Kill()
 			<-m.exited
 		}

@@ -500,7 +500,10 @@ func (c *chaos) strike(now time.Time, killRng *rand.Rand) (bool, error) {
 		c.nextKill = now.Add(killDelay(killRng))
 	}
 	if c.pauser != nil {
-		if err := c.pauser.step(now, !drained || c.pauser.count < c.o.MinPauses); err != nil {
+		// Instances are paused while payments are sent, and until
+		// MinPauses: pausing on until the pipeline drains would hold
+		// their groups in rebalances, one member always away.
+		if err := c.pauser.step(now, c.sending || c.pauser.count < c.o.MinPauses); err != nil {
 			return false, err
 		}
 	}
