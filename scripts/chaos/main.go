@@ -290,7 +290,6 @@ type chaos struct {
 	flog    *faultLog
 	sender  payments
 	watch   *watch
-	sendFor time.Duration // how long the payments are spread over
 
 	start, lastReport, nextKill time.Time
 	sending                     bool
@@ -406,8 +405,17 @@ func (c *chaos) send(ctx context.Context, rng *rand.Rand) (<-chan error, error) 
 		// registry and the mail server are paused while payments flow.
 		duration = max(duration, time.Duration(c.o.MinPauses)*4*time.Second, 2*dependencyPause+10*time.Second)
 	}
+	if c.brokers != nil {
+		// A broker's fault and the wait for its replicas to be in
+		// sync again take some 25 s, and they come one at a time:
+		// the payments flow while the fewest of each kind are made.
+		n := 0
+		for _, k := range c.brokers.kinds() {
+			n += brokerMinimum[k]
+		}
+		duration = max(duration, time.Duration(n)*25*time.Second)
+	}
 	duration = max(duration, time.Duration(c.o.N)*time.Second/2000)
-	c.sendFor = duration
 	for i, d := range c.deps {
 		// The registry at a fifth of the way, the mail server at half.
 		d.at = time.Now().Add(duration * time.Duration(1+3*i) / 5)
