@@ -49,6 +49,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 
@@ -294,6 +295,8 @@ type chaos struct {
 	start, lastReport, nextKill time.Time
 	sending                     bool
 	drainedAt, inboxAt          time.Time // when the topics drained; the last look at the inbox
+	progress                    string    // the watch's last progress, and since when
+	progressAt                  time.Time
 }
 
 // startMail starts the mail server, or its proxy to the one of the
@@ -537,6 +540,12 @@ func (c *chaos) strike(now time.Time, killRng *rand.Rand) (bool, error) {
 			fmt.Fprintf(c.out, "  %5.1fs  %s\n", now.Sub(c.start).Seconds(), did)
 		}
 	}
+	if p := c.watch.progress(); p != c.progress || drained {
+		c.progress, c.progressAt = p, now
+	} else if now.Sub(c.progressAt) > stuckAfter {
+		return false, fmt.Errorf("no order or email for %s, %s; the groups: %s (on the embedded cluster, see docs/real-kafka.md on groups wedged by pauses)",
+			stuckAfter, p, c.groups())
+	}
 	if now.Sub(c.lastReport) >= 2*time.Second {
 		n := c.counts()
 		fmt.Fprintf(c.out, "  %5.1fs  sent %d/%d  %s  kills %d  pauses %d  partitions %d%s\n", now.Sub(c.start).Seconds(), c.sender.count(), c.o.N, c.watch.progress(),
@@ -567,8 +576,44 @@ func (c *chaos) inboxFull(ctx context.Context, now time.Time) bool {
 	if err != nil || (missing > 0 && now.Sub(c.drainedAt) < inboxWait) {
 		return false
 	}
+	if missing > 0 {
+		fmt.Fprintf(c.out, "  the groups: %s\n", c.groups())
+	}
 	fmt.Fprintf(c.out, "  every email on the mail server %.1fs later (%d missing); stopping the instances\n", now.Sub(c.drainedAt).Seconds(), missing)
 	return true
+}
+
+// stuckAfter is how long the run waits for an order or an email while
+// payments wait before it gives up, naming the groups' states.
+const stuckAfter = 2 * time.Minute
+
+// groups says in what state each consumer group is, and how many
+// partitions its members hold: a group stuck in a rebalance shows here.
+func (c *chaos) groups() string {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(c.o.Brokers...)}, c.o.Connect...)...)
+	if err != nil {
+		return err.Error()
+	}
+	defer cl.Close()
+	described, err := kadm.NewClient(cl).DescribeGroups(ctx)
+	if err != nil {
+		return err.Error()
+	}
+	var states []string
+	for _, g := range described.Sorted() {
+		held := 0
+		for _, m := range g.Members {
+			if a, ok := m.Assigned.AsConsumer(); ok {
+				for _, t := range a.Topics {
+					held += len(t.Partitions)
+				}
+			}
+		}
+		states = append(states, fmt.Sprintf("%s %s, %d members holding %d partitions", g.Group, g.State, len(g.Members), held))
+	}
+	return strings.Join(states, "; ")
 }
 
 // judge stops the instances, reads what the run committed and what the
