@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -102,6 +103,19 @@ type Config struct {
 	// when the instances share a host.
 	AnalyticsURL string
 
+	// StateDir (STATE_DIR) is where an instance keeps its state on disk:
+	// the payment service's ledger of Idempotency-Keys, the order step's
+	// memory. Deleting it loses nothing: it is rebuilt from Kafka. Empty
+	// means .run/state/<service>-<instance>. StateDirShared says that
+	// the services of the process share STATE_DIR (make run and make
+	// services run four): each then keeps its own under it, in
+	// <service>-<instance>, as two instances must never share one.
+	StateDir       string
+	StateDirShared bool
+	// StateCacheMB (STATE_CACHE_MB, default 32) is the block cache of an
+	// instance's state on disk, in MiB: the RAM that keeps its hot part.
+	StateCacheMB int
+
 	// DataDir (DATA_DIR, default .run/embedded) is where `shop run` and
 	// `shop cluster` keep the embedded cluster's data; Fresh (FRESH=1)
 	// deletes it first.
@@ -151,6 +165,27 @@ func (c Config) Window() time.Duration {
 		return c.IdempotencyWindow
 	}
 	return 24 * time.Hour
+}
+
+// StateDirOf is the directory of service's instance's state on disk.
+func (c Config) StateDirOf(service string) string {
+	own := service + "-" + c.InstanceID
+	switch {
+	case c.StateDir == "":
+		return filepath.Join(".run", "state", own)
+	case c.StateDirShared:
+		return filepath.Join(c.StateDir, own)
+	}
+	return c.StateDir
+}
+
+// StateCache is the block cache of an instance's state on disk, in bytes:
+// StateCacheMB, 32 MiB when unset.
+func (c Config) StateCache() int64 {
+	if c.StateCacheMB > 0 {
+		return int64(c.StateCacheMB) << 20
+	}
+	return 32 << 20
 }
 
 // Log is the logger, slog.Default when none was set.
@@ -283,6 +318,16 @@ func (e env) services(cfg *Config, services []string) error {
 	if uses("payment") || uses("order") {
 		if err := e.duration("IDEMPOTENCY_WINDOW", &cfg.IdempotencyWindow, positive, "a positive Go duration, such as 24h"); err != nil {
 			return err
+		}
+	}
+	if uses("payment") || uses("order") {
+		cfg.StateDir, cfg.StateDirShared = e("STATE_DIR"), e("STATE_DIR") != "" && len(services) > 1
+		if v := e("STATE_CACHE_MB"); v != "" {
+			mb, err := strconv.Atoi(v)
+			if err != nil || mb < 1 || mb > 1<<20 {
+				return fmt.Errorf("STATE_CACHE_MB=%q: want a number of MiB from 1, such as 32", v)
+			}
+			cfg.StateCacheMB = mb
 		}
 	}
 	if uses("order") {

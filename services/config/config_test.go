@@ -25,6 +25,40 @@ func TestDefaults(t *testing.T) {
 	}
 }
 
+// Each instance has a state directory of its own: STATE_DIR itself for a
+// process that runs one service, one directory per service under it for
+// make run and make services.
+func TestStateDirs(t *testing.T) {
+	for _, tc := range []struct {
+		vars     map[string]string
+		services []string
+		want     map[string]string
+	}{
+		{nil, config.Services, map[string]string{"payment": ".run/state/payment-1", "order": ".run/state/order-1"}},
+		{map[string]string{"INSTANCE_ID": "2"}, []string{"payment"}, map[string]string{"payment": ".run/state/payment-2"}},
+		{map[string]string{"STATE_DIR": "/var/lib/shop/pay"}, []string{"payment"}, map[string]string{"payment": "/var/lib/shop/pay"}},
+		{map[string]string{"STATE_DIR": "/var/lib/shop"}, config.Services,
+			map[string]string{"payment": "/var/lib/shop/payment-1", "order": "/var/lib/shop/order-1"}},
+	} {
+		cfg, err := config.FromEnv(env(tc.vars), tc.services...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for service, want := range tc.want {
+			if got := cfg.StateDirOf(service); got != want {
+				t.Errorf("%v for %v: %s keeps its state in %s, want %s", tc.vars, tc.services, service, got, want)
+			}
+		}
+	}
+	cfg, _ := config.FromEnv(env(map[string]string{"STATE_CACHE_MB": "64"}), "payment")
+	if cfg.StateCache() != 64<<20 {
+		t.Fatalf("STATE_CACHE_MB=64: cache of %d bytes", cfg.StateCache())
+	}
+	if cfg, _ := config.FromEnv(env(nil), "payment"); cfg.StateCache() != 32<<20 {
+		t.Fatalf("default cache of %d bytes, want 32 MiB", cfg.StateCache())
+	}
+}
+
 func TestTransactionBounds(t *testing.T) {
 	cfg, err := config.FromEnv(env(map[string]string{"TXN_MAX_RECORDS": "250", "TXN_MAX_INTERVAL": "20ms"}), "order")
 	if err != nil {
@@ -49,6 +83,7 @@ func TestBadValuesFailOnlyTheCommandsThatUseThem(t *testing.T) {
 		{"PORT", "http", []string{"payment"}, nil},
 		{"LOG_LEVEL", "loud", []string{"payment"}, nil},
 		{"ANALYTICS_URL", "analytics-2:8003", []string{"analytics"}, []string{"payment", "order"}},
+		{"STATE_CACHE_MB", "lots", []string{"payment", "order"}, []string{"email", "analytics"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			vars := env(map[string]string{tc.name: tc.value})

@@ -104,7 +104,7 @@ func benchPay(b *testing.B, clients int) {
 //	go tool pprof -top -cum -focus 'conn..serve' payment.test shed.out
 func BenchmarkShed(b *testing.B) {
 	_, cat := shoptest.Cluster(b) // for the registry only
-	svc, err := payment.New(config.Config{Brokers: []string{"127.0.0.1:1"}, InstanceID: "1",
+	svc, err := payment.New(config.Config{Brokers: []string{"127.0.0.1:1"}, InstanceID: "1", StateDir: b.TempDir(),
 		Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))}, cat,
 		payment.Options{DeliveryTimeout: time.Minute, Admission: payment.AdmissionOptions{Initial: 1, Min: 1, Max: 1, Queue: -1}})
 	if err != nil {

@@ -80,7 +80,8 @@ func fingerprint(req *Request) string {
 
 // ledger is what the payment service answered to each key: the table of
 // the state topic payment-requests, keyed by user and key, which every
-// instance reads to its end at start and then follows. An answer is written
+// instance reads to its end at start and then follows, kept on disk under
+// the instance's STATE_DIR so that a restart reads only what came since. An answer is written
 // (acks=all) before the client gets it, so any answered request is in the
 // ledger; a retry on any instance, or after a restart, gets the same
 // answer.
@@ -102,9 +103,15 @@ type answer struct {
 
 // claim decides what to do with a request for key: replay a past answer,
 // refuse (409: the first request is still waiting for Kafka; 422: another
-// body under this key), or go ahead, after which release must be called.
+// body under this key; 503: the ledger could not be read), or go ahead,
+// after which release must be called.
 func (l *ledger) claim(key, fp string) (replay []byte, status int) {
-	if b, ok := l.table.Get(key); ok {
+	b, ok, err := l.table.Get(key)
+	if err != nil {
+		l.log.Error("the ledger of Idempotency-Keys could not be read", "err", err)
+		return nil, 503
+	}
+	if ok {
 		var a answer
 		if err := json.Unmarshal(b, &a); err == nil && time.Since(a.At) < l.window {
 			if a.Fingerprint != fp {
@@ -140,24 +147,26 @@ func (l *ledger) record(ctx context.Context, key, fp string, response []byte) er
 	return l.table.Put(ctx, key, b)
 }
 
+// expireStep is how many keys the sweep forgets at a time: a step holds
+// the store's writes for one batch, so payments never wait long on it.
+const expireStep = 1000
+
 // sweep forgets, every minute, the keys older than the window, with a
 // tombstone each: compaction then drops them from the topic too, so the
-// ledger's size is what the window holds.
+// ledger's size, on disk and in Kafka, is what the window holds. It goes
+// from the oldest, in steps, through the store's index of the answers by
+// time: it reads only what it forgets.
 func (l *ledger) sweep(ctx context.Context) error {
 	return loop.Every(ctx, time.Minute, func(now time.Time) {
-		var old []string
-		l.table.Range(func(key string, b []byte) bool {
-			var a answer
-			if json.Unmarshal(b, &a) != nil || now.Sub(a.At) >= l.window {
-				old = append(old, key)
-			}
-			return true
-		})
-		for _, key := range old {
-			if err := l.table.Put(ctx, key, nil); err != nil {
+		for ctx.Err() == nil {
+			n, err := l.table.Expire(ctx, now.Add(-l.window), expireStep)
+			if err != nil {
 				if ctx.Err() == nil {
-					l.log.Warn("forgetting an expired Idempotency-Key failed", "err", err)
+					l.log.Warn("forgetting expired Idempotency-Keys failed", "err", err)
 				}
+				return
+			}
+			if n < expireStep {
 				return
 			}
 		}

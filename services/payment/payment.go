@@ -24,6 +24,7 @@ import (
 	"github.com/blackfriday-kafka/shop/services/config"
 	"github.com/blackfriday-kafka/shop/services/serve"
 	"github.com/blackfriday-kafka/shop/txn/metrics"
+	"github.com/blackfriday-kafka/shop/txn/store"
 	"github.com/blackfriday-kafka/shop/txn/view"
 )
 
@@ -35,6 +36,7 @@ type Service struct {
 	cat       *schemas.Catalog
 	payments  *schemas.Codec[schemas.PaymentSucceeded]
 	producer  *kgo.Client
+	state     *store.Store // the instance's state on disk: the ledger
 	ledger    *ledger
 	admission *Admission
 	log       *slog.Logger
@@ -88,9 +90,15 @@ func New(cfg config.Config, cat *schemas.Catalog, opts Options) (*Service, error
 		return nil, err
 	}
 	log := cfg.Log().With("service", "payment", "instance", cfg.InstanceID)
-	requests, err := view.OpenTable(cfg.Brokers, schemas.PaymentRequests.Name, log, cfg.Connect()...)
+	state, err := store.Open(cfg.StateDirOf("payment"), store.Options{CacheBytes: cfg.StateCache(), Log: log})
 	if err != nil {
 		producer.Close()
+		return nil, err
+	}
+	requests, err := view.OpenTable(cfg.Brokers, schemas.PaymentRequests.Name, state.Memory(schemas.PaymentRequests.Name), log, cfg.Connect()...)
+	if err != nil {
+		producer.Close()
+		state.Close()
 		return nil, err
 	}
 	s := &Service{
@@ -98,6 +106,7 @@ func New(cfg config.Config, cat *schemas.Catalog, opts Options) (*Service, error
 		payments:  schemas.Payments.Codec(cat),
 		producer:  producer,
 		admission: admission,
+		state:     state,
 		ledger:    &ledger{table: requests, window: cfg.Window(), log: log, inFlight: make(map[string]string)},
 		kafka:     kafka,
 		log:       log,
@@ -152,7 +161,8 @@ func (s *Service) Run(ctx context.Context) error {
 	defer cancel()
 	err := s.producer.Flush(flushCtx)
 	s.producer.Close()
-	return errors.Join(err, g.Wait())
+	err = errors.Join(err, g.Wait())
+	return errors.Join(err, s.state.Close())
 }
 
 // Ready is nil once the schema of payments is registered, the ledger of
@@ -281,6 +291,10 @@ func (s *Service) claimKey(w http.ResponseWriter, r *http.Request, req *Request)
 	case http.StatusConflict:
 		s.rejected.WithLabelValues("key_in_flight").Inc()
 		serve.Error(w, status, "a request with this Idempotency-Key is still waiting for Kafka; retry once it is answered", HeaderIdempotencyKey)
+		return key, false
+	case http.StatusServiceUnavailable:
+		s.rejected.WithLabelValues("kafka_unavailable").Inc()
+		unavailable(w, "the answers to past Idempotency-Keys could not be read; nothing was charged; retry later")
 		return key, false
 	case http.StatusUnprocessableEntity:
 		s.rejected.WithLabelValues("key_reused").Inc()

@@ -78,7 +78,7 @@ func TestParseRequestNamesTheField(t *testing.T) {
 func kafkaDown(t *testing.T) *httptest.Server {
 	t.Helper()
 	_, cat := shoptest.Cluster(t) // for the registry only
-	svc, err := payment.New(config.Config{Brokers: []string{"127.0.0.1:1"}, InstanceID: "1", Logger: shoptest.Logger(t)},
+	svc, err := payment.New(config.Config{Brokers: []string{"127.0.0.1:1"}, InstanceID: "1", Logger: shoptest.Logger(t), StateDir: t.TempDir()},
 		cat, payment.Options{DeliveryTimeout: time.Second})
 	if err != nil {
 		t.Fatal(err)

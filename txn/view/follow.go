@@ -10,6 +10,7 @@ package view
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -39,6 +40,8 @@ type Follower struct {
 	cps   *Checkpoints // where they go
 	every time.Duration
 
+	stored Stored // nil: not kept on disk
+
 	mu       sync.Mutex
 	position map[string]map[int32]int64 // next offset to read
 	caughtUp bool                       // reached the ends it saw at the start
@@ -66,6 +69,37 @@ func Follow(brokers []string, log *slog.Logger, topics []string, opts ...kgo.Opt
 // save one every interval while records come, and when it stops.
 func (f *Follower) Checkpointed(state State, cps *Checkpoints, every time.Duration) *Follower {
 	f.state, f.cps, f.every = state, cps, every
+	return f
+}
+
+// Stored is a view kept on disk with the offsets of its topics that it
+// covers, as a Kafka Streams store beside its checkpoint file: the
+// follower asks it where to start reading each partition, and tells it
+// when a poll's records are applied, so that it writes them to disk in one
+// batch.
+type Stored interface {
+	// Resume returns the next offset to read of each partition, given the
+	// topics' IDs and bounds as Kafka has them now; a partition it leaves
+	// out is read from the start.
+	Resume(ctx context.Context, parts []Bounds) (map[string]map[int32]int64, error)
+	// Applied is called once a poll's records are applied, with the next
+	// offset of every partition read so far.
+	Applied(ctx context.Context, position map[string]map[int32]int64) error
+}
+
+// Bounds is what a partition holds as Kafka has it: the ID of its topic,
+// and its first and next offset (the last stable one, as read_committed
+// reads).
+type Bounds struct {
+	Topic      string
+	TopicID    [16]byte
+	Partition  int32
+	Start, End int64
+}
+
+// Stored makes f start where s says and tell s of what it applied.
+func (f *Follower) Stored(s Stored) *Follower {
+	f.stored = s
 	return f
 }
 
@@ -100,7 +134,9 @@ func (f *Follower) Run(ctx context.Context, apply func(context.Context, *kgo.Rec
 		// A follower is in no group, so nothing can fence it: the
 		// errors are only logged.
 		_ = kafkaclient.CheckFetches(fetches, f.log)
+		polled := false
 		for _, r := range fetches.Records() {
+			polled = true
 			if r.Attrs.IsControl() {
 				f.setPosition(r.Topic, r.Partition, r.Offset+1)
 				continue
@@ -111,6 +147,10 @@ func (f *Follower) Run(ctx context.Context, apply func(context.Context, *kgo.Rec
 			}
 			f.setPosition(r.Topic, r.Partition, r.Offset+1)
 			dirty = true
+		}
+		if f.stored != nil && polled && !loop.Retry(ctx, f.log, "view not written to disk yet, retrying",
+			100*time.Millisecond, 5*time.Second, func() error { return f.stored.Applied(ctx, f.Position()) }, "topics", f.topics) {
+			return nil
 		}
 		f.noteCaughtUp(ends)
 		if dirty && f.cps != nil && time.Since(saved) >= f.every && f.save(ctx, true) {
@@ -146,6 +186,11 @@ func (f *Follower) start(ctx context.Context) (map[string]map[int32]int64, error
 			restored = true
 		}
 	}
+	if f.stored != nil {
+		if offsets, err = f.resume(ctx, adm, listed); err != nil {
+			return nil, err
+		}
+	}
 	ends := make(map[string]map[int32]int64)
 	parts := make(map[string]map[int32]kgo.Offset)
 	listed.Each(func(o kadm.ListedOffset) {
@@ -164,8 +209,38 @@ func (f *Follower) start(ctx context.Context) (map[string]map[int32]int64, error
 	f.mu.Lock()
 	f.caughtUp = f.reached(ends)
 	f.mu.Unlock()
-	f.log.Info("view started", "topics", f.topics, "from_checkpoint", restored, "offsets", offsets)
+	f.log.Info("view started", "topics", f.topics, "from_checkpoint", restored, "from_disk", f.stored != nil, "offsets", offsets)
 	return ends, nil
+}
+
+// resume asks the view on disk where to start, given the topics' IDs and
+// first offsets, and the ends listed.
+func (f *Follower) resume(ctx context.Context, adm *kadm.Client, ends kadm.ListedOffsets) (map[string]map[int32]int64, error) {
+	starts, err := adm.ListStartOffsets(ctx, f.topics...)
+	if err == nil {
+		err = starts.Error()
+	}
+	if err != nil {
+		return nil, err
+	}
+	topics, err := adm.ListTopics(ctx, f.topics...)
+	if err != nil {
+		return nil, err
+	}
+	var parts []Bounds
+	var missing error
+	ends.Each(func(o kadm.ListedOffset) {
+		start, ok := starts.Lookup(o.Topic, o.Partition)
+		if !ok {
+			missing = fmt.Errorf("no first offset listed for %s/%d", o.Topic, o.Partition)
+			return
+		}
+		parts = append(parts, Bounds{Topic: o.Topic, TopicID: topics[o.Topic].ID, Partition: o.Partition, Start: start.Offset, End: o.Offset})
+	})
+	if missing != nil {
+		return nil, missing
+	}
+	return f.stored.Resume(ctx, parts)
 }
 
 // applyRetrying applies one record, retrying while the failure may pass. It

@@ -80,14 +80,17 @@ func StartSecure(t testing.TB, opts shop.Options) *Env {
 }
 
 // Config is the configuration of services on stack in test t: its brokers
-// and registry, a free port each, the test's Logger.
+// and registry, a free port each, the test's Logger, state on disk in a
+// directory of the test's (a restart with the same Config finds it).
 func Config(t testing.TB, stack *infra.Embedded) config.Config {
 	return config.Config{
-		Brokers:     stack.Brokers,
-		RegistryURL: stack.RegistryURL,
-		Addr:        "127.0.0.1:0",
-		InstanceID:  "1",
-		Logger:      Logger(t),
+		Brokers:        stack.Brokers,
+		RegistryURL:    stack.RegistryURL,
+		Addr:           "127.0.0.1:0",
+		InstanceID:     "1",
+		Logger:         Logger(t),
+		StateDir:       t.TempDir(),
+		StateDirShared: true,
 	}
 }
 
