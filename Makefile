@@ -16,7 +16,7 @@ help: ## list the targets
 build: ## build the shop binary into bin/
 	@$(GO) build -o $(SHOP) ./services/cmd/shop
 
-run: build ## embedded 3-broker Kafka + registry + mail server (inbox :8025) + the four services, no Docker; data in .run/ (FRESH=1 starts empty)
+run: build ## embedded 3-broker Kafka + registry + mail server (inbox :8025) + the four services, no Docker; data in .run/embedded, the services' state in .run/state (FRESH=1 starts empty)
 	@FRESH="$(FRESH)" exec $(SHOP) run
 
 cluster: build ## embedded 3-broker Kafka + registry only; data in .run/ (FRESH=1 starts empty)

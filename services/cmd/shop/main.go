@@ -155,6 +155,13 @@ func runStack(ctx context.Context, cmd string, cfg config.Config) error {
 			return err
 		}
 		cfg.Logger.Info("starting empty: removed the data of the last run", "dir", cfg.DataDir)
+		// The services' state on disk is a copy of the old cluster's: a
+		// new cluster would find it stale and rebuild it anyway.
+		for _, name := range servicesOf(cmd) {
+			if err := os.RemoveAll(cfg.StateDirOf(name)); err != nil {
+				return err
+			}
+		}
 	}
 	var secure *infra.Secure
 	if cfg.Secure {
