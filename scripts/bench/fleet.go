@@ -44,7 +44,8 @@ type fleet struct {
 
 // serviceCmd is `shop <service>` as the bench runs its services: on the
 // run's cluster, instance id on port (0: a free one), exactly-once, the
-// run's transaction bounds and log level; env on top (later entries win).
+// run's transaction bounds and log level, its state on disk in the run's
+// log directory; env on top (later entries win).
 // With o.Pin, the command runs under it (taskset -c 0).
 func serviceCmd(o Options, service, id string, port int, env ...string) *exec.Cmd {
 	cmd := exec.Command(o.Shop, service)
@@ -54,7 +55,7 @@ func serviceCmd(o Options, service, id string, port int, env ...string) *exec.Cm
 	cmd.Env = append(append(os.Environ(),
 		"KAFKA_BROKERS="+strings.Join(o.Brokers, ","), "SCHEMA_REGISTRY_URL="+o.RegistryURL,
 		"PORT="+strconv.Itoa(port), "INSTANCE_ID="+id, "DELIVERY=exactly-once", "PROCESSING_DELAY=0s",
-		"LOG_LEVEL="+o.LogLevel, "LOG_FORMAT=json",
+		"LOG_LEVEL="+o.LogLevel, "LOG_FORMAT=json", "STATE_DIR="+filepath.Join(o.LogDir, "state", service+"-"+id),
 		"TXN_MAX_RECORDS="+orEmpty(o.TxnRecords), "TXN_MAX_INTERVAL="+orEmptyDuration(o.TxnInterval)), env...)
 	return cmd
 }

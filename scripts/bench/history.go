@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/blackfriday-kafka/shop/scripts/shoppers"
 	"github.com/blackfriday-kafka/shop/services/email"
 	"github.com/blackfriday-kafka/shop/services/order"
+	"github.com/blackfriday-kafka/shop/services/payment"
 	"github.com/blackfriday-kafka/shop/txn/kafkaclient"
 	"github.com/blackfriday-kafka/shop/txn/lag"
 )
@@ -50,9 +52,13 @@ import (
 type history struct {
 	cat     *schemas.Catalog
 	rng     *rand.Rand
+	run     string    // this run's name, in the keys it writes
 	start   time.Time // the date of the first payment
 	written int       // payments written
 	cents   int64     // their revenue
+
+	answered int     // answers to Idempotency-Keys written
+	retries  []retry // a uniform sample of them, for the ledger's replays
 
 	payments *kgo.Client // idempotent: payments and deliveries
 	orders   *kgo.Client // transactional
@@ -79,7 +85,7 @@ func newHistory(o Options, cat *schemas.Catalog) (*history, error) {
 	// No RecordDeliveryTimeout: franz-go counts it from a record's timestamp,
 	// and the history's are a day old.
 	opts := []kgo.Opt{kgo.SeedBrokers(o.Brokers...), kgo.MaxBufferedRecords(historyTxn)}
-	h := &history{cat: cat, rng: rand.New(rand.NewPCG(13, 17)),
+	h := &history{cat: cat, rng: rand.New(rand.NewPCG(13, 17)), run: run,
 		start: time.Now().Add(-25 * time.Hour).UTC().Truncate(time.Millisecond)}
 	var err error
 	if h.payments, err = kgo.NewClient(opts...); err != nil {
@@ -269,5 +275,70 @@ func (h *history) catchUpGroups(ctx context.Context) error {
 			return fmt.Errorf("move group %s to the end of %s: %w", group, topic, err)
 		}
 	}
+	return nil
+}
+
+// retry is a request of the history, sent again: its Idempotency-Key and
+// body.
+type retry struct {
+	key  string
+	body []byte
+}
+
+// retrySample is how many retries the history keeps, chosen uniformly
+// among all its answers (reservoir sampling): the ledger section replays
+// them.
+const retrySample = 2000
+
+// growAnswers writes answers to Idempotency-Keys straight to
+// payment-requests until the history holds n, as the payment service
+// records them (payment.AnswerRecord): one a payment of one cart line, by
+// one of 100,000 users, under a key of this run, dated as the history's
+// payments are. The payments themselves are not written: the ledger
+// section measures the ledger alone. Each answer names the payment's
+// record by a position of its own, the i-th of the history.
+func (h *history) growAnswers(ctx context.Context, n int, p *progress) error {
+	began, from := time.Now(), h.answered
+	lastReport := began
+	var failed kgo.FirstErrPromise
+	var body []byte
+	for ; h.answered < n; h.answered++ {
+		i := h.answered
+		at := h.start.Add(time.Duration(i) * historySpacing)
+		body = shoppers.AppendBody(body[:0], h.rng, 1+h.rng.Int64N(100_000), 1)
+		req, fe := payment.ParseRequest(body)
+		if fe != nil {
+			return fe
+		}
+		key := "bench-" + h.run + "-" + strconv.Itoa(i)
+		written := &kgo.Record{Topic: schemas.Payments.Name, Partition: int32(i % 3), Offset: int64(i / 3)}
+		r, err := payment.AnswerRecord(req, key, written, at)
+		if err != nil {
+			return err
+		}
+		h.payments.Produce(ctx, r, failed.Promise())
+		if len(h.retries) < retrySample {
+			h.retries = append(h.retries, retry{key, slices.Clone(body)})
+		} else if j := h.rng.IntN(i + 1); j < retrySample {
+			h.retries[j] = retry{key, slices.Clone(body)}
+		}
+		if i%10_000 == 0 {
+			if err := failed.Err(); err != nil {
+				return err
+			}
+			if now := time.Now(); now.Sub(lastReport) >= reportEvery {
+				p.Printf("history: %d/%d answers written, %s/s", i, n, rate(i-from, now.Sub(began)))
+				lastReport = now
+			}
+		}
+	}
+	if err := h.payments.Flush(ctx); err != nil {
+		return err
+	}
+	if err := failed.Err(); err != nil {
+		return err
+	}
+	p.Printf("history: %d answers written to %s in %s (%s/s)", n-from, schemas.PaymentRequests.Name,
+		time.Since(began).Round(100*time.Millisecond), rate(n-from, time.Since(began)))
 	return nil
 }

@@ -64,6 +64,14 @@
 //     restored, until /readyz, until a new payment is an order, and its peak
 //     RSS (dedup_restore_s, dedup_ready_s, dedup_first_order_s,
 //     dedup_rss_mb).
+//   - ledger (only with -only): the payment service on a history of
+//     1,000,000 answers to Idempotency-Keys in its IDEMPOTENCY_WINDOW
+//     (-ledger-keys), written straight to payment-requests: from the exec
+//     to /readyz without its store, which it builds from the topic
+//     (ledger_rebuild_s), and again on the store it left
+//     (ledger_ready_s); then 2,000 retries of the history's keys, each
+//     replayed from the store (ledger_replay_p99_ms), and its peak RSS
+//     (ledger_rss_mb).
 //   - eos: the order transform on the exactly-once engine against the same
 //     engine in at-least-once mode, on the same records, alternating rounds
 //     so that drift (other load on the machine) hits both alike (eos_rps,
@@ -139,6 +147,7 @@ type Options struct {
 
 	RestoreSizes []int // restore: payments of history, one measure each
 	DedupOrders  int   // dedup: orders of history in the window
+	LedgerKeys   int   // ledger: answers to Idempotency-Keys of history in the window
 
 	Flood     int
 	Instances []int
@@ -152,7 +161,7 @@ type Options struct {
 // allSections are the sections there are, in the order they run;
 // defaultSections those a run without -only runs.
 var (
-	allSections     = []string{"e2e", "ingest", "overload", "drain", "raw", "restore", "dedup", "eos"}
+	allSections     = []string{"e2e", "ingest", "overload", "drain", "raw", "restore", "dedup", "ledger", "eos"}
 	defaultSections = []string{"e2e", "ingest", "overload", "drain", "raw", "eos"}
 )
 
@@ -253,6 +262,7 @@ func defineFlags(o *Options) (lists, *time.Duration) {
 	flag.DurationVar(&o.EOSRoundFor, "eos-round-for", 3*time.Second, "eos: a round ends this long after its first commit, if it has not read every record by then")
 	flag.DurationVar(&o.E2EFor, "e2e-for", 15*time.Second, "e2e: how long")
 	flag.IntVar(&o.DedupOrders, "dedup-orders", 1_000_000, "dedup: orders of history in the order service's window")
+	flag.IntVar(&o.LedgerKeys, "ledger-keys", 1_000_000, "ledger: answers to Idempotency-Keys of history in the payment service's window")
 	flag.IntVar(&o.Flood, "flood", 10_000, "drain: payments in the flood")
 	return l, flag.Duration("timeout", 15*time.Minute, "give up after this long")
 }
@@ -293,6 +303,10 @@ name=value pairs. Sections, in the order they run (-only picks them):
   dedup    the order service started with -dedup-orders orders in its window:
            dedup_restore_s, dedup_ready_s, dedup_first_order_s, dedup_rss_mb
            (not by default, as restore)
+  ledger   the payment service on -ledger-keys answers to Idempotency-Keys
+           in its window, without its store and on it: ledger_rebuild_s,
+           ledger_ready_s, ledger_replay_p99_ms, ledger_rss_mb (not by
+           default, as restore)
   eos      exactly-once against at-least-once on the same engine: eos_rps,
            alos_rps, eos_over_alos
 
@@ -343,7 +357,7 @@ func Run(ctx context.Context, o Options, out io.Writer) (*Results, error) {
 			return res, fmt.Errorf("raw: %w", err)
 		}
 	}
-	if o.Sections["restore"] || o.Sections["dedup"] {
+	if o.Sections["restore"] || o.Sections["dedup"] || o.Sections["ledger"] {
 		if err := runHistory(ctx, o, cat, p, res); err != nil {
 			return res, err
 		}
@@ -446,8 +460,11 @@ func runHistory(ctx context.Context, o Options, cat *schemas.Catalog, p *progres
 		return err
 	}
 	defer h.close()
-	if err := h.check(ctx); err != nil {
-		return fmt.Errorf("history: %w", err)
+	// The ledger's history moves no group: only the others need them idle.
+	if o.Sections["restore"] || o.Sections["dedup"] {
+		if err := h.check(ctx); err != nil {
+			return fmt.Errorf("history: %w", err)
+		}
 	}
 	began := time.Now()
 	if o.Sections["restore"] {
@@ -458,6 +475,11 @@ func runHistory(ctx context.Context, o Options, cat *schemas.Catalog, p *progres
 	if o.Sections["dedup"] {
 		if err := runDedup(ctx, o, h, p, res); err != nil {
 			return fmt.Errorf("dedup: %w", err)
+		}
+	}
+	if o.Sections["ledger"] {
+		if err := runLedger(ctx, o, h, p, res); err != nil {
+			return fmt.Errorf("ledger: %w", err)
 		}
 	}
 	p.Printf("history sections done in %s", time.Since(began).Round(time.Second))

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/blackfriday-kafka/shop/schemas"
 	"github.com/blackfriday-kafka/shop/txn/loop"
 	"github.com/blackfriday-kafka/shop/txn/view"
@@ -145,6 +147,20 @@ func (l *ledger) record(ctx context.Context, key, fp string, response []byte) er
 		return err
 	}
 	return l.table.Put(ctx, key, b)
+}
+
+// AnswerRecord is the ledger's record of the answer to req under key, as
+// the service writes it to payment-requests at at, once the payment's
+// record, written, was acknowledged: what a history written straight to
+// the topic holds (the bench's), which a retry of req under key replays.
+func AnswerRecord(req *Request, key string, written *kgo.Record, at time.Time) (*kgo.Record, error) {
+	p := schemas.PaymentSucceeded{PaymentID: schemas.PaymentID(req.UserID, key), UserID: req.UserID, Cart: req.Cart,
+		TotalCents: schemas.CartTotal(req.Cart), PaidAt: at}
+	b, err := json.Marshal(answer{Fingerprint: fingerprint(req), Response: answerOf(&p, written), At: at.UTC()})
+	if err != nil {
+		return nil, err
+	}
+	return &kgo.Record{Topic: schemas.PaymentRequests.Name, Key: []byte(ledgerKey(req.UserID, key)), Value: b, Timestamp: at}, nil
 }
 
 // expireStep is how many keys the sweep forgets at a time: a step holds
