@@ -97,6 +97,11 @@ func decodeEntry(b []byte) (at int64, partition int32, value []byte, err error) 
 // Covered returns how far the memory covers partition p; ok is false when
 // it holds nothing of p (then its owner reads p from the start).
 func (m *Memory) Covered(p int32) (mark Mark, ok bool, err error) {
+	done, err := m.s.use()
+	if err != nil {
+		return Mark{}, false, err
+	}
+	defer done()
 	b, closer, err := m.s.db.Get(m.coveredKey(p))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return Mark{}, false, nil
@@ -115,6 +120,11 @@ func (m *Memory) Covered(p int32) (mark Mark, ok bool, err error) {
 
 // Get returns the value of key and when it was written.
 func (m *Memory) Get(key []byte) (value []byte, at time.Time, ok bool, err error) {
+	done, err := m.s.use()
+	if err != nil {
+		return nil, time.Time{}, false, err
+	}
+	defer done()
 	b, closer, err := m.s.db.Get(m.entryKey(key))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil, time.Time{}, false, nil
@@ -138,6 +148,11 @@ func (m *Memory) Get(key []byte) (value []byte, at time.Time, ok bool, err error
 // An entry that replaces another leaves the old one's time in the index;
 // Expire drops it when it comes, checking the entry's own time first.
 func (m *Memory) Write(entries []Entry, covered map[int32]Mark) error {
+	done, err := m.s.use()
+	if err != nil {
+		return err
+	}
+	defer done()
 	m.s.writing.Lock()
 	defer m.s.writing.Unlock()
 	b := m.s.db.NewBatch()
@@ -170,8 +185,13 @@ func (m *Memory) Write(entries []Entry, covered map[int32]Mark) error {
 // oldest first: what Expire would remove, for an owner that must tell
 // Kafka first (a tombstone each, in a compacted topic).
 func (m *Memory) Expiring(before time.Time, max int) ([][]byte, error) {
+	done, err := m.s.use()
+	if err != nil {
+		return nil, err
+	}
+	defer done()
 	var keys [][]byte
-	err := m.walkOld(before, max, func(key []byte, live bool) error {
+	err = m.walkOld(before, max, func(key []byte, live bool) error {
 		if live {
 			keys = append(keys, bytes.Clone(key))
 		}
@@ -186,12 +206,17 @@ func (m *Memory) Expiring(before time.Time, max int) ([][]byte, error) {
 // long on it. It returns how many index records it went through; fewer
 // than max means nothing older is left.
 func (m *Memory) Expire(before time.Time, max int) (int, error) {
+	done, err := m.s.use()
+	if err != nil {
+		return 0, err
+	}
+	defer done()
 	m.s.writing.Lock()
 	defer m.s.writing.Unlock()
 	b := m.s.db.NewBatch()
 	defer b.Close()
 	n := 0
-	err := m.walkOld(before, max, func(key []byte, live bool) error {
+	err = m.walkOld(before, max, func(key []byte, live bool) error {
 		n++
 		if live {
 			if err := b.Delete(m.entryKey(key), nil); err != nil {
@@ -252,6 +277,11 @@ func (m *Memory) walkOld(before time.Time, max int, fn func(key []byte, live boo
 // for a partition found stale at start, rare; Reset drops a whole memory
 // at once.
 func (m *Memory) Forget(p int32) error {
+	done, err := m.s.use()
+	if err != nil {
+		return err
+	}
+	defer done()
 	m.s.writing.Lock()
 	defer m.s.writing.Unlock()
 	lower := m.prefix(kindEntry)
@@ -295,6 +325,11 @@ func (m *Memory) Forget(p int32) error {
 // Reset drops everything the memory holds, its entries, their index and
 // its covered offsets, in one batch.
 func (m *Memory) Reset() error {
+	done, err := m.s.use()
+	if err != nil {
+		return err
+	}
+	defer done()
 	m.s.writing.Lock()
 	defer m.s.writing.Unlock()
 	b := m.s.db.NewBatch()

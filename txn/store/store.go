@@ -48,10 +48,18 @@ type Store struct {
 	// between must not be deleted for the old one. Each holds it for one
 	// batch, bounded.
 	writing sync.Mutex
+	// open guards the database against a Close while a reader or a
+	// writer uses it (an HTTP request still answered as the service
+	// stops): after Close, they get ErrClosed.
+	open   sync.RWMutex
+	closed bool
 	// Rebuilt says why the store started empty though its directory held
 	// one ("" when it did not): the owners' logs say so.
 	Rebuilt string
 }
+
+// ErrClosed is what a memory's methods return once the store is closed.
+var ErrClosed = errors.New("state store closed")
 
 // ErrInUse is returned by Open when another store has the directory open:
 // two instances must never share one.
@@ -136,11 +144,27 @@ func removeDatabase(dir string) error {
 // Close flushes what the store holds in memory to disk and releases the
 // directory.
 func (s *Store) Close() error {
+	s.open.Lock()
+	defer s.open.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	s.closed = true
 	err := s.db.Close()
 	if lerr := s.lock.Close(); err == nil {
 		err = lerr
 	}
 	return err
+}
+
+// use holds the store open until done is called, or says it is closed.
+func (s *Store) use() (done func(), err error) {
+	s.open.RLock()
+	if s.closed {
+		s.open.RUnlock()
+		return nil, ErrClosed
+	}
+	return s.open.RUnlock, nil
 }
 
 // Dir is where the store is.

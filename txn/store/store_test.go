@@ -327,3 +327,19 @@ func (l *lockedBuffer) String() string {
 	defer l.mu.Unlock()
 	return l.b.String()
 }
+
+// A store closed while a request still asks it (a service stopping) says
+// so; it does not crash the process.
+func TestClosedStoreSaysSo(t *testing.T) {
+	s := open(t, t.TempDir())
+	m := s.Memory("m")
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, err := m.Get([]byte("k")); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Get after Close: %v, want ErrClosed", err)
+	}
+	if err := m.Write(nil, map[int32]Mark{0: {Next: 1}}); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Write after Close: %v, want ErrClosed", err)
+	}
+}
