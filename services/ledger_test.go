@@ -15,7 +15,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/blackfriday-kafka/shop/schemas"
+	"github.com/blackfriday-kafka/shop/services/payment"
 	"github.com/blackfriday-kafka/shop/services/serve"
 	"github.com/blackfriday-kafka/shop/services/shop"
 	"github.com/blackfriday-kafka/shop/services/shop/shoptest"
@@ -265,4 +268,34 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// TestAnswerWrittenStraightToTheLedgerIsReplayed: payment.AnswerRecord is
+// the record the service writes for an answer, so that a history written
+// straight to payment-requests (the bench's) is one the service replays.
+func TestAnswerWrittenStraightToTheLedgerIsReplayed(t *testing.T) {
+	stack, cat := shoptest.Cluster(t)
+	cl, _ := shoptest.Clients(t, stack)
+	req, fe := payment.ParseRequest([]byte(lamp))
+	if fe != nil {
+		t.Fatal(fe)
+	}
+	written := &kgo.Record{Topic: schemas.Payments.Name, Partition: 1, Offset: 41}
+	rec, err := payment.AnswerRecord(req, "order-5005", written, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.ProduceSync(context.Background(), rec).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	s := shoptest.Services(t, shoptest.Config(t, stack), cat, shop.Options{Services: []string{"payment"}})
+	code, body, replayed := pay(t, s.URL("payment"), "order-5005", lamp)
+	if code != 200 || !replayed || !strings.Contains(body, `"payment_id":"`+schemas.PaymentID(7, "order-5005")+`"`) ||
+		!strings.Contains(body, `"offset":41`) {
+		t.Fatalf("an answer written straight to the ledger: %d %s, replayed %v", code, body, replayed)
+	}
+	// The control: another body under the key is the usual 422.
+	if code, _, _ := pay(t, s.URL("payment"), "order-5005", chair); code != 422 {
+		t.Fatalf("another body under the key: %d, want 422", code)
+	}
 }
