@@ -17,7 +17,9 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/blackfriday-kafka/shop/infra"
 	"github.com/blackfriday-kafka/shop/schemas"
+	"github.com/blackfriday-kafka/shop/services/config"
 	"github.com/blackfriday-kafka/shop/services/payment"
 	"github.com/blackfriday-kafka/shop/services/serve"
 	"github.com/blackfriday-kafka/shop/services/shop"
@@ -297,5 +299,49 @@ func TestAnswerWrittenStraightToTheLedgerIsReplayed(t *testing.T) {
 	// The control: another body under the key is the usual 422.
 	if code, _, _ := pay(t, s.URL("payment"), "order-5005", chair); code != 422 {
 		t.Fatalf("another body under the key: %d, want 422", code)
+	}
+}
+
+// TestExpiredAnswerIsRemovedAndNotReplayed: past IDEMPOTENCY_WINDOW an
+// answer gets its tombstone in payment-requests and leaves the store, and a
+// retry is no replay. The control: within the window it is one.
+func TestExpiredAnswerIsRemovedAndNotReplayed(t *testing.T) {
+	const window = 2 * time.Second
+	env := shoptest.Start(t, shop.Options{Services: []string{"payment"}}, func(cfg *config.Config) { cfg.IdempotencyWindow = window })
+	url := env.Shop.URL("payment")
+	if code, first, _ := pay(t, url, "order-6006", lamp); code != 200 {
+		t.Fatalf("%d %s", code, first)
+	}
+	if code, _, replayed := pay(t, url, "order-6006", lamp); code != 200 || !replayed {
+		t.Fatalf("within the window: %d, replayed %v", code, replayed)
+	}
+	key := "7/order-6006"
+	eventually(t, 10*window, func() error {
+		recs, err := infra.ReadTopic(context.Background(), env.Stack.Brokers, schemas.PaymentRequests.Name, kgo.ReadCommitted(), 200*time.Millisecond)
+		if err != nil {
+			return err
+		}
+		for _, r := range recs {
+			if string(r.Key) == key && r.Value == nil {
+				return nil
+			}
+		}
+		return fmt.Errorf("no tombstone for %s among %d records", key, len(recs))
+	})
+	if err := env.Shop.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(env.Config.StateDirOf("payment"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, ok, err := st.Memory(schemas.PaymentRequests.Name).Get([]byte(key))
+	st.Close()
+	if ok || err != nil {
+		t.Fatalf("the expired answer is still in the store (%v, %v)", ok, err)
+	}
+	again := shoptest.Services(t, env.Config, env.Catalog, shop.Options{Services: []string{"payment"}})
+	if code, _, replayed := pay(t, again.URL("payment"), "order-6006", lamp); code != 200 || replayed {
+		t.Fatalf("past the window: %d, replayed %v; want a new answer", code, replayed)
 	}
 }

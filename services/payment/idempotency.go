@@ -167,13 +167,13 @@ func AnswerRecord(req *Request, key string, written *kgo.Record, at time.Time) (
 // the store's writes for one batch, so payments never wait long on it.
 const expireStep = 1000
 
-// sweep forgets, every minute, the keys older than the window, with a
-// tombstone each: compaction then drops them from the topic too, so the
-// ledger's size, on disk and in Kafka, is what the window holds. It goes
-// from the oldest, in steps, through the store's index of the answers by
-// time: it reads only what it forgets.
+// sweep forgets, every minute (a quarter of a shorter window), the keys
+// older than the window, with a tombstone each: compaction then drops them
+// from the topic too, so the ledger's size, on disk and in Kafka, is what
+// the window holds. It goes from the oldest, in steps, through the store's
+// index of the answers by time: it reads only what it forgets.
 func (l *ledger) sweep(ctx context.Context) error {
-	return loop.Every(ctx, time.Minute, func(now time.Time) {
+	return loop.Every(ctx, min(time.Minute, l.window/4), func(now time.Time) {
 		for ctx.Err() == nil {
 			n, err := l.table.Expire(ctx, now.Add(-l.window), expireStep)
 			if err != nil {
