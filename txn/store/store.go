@@ -167,6 +167,18 @@ func (s *Store) use() (done func(), err error) {
 	return s.open.RUnlock, nil
 }
 
+// Sync returns once every write so far is on disk. The memories do not
+// need it (Kafka has what a crash loses of them); it is for a caller that
+// must know a write survives a crash, such as a test's control.
+func (s *Store) Sync() error {
+	done, err := s.use()
+	if err != nil {
+		return err
+	}
+	defer done()
+	return s.db.LogData(nil, pebble.Sync)
+}
+
 // Dir is where the store is.
 func (s *Store) Dir() string { return s.dir }
 
