@@ -140,12 +140,16 @@ func (t *Table) showPut(r *kgo.Record) {
 // apply is the follower's: the log's records in order, gathered into the
 // batch the next write to the store takes.
 func (t *Table) apply(_ context.Context, r *kgo.Record) error {
+	// A full batch is written first: when the write fails, the follower
+	// calls apply again with the same record, which is then added once.
+	if len(t.batch) >= batchMax {
+		if err := t.write(t.batchAt); err != nil {
+			return err
+		}
+	}
 	e := store.Entry{Key: r.Key, Value: r.Value, At: r.Timestamp, Partition: r.Partition, Delete: r.Value == nil}
 	t.batch = append(t.batch, e)
 	t.batchAt[r.Partition] = r.Offset + 1
-	if len(t.batch) >= batchMax {
-		return t.write(t.batchAt)
-	}
 	return nil
 }
 
