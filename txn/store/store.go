@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
@@ -141,8 +142,8 @@ func removeDatabase(dir string) error {
 	return nil
 }
 
-// Close flushes what the store holds in memory to disk and releases the
-// directory.
+// Close writes what the store holds in memory to its tables, so that the
+// next open has no log to replay, and releases the directory.
 func (s *Store) Close() error {
 	s.open.Lock()
 	defer s.open.Unlock()
@@ -150,11 +151,31 @@ func (s *Store) Close() error {
 		return ErrClosed
 	}
 	s.closed = true
-	err := s.db.Close()
+	err := s.db.Flush()
+	s.settle()
+	if cerr := s.db.Close(); err == nil {
+		err = cerr
+	}
 	if lerr := s.lock.Close(); err == nil {
 		err = lerr
 	}
 	return err
+}
+
+// settleFor bounds how long Close waits for the compactions that a burst
+// of writes (a rebuild) left to do.
+const settleFor = 10 * time.Second
+
+// settle waits, at most settleFor, until the store has no compaction left
+// to do: Pebble's open waits for a compaction it starts, so a store closed
+// settled opens at once, and one closed in the middle of its work would
+// open only once a compaction of it is done.
+func (s *Store) settle() {
+	for deadline := time.Now().Add(settleFor); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if m := s.db.Metrics(); m.Compact.EstimatedDebt == 0 && m.Compact.NumInProgress == 0 {
+			return
+		}
+	}
 }
 
 // use holds the store open until done is called, or says it is closed.
