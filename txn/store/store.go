@@ -166,14 +166,18 @@ func (s *Store) Close() error {
 // of writes (a rebuild) left to do.
 const settleFor = 10 * time.Second
 
-// settle waits, at most settleFor, until the store has no compaction left
-// to do: Pebble's open waits for a compaction it starts, so a store closed
-// settled opens at once, and one closed in the middle of its work would
-// open only once a compaction of it is done.
+// settle waits, at most settleFor, until no compaction has run for 120 ms,
+// longer than Pebble takes to start the next one it has to do: its open
+// waits for a compaction it starts, so a store closed settled opens at
+// once, and one closed in the middle of its work would open only once a
+// compaction of it is done.
 func (s *Store) settle() {
-	for deadline := time.Now().Add(settleFor); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if m := s.db.Metrics(); m.Compact.EstimatedDebt == 0 && m.Compact.NumInProgress == 0 {
-			return
+	quiet := 0
+	for deadline := time.Now().Add(settleFor); quiet < 6 && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if s.db.Metrics().Compact.NumInProgress == 0 {
+			quiet++
+		} else {
+			quiet = 0
 		}
 	}
 }
