@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -343,5 +344,39 @@ func TestExpiredAnswerIsRemovedAndNotReplayed(t *testing.T) {
 	again := shoptest.Services(t, env.Config, env.Catalog, shop.Options{Services: []string{"payment"}})
 	if code, _, replayed := pay(t, again.URL("payment"), "order-6006", lamp); code != 200 || replayed {
 		t.Fatalf("past the window: %d, replayed %v; want a new answer", code, replayed)
+	}
+}
+
+// TestCorruptLedgerIsRebuilt: a store that cannot be read (its manifest
+// overwritten) is deleted and rebuilt from the topic, and the log says so;
+// a retried key still gets its first answer.
+func TestCorruptLedgerIsRebuilt(t *testing.T) {
+	env := shoptest.Start(t, shop.Options{Services: []string{"payment"}}, nil)
+	code, first, _ := pay(t, env.Shop.URL("payment"), "order-7007", lamp)
+	if code != 200 {
+		t.Fatalf("%d %s", code, first)
+	}
+	if err := env.Shop.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	manifests, _ := filepath.Glob(filepath.Join(env.Config.StateDirOf("payment"), "MANIFEST-*"))
+	if len(manifests) == 0 {
+		t.Fatal("no manifest in the payment service's store")
+	}
+	for _, m := range manifests {
+		if err := os.WriteFile(m, []byte(strings.Repeat("not a manifest ", 100)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var log syncBuffer
+	cfg := env.Config
+	cfg.Logger = slog.New(slog.NewTextHandler(&log, nil))
+	again := shoptest.Services(t, cfg, env.Catalog, shop.Options{Services: []string{"payment"}})
+	if !strings.Contains(log.String(), "state store unreadable") {
+		t.Fatalf("a corrupt store must be said rebuilt; log:\n%s", log.String())
+	}
+	code, replay, replayed := pay(t, again.URL("payment"), "order-7007", lamp)
+	if code != 200 || !replayed || replay != first {
+		t.Fatalf("after the corrupt store: %d %s (replayed %v); first answer: %s", code, replay, replayed, first)
 	}
 }
