@@ -223,7 +223,12 @@ func (f *Follower) resume(ctx context.Context, adm *kadm.Client, ends kadm.Liste
 	if err != nil {
 		return nil, err
 	}
+	// A topic's ID is what tells the store of a topic deleted and created
+	// again from the one it holds: without it, the store is not judged.
 	topics, err := adm.ListTopics(ctx, f.topics...)
+	if err == nil {
+		err = topics.Error()
+	}
 	if err != nil {
 		return nil, err
 	}
