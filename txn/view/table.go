@@ -43,7 +43,8 @@ type Table struct {
 	covered map[int32]int64 // what the store holds, per partition
 	// pending holds what Put wrote and the follower has not written to
 	// the store yet: at most maxPending keys.
-	pending map[string]pendingPut
+	pending  map[string]pendingPut
+	overflow bool // pending was full at the last Put: said once
 }
 
 type pendingPut struct {
@@ -130,10 +131,14 @@ func (t *Table) showPut(r *kgo.Record) {
 		return
 	}
 	if len(t.pending) >= maxPending {
-		t.log.Warn("table: too many writes not yet read back; this one shows once the follower reads it",
-			"topic", t.topic, "pending", len(t.pending))
+		if !t.overflow {
+			t.log.Warn("table: too many writes not yet read back; the next show once the follower reads them",
+				"topic", t.topic, "pending", len(t.pending))
+		}
+		t.overflow = true
 		return
 	}
+	t.overflow = false
 	t.pending[string(r.Key)] = pendingPut{value: r.Value, part: r.Partition, offset: r.Offset}
 }
 
