@@ -17,7 +17,7 @@ import (
 
 // runLedger measures the payment service's ledger of Idempotency-Keys on
 // a history of o.LedgerKeys answers in its IDEMPOTENCY_WINDOW (the window
-// reaches back to the history's first answer), written straight to
+// reaches back an hour past the history's first answer), written straight to
 // payment-requests. A `shop payment` process starts on an empty STATE_DIR
 // and builds its store from the topic: from the exec to /readyz 200
 // (ledger_rebuild_s); it stops, and starts again on the store it left,
@@ -30,7 +30,9 @@ func runLedger(ctx context.Context, o Options, h *history, p *progress, res *Res
 	if err := h.growAnswers(ctx, o.LedgerKeys, p); err != nil {
 		return err
 	}
-	window := (time.Since(h.start) + 2*time.Minute).Truncate(time.Minute)
+	// An hour past the history's first answer: the starts below, a rebuild
+	// of millions of answers included, all run before the oldest expires.
+	window := (time.Since(h.start) + time.Hour).Truncate(time.Minute)
 	state, err := os.MkdirTemp(o.LogDir, "ledger-state-")
 	if err != nil {
 		return err
