@@ -34,11 +34,12 @@ func (d *dependency) how() string {
 	return "its proxy frozen: chaos runs it in-process"
 }
 
-// step pauses d when its time came, and wakes it after dependencyPause.
-func (d *dependency) step(now time.Time, log *faultLog) error {
+// step pauses d when its time came and mayPause, and wakes it after
+// dependencyPause.
+func (d *dependency) step(now time.Time, log *faultLog, mayPause bool) error {
 	switch {
 	case d.done:
-	case d.fault == nil && !now.Before(d.at):
+	case d.fault == nil && !now.Before(d.at) && mayPause:
 		if d.pid != 0 {
 			if err := syscall.Kill(d.pid, syscall.SIGSTOP); err != nil {
 				return fmt.Errorf("SIGSTOP %s (pid %d): %w", d.name, d.pid, err)

@@ -49,7 +49,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 
@@ -292,11 +291,12 @@ type chaos struct {
 	sender  payments
 	watch   *watch
 
-	start, lastReport, nextKill time.Time
-	sending                     bool
-	drainedAt, inboxAt          time.Time // when the topics drained; the last look at the inbox
-	progress                    string    // the watch's last progress, and since when
-	progressAt                  time.Time
+	start, lastReport, nextKill  time.Time
+	sending                      bool
+	drainedAt, inboxAt           time.Time // when the topics drained; the last look at the inbox
+	progress                     string    // the watch's last progress, and since when
+	progressAt                   time.Time
+	lastFault, stableAt, askedAt time.Time // for calm
 }
 
 // startMail starts the mail server, or its proxy to the one of the
@@ -504,24 +504,36 @@ func (c *chaos) strike(now time.Time, killRng *rand.Rand) (bool, error) {
 		return false, err
 	}
 	drained := !c.sending && c.watch.drained(c.sender.ids())
-	if c.o.Faults.Kill && now.After(c.nextKill) && (!drained || c.fleet.kills < c.o.MinKills) {
+	// On the embedded cluster, where faults come one at a time, a
+	// dependency whose time came goes first.
+	mayStrike := !c.o.Embedded || !c.dependencyDue(now)
+	if c.o.Faults.Kill && now.After(c.nextKill) && (!drained || c.fleet.kills < c.o.MinKills) && mayStrike && c.calm(now) {
 		if err := c.fleet.killOne(killRng, c.flog); err != nil {
 			return false, err
 		}
 		c.nextKill = now.Add(killDelay(killRng))
+		c.faultEnded(now)
 	}
 	if c.pauser != nil {
 		// Instances are paused while payments are sent, and until
 		// MinPauses: pausing on until the pipeline drains would hold
 		// their groups in rebalances, one member always away.
-		if err := c.pauser.step(now, c.sending || c.pauser.count < c.o.MinPauses); err != nil {
+		was := c.pauser.idle()
+		if err := c.pauser.step(now, (c.sending || c.pauser.count < c.o.MinPauses) && mayStrike && c.calm(now)); err != nil {
 			return false, err
+		}
+		if !was && c.pauser.idle() {
+			c.faultEnded(now)
 		}
 	}
 	mailPaused := false
 	for _, d := range c.deps {
-		if err := d.step(now, c.flog); err != nil {
+		was := d.pausing()
+		if err := d.step(now, c.flog, was || c.calm(now)); err != nil {
 			return false, err
+		}
+		if was && !d.pausing() {
+			c.faultEnded(now)
 		}
 		mailPaused = mailPaused || (d.pausing() && d.proxy == c.mail.proxy)
 	}
@@ -586,35 +598,6 @@ func (c *chaos) inboxFull(ctx context.Context, now time.Time) bool {
 // stuckAfter is how long the run waits for an order or an email while
 // payments wait before it gives up, naming the groups' states.
 const stuckAfter = 2 * time.Minute
-
-// groups says in what state each consumer group is, and how many
-// partitions its members hold: a group stuck in a rebalance shows here.
-func (c *chaos) groups() string {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(c.o.Brokers...)}, c.o.Connect...)...)
-	if err != nil {
-		return err.Error()
-	}
-	defer cl.Close()
-	described, err := kadm.NewClient(cl).DescribeGroups(ctx)
-	if err != nil {
-		return err.Error()
-	}
-	var states []string
-	for _, g := range described.Sorted() {
-		held := 0
-		for _, m := range g.Members {
-			if a, ok := m.Assigned.AsConsumer(); ok {
-				for _, t := range a.Topics {
-					held += len(t.Partitions)
-				}
-			}
-		}
-		states = append(states, fmt.Sprintf("%s %s, %d members holding %d partitions", g.Group, g.State, len(g.Members), held))
-	}
-	return strings.Join(states, "; ")
-}
 
 // judge stops the instances, reads what the run committed and what the
 // mail server got, and checks it.
