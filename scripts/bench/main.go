@@ -59,11 +59,14 @@
 //     after a first instance checkpointed and stopped
 //     (restore_<n>_checkpoint_s, restore_<n>_checkpoint_rss_mb).
 //   - dedup (only with -only): the order service started with 1,000,000
-//     orders of history in its IDEMPOTENCY_WINDOW (-dedup-orders), which it
-//     reads into its memory of past payments: until its log says they are
-//     restored, until /readyz, until a new payment is an order, and its peak
-//     RSS (dedup_restore_s, dedup_ready_s, dedup_first_order_s,
-//     dedup_rss_mb).
+//     orders of history in its IDEMPOTENCY_WINDOW (-dedup-orders), its
+//     memory of past payments on disk under STATE_DIR: a first start
+//     without the store, which rebuilds it from order-created
+//     (dedup_rebuild_s, until a new payment is an order, and
+//     dedup_rebuild_rss_mb), then a start with the store it left, which
+//     reads only the tail: until its log says the partitions are restored,
+//     until /readyz, until a new payment is an order, and its peak RSS
+//     (dedup_restore_s, dedup_ready_s, dedup_first_order_s, dedup_rss_mb).
 //   - ledger (only with -only): the payment service on a history of
 //     1,000,000 answers to Idempotency-Keys in its IDEMPOTENCY_WINDOW
 //     (-ledger-keys), written straight to payment-requests: from the exec
@@ -300,7 +303,9 @@ name=value pairs. Sections, in the order they run (-only picks them):
            full replay and from a checkpoint: restore_<n>_replay_s and _rss_mb,
            restore_<n>_checkpoint_s and _rss_mb (not by default: about 100 s
            here, and it leaves its history on the cluster)
-  dedup    the order service started with -dedup-orders orders in its window:
+  dedup    the order service started with -dedup-orders orders in its window,
+           first without its store (STATE_DIR), which it rebuilds from Kafka:
+           dedup_rebuild_s, dedup_rebuild_rss_mb; then with the store it left:
            dedup_restore_s, dedup_ready_s, dedup_first_order_s, dedup_rss_mb
            (not by default, as restore)
   ledger   the payment service on -ledger-keys answers to Idempotency-Keys

@@ -9,7 +9,9 @@ import (
 	"maps"
 	"math/rand/v2"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -223,28 +225,79 @@ func runRestore(ctx context.Context, o Options, h *history, p *progress, res *Re
 	return nil
 }
 
-// runDedup measures the order service's memory of past payments: a
-// `shop order` process started on a history of o.DedupOrders orders
-// within its IDEMPOTENCY_WINDOW (the window reaches back to the history's
-// first order), which it reads into memory from order-created when the
-// group assigns it the partitions. Timed from the exec: until its log says
-// "orders of the window restored" for all three partitions, until /readyz
-// answers 200, and until a new payment written then has become an order;
-// then its peak RSS.
+// runDedup measures the order service's memory of past payments, kept on
+// disk under STATE_DIR: `shop order` processes started on a history of
+// o.DedupOrders orders within their IDEMPOTENCY_WINDOW (the window reaches
+// back to the history's first order). A first start, on an empty STATE_DIR,
+// rebuilds the memory from order-created when the group assigns it the
+// partitions, and stops gracefully; a second one, on the store the first
+// left, reads only the tail of order-created after the offsets the store
+// covers. Each is timed from the exec: until its log says the orders of all
+// three partitions are restored, until /readyz answers 200, and until a new
+// payment written then has become an order; then its peak RSS.
 func runDedup(ctx context.Context, o Options, h *history, p *progress, res *Results) error {
 	if err := h.grow(ctx, o.DedupOrders, p); err != nil {
 		return err
 	}
 	window := (time.Since(h.start) + 2*time.Minute).Truncate(time.Minute)
-	p.Printf("dedup: an order service with IDEMPOTENCY_WINDOW=%s, reaching back to the %d orders of the history; load average %s", window, h.written, loadAverage())
+	stateDir, err := filepath.Abs(filepath.Join(o.LogDir, "state-order-bench-dedup"))
+	if err != nil {
+		return err
+	}
+	// Each run starts without a store, and leaves none behind (a few
+	// hundred MB at 10,000,000 orders).
+	if err := os.RemoveAll(stateDir); err != nil {
+		return err
+	}
+	defer os.RemoveAll(stateDir)
+	p.Printf("dedup: an order service with IDEMPOTENCY_WINDOW=%s, reaching back to the %d orders of the history, STATE_DIR=%s; load average %s", window, h.written, stateDir, loadAverage())
 	watch, err := newOrderWatch(ctx, o.Brokers, h.cat)
 	if err != nil {
 		return err
 	}
 	defer watch.close()
-	t, err := startTimed(o, "order", "bench-dedup", true, "IDEMPOTENCY_WINDOW="+window.String())
+	env := []string{"IDEMPOTENCY_WINDOW=" + window.String(), "STATE_DIR=" + stateDir}
+
+	rebuild, err := startOrderOnHistory(ctx, o, h, watch, env)
 	if err != nil {
-		return err
+		return fmt.Errorf("without a store: %w", err)
+	}
+	p.Printf("dedup: without a store: %d orders of the window read from Kafka into it %s after the exec; ready after %s; a new payment was an order %s after the exec; peak RSS %.0f MB; load average %s",
+		rebuild.orders, rebuild.restored.Round(time.Millisecond), rebuild.ready.Round(time.Millisecond), rebuild.firstOrder.Round(time.Millisecond), float64(rebuild.peakKB)/1024, loadAverage())
+	again, err := startOrderOnHistory(ctx, o, h, watch, env)
+	if err != nil {
+		return fmt.Errorf("with the store: %w", err)
+	}
+	p.Printf("dedup: with the store in place: %d orders of the tail read from Kafka %s after the exec; ready after %s; a new payment was an order %s after the exec; peak RSS %.0f MB; load average %s",
+		again.orders, again.restored.Round(time.Millisecond), again.ready.Round(time.Millisecond), again.firstOrder.Round(time.Millisecond), float64(again.peakKB)/1024, loadAverage())
+	res.Add("dedup_orders", strconv.FormatInt(rebuild.orders, 10))
+	res.Add("dedup_restore_s", fmt.Sprintf("%.2f", again.restored.Seconds()))
+	res.Add("dedup_ready_s", fmt.Sprintf("%.2f", again.ready.Seconds()))
+	res.Add("dedup_first_order_s", fmt.Sprintf("%.2f", again.firstOrder.Seconds()))
+	res.Add("dedup_rss_mb", fmt.Sprintf("%.0f", float64(again.peakKB)/1024))
+	res.Add("dedup_rebuild_s", fmt.Sprintf("%.2f", rebuild.firstOrder.Seconds()))
+	res.Add("dedup_rebuild_rss_mb", fmt.Sprintf("%.0f", float64(rebuild.peakKB)/1024))
+	return nil
+}
+
+// orderStart is one start of the order service on the history: how long
+// after the exec its log said the orders of every partition were restored,
+// and how many it read from Kafka for that; /readyz answered 200; a new
+// payment was an order; and its peak RSS.
+type orderStart struct {
+	restored, ready, firstOrder time.Duration
+	orders                      int64
+	peakKB                      int64
+}
+
+// startOrderOnHistory starts `shop order` with env, measures its start as
+// orderStart says, and stops it gracefully: it leaves its group, and saves
+// a checkpoint of its view.
+func startOrderOnHistory(ctx context.Context, o Options, h *history, watch *orderWatch, env []string) (orderStart, error) {
+	var s orderStart
+	t, err := startTimed(o, "order", "bench-dedup", true, env...)
+	if err != nil {
+		return s, err
 	}
 	stopped := false
 	defer func() {
@@ -254,20 +307,19 @@ func runDedup(ctx context.Context, o Options, h *history, p *progress, res *Resu
 	}()
 
 	restore, gotLines := readRestoreLog(t)
-	ready, err := t.waitReady(ctx, 10*time.Minute)
-	if err != nil {
-		return err
+	if s.ready, err = t.waitReady(ctx, 10*time.Minute); err != nil {
+		return s, err
 	}
 	select {
 	case <-gotLines:
-	case <-time.After(5 * time.Minute):
-		return errors.New("no log line says the orders of all three partitions are restored")
+	case <-time.After(10 * time.Minute):
+		return s, errors.New("no log line says the orders of all three partitions are restored")
 	case <-ctx.Done():
-		return ctx.Err()
+		return s, ctx.Err()
 	}
-	restored, restoredOrders := restore.restored, restore.orders
-	if restored == 0 {
-		return fmt.Errorf("the order service's log said the orders of partitions %v only were restored", slices.Sorted(maps.Keys(restore.parts)))
+	s.restored, s.orders = restore.restored, restore.orders
+	if s.restored == 0 {
+		return s, fmt.Errorf("the order service's log said the orders of partitions %v only were restored", slices.Sorted(maps.Keys(restore.parts)))
 	}
 
 	// A new payment, now, becomes an order.
@@ -275,27 +327,20 @@ func runDedup(ctx context.Context, o Options, h *history, p *progress, res *Resu
 	pay := shoppers.Payment(rng, 100_000)
 	r, err := schemas.Payments.Codec(h.cat).Record(&pay)
 	if err != nil {
-		return err
+		return s, err
 	}
 	if err := h.payments.ProduceSync(ctx, r).FirstErr(); err != nil {
-		return err
+		return s, err
 	}
 	if err := watch.wait(ctx, schemas.OrderID(pay.PaymentID), time.Minute); err != nil {
-		return err
+		return s, err
 	}
-	firstOrder := time.Since(t.start)
-	kb := t.stop(timedGrace)
-	stopped = true
+	s.firstOrder = time.Since(t.start)
 	// The group has consumed the new payment; the email stage has one
 	// order more to read, as after any payment.
-	p.Printf("dedup: %d orders of the window restored %s after the exec; ready after %s; a new payment was an order %s after the exec; peak RSS %.0f MB; load average %s",
-		restoredOrders, restored.Round(time.Millisecond), ready.Round(time.Millisecond), firstOrder.Round(time.Millisecond), float64(kb)/1024, loadAverage())
-	res.Add("dedup_orders", strconv.FormatInt(restoredOrders, 10))
-	res.Add("dedup_restore_s", fmt.Sprintf("%.2f", restored.Seconds()))
-	res.Add("dedup_ready_s", fmt.Sprintf("%.2f", ready.Seconds()))
-	res.Add("dedup_first_order_s", fmt.Sprintf("%.2f", firstOrder.Seconds()))
-	res.Add("dedup_rss_mb", fmt.Sprintf("%.0f", float64(kb)/1024))
-	return nil
+	s.peakKB = t.stop(timedGrace)
+	stopped = true
+	return s, nil
 }
 
 // restoreLog is what the order service's log says of the restore of its
