@@ -116,6 +116,11 @@ type Config struct {
 	// instance's state on disk, in MiB: the RAM that keeps its hot part.
 	StateCacheMB int
 
+	// OrderKillAt (ORDER_KILL_AT) is for the kill tests only: the point of
+	// a transaction where the order process kills itself with SIGKILL
+	// (order.KillPoints). Empty, as in production, it never does.
+	OrderKillAt string
+
 	// DataDir (DATA_DIR, default .run/embedded) is where `shop run` and
 	// `shop cluster` keep the embedded cluster's data; Fresh (FRESH=1)
 	// deletes it first.
@@ -334,6 +339,7 @@ func (e env) services(cfg *Config, services []string) error {
 		if err := e.duration("PROCESSING_DELAY", &cfg.ProcessingDelay, notNegative, "a Go duration, such as 100ms"); err != nil {
 			return err
 		}
+		cfg.OrderKillAt = e("ORDER_KILL_AT")
 	}
 	if uses("analytics") {
 		for _, u := range strings.Split(e.get("PAYMENT_URLS", "http://localhost:8000"), ",") {
