@@ -28,11 +28,12 @@ func TestOrderServiceKilledMidStream(t *testing.T) {
 	}
 	stack, cat := shoptest.Cluster(t)
 	bin := shopBin(t)
+	state := t.TempDir() // the restart finds the store the killed process left
 	startOrder := func() *exec.Cmd {
 		cmd := exec.Command(bin, "order")
 		cmd.Env = append(os.Environ(),
 			"KAFKA_BROKERS="+stack.BrokerList(), "SCHEMA_REGISTRY_URL="+stack.RegistryURL,
-			"PORT=0", "INSTANCE_ID=1", "PROCESSING_DELAY=3ms", "LOG_LEVEL=warn")
+			"PORT=0", "INSTANCE_ID=1", "PROCESSING_DELAY=3ms", "LOG_LEVEL=warn", "STATE_DIR="+state)
 		cmd.Stderr = os.Stderr
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)

@@ -5,8 +5,11 @@ package order
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -19,6 +22,7 @@ import (
 	"github.com/blackfriday-kafka/shop/txn"
 	"github.com/blackfriday-kafka/shop/txn/loop"
 	"github.com/blackfriday-kafka/shop/txn/stage"
+	"github.com/blackfriday-kafka/shop/txn/store"
 )
 
 // keepOrders is how many of the latest orders /orders can show.
@@ -42,24 +46,37 @@ func New(cfg config.Config, cat *schemas.Catalog) (*Service, error) {
 		Handler: step.createOrder,
 		Outputs: "orders_created",
 	}
+	if cfg.OrderKillAt != "" && !slices.Contains(KillPoints, KillPoint(cfg.OrderKillAt)) {
+		return nil, fmt.Errorf("ORDER_KILL_AT=%q: want one of %v (for the kill tests only)", cfg.OrderKillAt, KillPoints)
+	}
 	if !cfg.AtLeastOnce {
-		step.ordered = newOrdered(cfg.Brokers, schemas.Group("order"), step.orders, cfg.Window(), log, cfg.Connect()...)
+		db, err := store.Open(cfg.StateDirOf("order"), store.Options{CacheBytes: cfg.StateCache(), Log: log})
+		if err != nil {
+			return nil, fmt.Errorf("the store of the payments ordered: %w", err)
+		}
+		step.ordered = newOrdered(cfg.Brokers, schemas.Group("order"), step.orders, cfg.Window(), db, KillPoint(cfg.OrderKillAt), log, cfg.Connect()...)
 		spec.Store = step.ordered
 	}
 	s, err := stage.NewService(cfg.Stage(), cat, spec, schemas.Orders, keepOrders, schemas.OrderViewCheckpoints)
+	if err != nil && step.ordered != nil {
+		err = errors.Join(err, step.ordered.Close())
+	}
 	return &Service{Service: s, ordered: step.ordered}, err
 }
 
-// Run runs the stage and its view, and forgets the payments ordered before
-// the window.
+// Run runs the stage and its view, and removes the payments ordered before
+// the window from the store; once they stop, it closes the store.
 func (s *Service) Run(ctx context.Context) error {
 	if s.ordered == nil {
 		return s.Service.Run(ctx)
 	}
-	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return s.Service.Run(ctx) })
-	g.Go(func() error { return loop.Every(ctx, time.Minute, s.ordered.forget) })
-	return g.Wait()
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return s.Service.Run(gctx) })
+	g.Go(func() error {
+		return loop.Every(gctx, expireEvery, func(now time.Time) { s.ordered.expire(gctx, now) })
+	})
+	err := g.Wait()
+	return errors.Join(err, s.ordered.Close())
 }
 
 // orderStep is the business step and what it needs.
@@ -116,7 +133,11 @@ func (s *orderStep) createOrder(ctx context.Context, in *kgo.Record) ([]*kgo.Rec
 	}
 	id, remember := s.ordered.key(p.PaymentID)
 	if remember {
-		if orderOffset, dup := s.ordered.seen(in.Partition, id); dup {
+		orderOffset, dup, err := s.ordered.seen(in.Partition, id)
+		if err != nil {
+			return nil, err
+		}
+		if dup {
 			return s.dropDuplicate(ctx, in, p, orderOffset)
 		}
 	}
@@ -139,7 +160,9 @@ func (s *orderStep) createOrder(ctx context.Context, in *kgo.Record) ([]*kgo.Rec
 		return nil, err
 	}
 	if remember {
-		s.ordered.add(in.Partition, id, rec)
+		if err := s.ordered.add(in.Partition, id, rec, o.CreatedAt); err != nil {
+			return nil, err
+		}
 	}
 	return []*kgo.Record{rec}, nil
 }
