@@ -72,8 +72,9 @@ type orderAt struct {
 	at  time.Time
 }
 
-// memoryName is the order step's memory in its store.
-const memoryName = "ordered"
+// MemoryName is the order step's memory in its store, keyed by payment ID
+// (the UUID's 16 bytes).
+const MemoryName = "ordered"
 
 // restoreBatch is how many orders a restore writes to the store at a time.
 const restoreBatch = 10_000
@@ -109,7 +110,7 @@ const killAfterOrders = 10
 
 func newOrdered(brokers []string, group string, orders *schemas.Codec[schemas.OrderCreated], window time.Duration, db *store.Store, killAt KillPoint, log *slog.Logger, opts ...kgo.Opt) *ordered {
 	return &ordered{brokers: brokers, group: group, orders: orders, window: window, log: log, opts: opts, killAt: killAt,
-		db: db, mem: db.Memory(memoryName), live: make(map[int32]bool),
+		db: db, mem: db.Memory(MemoryName), live: make(map[int32]bool),
 		pending: make(map[int32]map[uuid.UUID]orderAt), covers: make(map[int32]store.Mark)}
 }
 
@@ -173,8 +174,14 @@ func (o *ordered) add(p int32, id uuid.UUID, order *kgo.Record, at time.Time) er
 	o.mu.Unlock()
 	switch o.killAt {
 	case KillStoredBeforeCommit:
-		// The control's mistake: the order in the store before Kafka has it.
-		if err := o.use(func() error { return o.mem.Write([]store.Entry{entry(p, id, -1, at)}, nil) }); err != nil {
+		// The control's mistake: the order in the store before Kafka has
+		// it, and on disk, as it would be some time before a crash.
+		if err := o.use(func() error {
+			if err := o.mem.Write([]store.Entry{entry(p, id, -1, at)}, nil); err != nil {
+				return err
+			}
+			return o.db.Sync()
+		}); err != nil {
 			return err
 		}
 		fallthrough
