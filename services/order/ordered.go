@@ -81,7 +81,7 @@ const restoreBatch = 10_000
 
 // expireStep bounds the entries one step of the expiry removes: a write
 // of the hot path waits at most one step.
-const expireStep = 5_000
+const expireStep = 1_000
 
 // KillPoint is where the order process kills itself, for the tests that
 // show what survives a SIGKILL there; empty in production.
