@@ -3,7 +3,6 @@ package order
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -51,10 +50,6 @@ type ordered struct {
 
 	db  *store.Store
 	mem *store.Memory
-	// open guards the store against its close: a read or write holds it
-	// for reading, Close for writing.
-	open   sync.RWMutex
-	closed bool
 
 	mu      sync.Mutex
 	live    map[int32]bool // the partitions restored, until the group takes them away
@@ -140,15 +135,7 @@ func (o *ordered) seen(p int32, id uuid.UUID) (int64, bool, error) {
 	if err != nil {
 		return 0, false, err
 	}
-	var (
-		v  []byte
-		at time.Time
-		ok bool
-	)
-	err = o.use(func() (err error) {
-		v, at, ok, err = o.mem.Get(id[:])
-		return err
-	})
+	v, at, ok, err := o.mem.Get(id[:])
 	switch {
 	case err != nil:
 		return 0, false, fmt.Errorf("the orders' store: %w", err)
@@ -176,12 +163,10 @@ func (o *ordered) add(p int32, id uuid.UUID, order *kgo.Record, at time.Time) er
 	case KillStoredBeforeCommit:
 		// The control's mistake: the order in the store before Kafka has
 		// it, and on disk, as it would be some time before a crash.
-		if err := o.use(func() error {
-			if err := o.mem.Write([]store.Entry{entry(p, id, -1, at)}, nil); err != nil {
-				return err
-			}
-			return o.db.Sync()
-		}); err != nil {
+		if err := o.mem.Write([]store.Entry{entry(p, id, -1, at)}, nil); err != nil {
+			return err
+		}
+		if err := o.db.Sync(); err != nil {
 			return err
 		}
 		fallthrough
@@ -223,7 +208,7 @@ func (o *ordered) flushLocked() error {
 	if len(o.unstored) == 0 && len(o.covers) == 0 {
 		return nil
 	}
-	if err := o.use(func() error { return o.mem.Write(o.unstored, o.covers) }); err != nil {
+	if err := o.mem.Write(o.unstored, o.covers); err != nil {
 		return err
 	}
 	o.unstored = o.unstored[:0]
@@ -339,16 +324,13 @@ func (o *ordered) catchUp(ctx context.Context, partitions []int32) (caughtUp, er
 		if !ok {
 			return c, fmt.Errorf("no offsets listed for %s/%d", o.orders.Topic().Name, p)
 		}
-		var (
-			mark store.Mark
-			held bool
-		)
-		if err := o.use(func() (err error) { mark, held, err = o.mem.Covered(p); return err }); err != nil {
+		mark, held, err := o.mem.Covered(p)
+		if err != nil {
 			return c, err
 		}
 		from, forget, why := tail(mark, held, b)
 		if forget {
-			if err := o.use(func() error { return o.mem.Forget(p) }); err != nil {
+			if err := o.mem.Forget(p); err != nil {
 				return c, err
 			}
 			mark = store.Mark{}
@@ -364,7 +346,7 @@ func (o *ordered) catchUp(ctx context.Context, partitions []int32) (caughtUp, er
 	batch := make([]store.Entry, 0, restoreBatch)
 	covers := make(map[int32]store.Mark)
 	write := func() error {
-		err := o.use(func() error { return o.mem.Write(batch, covers) })
+		err := o.mem.Write(batch, covers)
 		batch = batch[:0]
 		clear(covers)
 		return err
@@ -459,8 +441,7 @@ func (o *ordered) expire(ctx context.Context, now time.Time) {
 	before := now.Add(-o.window)
 	removed := 0
 	for ctx.Err() == nil {
-		var n int
-		err := o.use(func() (err error) { n, err = o.mem.Expire(before, expireStep); return err })
+		n, err := o.mem.Expire(before, expireStep)
 		if err != nil {
 			o.log.Warn("removing the orders past the window from the store failed; retried at the next round", "err", err)
 			return
@@ -478,28 +459,9 @@ func (o *ordered) expire(ctx context.Context, now time.Time) {
 // expireEvery is how often the expiry runs.
 const expireEvery = 10 * time.Second
 
-// use runs fn on the store unless it is closed.
-func (o *ordered) use(fn func() error) error {
-	o.open.RLock()
-	defer o.open.RUnlock()
-	if o.closed {
-		return errClosed
-	}
-	return fn()
-}
-
-var errClosed = errors.New("the orders' store is closed")
-
-// Close closes the store, once the stage stopped.
-func (o *ordered) Close() error {
-	o.open.Lock()
-	defer o.open.Unlock()
-	if o.closed {
-		return nil
-	}
-	o.closed = true
-	return o.db.Close()
-}
+// Close closes the store, once the stage stopped: a restore still under
+// way then gets store.ErrClosed, and gives up with its context.
+func (o *ordered) Close() error { return o.db.Close() }
 
 // kill ends the process with SIGKILL at a kill point, for the tests only.
 func (o *ordered) kill(where string) {
