@@ -284,9 +284,13 @@ type bounds struct {
 }
 
 // tail says where the restore of a partition reads from, given how far the
-// store covers it (held false: not at all), and why it starts over if it
-// does (forget: the store's entries of the partition are to be dropped
-// first).
+// store covers it (held false: not at all), and why it reads the window
+// again if it does (forget: the store's entries of the partition are to be
+// dropped first, as Kafka no longer has them).
+//
+// A store that covers less than the topic still holds (retention or a
+// deletion of records went past it) keeps its entries: they are orders
+// Kafka committed. Only the orders between are gone, from the topic too.
 func tail(mark store.Mark, held bool, b bounds) (from int64, forget bool, why string) {
 	switch {
 	case !held:
@@ -294,7 +298,7 @@ func tail(mark store.Mark, held bool, b bounds) (from int64, forget bool, why st
 	case mark.Topic != b.topic:
 		return b.window, true, "the store is of another topic of the same name"
 	case mark.Next < b.start:
-		return b.window, true, fmt.Sprintf("the store covers it up to offset %d, and the topic now starts at %d", mark.Next, b.start)
+		return b.window, false, fmt.Sprintf("the store covers it up to offset %d, and the topic now starts at %d: what it holds is kept", mark.Next, b.start)
 	case mark.Next > b.end:
 		return b.window, true, fmt.Sprintf("the store covers it up to offset %d, past the topic's end %d", mark.Next, b.end)
 	}

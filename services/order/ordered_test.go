@@ -33,7 +33,7 @@ func TestTail(t *testing.T) {
 		{"covered before the window: the window", store.Mark{Next: 200, Topic: topic}, true, 300, false, ""},
 		{"covered at the topic's start", store.Mark{Next: 100, Topic: topic}, true, 300, false, ""},
 		{"another topic of the same name", store.Mark{Next: 500, Topic: other}, true, 300, true, "another topic"},
-		{"covered before the topic's start", store.Mark{Next: 99, Topic: topic}, true, 300, true, "now starts at 100"},
+		{"covered before the topic's start: kept", store.Mark{Next: 99, Topic: topic}, true, 300, false, "now starts at 100"},
 		{"covered past the topic's end", store.Mark{Next: 901, Topic: topic}, true, 300, true, "past the topic's end 900"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
