@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"log/slog"
-	"os"
 	"sync"
 	"time"
 
@@ -77,31 +76,6 @@ const restoreBatch = 10_000
 // expireStep bounds the entries one step of the expiry removes: a write
 // of the hot path waits at most one step.
 const expireStep = 1_000
-
-// KillPoint is where the order process kills itself, for the tests that
-// show what survives a SIGKILL there; empty in production.
-type KillPoint string
-
-const (
-	// KillBeforeCommit kills the process once the open transaction holds
-	// ten orders: produced, not committed, not in the store.
-	KillBeforeCommit KillPoint = "before-commit"
-	// KillAfterCommit kills the process once a transaction with orders has
-	// committed, before the store notes them.
-	KillAfterCommit KillPoint = "after-commit"
-	// KillStoredBeforeCommit is the control: the process writes each
-	// order to its store as it makes it, before the transaction commits,
-	// and kills itself once the open transaction holds ten of them. The
-	// store then remembers orders Kafka never committed.
-	KillStoredBeforeCommit KillPoint = "stored-before-commit"
-)
-
-// KillPoints are the kill points there are.
-var KillPoints = []KillPoint{KillBeforeCommit, KillAfterCommit, KillStoredBeforeCommit}
-
-// killAfterOrders is how many orders the open transaction holds when a
-// kill point before its commit is reached.
-const killAfterOrders = 10
 
 func newOrdered(brokers []string, group string, orders *schemas.Codec[schemas.OrderCreated], window time.Duration, db *store.Store, killAt KillPoint, log *slog.Logger, opts ...kgo.Opt) *ordered {
 	return &ordered{brokers: brokers, group: group, orders: orders, window: window, log: log, opts: opts, killAt: killAt,
@@ -466,14 +440,3 @@ const expireEvery = 10 * time.Second
 // Close closes the store, once the stage stopped: a restore still under
 // way then gets store.ErrClosed, and gives up with its context.
 func (o *ordered) Close() error { return o.db.Close() }
-
-// kill ends the process with SIGKILL at a kill point, for the tests only.
-func (o *ordered) kill(where string) {
-	o.log.Warn("killing the process for a test", "kill_at", o.killAt, "where", where)
-	p, err := os.FindProcess(os.Getpid())
-	if err == nil {
-		err = p.Kill()
-	}
-	o.log.Error("could not kill the process", "err", err)
-	os.Exit(2)
-}
