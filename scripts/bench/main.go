@@ -66,7 +66,8 @@
 //     dedup_rebuild_rss_mb), then a start with the store it left, which
 //     reads only the tail: until its log says the partitions are restored,
 //     until /readyz, until a new payment is an order, and its peak RSS
-//     (dedup_restore_s, dedup_ready_s, dedup_first_order_s, dedup_rss_mb).
+//     (dedup_restore_s, dedup_ready_s, dedup_first_order_s, dedup_rss_mb);
+//     and the store's size on disk (dedup_store_mb).
 //   - ledger (only with -only): the payment service on a history of
 //     1,000,000 answers to Idempotency-Keys in its IDEMPOTENCY_WINDOW
 //     (-ledger-keys), written straight to payment-requests: from the exec
@@ -306,8 +307,8 @@ name=value pairs. Sections, in the order they run (-only picks them):
   dedup    the order service started with -dedup-orders orders in its window,
            first without its store (STATE_DIR), which it rebuilds from Kafka:
            dedup_rebuild_s, dedup_rebuild_rss_mb; then with the store it left:
-           dedup_restore_s, dedup_ready_s, dedup_first_order_s, dedup_rss_mb
-           (not by default, as restore)
+           dedup_restore_s, dedup_ready_s, dedup_first_order_s, dedup_rss_mb,
+           dedup_store_mb (not by default, as restore)
   ledger   the payment service on -ledger-keys answers to Idempotency-Keys
            in its window, without its store and on it: ledger_rebuild_s,
            ledger_ready_s, ledger_replay_p99_ms, ledger_rss_mb (not by

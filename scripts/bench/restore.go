@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"maps"
 	"math/rand/v2"
 	"net/http"
@@ -268,8 +269,12 @@ func runDedup(ctx context.Context, o Options, h *history, p *progress, res *Resu
 	if err != nil {
 		return fmt.Errorf("with the store: %w", err)
 	}
-	p.Printf("dedup: with the store in place: %d orders of the tail read from Kafka %s after the exec; ready after %s; a new payment was an order %s after the exec; peak RSS %.0f MB; load average %s",
-		again.orders, again.restored.Round(time.Millisecond), again.ready.Round(time.Millisecond), again.firstOrder.Round(time.Millisecond), float64(again.peakKB)/1024, loadAverage())
+	storeBytes, err := dirBytes(stateDir)
+	if err != nil {
+		return err
+	}
+	p.Printf("dedup: with the store in place: %d orders of the tail read from Kafka %s after the exec; ready after %s; a new payment was an order %s after the exec; peak RSS %.0f MB; the store %.0f MB on disk; load average %s",
+		again.orders, again.restored.Round(time.Millisecond), again.ready.Round(time.Millisecond), again.firstOrder.Round(time.Millisecond), float64(again.peakKB)/1024, float64(storeBytes)/(1<<20), loadAverage())
 	res.Add("dedup_orders", strconv.FormatInt(rebuild.orders, 10))
 	res.Add("dedup_restore_s", fmt.Sprintf("%.2f", again.restored.Seconds()))
 	res.Add("dedup_ready_s", fmt.Sprintf("%.2f", again.ready.Seconds()))
@@ -277,7 +282,24 @@ func runDedup(ctx context.Context, o Options, h *history, p *progress, res *Resu
 	res.Add("dedup_rss_mb", fmt.Sprintf("%.0f", float64(again.peakKB)/1024))
 	res.Add("dedup_rebuild_s", fmt.Sprintf("%.2f", rebuild.firstOrder.Seconds()))
 	res.Add("dedup_rebuild_rss_mb", fmt.Sprintf("%.0f", float64(rebuild.peakKB)/1024))
+	res.Add("dedup_store_mb", fmt.Sprintf("%.0f", float64(storeBytes)/(1<<20)))
 	return nil
+}
+
+// dirBytes is the size of the files under dir.
+func dirBytes(dir string) (int64, error) {
+	var n int64
+	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		info, err := d.Info()
+		if err == nil {
+			n += info.Size()
+		}
+		return err
+	})
+	return n, err
 }
 
 // orderStart is one start of the order service on the history: how long
