@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
@@ -193,7 +192,10 @@ func killAndRetry(t *testing.T, point order.KillPoint, inspect func(m *store.Mem
 	s.killedAt(point)
 	afterKill = s.count()
 	if inspect != nil {
-		db, err := store.Open(filepath.Join(s.state, "order-1"), store.Options{})
+		db, err := store.Open(s.state, store.Options{}) // one service: STATE_DIR is its own
+		if err == nil && db.Rebuilt != "" {
+			err = fmt.Errorf("the killed process left no readable store: %s", db.Rebuilt)
+		}
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -230,7 +232,20 @@ func TestOrderStoreKilledBetweenTheCommitAndTheStore(t *testing.T) {
 		t.Skip("builds and kills a real process")
 	}
 	afterKill, got := killAndRetry(t, order.KillAfterCommit, func(m *store.Memory, afterKill orderCount) {
-		// None of them is in the store: the kill came before its write.
+		// The store covers the partitions as the restore at the
+		// assignment left them, and none of the orders committed since:
+		// the kill came before its write.
+		covered := 0
+		for p := range int32(infra.Partitions) {
+			if _, ok, err := m.Covered(p); err != nil {
+				t.Fatal(err)
+			} else if ok {
+				covered++
+			}
+		}
+		if covered != infra.Partitions {
+			t.Fatalf("the store the killed process left covers %d partitions, want %d", covered, infra.Partitions)
+		}
 		for _, id := range afterKill.ordered {
 			key := uuid.MustParse(id)
 			if _, _, ok, err := m.Get(key[:]); ok || err != nil {

@@ -28,8 +28,15 @@ var KillPoints = []KillPoint{KillBeforeCommit, KillAfterCommit, KillStoredBefore
 const killAfterOrders = 10
 
 // kill ends the process with SIGKILL at a kill point, for the tests only.
+// It first puts on disk what the store was written before this point: a
+// store writes without waiting for the disk, and its last writes would
+// otherwise die with the process too (the store would then hold nothing,
+// and be rebuilt), where the test wants what the point alone loses.
 func (o *ordered) kill(where string) {
 	o.log.Warn("killing the process for a test", "kill_at", o.killAt, "where", where)
+	if err := o.db.Sync(); err != nil {
+		o.log.Error("the store could not be synced before the kill", "err", err)
+	}
 	p, err := os.FindProcess(os.Getpid())
 	if err == nil {
 		err = p.Kill()

@@ -135,12 +135,8 @@ func (o *ordered) add(p int32, id uuid.UUID, order *kgo.Record, at time.Time) er
 	o.mu.Unlock()
 	switch o.killAt {
 	case KillStoredBeforeCommit:
-		// The control's mistake: the order in the store before Kafka has
-		// it, and on disk, as it would be some time before a crash.
+		// The control's mistake: the order in the store before Kafka has it.
 		if err := o.mem.Write([]store.Entry{entry(p, id, -1, at)}, nil); err != nil {
-			return err
-		}
-		if err := o.db.Sync(); err != nil {
 			return err
 		}
 		fallthrough
