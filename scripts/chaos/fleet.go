@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -114,7 +115,8 @@ func (f *fleet) spawn(m *instance) error {
 	cmd := exec.Command(f.o.Shop, m.service)
 	cmd.Env = append(serviceEnv(),
 		"KAFKA_BROKERS="+joinBrokers(f.o.Brokers), "SCHEMA_REGISTRY_URL="+cmp.Or(f.o.RegistryVia, f.o.RegistryURL),
-		fmt.Sprintf("PORT=%d", m.port), "INSTANCE_ID="+m.id, "DELIVERY="+f.o.Mode, "LOG_LEVEL=warn", "LOG_FORMAT=text")
+		fmt.Sprintf("PORT=%d", m.port), "INSTANCE_ID="+m.id, "DELIVERY="+f.o.Mode, "LOG_LEVEL=warn", "LOG_FORMAT=text",
+		"STATE_DIR="+filepath.Join(f.o.LogDir, "state", m.service+"-"+m.id))
 	if f.o.DeliverTo != "" {
 		cmd.Env = append(cmd.Env, "SMTP_ADDR="+f.o.DeliverTo)
 	}

@@ -197,6 +197,11 @@ func Run(ctx context.Context, o Options, out *os.File) (Verdict, Counts, error) 
 	if err := os.MkdirAll(o.LogDir, 0o755); err != nil {
 		return Verdict{}, Counts{}, err
 	}
+	// Each run's instances start without state on disk, and keep it
+	// across their kills; a store of another run would be rebuilt anyway.
+	if err := os.RemoveAll(filepath.Join(o.LogDir, "state")); err != nil {
+		return Verdict{}, Counts{}, err
+	}
 	if err := c.startMail(ctx); err != nil {
 		return Verdict{}, Counts{}, err
 	}
