@@ -48,7 +48,7 @@ func TestStateDirDeletedBetweenRuns(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	var log syncBuffer
+	var log shoptest.SyncBuffer
 	cfg := env.Config
 	cfg.Logger = slog.New(slog.NewTextHandler(&log, nil))
 	again := shoptest.Services(t, cfg, env.Catalog, shop.Options{Services: []string{"payment"}})
@@ -101,7 +101,7 @@ func TestStaleLedgerIsRebuilt(t *testing.T) {
 	}
 	st.Close()
 
-	var log syncBuffer
+	var log shoptest.SyncBuffer
 	cfg := env.Config
 	cfg.Logger = slog.New(slog.NewTextHandler(&log, nil))
 	again := shoptest.Services(t, cfg, env.Catalog, shop.Options{Services: []string{"payment"}})
@@ -255,24 +255,6 @@ func TestPaymentKilledBeforeItsStoreHasTheAnswer(t *testing.T) {
 	}
 }
 
-// syncBuffer is a log the services write to while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestAnswerWrittenStraightToTheLedgerIsReplayed: payment.AnswerRecord is
 // the record the service writes for an answer, so that a history written
 // straight to payment-requests (the bench's) is one the service replays.
@@ -368,7 +350,7 @@ func TestCorruptLedgerIsRebuilt(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	var log syncBuffer
+	var log shoptest.SyncBuffer
 	cfg := env.Config
 	cfg.Logger = slog.New(slog.NewTextHandler(&log, nil))
 	again := shoptest.Services(t, cfg, env.Catalog, shop.Options{Services: []string{"payment"}})

@@ -158,15 +158,13 @@ func (m *Memory) Get(key []byte) (value []byte, at time.Time, ok bool, err error
 // An entry that replaces another leaves the old one's time in the index;
 // Expire drops it when it comes, checking the entry's own time first.
 func (m *Memory) Write(entries []Entry, covered map[int32]Mark) error {
-	done, err := m.s.use()
-	if err != nil {
-		return err
-	}
-	defer done()
-	m.s.writing.Lock()
-	defer m.s.writing.Unlock()
-	b := m.s.db.NewBatch()
-	defer b.Close()
+	return m.s.batch(func(b *pebble.Batch) error {
+		return m.fill(b, entries, covered)
+	})
+}
+
+// fill adds entries and covered offsets to b.
+func (m *Memory) fill(b *pebble.Batch, entries []Entry, covered map[int32]Mark) error {
 	for _, e := range entries {
 		k := m.entryKey(e.Key)
 		if e.Delete {
@@ -188,7 +186,7 @@ func (m *Memory) Write(entries []Entry, covered map[int32]Mark) error {
 			return err
 		}
 	}
-	return b.Commit(pebble.NoSync)
+	return nil
 }
 
 // Expiring returns the keys of at most max entries written before before,
@@ -216,29 +214,20 @@ func (m *Memory) Expiring(before time.Time, max int) ([][]byte, error) {
 // long on it. It returns how many index records it went through; fewer
 // than max means nothing older is left.
 func (m *Memory) Expire(before time.Time, max int) (int, error) {
-	done, err := m.s.use()
-	if err != nil {
-		return 0, err
-	}
-	defer done()
-	m.s.writing.Lock()
-	defer m.s.writing.Unlock()
-	b := m.s.db.NewBatch()
-	defer b.Close()
 	n := 0
-	err = m.walkOld(before, max, func(key []byte, live bool) error {
-		n++
-		if live {
-			if err := b.Delete(m.entryKey(key), nil); err != nil {
-				return err
+	err := m.s.batch(func(b *pebble.Batch) error {
+		return m.walkOld(before, max, func(key []byte, live bool) error {
+			n++
+			if live {
+				return b.Delete(m.entryKey(key), nil)
 			}
-		}
-		return nil
-	}, b)
+			return nil
+		}, b)
+	})
 	if err != nil {
 		return 0, err
 	}
-	return n, b.Commit(pebble.NoSync)
+	return n, nil
 }
 
 // walkOld calls fn with the key of each index record older than before, at
@@ -335,20 +324,31 @@ func (m *Memory) Forget(p int32) error {
 // Reset drops everything the memory holds, its entries, their index and
 // its covered offsets, in one batch.
 func (m *Memory) Reset() error {
-	done, err := m.s.use()
+	return m.s.batch(func(b *pebble.Batch) error {
+		for _, kind := range []byte{kindCovered, kindEntry, kindTime} {
+			lower := m.prefix(kind)
+			if err := b.DeleteRange(lower, prefixEnd(lower), nil); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// batch fills one batch under the store's write lock and commits it,
+// without waiting for the disk (see Write).
+func (s *Store) batch(fill func(b *pebble.Batch) error) error {
+	done, err := s.use()
 	if err != nil {
 		return err
 	}
 	defer done()
-	m.s.writing.Lock()
-	defer m.s.writing.Unlock()
-	b := m.s.db.NewBatch()
+	s.writing.Lock()
+	defer s.writing.Unlock()
+	b := s.db.NewBatch()
 	defer b.Close()
-	for _, kind := range []byte{kindCovered, kindEntry, kindTime} {
-		lower := m.prefix(kind)
-		if err := b.DeleteRange(lower, prefixEnd(lower), nil); err != nil {
-			return err
-		}
+	if err := fill(b); err != nil {
+		return err
 	}
 	return b.Commit(pebble.NoSync)
 }

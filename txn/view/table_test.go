@@ -1,12 +1,10 @@
 package view_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -55,7 +53,7 @@ func (e *tableEnv) produce(from, to int, at time.Time) {
 type running struct {
 	*view.Table
 	store *store.Store
-	log   *syncBuffer
+	log   *lockedBuffer
 	stop  func()
 }
 
@@ -67,7 +65,7 @@ func (e *tableEnv) start(dir string) *running {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	log := &syncBuffer{}
+	log := &lockedBuffer{}
 	tb, err := view.OpenTable(e.cluster.ListenAddrs(), requests, st.Memory(requests), slog.New(slog.NewTextHandler(log, nil)))
 	if err != nil {
 		e.t.Fatal(err)
@@ -256,21 +254,4 @@ func TestPutShowsAtOnceAndExpireTombstones(t *testing.T) {
 	if len(tombstones) != 25 || tombstones["k25"] {
 		t.Fatalf("tombstones for %d keys (%v); want the 25 old ones", len(tombstones), tombstones)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
