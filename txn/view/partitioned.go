@@ -29,6 +29,7 @@ import (
 type Partitioned[S State] struct {
 	cl     *kgo.Client
 	adm    *kadm.Client
+	built  chan struct{} // closed once cl and adm are set: the group may assign before
 	group  string
 	topics []string
 	log    *slog.Logger
@@ -79,7 +80,7 @@ const pollMax = 10_000
 
 // FollowPartitioned joins the group; Run reads.
 func FollowPartitioned[S State](cfg PartitionedConfig[S]) (*Partitioned[S], error) {
-	v := &Partitioned[S]{group: cfg.Group, topics: cfg.Topics, log: cfg.Log, fresh: cfg.Fresh,
+	v := &Partitioned[S]{built: make(chan struct{}), group: cfg.Group, topics: cfg.Topics, log: cfg.Log, fresh: cfg.Fresh,
 		cps: cfg.Checkpoints, every: cfg.Every, parts: make(map[int32]*part[S])}
 	session := cfg.SessionTimeout
 	if session <= 0 {
@@ -115,6 +116,7 @@ func FollowPartitioned[S State](cfg PartitionedConfig[S]) (*Partitioned[S], erro
 		return nil, err
 	}
 	v.adm = kadm.NewClient(v.cl)
+	close(v.built)
 	return v, nil
 }
 
@@ -212,6 +214,11 @@ func (v *Partitioned[S]) noteReady() {
 // latest checkpoint, or from the start without one. It is the group's
 // AdjustFetchOffsetsFn, so what it returns is where reading starts.
 func (v *Partitioned[S]) take(ctx context.Context, offsets map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
+	select { // the client joins its group before the constructor has it
+	case <-v.built:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 	v.work.Lock()
 	defer v.work.Unlock()
 	numbers := make(map[int32]bool)
