@@ -640,7 +640,10 @@ type process struct {
 	err    error
 }
 
-// startProcess runs `shop service` against the cluster with extra env.
+// startProcess runs `shop service` against the cluster with extra env. Each
+// process keeps its state on disk in a directory of its own, as on a
+// machine of its own: two processes with one INSTANCE_ID (a newer one
+// fencing an older) would otherwise share it, and the second is refused.
 func startProcess(t testing.TB, service string, env ...string) *process {
 	t.Helper()
 	bin, err := shopBinary()
@@ -651,7 +654,7 @@ func startProcess(t testing.TB, service string, env ...string) *process {
 	p.cmd = exec.Command(bin, service)
 	p.cmd.Env = append(os.Environ(), append([]string{
 		"KAFKA_BROKERS=" + strings.Join(brokers, ","), "SCHEMA_REGISTRY_URL=" + registryURL,
-		"PORT=0", "LOG_LEVEL=warn", "LOG_FORMAT=text",
+		"PORT=0", "LOG_LEVEL=warn", "LOG_FORMAT=text", "STATE_DIR=" + t.TempDir(),
 	}, env...)...)
 	p.cmd.Stdout, p.cmd.Stderr = io.Discard, p.stderr
 	if err := p.cmd.Start(); err != nil {
