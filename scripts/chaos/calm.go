@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // settleAfter is how long the embedded cluster is left alone after a fault
@@ -34,13 +33,10 @@ func (c *chaos) calm(now time.Time) bool {
 			return false
 		}
 	}
-	if now.Sub(c.stableAt) < time.Second {
-		return true // asked within the last second
-	}
 	if now.Sub(c.askedAt) < time.Second {
-		return false
+		return c.stable // asked within the last second
 	}
-	c.askedAt = now
+	c.askedAt, c.stable = now, false
 	described, err := c.describeGroups()
 	if err != nil {
 		return false
@@ -50,7 +46,7 @@ func (c *chaos) calm(now time.Time) bool {
 			return false
 		}
 	}
-	c.stableAt = now
+	c.stable = true
 	return true
 }
 
@@ -65,18 +61,13 @@ func (c *chaos) dependencyDue(now time.Time) bool {
 }
 
 // faultEnded notes that a fault ended (or a kill was made), for calm.
-func (c *chaos) faultEnded(now time.Time) { c.lastFault, c.stableAt = now, time.Time{} }
+func (c *chaos) faultEnded(now time.Time) { c.lastFault, c.stable = now, false }
 
 // describeGroups describes every consumer group of the cluster.
 func (c *chaos) describeGroups() (kadm.DescribedGroups, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(c.o.Brokers...)}, c.o.Connect...)...)
-	if err != nil {
-		return nil, err
-	}
-	defer cl.Close()
-	return kadm.NewClient(cl).DescribeGroups(ctx)
+	return c.admin.DescribeGroups(ctx)
 }
 
 // groups says in what state each consumer group is, and how many

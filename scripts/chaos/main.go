@@ -49,6 +49,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 
@@ -186,6 +187,12 @@ func Run(ctx context.Context, o Options, out *os.File) (Verdict, Counts, error) 
 	}
 	c := &chaos{o: o, out: out, start: time.Now()}
 	c.flog = newFaultLog(out, c.start)
+	admin, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(o.Brokers...)}, o.Connect...)...)
+	if err != nil {
+		return Verdict{}, Counts{}, err
+	}
+	defer admin.Close()
+	c.admin = kadm.NewClient(admin)
 	if c.cat, err = schemas.Resolved(ctx, reg); err != nil {
 		return Verdict{}, Counts{}, err
 	}
@@ -296,12 +303,14 @@ type chaos struct {
 	sender  payments
 	watch   *watch
 
-	start, lastReport, nextKill  time.Time
-	sending                      bool
-	drainedAt, inboxAt           time.Time // when the topics drained; the last look at the inbox
-	progress                     string    // the watch's last progress, and since when
-	progressAt                   time.Time
-	lastFault, stableAt, askedAt time.Time // for calm
+	start, lastReport, nextKill time.Time
+	sending                     bool
+	drainedAt, inboxAt          time.Time // when the topics drained; the last look at the inbox
+	progress                    string    // the watch's last progress, and since when
+	progressAt                  time.Time
+	lastFault, askedAt          time.Time    // for calm: the last fault's end, the last look at the groups
+	stable                      bool         // what that look found
+	admin                       *kadm.Client // the groups' states, for calm and reports
 }
 
 // startMail starts the mail server, or its proxy to the one of the
