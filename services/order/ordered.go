@@ -264,14 +264,15 @@ type bounds struct {
 // deletion of records went past it) keeps its entries: they are orders
 // Kafka committed. Only the orders between are gone, from the topic too.
 func tail(mark store.Mark, held bool, b bounds) (from int64, forget bool, why string) {
-	switch {
-	case !held:
+	if !held {
 		return b.window, false, "no store of it"
-	case mark.Topic != b.topic:
+	}
+	switch mark.Against(b.topic, b.start, b.end) {
+	case store.OtherTopic:
 		return b.window, true, "the store is of another topic of the same name"
-	case mark.Next < b.start:
+	case store.BehindStart:
 		return b.window, false, fmt.Sprintf("the store covers it up to offset %d, and the topic now starts at %d: what it holds is kept", mark.Next, b.start)
-	case mark.Next > b.end:
+	case store.PastEnd:
 		return b.window, true, fmt.Sprintf("the store covers it up to offset %d, past the topic's end %d", mark.Next, b.end)
 	}
 	return max(mark.Next, b.window), false, ""

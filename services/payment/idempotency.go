@@ -83,10 +83,10 @@ func fingerprint(req *Request) string {
 // ledger is what the payment service answered to each key: the table of
 // the state topic payment-requests, keyed by user and key, which every
 // instance reads to its end at start and then follows, kept on disk under
-// the instance's STATE_DIR so that a restart reads only what came since. An answer is written
-// (acks=all) before the client gets it, so any answered request is in the
-// ledger; a retry on any instance, or after a restart, gets the same
-// answer.
+// the instance's STATE_DIR so that a restart reads only what came since.
+// An answer is written (acks=all) before the client gets it, so any
+// answered request is in the ledger; a retry on any instance, or after a
+// restart, gets the same answer.
 type ledger struct {
 	table  *view.Table
 	window time.Duration

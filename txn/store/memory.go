@@ -47,6 +47,38 @@ type Mark struct {
 	Topic [16]byte
 }
 
+// Fit is how a covered offset stands against its partition as Kafka has
+// it now; what to do about a misfit is the owner's to say.
+type Fit int
+
+const (
+	// Fits: the mark is within the partition's offsets, of the same
+	// topic; reading resumes at Next.
+	Fits Fit = iota
+	// OtherTopic: the mark was written from another topic of the same
+	// name (deleted and created again, another cluster).
+	OtherTopic
+	// BehindStart: the topic no longer holds the records just after the
+	// mark (retention or a deletion of records went past it).
+	BehindStart
+	// PastEnd: the mark covers offsets the topic does not have.
+	PastEnd
+)
+
+// Against says how m fits a partition of the topic whose ID is topic,
+// whose first offset is start and whose next is end.
+func (m Mark) Against(topic [16]byte, start, end int64) Fit {
+	switch {
+	case m.Topic != topic:
+		return OtherTopic
+	case m.Next < start:
+		return BehindStart
+	case m.Next > end:
+		return PastEnd
+	}
+	return Fits
+}
+
 // Entry is one write to a memory: Value under Key, written at At, read from
 // Partition; Delete removes the key instead.
 type Entry struct {

@@ -204,12 +204,13 @@ func (t *Table) Resume(_ context.Context, parts []Bounds) (map[string]map[int32]
 		if err != nil {
 			return nil, err
 		}
-		switch {
-		case !ok:
+		if !ok {
 			continue
-		case mark.Topic != b.TopicID:
+		}
+		switch mark.Against(b.TopicID, b.Start, b.End) {
+		case store.OtherTopic:
 			reasons[b.Partition] = fmt.Sprintf("written from another topic ID (%x, the topic's is %x)", mark.Topic, b.TopicID)
-		case mark.Next < b.Start || mark.Next > b.End:
+		case store.BehindStart, store.PastEnd:
 			reasons[b.Partition] = fmt.Sprintf("covers up to offset %d, outside the topic's offsets %d to %d", mark.Next, b.Start, b.End)
 		default:
 			from[b.Partition] = mark.Next
