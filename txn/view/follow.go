@@ -134,9 +134,8 @@ func (f *Follower) Run(ctx context.Context, apply func(context.Context, *kgo.Rec
 		// A follower is in no group, so nothing can fence it: the
 		// errors are only logged.
 		_ = kafkaclient.CheckFetches(fetches, f.log)
-		polled := false
-		for _, r := range fetches.Records() {
-			polled = true
+		records := fetches.Records()
+		for _, r := range records {
 			if r.Attrs.IsControl() {
 				f.setPosition(r.Topic, r.Partition, r.Offset+1)
 				continue
@@ -148,7 +147,7 @@ func (f *Follower) Run(ctx context.Context, apply func(context.Context, *kgo.Rec
 			f.setPosition(r.Topic, r.Partition, r.Offset+1)
 			dirty = true
 		}
-		if f.stored != nil && polled && !loop.Retry(ctx, f.log, "view not written to disk yet, retrying",
+		if f.stored != nil && len(records) > 0 && !loop.Retry(ctx, f.log, "view not written to disk yet, retrying",
 			100*time.Millisecond, 5*time.Second, func() error { return f.stored.Applied(ctx, f.Position()) }, "topics", f.topics) {
 			return nil
 		}
