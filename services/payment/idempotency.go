@@ -108,19 +108,8 @@ type answer struct {
 // body under this key; 503: the ledger could not be read), or go ahead,
 // after which release must be called.
 func (l *ledger) claim(key, fp string) (replay []byte, status int) {
-	b, ok, err := l.table.Get(key)
-	if err != nil {
-		l.log.Error("the ledger of Idempotency-Keys could not be read", "err", err)
-		return nil, 503
-	}
-	if ok {
-		var a answer
-		if err := json.Unmarshal(b, &a); err == nil && time.Since(a.At) < l.window {
-			if a.Fingerprint != fp {
-				return nil, 422
-			}
-			return a.Response, 200
-		}
+	if replay, status, ok := l.answered(key, fp); ok {
+		return replay, status
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -130,8 +119,35 @@ func (l *ledger) claim(key, fp string) (replay []byte, status int) {
 		}
 		return nil, 409
 	}
+	// The first request may have been answered and released between the
+	// look above and the lock: look again before this one goes ahead.
+	if replay, status, ok := l.answered(key, fp); ok {
+		return replay, status
+	}
 	l.inFlight[key] = fp
 	return nil, 0
+}
+
+// answered looks key up in the ledger: ok when it decides the request, a
+// replay of the answer within the window (200), another body under the key
+// (422), or a ledger that could not be read (503).
+func (l *ledger) answered(key, fp string) (replay []byte, status int, ok bool) {
+	b, found, err := l.table.Get(key)
+	if err != nil {
+		l.log.Error("the ledger of Idempotency-Keys could not be read", "err", err)
+		return nil, 503, true
+	}
+	if !found {
+		return nil, 0, false
+	}
+	var a answer
+	if err := json.Unmarshal(b, &a); err != nil || time.Since(a.At) >= l.window {
+		return nil, 0, false
+	}
+	if a.Fingerprint != fp {
+		return nil, 422, true
+	}
+	return a.Response, 200, true
 }
 
 func (l *ledger) release(key string) {
